@@ -7,8 +7,442 @@ classmethods: ``tiny()`` (CPU tests, seconds) and ``base()`` (paper scale).
 
 from __future__ import annotations
 
+import math
+
+from huggingface_hub.dataclasses import strict
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+from .blendshapes import EMOTIONS, FACE_REGIONS, INTENSITIES, NUM_BLENDSHAPES
+
+
+def _check(condition: bool, argument: str, expected: str, got: object) -> None:
+    """Raise ``ValueError`` naming the config field, what it should be and what it is."""
+    if not condition:
+        raise ValueError(f"{argument} must be {expected}, got {got!r}")
+
+
 # ---- ESARMMotionPriorConfig (owned by the motion-prior author) ----
+
+# Levels of finite scalar quantization per codebook size (Mentzer et al. 2023, table 1, plus small sizes for tests).
+_FSQ_LEVELS: dict[int, list[int]] = {
+    27: [3, 3, 3],
+    64: [4, 4, 4],
+    125: [5, 5, 5],
+    240: [8, 6, 5],
+    256: [4, 4, 4, 4],
+    512: [8, 8, 8],
+    1000: [8, 5, 5, 5],
+    4375: [7, 5, 5, 5, 5],
+}
+
+
+@strict
+class ESARMMotionPriorConfig(PreTrainedConfig):
+    r"""Configuration of :class:`~esarm.modeling_motion_prior.ESARMMotionPrior`, the discrete motion prior.
+
+    Blendshape sequences ``[batch, frames, 52]`` (ARKit order, values in [0, 1]) are split into face-region groups
+    (``esarm.blendshapes.FACE_REGIONS``: mouth, eyes, brows), each encoded by its own 1-D convolutional encoder,
+    downsampled in time by ``frames_per_token`` and quantized with its own codebook of ``codebook_size`` codes.
+
+    Args:
+        num_blendshapes (`int`, defaults to 52): Coefficients per frame; must be 52 (ARKit).
+        group_by_region (`bool`, defaults to `True`): One codebook per face region (G = 3). `False` uses one
+            codebook over all 52 coefficients (G = 1).
+        hidden_size (`int`, defaults to 128): Channels of the convolutional encoder and decoder.
+        latent_dim (`int`, defaults to 64): Size of the vector each `"vq"` code stands for (FSQ codes have one
+            dimension per level).
+        num_res_blocks (`int`, defaults to 2): Residual blocks at frame rate and at token rate (each side).
+        kernel_size (`int`, defaults to 3): Odd kernel size of the residual convolutions.
+        frames_per_token (`int`, defaults to 2): Temporal downsampling, 1, 2 or 4 frames per token.
+        quantizer (`str`, defaults to `"vq"`): `"vq"` (EMA vector quantization with k-means initialisation and
+            dead-code reset; reconstructs smooth blendshape curves best, see the motion prior's module docstring)
+            or `"fsq"` (finite scalar quantization).
+        codebook_size (`int`, *optional*): Codes per group (K). Defaults to the product of `fsq_levels` for
+            `"fsq"` and to 256 for `"vq"`.
+        fsq_levels (`list[int]`, *optional*): Levels per latent dimension for `"fsq"`; the codebook size is their
+            product. Defaults to a standard choice for `codebook_size` (27, 64, 125, 240, 256, 512, 1000, 4375).
+        ema_decay (`float`, defaults to 0.99): EMA decay of the `"vq"` codebooks.
+        kmeans_init (`bool`, defaults to `True`): Initialise the `"vq"` codebooks with k-means on the first batch.
+        threshold_ema_dead_code (`int`, defaults to 2): `"vq"` codes whose EMA usage falls below this are reset to
+            random encoder outputs of the batch (0 turns the reset off).
+        commitment_weight (`float`, defaults to 0.25): Weight of the `"vq"` commitment loss.
+        velocity_loss_weight (`float`, defaults to 1.0): Weight of the frame-to-frame velocity reconstruction loss.
+        quantizer_loss_weight (`float`, defaults to 1.0): Weight of the quantizer loss in the total loss.
+        dropout (`float`, defaults to 0.0): Dropout inside the residual blocks.
+        fps (`float`, defaults to 30.0): Animation frame rate (frames per second) the prior is trained at.
+        initializer_range (`float`, defaults to 0.02): Standard deviation of the normal weight initialisation.
+    """
+
+    model_type = "esarm_motion_prior"
+
+    num_blendshapes: int = NUM_BLENDSHAPES
+    group_by_region: bool = True
+    hidden_size: int = 128
+    latent_dim: int = 64
+    num_res_blocks: int = 2
+    kernel_size: int = 3
+    frames_per_token: int = 2
+    quantizer: str = "vq"
+    codebook_size: int | None = None
+    fsq_levels: list[int] | None = None
+    ema_decay: float = 0.99
+    kmeans_init: bool = True
+    threshold_ema_dead_code: int = 2
+    commitment_weight: float = 0.25
+    velocity_loss_weight: float = 1.0
+    quantizer_loss_weight: float = 1.0
+    dropout: float = 0.0
+    fps: float = 30.0
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        _check(self.num_blendshapes == NUM_BLENDSHAPES, "num_blendshapes", "52 (ARKit)", self.num_blendshapes)
+        for name in ("hidden_size", "latent_dim"):
+            value = getattr(self, name)
+            _check(value >= 1, name, "a positive integer", value)
+        _check(self.num_res_blocks >= 0, "num_res_blocks", "a non-negative integer", self.num_res_blocks)
+        _check(self.kernel_size >= 1 and self.kernel_size % 2 == 1, "kernel_size", "an odd positive integer",
+               self.kernel_size)  # fmt: skip
+        _check(self.frames_per_token in (1, 2, 4), "frames_per_token", "1, 2 or 4", self.frames_per_token)
+        _check(self.quantizer in ("fsq", "vq"), "quantizer", "'fsq' or 'vq'", self.quantizer)
+        if self.quantizer == "fsq":
+            if self.fsq_levels is None:
+                size = 1000 if self.codebook_size is None else self.codebook_size
+                _check(size in _FSQ_LEVELS, "codebook_size",
+                       f"one of {sorted(_FSQ_LEVELS)} for quantizer='fsq' (or pass fsq_levels)", size)  # fmt: skip
+                self.fsq_levels = list(_FSQ_LEVELS[size])
+            self.fsq_levels = [int(level) for level in self.fsq_levels]
+            _check(len(self.fsq_levels) >= 1 and all(level >= 3 for level in self.fsq_levels), "fsq_levels",
+                   "a non-empty list of integers >= 3", self.fsq_levels)  # fmt: skip
+            size = math.prod(self.fsq_levels)
+            _check(self.codebook_size in (None, size), "codebook_size",
+                   f"the product of fsq_levels ({size})", self.codebook_size)  # fmt: skip
+            self.codebook_size = size
+        else:
+            self.codebook_size = 256 if self.codebook_size is None else self.codebook_size
+            _check(self.codebook_size >= 2, "codebook_size", "an integer >= 2", self.codebook_size)
+        _check(0.0 < self.ema_decay < 1.0, "ema_decay", "in (0, 1)", self.ema_decay)
+        _check(self.threshold_ema_dead_code >= 0, "threshold_ema_dead_code", ">= 0", self.threshold_ema_dead_code)
+        for name in ("commitment_weight", "velocity_loss_weight", "quantizer_loss_weight"):
+            value = getattr(self, name)
+            _check(value >= 0.0, name, ">= 0", value)
+        _check(0.0 <= self.dropout < 1.0, "dropout", "in [0, 1)", self.dropout)
+        _check(self.fps > 0, "fps", "a positive number of frames per second", self.fps)
+
+    @property
+    def num_groups(self) -> int:
+        """Number of codebooks G (face-region groups)."""
+        return len(FACE_REGIONS) if self.group_by_region else 1
+
+    @classmethod
+    def tiny(cls, **kwargs) -> ESARMMotionPriorConfig:
+        """A prior small enough to train in seconds on a CPU (tests, demos)."""
+        defaults = dict(hidden_size=32, latent_dim=8, num_res_blocks=1, codebook_size=32, frames_per_token=2)
+        return cls(**{**defaults, **kwargs})
+
+    @classmethod
+    def base(cls, **kwargs) -> ESARMMotionPriorConfig:
+        """Paper-scale prior: 3 region codebooks of 512 codes, 2 frames per token at 30 fps."""
+        defaults = dict(hidden_size=256, latent_dim=64, num_res_blocks=3, codebook_size=512, frames_per_token=2)
+        return cls(**{**defaults, **kwargs})
+
 
 # ---- ESARMRewardModelConfig (owned by the motion-prior author) ----
 
+
+@strict
+class ESARMRewardModelConfig(PreTrainedConfig):
+    r"""Configuration of :class:`~esarm.modeling_reward.ESARMRewardModel`, the reward model of paper section III-B.3.
+
+    Input sequence of the causal transformer: a condition prefix (emotion, intensity and speaker embeddings, one
+    position each) followed by interleaved ``[audio_1, motion_1, audio_2, motion_2, ...]`` embeddings, where
+    ``audio_t`` is the speech encoder's feature resampled to motion step ``t`` and ``motion_t`` the sum of the G
+    per-group embeddings of the motion token of step ``t``. The reward of step ``t`` is read at ``motion_t`` (it sees
+    the audio and motion up to step ``t`` only); the return is ``sum_t gamma^t r_t`` over valid steps.
+
+    Args:
+        audio_encoder_config (`dict` or `PreTrainedConfig`, *optional*): Config of the speech encoder (any
+            ``AutoModel`` speech encoder with hidden states; WavLM base architecture by default).
+        audio_encoder_name_or_path (`str`, *optional*): Hub name or folder of pretrained encoder weights, e.g.
+            ``"microsoft/wavlm-base-plus"``, loaded when a model is created from this config. `None`: random init.
+        sampling_rate (`int`, defaults to 16000): Audio sampling rate in Hz.
+        num_groups (`int`, defaults to 3): Token groups G of the motion prior (face-region codebooks).
+        codebook_size (`int`, defaults to 256): Codes per group K of the motion prior.
+        frames_per_token (`int`, defaults to 2): Animation frames per motion token of the motion prior.
+        fps (`float`, defaults to 30.0): Animation frame rate (frames per second).
+        hidden_size (`int`, defaults to 256): Width of the causal transformer.
+        num_hidden_layers (`int`, defaults to 4): Blocks of the causal transformer.
+        num_attention_heads (`int`, defaults to 4): Attention heads.
+        intermediate_size (`int`, defaults to 1024): MLP width.
+        num_emotions (`int`, defaults to 8): Emotion classes (``esarm.blendshapes.EMOTIONS``).
+        num_intensities (`int`, defaults to 3): Intensity levels (ids 0..2 for intensities 1..3).
+        num_speakers (`int`, defaults to 0): Known training speakers (ids 1..N); id 0 is the unknown speaker.
+        gamma (`float`, defaults to 0.99): Discount of the return ``R(tau) = sum_t gamma^t r_t`` (paper eq. 2).
+        dropout (`float`, defaults to 0.1): Dropout in the transformer.
+        freeze_feature_encoder (`bool`, defaults to `True`): Freeze the convolutional feature encoder of the speech
+            encoder.
+        layer_norm_eps (`float`, defaults to 1e-5): LayerNorm epsilon.
+        initializer_range (`float`, defaults to 0.02): Standard deviation of the normal weight initialisation.
+    """
+
+    model_type = "esarm_reward"
+    sub_configs_defaults = {"audio_encoder_config": SubConfigSpec(config_class=AutoConfig, model_type="wavlm")}
+
+    audio_encoder_config: dict | PreTrainedConfig | None = None
+    audio_encoder_name_or_path: str | None = None
+    sampling_rate: int = 16000
+    num_groups: int = len(FACE_REGIONS)
+    codebook_size: int = 256
+    frames_per_token: int = 2
+    fps: float = 30.0
+    hidden_size: int = 256
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    intermediate_size: int = 1024
+    num_emotions: int = len(EMOTIONS)
+    num_intensities: int = len(INTENSITIES)
+    num_speakers: int = 0
+    gamma: float = 0.99
+    dropout: float = 0.1
+    freeze_feature_encoder: bool = True
+    layer_norm_eps: float = 1e-5
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        encoder = self.audio_encoder_config
+        for name in ("hidden_size", "num_hidden_layers"):
+            _check(isinstance(getattr(encoder, name, None), int), f"audio_encoder_config.{name}",
+                   "an integer (a speech encoder config such as WavLMConfig)", getattr(encoder, name, None))  # fmt: skip
+        _check(self.sampling_rate > 0, "sampling_rate", "a positive number of samples per second (Hz)",
+               self.sampling_rate)  # fmt: skip
+        for name in ("num_groups", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
+            value = getattr(self, name)
+            _check(isinstance(value, int) and value >= 1, name, "a positive integer", value)
+        _check(isinstance(self.codebook_size, int) and self.codebook_size >= 2, "codebook_size", "an integer >= 2",
+               self.codebook_size)  # fmt: skip
+        _check(self.frames_per_token in (1, 2, 4), "frames_per_token", "1, 2 or 4", self.frames_per_token)
+        _check(self.fps > 0, "fps", "a positive number of frames per second", self.fps)
+        _check(self.hidden_size % self.num_attention_heads == 0, "hidden_size",
+               f"divisible by num_attention_heads ({self.num_attention_heads})", self.hidden_size)  # fmt: skip
+        _check((self.hidden_size // self.num_attention_heads) % 2 == 0, "hidden_size // num_attention_heads",
+               "even (rotary positions)", self.hidden_size // self.num_attention_heads)  # fmt: skip
+        _check(self.num_emotions == len(EMOTIONS), "num_emotions", f"{len(EMOTIONS)} (MEAD's emotions)",
+               self.num_emotions)  # fmt: skip
+        _check(self.num_intensities == len(INTENSITIES), "num_intensities", f"{len(INTENSITIES)}",
+               self.num_intensities)  # fmt: skip
+        _check(isinstance(self.num_speakers, int) and self.num_speakers >= 0, "num_speakers",
+               "a non-negative integer", self.num_speakers)  # fmt: skip
+        _check(0.0 < self.gamma <= 1.0, "gamma", "in (0, 1]", self.gamma)
+        _check(0.0 <= self.dropout < 1.0, "dropout", "in [0, 1)", self.dropout)
+
+    @classmethod
+    def from_motion_prior_config(cls, motion_prior_config: ESARMMotionPriorConfig | dict, **kwargs):
+        """A reward config whose token embeddings match a motion prior (G, K, frames per token, fps)."""
+        if isinstance(motion_prior_config, dict):
+            motion_prior_config = ESARMMotionPriorConfig(**motion_prior_config)
+        prior = dict(
+            num_groups=motion_prior_config.num_groups,
+            codebook_size=int(motion_prior_config.codebook_size),
+            frames_per_token=motion_prior_config.frames_per_token,
+            fps=float(motion_prior_config.fps),
+        )
+        return cls(**{**prior, **kwargs})
+
+    @classmethod
+    def tiny(cls, **kwargs) -> ESARMRewardModelConfig:
+        """A random-init reward model small enough to train in seconds on a CPU (tests, demos).
+
+        Matches ``ESARMMotionPriorConfig.tiny()`` (G, K, frames per token, fps) and uses a tiny WavLM.
+        """
+        defaults = dict(
+            audio_encoder_config=_tiny_wavlm_config(),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            dropout=0.0,
+        )
+        return cls.from_motion_prior_config(ESARMMotionPriorConfig.tiny(), **{**defaults, **kwargs})
+
+    @classmethod
+    def base(cls, **kwargs) -> ESARMRewardModelConfig:
+        """Paper scale: pretrained ``microsoft/wavlm-base-plus`` encoder, matches ``ESARMMotionPriorConfig.base()``."""
+        defaults = dict(audio_encoder_name_or_path="microsoft/wavlm-base-plus", hidden_size=256, num_hidden_layers=4)
+        return cls.from_motion_prior_config(ESARMMotionPriorConfig.base(), **{**defaults, **kwargs})
+
+
 # ---- ESARMSTAConfig (owned by the STA author) ----
+
+
+def _tiny_wavlm_config() -> dict:
+    """A random-init WavLM small enough for CPU tests (same 320-sample hop as WavLM base: 50 frames/s)."""
+    return dict(
+        model_type="wavlm",
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=[16, 16, 16],
+        conv_stride=[5, 8, 8],
+        conv_kernel=[10, 8, 8],
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+        num_buckets=32,
+        max_bucket_distance=64,
+        # layer-normalised conv features make padded and unpadded batches give the same frames
+        feat_extract_norm="layer",
+        do_stable_layer_norm=True,
+        apply_spec_augment=False,
+        mask_time_prob=0.0,
+        layerdrop=0.0,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        feat_proj_dropout=0.0,
+    )
+
+
+@strict
+class ESARMSTAConfig(PreTrainedConfig):
+    r"""Configuration of :class:`~esarm.modeling_sta.ESARMSTAForGeneration`, the speech-to-animation model.
+
+    Audio (16 kHz) -> speech encoder (WavLM) -> learned layer weighting -> projection and resampling to one feature
+    per motion step -> emotion-disentangling encoder (content branch over time, emotion branch pooled over time with
+    an emotion classifier) -> causal transformer over motion tokens whose input at step ``t`` is the projection of
+    ``[content_t | emotion | S(c)]`` plus the embedding of the tokens of step ``t - 1`` -> one head of ``K`` logits per
+    face-region codebook. ``S(c)`` is a linear projection of the one-hot emotion, intensity and speaker.
+
+    Args:
+        audio_encoder_config (`dict` or `PreTrainedConfig`, *optional*): Config of the speech encoder (any
+            ``AutoModel`` speech encoder with hidden states; WavLM base architecture by default).
+        audio_encoder_name_or_path (`str`, *optional*): Hub name or folder of pretrained encoder weights, e.g.
+            ``"microsoft/wavlm-base-plus"``; loaded when a model is created from this config (not when a saved STA
+            model is loaded, whose checkpoint holds the weights). `None`: random init.
+        motion_prior_config (`dict` or `ESARMMotionPriorConfig`, *optional*): Config of the motion prior that
+            decodes tokens (defines G, K, ``frames_per_token`` and ``fps``).
+        sampling_rate (`int`, defaults to 16000): Audio sampling rate in Hz.
+        hidden_size (`int`, defaults to 256): Width of the disentangling encoder and the motion transformer.
+        num_hidden_layers (`int`, defaults to 6): Blocks of the causal motion transformer.
+        num_attention_heads (`int`, defaults to 4): Attention heads (all transformers).
+        intermediate_size (`int`, defaults to 1024): MLP width (all transformers).
+        content_encoder_layers (`int`, defaults to 2): Blocks of the content branch (bidirectional over time).
+        emotion_encoder_layers (`int`, defaults to 2): Blocks of the emotion branch (bidirectional, then pooled).
+        style_size (`int`, defaults to 64): Size of the style vector ``S(c)``.
+        num_emotions (`int`, defaults to 8): Emotion classes (``esarm.blendshapes.EMOTIONS``).
+        num_intensities (`int`, defaults to 3): Intensity levels (ids 0..2 for intensities 1..3).
+        num_speakers (`int`, defaults to 0): Known training speakers (ids 1..N); id 0 is the unknown speaker.
+        attention_window (`int`, *optional*): Steps the motion transformer attends to (sliding window, bounds the
+            per-step cost of generation); `None` = full causal attention.
+        dropout (`float`, defaults to 0.1): Dropout in the encoder branches and the transformer.
+        emotion_loss_weight (`float`, defaults to 0.1): Weight of the emotion classification loss in `forward`.
+        freeze_feature_encoder (`bool`, defaults to `True`): Freeze the convolutional feature encoder of the speech
+            encoder (standard when fine-tuning WavLM).
+        layer_norm_eps (`float`, defaults to 1e-5): LayerNorm epsilon.
+        initializer_range (`float`, defaults to 0.02): Standard deviation of the normal weight initialisation.
+    """
+
+    model_type = "esarm_sta"
+    sub_configs_defaults = {
+        "audio_encoder_config": SubConfigSpec(config_class=AutoConfig, model_type="wavlm"),
+        "motion_prior_config": ESARMMotionPriorConfig,
+    }
+
+    audio_encoder_config: dict | PreTrainedConfig | None = None
+    audio_encoder_name_or_path: str | None = None
+    motion_prior_config: dict | PreTrainedConfig | None = None
+    sampling_rate: int = 16000
+    hidden_size: int = 256
+    num_hidden_layers: int = 6
+    num_attention_heads: int = 4
+    intermediate_size: int = 1024
+    content_encoder_layers: int = 2
+    emotion_encoder_layers: int = 2
+    style_size: int = 64
+    num_emotions: int = len(EMOTIONS)
+    num_intensities: int = len(INTENSITIES)
+    num_speakers: int = 0
+    attention_window: int | None = None
+    dropout: float = 0.1
+    emotion_loss_weight: float = 0.1
+    freeze_feature_encoder: bool = True
+    layer_norm_eps: float = 1e-5
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        encoder = self.audio_encoder_config
+        for name in ("hidden_size", "num_hidden_layers"):
+            _check(isinstance(getattr(encoder, name, None), int), f"audio_encoder_config.{name}",
+                   "an integer (a speech encoder config such as WavLMConfig)", getattr(encoder, name, None))  # fmt: skip
+        _check(self.sampling_rate > 0, "sampling_rate", "a positive number of samples per second (Hz)",
+               self.sampling_rate)  # fmt: skip
+        for name in ("hidden_size", "num_attention_heads", "intermediate_size", "style_size", "num_hidden_layers"):
+            value = getattr(self, name)
+            _check(isinstance(value, int) and value >= 1, name, "a positive integer", value)
+        _check(self.hidden_size % self.num_attention_heads == 0, "hidden_size",
+               f"divisible by num_attention_heads ({self.num_attention_heads})", self.hidden_size)  # fmt: skip
+        _check((self.hidden_size // self.num_attention_heads) % 2 == 0, "hidden_size // num_attention_heads",
+               "even (rotary positions)", self.hidden_size // self.num_attention_heads)  # fmt: skip
+        for name in ("content_encoder_layers", "emotion_encoder_layers", "num_speakers"):
+            value = getattr(self, name)
+            _check(isinstance(value, int) and value >= 0, name, "a non-negative integer", value)
+        _check(self.num_emotions == len(EMOTIONS), "num_emotions", f"{len(EMOTIONS)} (MEAD's emotions)",
+               self.num_emotions)  # fmt: skip
+        _check(self.num_intensities == len(INTENSITIES), "num_intensities", f"{len(INTENSITIES)}",
+               self.num_intensities)  # fmt: skip
+        _check(self.attention_window is None or self.attention_window >= 1, "attention_window",
+               "None or a positive number of steps", self.attention_window)  # fmt: skip
+        _check(0.0 <= self.dropout < 1.0, "dropout", "in [0, 1)", self.dropout)
+        _check(self.emotion_loss_weight >= 0.0, "emotion_loss_weight", ">= 0", self.emotion_loss_weight)
+
+    @property
+    def fps(self) -> float:
+        """Animation frame rate (frames per second), from the motion prior config."""
+        return float(self.motion_prior_config.fps)
+
+    @property
+    def num_groups(self) -> int:
+        """Number of token groups G (face-region codebooks) of the motion prior."""
+        return int(self.motion_prior_config.num_groups)
+
+    @property
+    def codebook_size(self) -> int:
+        """Codes per group K of the motion prior."""
+        return int(self.motion_prior_config.codebook_size)
+
+    @property
+    def frames_per_token(self) -> int:
+        """Animation frames per motion token (temporal downsampling of the motion prior)."""
+        return int(self.motion_prior_config.frames_per_token)
+
+    @classmethod
+    def tiny(cls, **kwargs) -> ESARMSTAConfig:
+        """A random-init model small enough to train and generate in seconds on a CPU (tests, demos)."""
+        defaults = dict(
+            audio_encoder_config=_tiny_wavlm_config(),
+            motion_prior_config=ESARMMotionPriorConfig.tiny(),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            content_encoder_layers=1,
+            emotion_encoder_layers=1,
+            style_size=16,
+            num_speakers=4,
+            dropout=0.0,
+        )
+        return cls(**{**defaults, **kwargs})
+
+    @classmethod
+    def base(cls, **kwargs) -> ESARMSTAConfig:
+        """Paper scale: WavLM base plus (pretrained weights loaded when online), 6-block transformer of width 256."""
+        defaults = dict(
+            audio_encoder_config=dict(model_type="wavlm"),
+            audio_encoder_name_or_path="microsoft/wavlm-base-plus",
+            motion_prior_config=ESARMMotionPriorConfig.base(),
+            num_speakers=48,
+        )
+        return cls(**{**defaults, **kwargs})

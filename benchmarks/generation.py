@@ -1,0 +1,98 @@
+"""Speed of ``ESARMSTAForGeneration.generate`` on CPU: real-time factor and per-frame decoding time.
+
+For each preset (random init; ``base`` uses a WavLM-base-sized random encoder since no weights are downloaded)
+and each audio duration, prints a markdown table with:
+
+- RTF: wall time of ``generate`` (speech encoder + autoregressive loop + motion-prior decoding) / audio duration
+  (< 1 is faster than real time);
+- per-frame: time of the autoregressive part per animation frame (``generate`` minus the speech encoder), which the
+  key/value cache keeps roughly flat as the audio gets longer.
+
+Usage: ``python benchmarks/generation.py [--presets tiny base] [--durations 5 60] [--threads 1] [--repeats 1]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import torch
+
+from esarm import ESARMSTAConfig, ESARMSTAForGeneration
+
+SAMPLING_RATE = 16000
+
+
+def build(preset: str) -> ESARMSTAForGeneration:
+    if preset == "tiny":
+        config = ESARMSTAConfig.tiny()
+    elif preset == "base":
+        config = ESARMSTAConfig.base(audio_encoder_name_or_path=None)  # WavLM-base architecture, random weights
+    else:
+        raise ValueError(f"preset must be 'tiny' or 'base', got {preset!r}")
+    return ESARMSTAForGeneration(config).eval()
+
+
+def best_time(function, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+@torch.no_grad()
+def measure(model: ESARMSTAForGeneration, seconds: float, repeats: int, use_cache: bool = True) -> dict:
+    audio = torch.randn(1, int(seconds * SAMPLING_RATE), generator=torch.Generator().manual_seed(0)) * 0.1
+    frames = model.num_animation_frames(audio.shape[1])
+    steps = model.num_motion_steps(audio.shape[1])
+    model.generate(audio[:, : SAMPLING_RATE // 2], use_cache=use_cache)  # warm-up
+    total = best_time(lambda: model.generate(audio, use_cache=use_cache), repeats)
+    encoder = best_time(lambda: model.encode_audio(audio), repeats)
+    decoding = max(total - encoder, 0.0)
+    return {
+        "seconds": seconds,
+        "frames": frames,
+        "steps": steps,
+        "total_s": total,
+        "rtf": total / seconds,
+        "encoder_s": encoder,
+        "per_frame_ms": 1000 * decoding / frames,
+        "per_step_ms": 1000 * decoding / steps,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", nargs="+", default=["tiny", "base"])
+    parser.add_argument("--durations", nargs="+", type=float, default=[5.0, 60.0], help="audio seconds")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per measurement (best is reported)")
+    parser.add_argument("--uncached", action="store_true", help="also time use_cache=False on the shortest audio")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    print(f"CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}, threads={args.threads}")
+    print()
+    print("| preset | params (M) | audio (s) | frames | steps | generate (s) | RTF | encoder (s) | per-frame (ms) | cache |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for preset in args.presets:
+        model = build(preset)
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        rows = [(seconds, True) for seconds in args.durations]
+        if args.uncached:
+            rows.append((min(args.durations), False))
+        for seconds, use_cache in rows:
+            result = measure(model, seconds, args.repeats, use_cache=use_cache)
+            print(
+                f"| {preset} | {params:.1f} | {seconds:g} | {result['frames']} | {result['steps']} | "
+                f"{result['total_s']:.2f} | {result['rtf']:.3f} | {result['encoder_s']:.2f} | "
+                f"{result['per_frame_ms']:.2f} | {'yes' if use_cache else 'no'} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,493 @@
+"""The ``esarm`` command: animate speech, run the demo and the training pipeline, evaluate, build corpora, push
+to the Hub. Each sub-command is a thin wrapper over a library function, imported when the sub-command runs so
+that ``esarm --help`` is instant.
+
+Bad input (a missing file, an unknown emotion, a wrong extension...) prints one line ``esarm <command>: error:
+...`` on stderr and exits with status 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus", ".aac", ".aif", ".aiff", ".mp4", ".webm")
+OUTPUT_FORMATS = ("csv", "json", "glb", "gltf", "mp4", "gif")
+
+
+class CommandError(ValueError):
+    """A user-facing error: printed without a traceback, exit status 2."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _say(message: str = "") -> None:
+    print(message, flush=True)
+
+
+def _speaker(value: str | None) -> str | int | None:
+    if value is None:
+        return None
+    return int(value) if value.isdigit() else value
+
+
+def _audio_files(inputs: Sequence[str], recursive: bool) -> list[Path]:
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            pattern = "**/*" if recursive else "*"
+            found = sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+            if not found:
+                raise CommandError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in folder {path}")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise CommandError(f"audio input not found: {path}")
+    return files
+
+
+def _output_paths(files: list[Path], out: str | None, fmt: str | None) -> list[Path]:
+    """One output path per input: ``--out`` is a file for one input with a known suffix, else a folder."""
+    if fmt is not None and fmt not in OUTPUT_FORMATS:
+        raise CommandError(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
+    if out is not None:
+        suffix = Path(out).suffix.lower().lstrip(".")
+        if suffix:
+            if suffix not in OUTPUT_FORMATS:
+                raise CommandError(f"--out must end in one of .{', .'.join(OUTPUT_FORMATS)}, got {out!r}")
+            if len(files) > 1:
+                raise CommandError(f"--out must be a folder when animating {len(files)} files, got the file {out!r}")
+            return [Path(out)]
+    folder = Path(out) if out is not None else Path.cwd()
+    fmt = fmt or "csv"
+    names = [f.stem for f in files]
+    # Same stems in different folders get their parent folder's name in front.
+    return [
+        folder / (f"{f.parent.name}_{f.stem}.{fmt}" if names.count(f.stem) > 1 else f"{f.stem}.{fmt}") for f in files
+    ]
+
+
+def load_model_and_processor(model_name_or_path: str, device: str | None = None) -> tuple[Any, Any]:
+    """An ``ESARMSTAForGeneration`` (folder or Hub id) and its processor (``None`` when the folder has none)."""
+    import torch
+
+    from esarm.modeling_sta import ESARMSTAForGeneration
+
+    path = Path(model_name_or_path).expanduser()
+    if path.exists() and not (path / "config.json").exists():
+        raise CommandError(f"--model {path} has no config.json: not a saved model folder")
+    try:
+        model = ESARMSTAForGeneration.from_pretrained(str(path) if path.exists() else model_name_or_path)
+    except OSError as error:
+        raise CommandError(f"could not load the model {model_name_or_path!r}: {error}") from None
+    model = model.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval()
+    processor = None
+    try:
+        from esarm.processing_esarm import ESARMProcessor
+
+        processor = ESARMProcessor.from_pretrained(str(path) if path.exists() else model_name_or_path)
+    except Exception as error:  # noqa: BLE001 - a folder without processor files is fine
+        logging.getLogger(__name__).info("no processor with the model (%s); using the defaults", error)
+    return model, processor
+
+
+def _find_config(name: str) -> Path:
+    """A pipeline config: a path, or a preset name looked up in ``configs/`` (working folder, then the repo)."""
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    candidates = []
+    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        candidates += [root / "configs" / f"{name}.yaml", root / "configs" / name]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise CommandError(f"config not found: {name!r} (looked for {name} and configs/{name}.yaml)")
+
+
+def _call_with_supported(function, *args, **kwargs):
+    """Call ``function`` with the keyword arguments it accepts (owners' signatures may grow)."""
+    parameters = inspect.signature(function).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        kwargs = {k: v for k, v in kwargs.items() if k in parameters}
+    return function(*args, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# animate
+
+
+def cmd_animate(args: argparse.Namespace) -> int:
+    from esarm.export import save_animation
+    from esarm.streaming import animate_audio, resolve_condition_ids
+
+    resolve_condition_ids(args.emotion, args.intensity, None)  # bad labels fail before the model loads
+    files = _audio_files(args.inputs, args.recursive)
+    outputs = _output_paths(files, args.out, args.format)
+    if args.epsilon is not None and not 0.0 <= args.epsilon <= 1.0:
+        raise CommandError(f"--epsilon must be in [0, 1], got {args.epsilon}")
+    model, processor = load_model_and_processor(args.model, args.device)
+    from esarm.audio import load_audio
+
+    rig = None
+    if any(o.suffix.lower() in (".mp4", ".gif", ".glb", ".gltf") for o in outputs):
+        from esarm.export._rig import resolve_rig
+
+        rig = resolve_rig(args.rig)
+    iterator = list(zip(files, outputs))
+    if len(iterator) > 1:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, desc="animating", unit="file")
+    rate = int(model.config.sampling_rate)
+    for source, target in iterator:
+        started = time.perf_counter()
+        audio = load_audio(str(source), target_rate=rate)
+        result = animate_audio(
+            model, audio, sampling_rate=rate, processor=processor, emotion=args.emotion, intensity=args.intensity,
+            speaker=_speaker(args.speaker), chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds,
+            epsilon=args.epsilon or 0.0, seed=args.seed, do_sample=args.sample,
+        )  # fmt: skip
+        metadata = {"source": source.name, "emotion": result.emotion, "intensity": args.intensity, "model": args.model}
+        save_animation(target, result.blendshapes, result.fps, audio=audio, sampling_rate=rate, rig=rig, metadata=metadata)
+        seconds = len(audio) / rate
+        elapsed = time.perf_counter() - started
+        line = (
+            f"{target}  ({len(result.blendshapes)} frames at {result.fps:g} fps, {seconds:.2f} s of audio, "
+            f"emotion {result.emotion}, {elapsed:.2f} s, real-time factor {elapsed / max(seconds, 1e-9):.2f})"
+        )
+        if len(files) > 1:
+            iterator.write(line)
+        else:
+            _say(line)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# demo
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from esarm.export import save_animation
+    from esarm.export.render import render_video
+    from esarm.streaming import animate_audio
+    from esarm.training.pipeline import run_pipeline
+
+    output_dir = Path(args.output_dir)
+    config = _find_config(args.config)
+    _say(f"esarm demo: training the '{config.stem}' pipeline in {output_dir} (config {config}) ...")
+    started = time.perf_counter()
+    results = run_pipeline(str(config), output_dir, resume=not args.no_resume)
+    _say(f"pipeline finished in {time.perf_counter() - started:.0f} s")
+
+    from datasets import load_from_disk
+
+    corpus_path = Path(results.get("stages", {}).get("corpus", {}).get("dataset_path", output_dir / "corpus"))
+    split = load_from_disk(str(corpus_path))["test"]
+    clip = split[int(args.clip) % len(split)]
+    audio = np.asarray(clip["audio"], np.float32)
+    truth = np.asarray(clip["blendshapes"], np.float32)
+    models = {name: output_dir / name for name in ("sta", "rl") if (output_dir / name / "config.json").exists()}
+    if not models:
+        raise CommandError(f"the pipeline left no model folder (sta/ or rl/ with config.json) in {output_dir}")
+    animations, labels = [truth], ["ground truth"]
+    files: dict[str, Path] = {}
+    for name, folder in models.items():
+        model, processor = load_model_and_processor(str(folder))
+        result = animate_audio(
+            model, audio, sampling_rate=int(clip.get("sampling_rate", 16000)), processor=processor,
+            emotion=clip["emotion"], intensity=int(clip["intensity"]), seed=args.seed,
+        )  # fmt: skip
+        frames = min(len(result.blendshapes), len(truth))
+        animations.append(result.blendshapes[:frames])
+        labels.append(name.upper())
+        files[f"{name.upper()} animation (Live Link Face CSV)"] = save_animation(
+            output_dir / "demo" / f"{clip['id']}_{name}.csv", result.blendshapes, result.fps
+        )
+    fps = float(clip.get("fps", 30.0))
+    files["side-by-side video (ground truth | STA | RL, with audio)"] = render_video(
+        output_dir / "demo" / f"{clip['id']}.mp4", animations, fps, audio=audio,
+        sampling_rate=int(clip.get("sampling_rate", 16000)), labels=labels, curves=True, rig=args.rig,
+    )  # fmt: skip
+    evaluation = output_dir / "evaluation"
+    for report in sorted(evaluation.glob("*.md")) + sorted(evaluation.glob("*.json")):
+        files[f"evaluation {report.suffix[1:]} ({report.stem})"] = report
+    for name, folder in models.items():
+        files[f"{name.upper()} model folder (from_pretrained)"] = folder
+    _say(f"\nheld-out clip {clip['id']} (speaker {clip['speaker']}, {clip['emotion']}, intensity {clip['intensity']})")
+    width = max(len(k) for k in files)
+    for label, path in files.items():
+        _say(f"  {label:<{width}}  {path}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# thin wrappers
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    import json
+
+    from esarm.training.pipeline import run_pipeline
+
+    config = _find_config(args.config)
+    results = run_pipeline(str(config), args.output_dir, resume=not args.no_resume, stages=args.stages)
+    _say(json.dumps({"output_dir": results.get("output_dir"), "timings_s": results.get("timings_s")}, indent=2))
+    _say(f"results: {Path(args.output_dir) / 'evaluation'}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from esarm.evaluation.report import run_evaluation
+
+    for model in args.model:
+        if not Path(model).exists():
+            raise CommandError(f"--model folder not found: {model}")
+    if not Path(args.dataset).exists():
+        raise CommandError(f"--dataset not found: {args.dataset}")
+    results = run_evaluation(
+        args.model, args.dataset, split=args.split, output_dir=args.output_dir, rig=args.rig, epsilons=args.epsilons,
+        reward_model_path=args.reward_model, batch_size=args.batch_size, max_samples=args.max_samples,
+        seed=args.seed, device=args.device,
+    )  # fmt: skip
+    for name, numbers in results.get("models", {}).items():
+        shown = ", ".join(f"{k}={v:.3f}" for k, v in numbers.items() if isinstance(v, float))
+        _say(f"{name}: {shown}")
+    _say(f"report: {Path(args.output_dir)}")
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from esarm.data.synthetic import SyntheticCorpusConfig, build_synthetic_corpus
+
+    preset = getattr(SyntheticCorpusConfig, args.preset, None)
+    if preset is None:
+        raise CommandError(f"--preset must be one of tiny, micro, small, mead_like, got {args.preset!r}")
+    overrides = {"seed": args.seed}
+    if args.num_workers is not None:
+        overrides["num_workers"] = args.num_workers
+    path = build_synthetic_corpus(preset(**overrides), args.output_dir, overwrite=args.overwrite)
+    from datasets import load_from_disk
+
+    corpus = load_from_disk(str(path))
+    _say(f"{path}  ({', '.join(f'{split}: {corpus[split].num_rows} clips' for split in corpus)})")
+    return 0
+
+
+def _prepare(module_name: str, function_name: str, args: argparse.Namespace) -> int:
+    import importlib
+
+    module = importlib.import_module(module_name)
+    function = getattr(module, function_name)
+    if not Path(args.source).exists():
+        raise CommandError(f"source folder not found: {args.source}")
+    path = _call_with_supported(
+        function, args.source, args.output_dir, num_workers=args.num_workers, overwrite=args.overwrite,
+        max_clips=args.max_clips,
+    )  # fmt: skip
+    _say(f"{path}")
+    return 0
+
+
+def cmd_prepare_mead(args: argparse.Namespace) -> int:
+    return _prepare("esarm.data.mead", "prepare_mead", args)
+
+
+def cmd_prepare_ravdess(args: argparse.Namespace) -> int:
+    return _prepare("esarm.data.ravdess", "prepare_ravdess", args)
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from esarm.hub import prepare_upload_folder, push_to_hub
+
+    if not Path(args.folder).is_dir():
+        raise CommandError(f"model folder not found: {args.folder}")
+    if args.dry_run:
+        folder = prepare_upload_folder(args.folder, args.dry_run, repo_id=args.repo_id, report=args.report)
+        _say(f"would upload to {args.repo_id}:")
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            _say(f"  {path.relative_to(folder)}  ({path.stat().st_size} bytes)")
+        return 0
+    url = push_to_hub(
+        args.folder, args.repo_id, report=args.report, private=args.private, token=args.token,
+        commit_message=args.commit_message,
+    )  # fmt: skip
+    _say(f"pushed {args.folder} to {url}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from esarm.blendshapes import EMOTIONS
+
+    parser = argparse.ArgumentParser(
+        prog="esarm",
+        description="Emotional speech to 52 ARKit blendshapes (ESARM): animate, train, evaluate, export, share.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress of the library (INFO)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = commands.add_parser(
+        "animate", help="speech file(s) or folders -> animation (.csv/.json/.glb/.mp4/.gif)",
+        description="Animate speech with a trained STA model. Any common audio format (wav, flac, mp3, m4a, ...), "
+        "any sample rate, mono or stereo. Audio longer than --chunk-seconds is animated window by window with "
+        "cross-faded overlaps (bounded memory).",
+    )  # fmt: skip
+    p.add_argument("inputs", nargs="+", help="audio files and/or folders of audio files")
+    p.add_argument("--model", required=True, help="saved STA model folder or Hub id (user/repo)")
+    p.add_argument("--out", help="output file (one input; format from the suffix) or folder (default: here)")
+    p.add_argument("--format", choices=OUTPUT_FORMATS, help="format when --out is a folder (default csv)")
+    p.add_argument("--emotion", default="auto", help=f"'auto' (heard in the audio) or one of {', '.join(EMOTIONS)}")
+    p.add_argument("--intensity", type=int, choices=(1, 2, 3), help="emotion intensity (default: model's)")
+    p.add_argument("--speaker", help="speaker name known to the processor or id (default 0 = unknown)")
+    p.add_argument("--seed", type=int, help="random seed (sampling, --epsilon)")
+    p.add_argument("--epsilon", type=float, help="epsilon-greedy noise in [0, 1] (default 0: the model's animation)")
+    p.add_argument("--sample", action="store_true", help="sample from the policy instead of taking the argmax")
+    p.add_argument("--rig", help="face rig (.npz/.glb/ICT-FaceKit folder) for .glb/.mp4/.gif (default: $ESARM_RIG)")
+    p.add_argument("--chunk-seconds", type=float, default=10.0, help="window length for long audio (s)")
+    p.add_argument("--overlap-seconds", type=float, default=1.0, help="cross-fade between windows (s)")
+    p.add_argument("--recursive", action="store_true", help="also look in sub-folders of input folders")
+    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.set_defaults(handler=cmd_animate)
+
+    p = commands.add_parser(
+        "demo", help="synthetic corpus -> tiny pipeline -> animate a held-out clip -> report + video",
+        description="The quick start: builds the synthetic corpus, trains the tiny pipeline (all five stages, "
+        "CPU, minutes), animates a held-out clip with the STA and RL models and writes the evaluation report, "
+        "CSVs and a side-by-side video with audio. Re-running resumes finished stages.",
+    )  # fmt: skip
+    p.add_argument("--output-dir", default="esarm-demo", help="run folder (default: esarm-demo)")
+    p.add_argument("--config", default="tiny", help="pipeline config path or preset name (default: tiny)")
+    p.add_argument("--clip", type=int, default=0, help="index of the held-out test clip to animate")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rig", help="face rig for the video (default: $ESARM_RIG / cached ICT-FaceKit)")
+    p.add_argument("--no-resume", action="store_true", help="rerun every stage from scratch")
+    p.set_defaults(handler=cmd_demo)
+
+    p = commands.add_parser(
+        "pipeline", help="run the five training stages and the evaluation from a config",
+        description="Corpus -> motion prior -> STA -> ranked demonstrations -> reward model -> RL -> evaluation. "
+        "Finished stages are skipped, interrupted ones resume from their last checkpoint.",
+    )  # fmt: skip
+    p.add_argument("--config", required=True, help="yaml config path or preset name (tiny, base)")
+    p.add_argument("--output-dir", required=True, help="run folder")
+    p.add_argument("--stages", nargs="+", help="run only these stages")
+    p.add_argument("--no-resume", action="store_true", help="rerun the selected stages from scratch")
+    p.set_defaults(handler=cmd_pipeline)
+
+    p = commands.add_parser(
+        "evaluate", help="LVE / EVE / emotion accuracy report of one or more models",
+        description="Evaluate saved STA models on a corpus split: markdown tables (paper Tables I and II), JSON, plots.",
+    )  # fmt: skip
+    p.add_argument("--model", nargs="+", required=True, help="saved STA model folder(s)")
+    p.add_argument("--dataset", required=True, help="corpus saved with save_to_disk (synthetic, MEAD, RAVDESS)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--output-dir", default="evaluation")
+    p.add_argument("--rig", help="face rig (default: $ESARM_RIG / cached ICT-FaceKit)")
+    p.add_argument("--epsilons", type=float, nargs="*", help="also roll out the first model at these epsilons (Table II)")
+    p.add_argument("--reward-model", help="saved reward model folder (reward vs epsilon plot)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-samples", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device")
+    p.set_defaults(handler=cmd_evaluate)
+
+    p = commands.add_parser(
+        "synth", help="build the synthetic emotional-speech corpus (audio + blendshapes)",
+        description="Generate the synthetic corpus (eSpeak NG speech, viseme-driven blendshapes, emotion styles) "
+        "and save it with save_to_disk plus a dataset card. Idempotent.",
+    )  # fmt: skip
+    p.add_argument("--preset", default="tiny", help="tiny, micro, small or mead_like")
+    p.add_argument("--output-dir", default="data/synthetic")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-workers", type=int)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(handler=cmd_synth)
+
+    for name, handler, dataset in (
+        ("prepare-mead", cmd_prepare_mead, "MEAD"),
+        ("prepare-ravdess", cmd_prepare_ravdess, "RAVDESS"),
+    ):
+        p = commands.add_parser(
+            name, help=f"convert a local {dataset} download to the esarm dataset schema",
+            description=f"Extract 52 ARKit blendshapes from the {dataset} videos and save audio + blendshapes with "
+            "save_to_disk (resumable).",
+        )  # fmt: skip
+        p.add_argument("source", help=f"folder of the {dataset} download")
+        p.add_argument("--output-dir", default=f"data/{dataset.lower()}")
+        p.add_argument("--num-workers", type=int, default=1)
+        p.add_argument("--max-clips", type=int, help="stop after this many clips (a quick look)")
+        p.add_argument("--overwrite", action="store_true")
+        p.set_defaults(handler=handler)
+
+    p = commands.add_parser(
+        "push", help="upload a model or processor folder to the Hub with a model card",
+        description="Render the model card from model_cards/ (metrics from --report) and upload the folder.",
+    )  # fmt: skip
+    p.add_argument("folder", help="save_pretrained folder (STA, RL policy, motion prior, reward model or processor)")
+    p.add_argument("--repo-id", required=True, help="user/name on the Hub")
+    p.add_argument("--report", help="evaluation report JSON for the card's metrics table")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--token", help="Hub token (default: the logged-in one)")
+    p.add_argument("--commit-message", default="Upload with esarm")
+    p.add_argument("--dry-run", metavar="DIR", help="write the folder that would be uploaded to DIR; upload nothing")
+    p.set_defaults(handler=cmd_push)
+    return parser
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("esarm")
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``esarm`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if not args.verbose:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print(f"esarm {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, ImportError, KeyError) as error:
+        if args.debug:
+            raise
+        message = str(error) if not isinstance(error, KeyError) else f"missing field {error}"
+        if isinstance(error, ImportError):
+            message = f"{message} (this part of esarm is not installed or not available)"
+        print(f"esarm {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

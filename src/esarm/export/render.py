@@ -1,0 +1,467 @@
+"""Headless previews of blendshape animations: a numpy software rasteriser of the face rig (orthographic front
+view, z-buffer, Gouraud or flat Lambert shading), MP4 (H.264 + AAC through PyAV) and GIF writers, side-by-side
+comparisons with labels, and an optional strip of blendshape curves (matplotlib, drawn once per video).
+
+- :func:`render_frame` ``(rig, weights [52]) -> uint8 [H, W, 3]``: one still.
+- :class:`FaceRenderer`: the same with the per-rig set-up cached (use it for many frames).
+- :func:`render_video`: one or more animations side by side -> .mp4 (with the audio muxed in) or .gif.
+
+The video has exactly one frame per animation frame at the animation's fps, and the audio is trimmed or
+zero-padded to ``frames / fps`` seconds, so picture and sound have the same duration (to within the AAC
+frame granularity, well under one video frame).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from esarm.blendshapes import ARKIT_NAMES, BLENDSHAPE_INDEX, validate_blendshapes
+from esarm.export._rig import resolve_rig, rig_arrays
+
+logger = logging.getLogger(__name__)
+
+BACKGROUND = (30, 32, 38)  # RGB
+SKIN = (0.86, 0.70, 0.60)  # albedo, RGB in [0, 1]
+LIGHT_DIRECTION = (0.35, 0.45, 1.0)  # towards the light, camera space (x right, y up, z towards the viewer)
+AMBIENT = 0.22
+DEFAULT_CURVES = ("jawOpen", "mouthClose", "mouthSmileLeft", "mouthFunnel", "browInnerUp", "eyeBlinkLeft")
+AAC_SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
+_DEPTH_BITS = 20  # z-buffer key: pixel index in the high bits, quantised depth in the low 20 bits
+
+
+class FaceRenderer:
+    """Software rasteriser of a blendshape rig, front orthographic view fitted to the neutral face.
+
+    Args:
+        rig: rig object (``neutral`` [V,3] mm, ``deltas`` [52,V,3] mm, ``faces`` [F,3]), path, or ``None``.
+        height: image height in pixels; the width follows the face's aspect ratio (both even, for H.264).
+        shading: ``"gouraud"`` (smooth, per-vertex normals) or ``"flat"`` (per-triangle normals).
+        margin: empty border around the neutral face, as a fraction of its size.
+    """
+
+    def __init__(self, rig: Any = None, height: int = 512, shading: str = "gouraud", margin: float = 0.08):
+        if shading not in ("gouraud", "flat"):
+            raise ValueError(f"shading must be 'gouraud' or 'flat', got {shading!r}")
+        if height < 16:
+            raise ValueError(f"height must be at least 16 pixels, got {height}")
+        from scipy import sparse
+
+        self.neutral, self.deltas, self.faces = rig_arrays(resolve_rig(rig))
+        self.shading = shading
+        self._deltas_flat = self.deltas.reshape(len(ARKIT_NAMES), -1)  # [52, V*3]
+        low, high = self.neutral.min(axis=0), self.neutral.max(axis=0)
+        extent = high - low
+        low, high = low - margin * extent, high + margin * extent
+        self.scale = (height - 1) / float(high[1] - low[1])  # pixels per mm
+        width = int(round((high[0] - low[0]) * self.scale))
+        self.height, self.width = int(height) + height % 2, width + width % 2
+        self._origin = np.array([low[0], high[1]], dtype=np.float32)  # mm at pixel (0, 0)
+        self._depth_range = (float(low[2] - extent[2]), float(high[2] + extent[2]))
+        # Vertex normal = sum of the area-weighted normals of the triangles around it: one sparse product.
+        num_vertices, num_faces = len(self.neutral), len(self.faces)
+        rows = self.faces.reshape(-1)
+        cols = np.repeat(np.arange(num_faces), 3)
+        self._vertex_faces = sparse.csr_matrix(
+            (np.ones(len(rows), np.float32), (rows, cols)), shape=(num_vertices, num_faces)
+        )
+        light = np.asarray(LIGHT_DIRECTION, np.float32)
+        self._light = light / np.linalg.norm(light)
+        self._albedo = np.asarray(SKIN, np.float32)
+        self._background = np.asarray(BACKGROUND, np.uint8)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) of the rendered images in pixels."""
+        return self.height, self.width
+
+    def vertices(self, weights: np.ndarray) -> np.ndarray:
+        """Deformed vertices [V, 3] mm for one frame of weights [52] (ARKit order)."""
+        offsets = np.asarray(weights, np.float32) @ self._deltas_flat
+        return self.neutral + offsets.reshape(self.neutral.shape)
+
+    def render(self, weights: np.ndarray) -> np.ndarray:
+        """Render one frame of weights [52] (ARKit order) -> uint8 RGB image [H, W, 3]."""
+        weights = np.asarray(weights, np.float32)
+        if weights.shape != (len(ARKIT_NAMES),):
+            raise ValueError(f"weights must have shape [52], got shape {weights.shape}")
+        return self.render_vertices(self.vertices(weights))
+
+    def render_vertices(self, vertices: np.ndarray) -> np.ndarray:
+        """Rasterise the rig's triangles with the given vertex positions [V, 3] mm -> uint8 [H, W, 3]."""
+        height, width = self.height, self.width
+        faces = self.faces
+        # Screen space: x right, y down, pixel centres at integer coordinates.
+        screen_x = (vertices[:, 0] - self._origin[0]) * self.scale
+        screen_y = (self._origin[1] - vertices[:, 1]) * self.scale
+        depth = vertices[:, 2]
+
+        corners = vertices[faces]  # [F, 3, 3]
+        face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])  # area-weighted
+        if self.shading == "gouraud":
+            normals = self._vertex_faces @ face_normals  # [V, 3]
+            normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
+            vertex_light = AMBIENT + (1 - AMBIENT) * np.clip(normals @ self._light, 0.0, 1.0)
+        else:
+            unit = face_normals / (np.linalg.norm(face_normals, axis=1, keepdims=True) + 1e-12)
+            face_light = AMBIENT + (1 - AMBIENT) * np.clip(unit @ self._light, 0.0, 1.0)
+
+        x0, x1, x2 = screen_x[faces[:, 0]], screen_x[faces[:, 1]], screen_x[faces[:, 2]]
+        y0, y1, y2 = screen_y[faces[:, 0]], screen_y[faces[:, 1]], screen_y[faces[:, 2]]
+        x_min = np.clip(np.ceil(np.minimum(np.minimum(x0, x1), x2)), 0, width).astype(np.int64)
+        x_max = np.clip(np.floor(np.maximum(np.maximum(x0, x1), x2)), -1, width - 1).astype(np.int64)
+        y_min = np.clip(np.ceil(np.minimum(np.minimum(y0, y1), y2)), 0, height).astype(np.int64)
+        y_max = np.clip(np.floor(np.maximum(np.maximum(y0, y1), y2)), -1, height - 1).astype(np.int64)
+        box_w, box_h = x_max - x_min + 1, y_max - y_min + 1
+        determinant = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+        visible = np.flatnonzero((box_w > 0) & (box_h > 0) & (np.abs(determinant) > 1e-9))
+        counts = (box_w * box_h)[visible]
+        image = np.empty((height, width, 3), np.uint8)
+        image[:] = self._background
+        if counts.sum() == 0:
+            return image
+
+        # Every pixel of every triangle's bounding box, as one flat batch.
+        triangle = np.repeat(visible, counts)
+        local = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        pixel_x = x_min[triangle] + local % box_w[triangle]
+        pixel_y = y_min[triangle] + local // box_w[triangle]
+        dx, dy = pixel_x - x0[triangle], pixel_y - y0[triangle]
+        inverse = 1.0 / determinant[triangle]
+        bary1 = (dx * (y2 - y0)[triangle] - dy * (x2 - x0)[triangle]) * inverse
+        bary2 = (dy * (x1 - x0)[triangle] - dx * (y1 - y0)[triangle]) * inverse
+        bary0 = 1.0 - bary1 - bary2
+        inside = (bary0 >= -1e-6) & (bary1 >= -1e-6) & (bary2 >= -1e-6)
+        triangle, pixel_x, pixel_y = triangle[inside], pixel_x[inside], pixel_y[inside]
+        bary0, bary1, bary2 = bary0[inside], bary1[inside], bary2[inside]
+        corner = faces[triangle]
+        z = bary0 * depth[corner[:, 0]] + bary1 * depth[corner[:, 1]] + bary2 * depth[corner[:, 2]]
+
+        # z-buffer: sort by (pixel, nearest first) with one integer key, keep the first sample of each pixel.
+        near, far = self._depth_range
+        quantised = np.clip((far - z) / (far - near), 0, 1) * ((1 << _DEPTH_BITS) - 1)
+        pixel = pixel_y * width + pixel_x
+        order = np.argsort((pixel << _DEPTH_BITS) | quantised.astype(np.int64), kind="stable")
+        pixel_sorted = pixel[order]
+        first = np.ones(len(order), bool)
+        first[1:] = pixel_sorted[1:] != pixel_sorted[:-1]
+        winner = order[first]
+
+        if self.shading == "gouraud":
+            c = corner[winner]
+            light = (
+                bary0[winner] * vertex_light[c[:, 0]]
+                + bary1[winner] * vertex_light[c[:, 1]]
+                + bary2[winner] * vertex_light[c[:, 2]]
+            )
+        else:
+            light = face_light[triangle[winner]]
+        colour = np.clip(light[:, None] * self._albedo * 255.0, 0, 255).astype(np.uint8)
+        image.reshape(-1, 3)[pixel_sorted[first]] = colour
+        return image
+
+
+def render_frame(rig: Any, weights: np.ndarray, height: int = 512, shading: str = "gouraud") -> np.ndarray:
+    """Render the rig with one frame of blendshape weights [52] (ARKit order) -> uint8 RGB [H, W, 3]."""
+    return FaceRenderer(rig, height=height, shading=shading).render(weights)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Labels and curves
+
+
+def label_mask(text: str, height: int, width: int) -> np.ndarray:
+    """Coverage [height, width] in [0, 1] of ``text`` written in the top-left corner (drawn once, pasted per
+    frame by :func:`apply_label`)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    picture = Image.new("L", (width, height), 0)
+    size = max(12, height // 24)
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has one bitmap size
+        font = ImageFont.load_default()
+    ImageDraw.Draw(picture).text((size // 2, size // 3), text, fill=255, font=font)
+    return np.asarray(picture, np.float32) / 255.0
+
+
+def apply_label(image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int] = (240, 240, 240)) -> np.ndarray:
+    """Blend a :func:`label_mask` into ``image`` [H, W, 3] uint8 in place and return it."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if len(rows):
+        band = slice(rows[0], rows[-1] + 1)
+        alpha = mask[band, :, None]
+        image[band] = (image[band] * (1 - alpha) + np.asarray(colour, np.float32) * alpha).astype(np.uint8)
+    return image
+
+
+class CurvesStrip:
+    """A plot of some blendshape curves over the whole clip, drawn once; ``frame(i)`` adds a time cursor."""
+
+    def __init__(
+        self,
+        animations: Sequence[np.ndarray],
+        labels: Sequence[str],
+        fps: float,
+        width: int,
+        height: int,
+        names: Sequence[str] = DEFAULT_CURVES,
+    ):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        unknown = [n for n in names if n not in BLENDSHAPE_INDEX]
+        if unknown:
+            raise ValueError(f"curve names must be ARKit names, got unknown names {unknown}")
+        dpi = 100
+        figure = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor=np.asarray(BACKGROUND) / 255)
+        axes = figure.add_axes((0.06, 0.16, 0.70, 0.68), facecolor=np.asarray(BACKGROUND) / 255)
+        frames = max(len(a) for a in animations)
+        seconds = np.arange(frames) / fps
+        colours = [f"C{i}" for i in range(len(names))]
+        styles = ["-", "--", ":", "-."]
+        for a, (animation, label) in enumerate(zip(animations, labels)):
+            for colour, name in zip(colours, names):
+                axes.plot(
+                    seconds[: len(animation)],
+                    animation[:, BLENDSHAPE_INDEX[name]],
+                    styles[a % len(styles)],
+                    color=colour,
+                    linewidth=1.0,
+                    label=name if a == 0 else None,
+                )
+        axes.set_xlim(0, max(seconds[-1], 1.0 / fps))
+        axes.set_ylim(-0.02, 1.02)
+        axes.tick_params(colors="0.8", labelsize=7)
+        for spine in axes.spines.values():
+            spine.set_color("0.5")
+        legend = axes.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=6, frameon=False)
+        for text in legend.get_texts():
+            text.set_color("0.85")
+        if len(animations) > 1:
+            axes.set_title("  ".join(f"{styles[i % 4]} {lab}" for i, lab in enumerate(labels)), fontsize=7, color="0.85", pad=3)
+        canvas = FigureCanvasAgg(figure)
+        canvas.draw()
+        drawn = np.asarray(canvas.buffer_rgba())[..., :3]
+        # Exactly [height, width, 3], whatever the figure-size rounding.
+        self.image = np.empty((height, width, 3), np.uint8)
+        self.image[:] = np.asarray(BACKGROUND, np.uint8)
+        self.image[: min(height, drawn.shape[0]), : min(width, drawn.shape[1])] = drawn[:height, :width]
+        # Pixel column of each frame's time, from the axes' data -> display transform (origin bottom-left).
+        display = axes.transData.transform(np.stack([seconds, np.zeros_like(seconds)], axis=1))
+        self._columns = np.clip(np.round(display[:, 0]).astype(int), 0, self.image.shape[1] - 1)
+        box = axes.get_window_extent()
+        self._rows = (max(0, int(drawn.shape[0] - box.y1)), min(height, int(drawn.shape[0] - box.y0)))
+
+    def frame(self, index: int) -> np.ndarray:
+        image = self.image.copy()
+        column = self._columns[min(index, len(self._columns) - 1)]
+        image[self._rows[0] : self._rows[1], column] = (255, 255, 255)
+        return image
+
+
+def compose_frames(
+    animations: Sequence[np.ndarray],
+    renderer: FaceRenderer,
+    labels: Sequence[str] | None = None,
+    curves: bool | Sequence[str] = False,
+    fps: float = 30.0,
+) -> Iterator[np.ndarray]:
+    """Yield the video frames (uint8 [H, W, 3]) of ``animations`` (each [frames, 52]) side by side, with
+    ``labels`` over each face and, if ``curves``, a strip of blendshape curves under them."""
+    frames = max(len(a) for a in animations)
+    strip = None
+    if curves:
+        names = DEFAULT_CURVES if curves is True else tuple(curves)
+        width = renderer.width * len(animations)
+        strip = CurvesStrip(animations, labels or [str(i) for i in range(len(animations))], fps, width, 160, names)
+    masks = [label_mask(text, renderer.height, renderer.width) for text in labels] if labels else None
+    for index in range(frames):
+        panels = []
+        for a, animation in enumerate(animations):
+            weights = animation[min(index, len(animation) - 1)]
+            panel = renderer.render(weights)
+            if masks:
+                apply_label(panel, masks[a])
+            panels.append(panel)
+        frame = np.concatenate(panels, axis=1)
+        if strip is not None:
+            frame = np.concatenate([frame, strip.frame(index)], axis=0)
+        yield frame
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Video files
+
+
+def _prepare_audio(audio: np.ndarray, sampling_rate: int, num_samples_at: float) -> tuple[np.ndarray, int]:
+    """Mono float32 audio at an AAC sample rate, trimmed / zero-padded to ``num_samples_at`` seconds."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 2:  # (channels, samples)
+        audio = audio.mean(axis=0)
+    if audio.ndim != 1:
+        raise ValueError(f"audio must be 1-D or 2-D (channels, samples), got shape {audio.shape}")
+    if sampling_rate not in AAC_SAMPLE_RATES:
+        from scipy.signal import resample_poly
+
+        target = 48000
+        divisor = np.gcd(int(sampling_rate), target)
+        audio = resample_poly(audio, target // divisor, int(sampling_rate) // divisor).astype(np.float32)
+        sampling_rate = target
+    wanted = int(round(num_samples_at * sampling_rate))
+    if len(audio) >= wanted:
+        audio = audio[:wanted]
+    else:
+        audio = np.pad(audio, (0, wanted - len(audio)))
+    return np.clip(audio, -1.0, 1.0), sampling_rate
+
+
+def _video_codec() -> str:
+    """H.264 (libx264) where the PyAV build has it (plays everywhere), MPEG-4 part 2 otherwise."""
+    import av
+
+    for name in ("libx264", "h264", "mpeg4"):
+        try:
+            av.codec.Codec(name, "w")
+            return name
+        except Exception:  # noqa: BLE001 - PyAV raises different errors across versions
+            continue
+    raise RuntimeError("this PyAV build has no H.264 or MPEG-4 encoder")
+
+
+def write_mp4(
+    path: str | os.PathLike,
+    frames: Iterator[np.ndarray],
+    fps: float,
+    num_frames: int,
+    audio: np.ndarray | None = None,
+    sampling_rate: int = 16000,
+    crf: int = 20,
+) -> Path:
+    """Encode uint8 RGB frames at ``fps`` to an MP4 (H.264, yuv420p), with ``audio`` as AAC, atomically."""
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".mp4")
+    os.close(fd)
+    rate = Fraction(fps).limit_denominator(1001)
+    codec = _video_codec()
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        raise ValueError("cannot write a video with no frames")
+    try:
+        with av.open(tmp, mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
+            # Every stream must exist before the first packet is muxed.
+            video = container.add_stream(codec, rate=rate)
+            video.height, video.width = first.shape[:2]
+            video.pix_fmt = "yuv420p"
+            video.codec_context.time_base = 1 / rate
+            if codec in ("libx264", "h264"):
+                video.options = {"crf": str(crf), "preset": "veryfast"}
+            else:
+                video.bit_rate = 4_000_000
+            audio_stream = None
+            if audio is not None:
+                audio, sampling_rate = _prepare_audio(audio, sampling_rate, num_frames / float(rate))
+                audio_stream = container.add_stream("aac", rate=sampling_rate, layout="mono")
+                audio_stream.bit_rate = 96000
+            for index, image in enumerate(itertools.chain([first], frames)):
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+                frame.pts = index  # in 1 / fps units: one video frame per animation frame
+                frame.time_base = video.codec_context.time_base
+                container.mux(video.encode(frame))
+            container.mux(video.encode())
+            if audio_stream is not None:
+                chunk = 1024 * 16
+                for start in range(0, len(audio), chunk):
+                    piece = audio[start : start + chunk]
+                    frame = av.AudioFrame.from_ndarray(piece[None, :], format="fltp", layout="mono")
+                    frame.sample_rate = sampling_rate
+                    frame.pts = start
+                    frame.time_base = Fraction(1, sampling_rate)
+                    container.mux(audio_stream.encode(frame))
+                container.mux(audio_stream.encode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_gif(path: str | os.PathLike, frames: Iterator[np.ndarray], fps: float) -> Path:
+    """Write uint8 RGB frames as a looping GIF (adaptive palette per frame), atomically."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pictures = [Image.fromarray(image).quantize(colors=255, method=Image.Quantize.MEDIANCUT) for image in frames]
+    if not pictures:
+        raise ValueError("cannot write a GIF with no frames")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".gif")
+    os.close(fd)
+    try:
+        # GIF delays are in 10 ms steps; the frame count is exact, the timing rounds.
+        pictures[0].save(tmp, save_all=True, append_images=pictures[1:], duration=1000.0 / fps, loop=0)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def render_video(
+    path: str | os.PathLike,
+    blendshapes: np.ndarray | Sequence[np.ndarray],
+    fps: float = 30.0,
+    audio: np.ndarray | None = None,
+    sampling_rate: int = 16000,
+    rig: Any = None,
+    labels: Sequence[str] | None = None,
+    curves: bool | Sequence[str] = False,
+    height: int = 384,
+    shading: str = "gouraud",
+    renderer: FaceRenderer | None = None,
+) -> Path:
+    """Render an animation (``[frames, 52]``) or several side by side (a list of them, e.g. STA vs RL, or
+    prediction vs ground truth) to ``path`` (.mp4 with ``audio`` muxed in as AAC, or .gif).
+
+    Args:
+        blendshapes: ``[frames, 52]`` in ARKit order, or a list of such arrays (shorter ones hold their last frame).
+        fps: animation frame rate (Hz); the video has one frame per animation frame.
+        audio: mono (or (channels, samples)) float waveform at ``sampling_rate`` Hz; trimmed / padded to the
+            animation's duration. Ignored for GIF.
+        rig: rig object, path or ``None`` (default rig).
+        labels: one label per animation, written over its face.
+        curves: ``True`` for a strip of the default blendshape curves under the faces, or a list of names.
+        height: face image height in pixels.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in (".mp4", ".gif"):
+        raise ValueError(f"path must end in .mp4 or .gif, got {Path(path).name!r}")
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    if isinstance(blendshapes, np.ndarray) or (hasattr(blendshapes, "shape") and len(blendshapes.shape) == 2):
+        animations = [validate_blendshapes(np.asarray(blendshapes))]
+    else:
+        animations = [validate_blendshapes(np.asarray(a), argument=f"blendshapes[{i}]") for i, a in enumerate(blendshapes)]
+    for i, animation in enumerate(animations):
+        if animation.ndim != 2 or len(animation) == 0:
+            raise ValueError(f"blendshapes[{i}] must have shape [frames > 0, 52], got shape {animation.shape}")
+    if labels is not None and len(labels) != len(animations):
+        raise ValueError(f"labels must have one entry per animation ({len(animations)}), got {len(labels)}")
+    renderer = renderer or FaceRenderer(rig, height=height, shading=shading)
+    num_frames = max(len(a) for a in animations)
+    frames = compose_frames(animations, renderer, labels=labels, curves=curves, fps=fps)
+    if suffix == ".gif":
+        return write_gif(path, frames, fps)
+    return write_mp4(path, frames, fps, num_frames, audio=audio, sampling_rate=sampling_rate)

@@ -1,0 +1,144 @@
+"""Autoregressive sampling of motion tokens: greedy, temperature / top-k sampling and epsilon-greedy exploration.
+
+The loop drives the STA model's own causal transformer and :class:`~esarm.modeling_utils.KeyValueCache`, so it
+does not depend on the cache classes or output field names of a particular transformers version. Logits have
+one row per (sequence, face-region group): ``[batch * G, K]`` when they go through logits processors.
+
+Epsilon-greedy (paper, Sec. III-B2): at each step and for each group, with probability ``1 - epsilon`` the
+policy's action (the argmax, or a sample when ``do_sample=True``) and with probability ``epsilon`` a uniformly
+random code. :class:`EpsilonGreedyLogitsProcessor` expresses this as logits of the mixture distribution
+``(1 - epsilon) * policy + epsilon * uniform``, so sampling from them is exactly epsilon-greedy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper
+
+__all__ = [
+    "EpsilonGreedyLogitsProcessor",
+    "build_logits_processor",
+    "decode_autoregressively",
+    "make_generator",
+    "sample_tokens",
+]
+
+
+class EpsilonGreedyLogitsProcessor(LogitsProcessor):
+    """Turn logits into those of the epsilon-greedy policy ``(1 - epsilon) * policy + epsilon * uniform``.
+
+    Args:
+        epsilon: probability of a uniformly random token, in [0, 1]. 0 = the policy itself, 1 = uniform.
+        greedy: the exploiting policy is the argmax (``True``, the paper's epsilon-greedy) or the softmax of the
+            incoming logits (``False``, i.e. after temperature / top-k when sampling).
+
+    Sampling from the returned logits (e.g. ``torch.multinomial(softmax(scores))``) draws the random token with
+    probability ``epsilon`` and the policy's token otherwise. Works on ``[N, K]`` scores (transformers'
+    ``LogitsProcessor`` convention) and on any ``[..., K]``.
+    """
+
+    def __init__(self, epsilon: float, greedy: bool = True):
+        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not 0.0 <= float(epsilon) <= 1.0:
+            raise ValueError(f"epsilon must be a number in [0, 1], got {epsilon!r}")
+        self.epsilon = float(epsilon)
+        self.greedy = greedy
+
+    def __call__(self, input_ids: torch.LongTensor | None, scores: torch.FloatTensor) -> torch.FloatTensor:
+        scores = scores.float()
+        num_codes = scores.shape[-1]
+        if self.greedy:
+            policy = torch.zeros_like(scores).scatter_(-1, scores.argmax(-1, keepdim=True), 1.0)
+        else:
+            policy = torch.softmax(scores, dim=-1)
+        mixture = (1.0 - self.epsilon) * policy + self.epsilon / num_codes
+        return torch.log(mixture)  # -inf where the mixture is 0 (epsilon = 0: only the argmax survives)
+
+
+def build_logits_processor(
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    epsilon: float = 0.0,
+) -> LogitsProcessorList:
+    """Processors for one decoding configuration, validating each argument.
+
+    Greedy decoding with ``epsilon == 0`` needs none (argmax of the raw logits). Temperature and top-k only apply
+    when ``do_sample``. ``epsilon > 0`` adds :class:`EpsilonGreedyLogitsProcessor` last (and sampling is then
+    required to draw from the mixture, see :func:`sample_tokens`).
+    """
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, (int, float))
+        or not (math.isfinite(temperature) and temperature > 0)
+    ):
+        raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be None or a positive integer, got {top_k!r}")
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not 0.0 <= float(epsilon) <= 1.0:
+        raise ValueError(f"epsilon must be a number in [0, 1], got {epsilon!r}")
+    processors = LogitsProcessorList()
+    if do_sample:
+        if temperature != 1.0:
+            processors.append(TemperatureLogitsWarper(float(temperature)))
+        if top_k is not None:
+            processors.append(TopKLogitsWarper(top_k=top_k, min_tokens_to_keep=1))
+    if epsilon > 0.0:
+        processors.append(EpsilonGreedyLogitsProcessor(epsilon, greedy=not do_sample))
+    return processors
+
+
+def make_generator(
+    generator: torch.Generator | None, seed: int | None, device: torch.device | str
+) -> torch.Generator | None:
+    """The random generator of a rollout: ``generator`` as given, or a new one seeded with ``seed``."""
+    if generator is not None and seed is not None:
+        raise ValueError(f"pass either generator or seed, not both (got seed={seed!r} and a generator)")
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        generator = torch.Generator(device=device)
+        generator.manual_seed(seed)
+    elif generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    return generator
+
+
+def sample_tokens(
+    logits: torch.Tensor,
+    logits_processor: LogitsProcessorList,
+    sample: bool,
+    generator: torch.Generator | None = None,
+) -> torch.LongTensor:
+    """Choose one token per (sequence, group) from logits ``[B, G, K]``; returns ``[B, G]``."""
+    batch, groups, num_codes = logits.shape
+    scores = logits.reshape(batch * groups, num_codes).float()
+    scores = logits_processor(None, scores)
+    if not sample:
+        return scores.argmax(-1).view(batch, groups)
+    probabilities = torch.softmax(scores, dim=-1)
+    return torch.multinomial(probabilities, 1, generator=generator).view(batch, groups)
+
+
+def decode_autoregressively(
+    step_logits: Callable[[torch.Tensor, int], torch.Tensor],
+    num_steps: int,
+    batch_size: int,
+    num_groups: int,
+    logits_processor: LogitsProcessorList,
+    sample: bool,
+    generator: torch.Generator | None,
+    device: torch.device,
+) -> torch.LongTensor:
+    """The sampling loop: ``num_steps`` calls of ``step_logits(tokens_so_far [B, t, G], t) -> logits [B, G, K]``.
+
+    A cached model only reads the last chosen tokens ``tokens_so_far[:, -1]``; the uncached path recomputes
+    from the whole history. Returns the chosen tokens ``[B, num_steps, G]``.
+    """
+    tokens = torch.zeros(batch_size, num_steps, num_groups, dtype=torch.long, device=device)
+    for t in range(num_steps):
+        logits = step_logits(tokens[:, :t], t)
+        tokens[:, t] = sample_tokens(logits, logits_processor, sample, generator)
+    return tokens

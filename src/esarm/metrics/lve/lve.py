@@ -1,0 +1,67 @@
+"""Lip vertex error (LVE) of ARKit blendshape animations on a face rig, as an ``evaluate`` metric.
+
+Load it with ``evaluate.load(esarm.evaluation.metric_path("lve"))`` (or the folder's path). It works offline.
+"""
+
+import datasets
+import evaluate
+
+from esarm.evaluation import metrics as esarm_metrics
+from esarm.evaluation.rig import FaceRig
+
+_CITATION = """\
+@inproceedings{fan2022faceformer,
+  title={FaceFormer: Speech-Driven 3D Facial Animation with Transformers},
+  author={Fan, Yingruo and Lin, Zhaojiang and Saito, Jun and Wang, Wenping and Komura, Taku},
+  booktitle={CVPR},
+  year={2022}
+}
+"""
+
+_DESCRIPTION = """\
+Lip vertex error: the ARKit coefficients of prediction and reference are turned into mesh vertices with a face rig
+(neutral mesh + 52 vertex deltas, millimetres); per frame, the maximum over the rig's lip vertices of the vertex
+distance; the mean over all frames of all sequences (pooled). Returns the root version in millimetres (`lve_mm`)
+and the squared-L2 convention of FaceFormer / CodeTalker / UniTalker and torchmetrics' LipVertexError
+(`lve_squared_mm2`, mm², no square root). Numbers compare models evaluated on the same rig, not with numbers
+published on FLAME or BIWI meshes.
+"""
+
+_KWARGS_DESCRIPTION = """
+Args:
+    predictions: list of sequences, each [frames, 52] ARKit coefficients (esarm.blendshapes.ARKIT_NAMES order).
+    references: list of sequences of the same lengths as the predictions.
+    rig: path of a rig (.npz, .glb/.gltf or ICT-FaceKit folder); default: FaceRig.default() ($ESARM_RIG, the
+        user cache, or a download of ICT-FaceKit).
+Returns:
+    lve_mm: mean over frames of the max lip-vertex L2 distance (mm).
+    lve_squared_mm2: the same with the squared distance (mm²).
+Examples:
+    >>> import evaluate
+    >>> from esarm.evaluation import metric_path
+    >>> lve = evaluate.load(metric_path("lve"))
+    >>> lve.compute(predictions=[[[0.0] * 52]], references=[[[0.0] * 52]])
+    {'lve_mm': 0.0, 'lve_squared_mm2': 0.0}
+"""
+
+
+@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
+class LVE(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation=_CITATION,
+            inputs_description=_KWARGS_DESCRIPTION,
+            features=datasets.Features(
+                {
+                    "predictions": datasets.Sequence(datasets.Sequence(datasets.Value("float32"))),
+                    "references": datasets.Sequence(datasets.Sequence(datasets.Value("float32"))),
+                }
+            ),
+            reference_urls=["https://github.com/EvelynFan/FaceFormer"],
+        )
+
+    def _compute(self, predictions, references, rig=None):
+        face_rig = FaceRig.default() if rig is None else FaceRig.from_path(rig)
+        squared = esarm_metrics.lve(predictions, references, face_rig, squared=True, reduction="frames")
+        return {"lve_mm": float((squared**0.5).mean()), "lve_squared_mm2": float(squared.mean())}

@@ -1,0 +1,466 @@
+"""ESARMMotionPrior: a discrete motion prior over ARKit blendshape sequences.
+
+Blendshape sequences ``[batch, frames, 52]`` (ARKit order, values in [0, 1], ``fps`` frames per second) are split
+into face-region groups (``esarm.blendshapes.FACE_REGIONS``: mouth, eyes, brows). Each group has its own
+1-D convolutional encoder that downsamples time by ``frames_per_token``, its own quantizer with ``codebook_size``
+codes and its own decoder, so a motion token is a tuple of G region codes ``[batch, tokens, G]``: lower-face
+tokens carry speech content, upper-face tokens carry most of the emotion.
+
+Why EMA vector quantization (the default, vector-quantize-pytorch's ``VectorQuantize`` with k-means
+initialisation on the first batch and dead-code reset) rather than finite scalar quantization (``quantizer="fsq"``,
+also available): blendshape curves are smooth, strongly correlated and mostly near the rest pose, so their latents
+fill a small, curved region of the latent space. A learned codebook places its codes where the data is (k-means
+init, EMA updates, dead codes moved onto live latents), while FSQ's fixed grid wastes most of its cells on empty
+regions. On smooth synthetic curves (4 latent factors mixed into 52 coefficients, 300 steps, K = 64 per group) VQ
+reached a mean absolute error of 0.037 with 89-98 % of the codes in use, FSQ 0.059 with 6-25 % in use.
+
+Padding: every convolution sees its input multiplied by the padding mask at its own time resolution, so the
+outputs for the valid frames of a sequence do not depend on the values in padded frames nor on how much padding
+the batch adds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+from vector_quantize_pytorch import FSQ, VectorQuantize
+
+from .blendshapes import FACE_REGIONS, NUM_BLENDSHAPES, region_indices
+from .configuration_esarm import ESARMMotionPriorConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ESARMMotionPriorOutput(ModelOutput):
+    """Output of :meth:`ESARMMotionPrior.forward`.
+
+    Args:
+        loss: ``reconstruction_loss + quantizer_loss_weight * quantizer_loss`` (scalar).
+        reconstruction: Decoded blendshapes ``[batch, frames, 52]`` in [0, 1]; zero at padded frames.
+        reconstruction_loss: Masked mean squared error of the values plus ``velocity_loss_weight`` times that of
+            the frame-to-frame differences (scalar).
+        quantizer_loss: Commitment loss of the quantizers (0 for FSQ) (scalar).
+        motion_tokens: Code ids ``[batch, tokens, G]``; 0 at padded tokens.
+        token_mask: ``[batch, tokens]`` bool, True at tokens that cover at least one valid frame.
+        codebook_usage: Fraction of each group's codes used by the valid tokens of the batch ``[G]``.
+        perplexity: Perplexity of each group's code distribution over the valid tokens ``[G]`` (K at best).
+    """
+
+    loss: torch.FloatTensor | None = None
+    reconstruction: torch.FloatTensor | None = None
+    reconstruction_loss: torch.FloatTensor | None = None
+    quantizer_loss: torch.FloatTensor | None = None
+    motion_tokens: torch.LongTensor | None = None
+    token_mask: torch.BoolTensor | None = None
+    codebook_usage: torch.FloatTensor | None = None
+    perplexity: torch.FloatTensor | None = None
+
+
+def group_indices(config: ESARMMotionPriorConfig) -> list[list[int]]:
+    """Indices (ARKit order) of the blendshapes each codebook group encodes."""
+    if config.group_by_region:
+        return [region_indices(region) for region in FACE_REGIONS]
+    return [list(range(NUM_BLENDSHAPES))]
+
+
+def code_dim(config: ESARMMotionPriorConfig) -> int:
+    """Size of one code vector: one dimension per FSQ level (no projection), ``latent_dim`` for VQ."""
+    return len(config.fsq_levels) if config.quantizer == "fsq" else config.latent_dim
+
+
+def _validate_blendshapes(blendshapes: torch.Tensor) -> None:
+    if not isinstance(blendshapes, torch.Tensor):
+        raise ValueError(f"blendshapes must be a torch.Tensor [batch, frames, 52], got {type(blendshapes).__name__}")
+    if blendshapes.ndim != 3 or blendshapes.shape[-1] != NUM_BLENDSHAPES:
+        raise ValueError(
+            f"blendshapes must have shape [batch, frames, {NUM_BLENDSHAPES}] (ARKit order), "
+            f"got shape {tuple(blendshapes.shape)}"
+        )
+    if blendshapes.shape[1] == 0:
+        raise ValueError(f"blendshapes must have at least one frame, got shape {tuple(blendshapes.shape)}")
+    if not torch.is_floating_point(blendshapes):
+        raise ValueError(f"blendshapes must be a floating point tensor, got dtype {blendshapes.dtype}")
+
+
+def _validate_mask(mask: torch.Tensor | None, shape: tuple[int, int], argument: str) -> torch.Tensor | None:
+    if mask is None:
+        return None
+    if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != tuple(shape):
+        got = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise ValueError(f"{argument} must have shape {list(shape)}, got {got}")
+    mask = mask.bool()
+    if not bool(mask[:, 0].all()):
+        raise ValueError(f"{argument} must mark at least the first step of every sequence as valid, got {mask}")
+    return mask
+
+
+class ESARMMotionPriorResBlock(nn.Module):
+    """Pre-activation residual block of two masked 1-D convolutions (channels first: ``[batch, channels, time]``)."""
+
+    def __init__(self, channels: int, kernel_size: int, dropout: float):
+        super().__init__()
+        self.conv1 = nn.Conv1d(channels, channels, kernel_size, padding=kernel_size // 2)
+        self.conv2 = nn.Conv1d(channels, channels, kernel_size, padding=kernel_size // 2)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # mask: [batch, 1, time] float; zero padded steps before every convolution.
+        residual = hidden
+        hidden = self.conv1(F.gelu(hidden) * mask)
+        hidden = self.conv2(self.dropout(F.gelu(hidden)) * mask)
+        return (residual + hidden) * mask
+
+
+class ESARMMotionPriorEncoder(nn.Module):
+    """Blendshapes of one face region ``[batch, n_region, frames]`` -> latents ``[batch, latent_dim, tokens]``."""
+
+    def __init__(self, config: ESARMMotionPriorConfig, in_channels: int):
+        super().__init__()
+        hidden, k = config.hidden_size, config.kernel_size
+        self.conv_in = nn.Conv1d(in_channels, hidden, k, padding=k // 2)
+        self.frame_blocks = nn.ModuleList(
+            ESARMMotionPriorResBlock(hidden, k, config.dropout) for _ in range(config.num_res_blocks)
+        )
+        # Each stride-2 convolution halves the time axis: log2(frames_per_token) of them.
+        self.downsample = nn.ModuleList(
+            nn.Conv1d(hidden, hidden, 4, stride=2, padding=1) for _ in range(int(math.log2(config.frames_per_token)))
+        )
+        self.token_blocks = nn.ModuleList(
+            ESARMMotionPriorResBlock(hidden, k, config.dropout) for _ in range(config.num_res_blocks)
+        )
+        self.conv_out = nn.Conv1d(hidden, code_dim(config), 1)
+        # Start FSQ latents spread over a few levels instead of all rounding to the centre code.
+        self.conv_out.init_gain = 1.5 if config.quantizer == "fsq" else 1.0
+
+    def forward(self, blendshapes: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        # blendshapes: [batch, n_region, frames], frames a multiple of frames_per_token; frame_mask: [batch, 1, frames]
+        mask = frame_mask
+        hidden = self.conv_in(blendshapes * mask) * mask
+        for block in self.frame_blocks:
+            hidden = block(hidden, mask)
+        for conv in self.downsample:
+            mask = F.max_pool1d(mask, 2)  # a step is valid when it covers any valid frame
+            hidden = conv(hidden) * mask
+        for block in self.token_blocks:
+            hidden = block(hidden, mask)
+        return self.conv_out(F.gelu(hidden)) * mask
+
+
+class ESARMMotionPriorDecoder(nn.Module):
+    """Quantized latents ``[batch, latent_dim, tokens]`` -> pre-activation blendshapes ``[batch, n_region, frames]``."""
+
+    def __init__(self, config: ESARMMotionPriorConfig, out_channels: int):
+        super().__init__()
+        hidden, k = config.hidden_size, config.kernel_size
+        self.conv_in = nn.Conv1d(code_dim(config), hidden, k, padding=k // 2)
+        self.token_blocks = nn.ModuleList(
+            ESARMMotionPriorResBlock(hidden, k, config.dropout) for _ in range(config.num_res_blocks)
+        )
+        # Nearest-neighbour upsampling + convolution: smooth curves without transposed-convolution checkerboards.
+        self.upsample = nn.ModuleList(
+            nn.Conv1d(hidden, hidden, k, padding=k // 2) for _ in range(int(math.log2(config.frames_per_token)))
+        )
+        self.frame_blocks = nn.ModuleList(
+            ESARMMotionPriorResBlock(hidden, k, config.dropout) for _ in range(config.num_res_blocks)
+        )
+        self.conv_out = nn.Conv1d(hidden, out_channels, k, padding=k // 2)
+
+    def forward(self, latents: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+        # latents: [batch, latent_dim, tokens]; token_mask: [batch, 1, tokens] float
+        mask = token_mask
+        hidden = self.conv_in(latents * mask) * mask
+        for block in self.token_blocks:
+            hidden = block(hidden, mask)
+        for conv in self.upsample:
+            mask = mask.repeat_interleave(2, dim=-1)
+            hidden = conv(hidden.repeat_interleave(2, dim=-1) * mask) * mask
+        for block in self.frame_blocks:
+            hidden = block(hidden, mask)
+        return self.conv_out(F.gelu(hidden) * mask)
+
+
+class ESARMMotionPriorPreTrainedModel(PreTrainedModel):
+    config_class = ESARMMotionPriorConfig
+    config: ESARMMotionPriorConfig
+    base_model_prefix = "motion_prior"
+    main_input_name = "blendshapes"
+    _no_split_modules = ["ESARMMotionPriorEncoder", "ESARMMotionPriorDecoder"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, nn.Conv1d):
+            # Kaiming (fan-in) keeps the activations of the residual convolution stacks at unit scale.
+            fan_in = module.in_channels * module.kernel_size[0] // module.groups
+            init.normal_(module.weight, mean=0.0, std=getattr(module, "init_gain", 1.0) / math.sqrt(fan_in))
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, FSQ):
+            # FSQ's grid lives in non-persistent buffers that from_pretrained does not load: rebuild them.
+            levels = torch.tensor(self.config.fsq_levels, dtype=torch.int32)
+            init.copy_(module._levels, levels)
+            init.copy_(module._basis, torch.cumprod(torch.tensor([1] + self.config.fsq_levels[:-1]), 0).int())
+            if hasattr(module, "implicit_codebook"):
+                basis = torch.cumprod(torch.tensor([1] + self.config.fsq_levels[:-1]), 0)
+                level_ids = (torch.arange(self.config.codebook_size)[:, None] // basis) % levels
+                half_width = levels // 2
+                init.copy_(module.implicit_codebook, (level_ids - half_width) / half_width)
+        elif isinstance(module, VectorQuantize):
+            init.zeros_(module.zero)  # non-persistent scalar the library adds losses to
+
+
+class ESARMMotionPrior(ESARMMotionPriorPreTrainedModel):
+    """Discrete motion prior: blendshapes ``[B, T, 52]`` <-> motion tokens ``[B, T', G]`` with T' = ceil(T / f).
+
+    ``encode`` and ``decode`` are the two halves used by the STA model (frozen); ``forward`` returns the training
+    losses. See the module docstring for the architecture and the choice of quantizer.
+    """
+
+    def __init__(self, config: ESARMMotionPriorConfig):
+        super().__init__(config)
+        self.groups = group_indices(config)
+        self.encoders = nn.ModuleList(ESARMMotionPriorEncoder(config, len(idx)) for idx in self.groups)
+        self.quantizers = nn.ModuleList(self._make_quantizer(config) for _ in self.groups)
+        self.decoders = nn.ModuleList(ESARMMotionPriorDecoder(config, len(idx)) for idx in self.groups)
+        self.post_init()
+
+    @staticmethod
+    def _make_quantizer(config: ESARMMotionPriorConfig) -> nn.Module:
+        if config.quantizer == "fsq":
+            # FSQ reads its level buffers with .item() while building, which fails on the meta device that
+            # from_pretrained builds models on: build it on the CPU (loading then moves / re-initialises it).
+            device = torch.get_default_device()
+            with torch.device("cpu") if device.type == "meta" else contextlib.nullcontext():
+                return FSQ(levels=list(config.fsq_levels))
+        return VectorQuantize(
+            dim=config.latent_dim,
+            codebook_size=config.codebook_size,
+            decay=config.ema_decay,
+            kmeans_init=config.kmeans_init,
+            threshold_ema_dead_code=config.threshold_ema_dead_code,
+            commitment_weight=config.commitment_weight,
+            sync_codebook=False,
+        )
+
+    # ---- properties -------------------------------------------------------------------------------------------
+    @property
+    def num_groups(self) -> int:
+        """G: number of codebooks (face-region groups)."""
+        return len(self.groups)
+
+    @property
+    def codebook_size(self) -> int:
+        """K: codes per group."""
+        return int(self.config.codebook_size)
+
+    @property
+    def frames_per_token(self) -> int:
+        """Animation frames per motion token."""
+        return int(self.config.frames_per_token)
+
+    @property
+    def group_names(self) -> list[str]:
+        """Names of the groups: the face regions, or ``["face"]`` without grouping."""
+        return list(FACE_REGIONS) if self.config.group_by_region else ["face"]
+
+    def num_tokens(self, num_frames: int) -> int:
+        """T' = ceil(num_frames / frames_per_token)."""
+        return -(-int(num_frames) // self.frames_per_token)
+
+    # ---- encoding ---------------------------------------------------------------------------------------------
+    def _prepare(
+        self, blendshapes: torch.Tensor, attention_mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Validate, pad the time axis to a multiple of frames_per_token and build the frame / token masks."""
+        _validate_blendshapes(blendshapes)
+        batch, frames, _ = blendshapes.shape
+        mask = _validate_mask(attention_mask, (batch, frames), "attention_mask")
+        if mask is None:
+            mask = torch.ones(batch, frames, dtype=torch.bool, device=blendshapes.device)
+        if bool(torch.isnan(blendshapes[mask]).any() or torch.isinf(blendshapes[mask]).any()):
+            raise ValueError("blendshapes must be finite at valid frames, got NaN or inf values")
+        # Padded frames may hold anything (NaN included): replace them before any arithmetic.
+        blendshapes = torch.where(mask[..., None], blendshapes, torch.zeros_like(blendshapes))
+        padded = self.num_tokens(frames) * self.frames_per_token
+        if padded != frames:
+            blendshapes = F.pad(blendshapes, (0, 0, 0, padded - frames))
+            mask = F.pad(mask, (0, padded - frames), value=False)
+        token_mask = mask.view(batch, -1, self.frames_per_token).any(-1)
+        return blendshapes, mask, token_mask
+
+    def _quantize(
+        self, group: int, latents: torch.Tensor, token_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Latents ``[B, D, T']`` -> (quantized ``[B, D, T']``, ids ``[B, T']``, loss)."""
+        quantizer = self.quantizers[group]
+        latents = latents.transpose(1, 2)  # [B, T', D]
+        if isinstance(quantizer, FSQ):
+            quantized, ids = quantizer(latents)
+            loss = latents.new_zeros(())
+        else:
+            quantized, ids, loss = quantizer(latents, mask=token_mask)
+        ids = torch.where(token_mask, ids.long(), torch.zeros_like(ids, dtype=torch.long))
+        quantized = quantized * token_mask[..., None]
+        return quantized.transpose(1, 2), ids, loss
+
+    def _encode(self, blendshapes: torch.Tensor, frame_mask: torch.Tensor, token_mask: torch.Tensor):
+        inputs = blendshapes.transpose(1, 2)  # [B, 52, frames]
+        frame_mask_f = frame_mask[:, None, :].to(inputs.dtype)
+        token_mask_f = token_mask[:, None, :].to(inputs.dtype)
+        quantized, ids, losses = [], [], []
+        for group, indices in enumerate(self.groups):
+            latents = self.encoders[group](inputs[:, indices], frame_mask_f) * token_mask_f
+            group_quantized, group_ids, group_loss = self._quantize(group, latents, token_mask)
+            quantized.append(group_quantized)
+            ids.append(group_ids)
+            losses.append(group_loss)
+        return quantized, torch.stack(ids, dim=-1), torch.stack(losses).sum()
+
+    @torch.no_grad()
+    def encode(self, blendshapes: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.LongTensor:
+        """Motion tokens ``[batch, ceil(frames / frames_per_token), G]`` of blendshapes ``[batch, frames, 52]``.
+
+        ``attention_mask`` ``[batch, frames]`` marks valid frames (1) and padding (0); tokens that cover no valid
+        frame are 0. Deterministic (codebooks are not updated).
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            blendshapes, frame_mask, token_mask = self._prepare(blendshapes, attention_mask)
+            _, ids, _ = self._encode(blendshapes, frame_mask, token_mask)
+        finally:
+            self.train(was_training)
+        return ids
+
+    # ---- decoding ---------------------------------------------------------------------------------------------
+    def _validate_tokens(self, motion_tokens: torch.Tensor) -> None:
+        if not isinstance(motion_tokens, torch.Tensor):
+            raise ValueError(f"motion_tokens must be a torch.Tensor [batch, tokens, G], got {type(motion_tokens)}")
+        if motion_tokens.ndim != 3 or motion_tokens.shape[-1] != self.num_groups or motion_tokens.shape[1] == 0:
+            raise ValueError(
+                f"motion_tokens must have shape [batch, tokens >= 1, {self.num_groups}] (G = num_groups), "
+                f"got shape {tuple(motion_tokens.shape)}"
+            )
+        if torch.is_floating_point(motion_tokens) or torch.is_complex(motion_tokens):
+            raise ValueError(f"motion_tokens must be integer code ids, got dtype {motion_tokens.dtype}")
+        if motion_tokens.numel() and (motion_tokens.min() < 0 or motion_tokens.max() >= self.codebook_size):
+            raise ValueError(
+                f"motion_tokens must be code ids in [0, {self.codebook_size}), got values in "
+                f"[{int(motion_tokens.min())}, {int(motion_tokens.max())}]"
+            )
+
+    def _codes(self, group: int, ids: torch.Tensor) -> torch.Tensor:
+        """Code vectors ``[B, D, T']`` of ids ``[B, T']``."""
+        quantizer = self.quantizers[group]
+        if isinstance(quantizer, FSQ):
+            codes = quantizer.indices_to_codes(ids)
+        else:
+            codes = quantizer.get_output_from_indices(ids)
+        return codes.transpose(1, 2)
+
+    def _decode(self, quantized: list[torch.Tensor], token_mask: torch.Tensor) -> torch.Tensor:
+        """Per-group quantized latents -> blendshapes ``[B, T' * frames_per_token, 52]`` in [0, 1]."""
+        token_mask_f = token_mask[:, None, :].to(quantized[0].dtype)
+        batch, tokens = token_mask.shape
+        out = quantized[0].new_zeros(batch, NUM_BLENDSHAPES, tokens * self.frames_per_token)
+        for group, indices in enumerate(self.groups):
+            out[:, indices] = self.decoders[group](quantized[group], token_mask_f)
+        return torch.sigmoid(out).transpose(1, 2)
+
+    def decode(
+        self,
+        motion_tokens: torch.Tensor,
+        num_frames: int | None = None,
+        motion_mask: torch.Tensor | None = None,
+    ) -> torch.FloatTensor:
+        """Blendshapes ``[batch, frames, 52]`` (ARKit order, [0, 1]) of motion tokens ``[batch, tokens, G]``.
+
+        Args:
+            motion_tokens: Code ids in [0, codebook_size).
+            num_frames: Frames to return (default ``tokens * frames_per_token``); at most that many.
+            motion_mask: Optional ``[batch, tokens]`` mask of valid tokens (padded tokens then do not influence
+                the valid frames, and decode to zeros).
+        """
+        self._validate_tokens(motion_tokens)
+        batch, tokens, _ = motion_tokens.shape
+        max_frames = tokens * self.frames_per_token
+        if num_frames is None:
+            num_frames = max_frames
+        if not isinstance(num_frames, int) or not 1 <= num_frames <= max_frames:
+            raise ValueError(f"num_frames must be an int in [1, {max_frames}] (tokens * frames_per_token), got {num_frames!r}")
+        token_mask = _validate_mask(motion_mask, (batch, tokens), "motion_mask")
+        if token_mask is None:
+            token_mask = torch.ones(batch, tokens, dtype=torch.bool, device=motion_tokens.device)
+        ids = motion_tokens.long().masked_fill(~token_mask[..., None], 0)
+        quantized = [self._codes(g, ids[..., g]) * token_mask[:, None, :] for g in range(self.num_groups)]
+        frames = self._decode(quantized, token_mask)
+        frame_mask = token_mask.repeat_interleave(self.frames_per_token, dim=1)
+        return (frames * frame_mask[..., None])[:, :num_frames]
+
+    # ---- training ---------------------------------------------------------------------------------------------
+    def forward(
+        self,
+        blendshapes: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> ESARMMotionPriorOutput:
+        """Encode, quantize and decode ``blendshapes`` ``[batch, frames, 52]``; return reconstruction and losses.
+
+        ``attention_mask`` ``[batch, frames]``: 1 at valid frames, 0 at padding (ignored by losses and outputs).
+        """
+        frames = blendshapes.shape[1] if isinstance(blendshapes, torch.Tensor) and blendshapes.ndim == 3 else 0
+        prepared, frame_mask, token_mask = self._prepare(blendshapes, attention_mask)
+        quantized, ids, quantizer_loss = self._encode(prepared, frame_mask, token_mask)
+        reconstruction = self._decode(quantized, token_mask) * frame_mask[..., None]
+
+        # Masked losses over valid frames (value) and valid consecutive frame pairs (velocity).
+        weight = frame_mask[..., None].to(reconstruction.dtype)
+        squared = (reconstruction - prepared) ** 2 * weight
+        value_loss = squared.sum() / (weight.sum() * NUM_BLENDSHAPES).clamp_min(1.0)
+        pair_weight = weight[:, 1:] * weight[:, :-1]
+        velocity_error = (reconstruction.diff(dim=1) - prepared.diff(dim=1)) ** 2 * pair_weight
+        velocity_loss = velocity_error.sum() / (pair_weight.sum() * NUM_BLENDSHAPES).clamp_min(1.0)
+        reconstruction_loss = value_loss + self.config.velocity_loss_weight * velocity_loss
+        loss = reconstruction_loss + self.config.quantizer_loss_weight * quantizer_loss
+
+        usage, perplexity = self._codebook_statistics(ids, token_mask)
+        return ESARMMotionPriorOutput(
+            loss=loss,
+            reconstruction=reconstruction[:, :frames],
+            reconstruction_loss=reconstruction_loss,
+            quantizer_loss=quantizer_loss,
+            motion_tokens=ids,
+            token_mask=token_mask,
+            codebook_usage=usage,
+            perplexity=perplexity,
+        )
+
+    @torch.no_grad()
+    def _codebook_statistics(self, ids: torch.Tensor, token_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fraction of codes used and perplexity per group ``[G]`` over the valid tokens."""
+        valid = ids[token_mask]  # [n, G]
+        usage, perplexity = [], []
+        for group in range(self.num_groups):
+            counts = torch.bincount(valid[:, group], minlength=self.codebook_size).float()
+            probs = counts / counts.sum().clamp_min(1.0)
+            entropy = -(probs * probs.clamp_min(1e-12).log()).sum()
+            usage.append((counts > 0).float().mean())
+            perplexity.append(entropy.exp())
+        return torch.stack(usage), torch.stack(perplexity)
+
+
+__all__ = ["ESARMMotionPrior", "ESARMMotionPriorOutput", "ESARMMotionPriorPreTrainedModel", "group_indices"]

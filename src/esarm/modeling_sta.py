@@ -1,0 +1,656 @@
+"""ESARM speech-to-animation (STA) model: 16 kHz speech + emotion / intensity / speaker -> motion tokens -> blendshapes.
+
+Pipeline (paper Sec. III-A, Fig. 2b and 3):
+
+1. speech encoder (WavLM) -> learned softmax weighting of its layers -> projection, resampled to one feature per
+   motion step ``T'`` (``T = round(seconds * fps)`` frames, ``T' = ceil(T / frames_per_token)``);
+2. emotion-disentangling encoder: a content branch over time and an emotion branch pooled over time with an
+   emotion classifier (``emotion="auto"`` uses its prediction);
+3. style ``S(c)``: linear projection of the one-hot emotion, intensity and speaker (id 0 = unknown speaker),
+   concatenated to every step: the input of step ``t`` is the projection of ``[content_t | emotion | S(c)]``
+   plus the embedding of the tokens chosen at ``t - 1`` (a learned BOS embedding at ``t = 0``);
+4. causal transformer -> one head of ``K`` logits per face-region codebook (``G`` heads);
+5. the (frozen) motion prior decodes the tokens to 52 ARKit blendshapes at ``fps``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from .configuration_esarm import ESARMSTAConfig
+from .generation import build_logits_processor, decode_autoregressively, make_generator
+from .modeling_motion_prior import ESARMMotionPrior
+from .modeling_utils import (
+    CausalTransformer,
+    SpeechEncoder,
+    audio_frame_lengths,
+    build_audio_encoder,
+    init_module_weights,
+    sequence_mask,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ESARMSTAForGeneration", "ESARMSTAGenerateOutput", "ESARMSTAOutput", "ESARMSTAPreTrainedModel"]
+
+
+@dataclass
+class ESARMSTAOutput(ModelOutput):
+    """Output of :meth:`ESARMSTAForGeneration.forward`.
+
+    Args:
+        loss: ``token_loss + emotion_loss_weight * emotion_loss`` (terms present when their targets are given).
+        token_loss: teacher-forced cross entropy of the motion tokens (mean over valid steps and groups).
+        emotion_loss: cross entropy of the emotion classifier against ``emotion_ids``.
+        logits: ``[B, T', G, K]`` next-token logits (``None`` without ``motion_tokens``: they need the previous
+            tokens; use :meth:`~ESARMSTAForGeneration.generate`).
+        emotion_logits: ``[B, E]`` emotion classifier logits (E = 8, ``EMOTIONS`` order).
+        content_features: ``[B, T', H]`` content branch.
+        emotion_features: ``[B, H]`` emotion branch (pooled over time).
+        style: ``[B, style_size]`` style vector ``S(c)``.
+        audio_features: ``[B, T', H]`` weighted, projected and resampled speech-encoder features.
+        motion_mask: ``[B, T']`` True at valid steps.
+    """
+
+    loss: torch.FloatTensor | None = None
+    token_loss: torch.FloatTensor | None = None
+    emotion_loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    emotion_logits: torch.FloatTensor | None = None
+    content_features: torch.FloatTensor | None = None
+    emotion_features: torch.FloatTensor | None = None
+    style: torch.FloatTensor | None = None
+    audio_features: torch.FloatTensor | None = None
+    motion_mask: torch.BoolTensor | None = None
+
+
+@dataclass
+class ESARMSTAGenerateOutput(ModelOutput):
+    """Output of :meth:`ESARMSTAForGeneration.generate`.
+
+    Args:
+        motion_tokens: ``[B, T', G]`` code ids (0 at padded steps).
+        blendshapes: ``[B, T, 52]`` ARKit coefficients in [0, 1] at ``fps`` (0 at padded frames).
+        frame_mask: ``[B, T]`` True at valid frames.
+        token_mask: ``[B, T']`` True at valid steps.
+        emotion_ids: ``[B]`` emotion ids used (given, or predicted with ``emotion="auto"``).
+        intensity_ids: ``[B]`` intensity ids used.
+        speaker_ids: ``[B]`` speaker ids used.
+        emotion_logits: ``[B, E]`` emotion classifier logits.
+    """
+
+    motion_tokens: torch.LongTensor | None = None
+    blendshapes: torch.FloatTensor | None = None
+    frame_mask: torch.BoolTensor | None = None
+    token_mask: torch.BoolTensor | None = None
+    emotion_ids: torch.LongTensor | None = None
+    intensity_ids: torch.LongTensor | None = None
+    speaker_ids: torch.LongTensor | None = None
+    emotion_logits: torch.FloatTensor | None = None
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Input validation (ValueError naming the argument, the expected and the given value)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _as_tensor(value, argument: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    raise ValueError(f"{argument} must be a torch.Tensor or numpy array, got {type(value).__name__}")
+
+
+def _check_labels(
+    ids, argument: str, num_classes: int, batch_size: int, device: torch.device, default: int | None = None
+) -> torch.LongTensor | None:
+    """Validate class ids ``[B]`` (an int or a 0-d tensor is broadcast); ``None`` -> ``default`` or ``None``."""
+    if ids is None:
+        if default is None:
+            return None
+        return torch.full((batch_size,), default, dtype=torch.long, device=device)
+    if isinstance(ids, bool) or not isinstance(ids, (int, np.integer, torch.Tensor, np.ndarray, list, tuple)):
+        raise ValueError(f"{argument} must be integer ids in [0, {num_classes}), got {type(ids).__name__}")
+    ids = torch.as_tensor(ids)
+    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        raise ValueError(f"{argument} must be integer ids, got dtype {ids.dtype}")
+    if ids.ndim == 0:
+        ids = ids.expand(batch_size)
+    if ids.ndim != 1 or ids.shape[0] != batch_size:
+        raise ValueError(
+            f"{argument} must have shape [batch] = [{batch_size}] (one id per sequence of input_values), "
+            f"got shape {list(ids.shape)}"
+        )
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= num_classes):
+        raise ValueError(
+            f"{argument} must be ids in [0, {num_classes}), got values in [{int(ids.min())}, {int(ids.max())}]"
+        )
+    return ids.to(device=device, dtype=torch.long)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Model
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class ESARMSTAPreTrainedModel(PreTrainedModel):
+    config_class = ESARMSTAConfig
+    base_model_prefix = "sta"
+    main_input_name = "input_values"
+    _no_split_modules = ["TransformerBlock"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        init_module_weights(module, std)
+        if isinstance(module, ESARMSTAForGeneration):
+            init.normal_(module.bos_embedding, mean=0.0, std=std)
+
+
+class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
+    """The ESARM speech-to-animation model (see the module docstring for the architecture).
+
+    Holds the speech encoder (``self.audio_encoder``) and the frozen motion prior (``self.motion_prior``) that
+    decodes generated tokens; replace the prior with a trained one with :meth:`load_motion_prior`.
+    """
+
+    def __init__(self, config: ESARMSTAConfig):
+        super().__init__(config)
+        hidden = config.hidden_size
+        num_speaker_ids = config.num_speakers + 1  # id 0 = unknown speaker
+        encoder = build_audio_encoder(config.audio_encoder_config, config.audio_encoder_name_or_path)
+        self.speech_encoder = SpeechEncoder(encoder, hidden)
+
+        def encoder_branch(num_layers: int) -> CausalTransformer:
+            return CausalTransformer(
+                hidden, num_layers, config.num_attention_heads, config.intermediate_size, config.dropout,
+                layer_norm_eps=config.layer_norm_eps, causal=False,
+            )  # fmt: skip
+
+        self.content_encoder = encoder_branch(config.content_encoder_layers)
+        self.emotion_encoder = encoder_branch(config.emotion_encoder_layers)
+        self.emotion_head = nn.Linear(hidden, config.num_emotions)
+        self.style_projection = nn.Linear(config.num_emotions + config.num_intensities + num_speaker_ids,
+                                          config.style_size)  # fmt: skip
+        self.decoder_input = nn.Linear(2 * hidden + config.style_size, hidden)
+        self.token_embeddings = nn.ModuleList(
+            nn.Embedding(config.codebook_size, hidden) for _ in range(config.num_groups)
+        )
+        self.bos_embedding = nn.Parameter(torch.zeros(hidden))
+        self.motion_transformer = CausalTransformer(
+            hidden, config.num_hidden_layers, config.num_attention_heads, config.intermediate_size, config.dropout,
+            attention_window=config.attention_window, layer_norm_eps=config.layer_norm_eps,
+        )  # fmt: skip
+        self.motion_head = nn.Linear(hidden, config.num_groups * config.codebook_size)
+        self.motion_prior = ESARMMotionPrior(config.motion_prior_config)
+        self.post_init()
+        self.motion_prior.requires_grad_(False)
+        self.motion_prior.eval()
+        if config.freeze_feature_encoder and hasattr(self.audio_encoder, "freeze_feature_encoder"):
+            self.audio_encoder.freeze_feature_encoder()
+
+    # ---- properties ------------------------------------------------------------------------------------------
+
+    @property
+    def audio_encoder(self) -> PreTrainedModel:
+        """The speech encoder (WavLM by default)."""
+        return self.speech_encoder.encoder
+
+    @property
+    def fps(self) -> float:
+        return self.config.fps
+
+    @property
+    def num_groups(self) -> int:
+        return self.config.num_groups
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.motion_prior.eval()  # the prior stays frozen (no EMA / dead-code updates while the STA trains)
+        return self
+
+    # ---- motion prior ------------------------------------------------------------------------------------------
+
+    def load_motion_prior(self, path_or_model: str | os.PathLike | ESARMMotionPrior, **kwargs) -> ESARMMotionPrior:
+        """Replace the motion prior with a trained one (a ``save_pretrained`` folder, Hub name or instance).
+
+        Its number of groups G and codebook size K must match this model's token heads; its ``fps`` and
+        ``frames_per_token`` are adopted. The prior is frozen. ``kwargs`` go to ``from_pretrained``.
+        """
+        if isinstance(path_or_model, ESARMMotionPrior):
+            prior = path_or_model
+        elif isinstance(path_or_model, (str, os.PathLike)):
+            prior = ESARMMotionPrior.from_pretrained(path_or_model, **kwargs)
+        else:
+            raise ValueError(
+                f"path_or_model must be a folder / Hub name or an ESARMMotionPrior, got {type(path_or_model).__name__}"
+            )
+        if (prior.num_groups, prior.codebook_size) != (self.num_groups, self.codebook_size):
+            raise ValueError(
+                f"motion prior must have G={self.num_groups} groups and K={self.codebook_size} codes (this STA "
+                f"model's token heads), got G={prior.num_groups} and K={prior.codebook_size}"
+            )
+        param = next(self.parameters())
+        prior = prior.to(device=param.device, dtype=param.dtype)
+        prior.requires_grad_(False)
+        prior.eval()
+        self.motion_prior = prior
+        self.config.motion_prior_config = prior.config
+        return prior
+
+    # ---- lengths -----------------------------------------------------------------------------------------------
+
+    @property
+    def min_num_samples(self) -> int:
+        """Shortest accepted audio: one animation frame (``sampling_rate / fps`` samples)."""
+        return math.ceil(self.config.sampling_rate / self.fps)
+
+    def num_animation_frames(self, num_samples: int | torch.Tensor) -> int | torch.Tensor:
+        """Frames ``T = round(seconds * fps)`` of audio with ``num_samples`` samples (int or ``[B]`` tensor)."""
+        if isinstance(num_samples, torch.Tensor):
+            return torch.floor(num_samples.double() * self.fps / self.config.sampling_rate + 0.5).long()
+        return int(math.floor(num_samples * self.fps / self.config.sampling_rate + 0.5))
+
+    def num_motion_steps(self, num_samples: int | torch.Tensor) -> int | torch.Tensor:
+        """Motion steps ``T' = ceil(T / frames_per_token)`` of audio with ``num_samples`` samples."""
+        frames = self.num_animation_frames(num_samples)
+        per_token = self.config.frames_per_token
+        if isinstance(frames, torch.Tensor):
+            return torch.div(frames + per_token - 1, per_token, rounding_mode="floor")
+        return -(-frames // per_token)
+
+    # ---- validation --------------------------------------------------------------------------------------------
+
+    def _check_audio(self, input_values, attention_mask) -> tuple[torch.Tensor, torch.Tensor | None, torch.LongTensor]:
+        """Validate ``input_values [B, S]`` (or ``[S]``) and its mask; returns them and the lengths ``[B]``."""
+        input_values = _as_tensor(input_values, "input_values")
+        if input_values.ndim == 1:
+            input_values = input_values[None]
+        if input_values.ndim != 2:
+            raise ValueError(
+                f"input_values must have shape [batch, samples] (16 kHz mono audio), got shape {list(input_values.shape)}"
+            )
+        if not input_values.is_floating_point():
+            raise ValueError(f"input_values must be floating point audio samples, got dtype {input_values.dtype}")
+        if input_values.shape[0] == 0 or input_values.shape[1] == 0:
+            raise ValueError(f"input_values must not be empty, got shape {list(input_values.shape)}")
+        finite = torch.isfinite(input_values)
+        if not bool(finite.all()):
+            raise ValueError(f"input_values must be finite, got {int((~finite).sum())} NaN/inf samples")
+        param = next(self.parameters())
+        input_values = input_values.to(device=param.device, dtype=param.dtype)
+        batch, samples = input_values.shape
+        if attention_mask is not None:
+            attention_mask = _as_tensor(attention_mask, "attention_mask")
+            if attention_mask.ndim == 1 and batch == 1:
+                attention_mask = attention_mask[None]
+            if tuple(attention_mask.shape) != (batch, samples):
+                raise ValueError(
+                    f"attention_mask must have the shape of input_values {[batch, samples]}, "
+                    f"got {list(attention_mask.shape)}"
+                )
+            attention_mask = attention_mask.to(device=param.device, dtype=torch.long)
+            lengths = attention_mask.sum(-1)
+        else:
+            lengths = torch.full((batch,), samples, dtype=torch.long, device=param.device)
+        if int(lengths.min()) < self.min_num_samples:
+            raise ValueError(
+                f"input_values must hold at least one animation frame of audio per sequence ({self.min_num_samples} "
+                f"samples at {self.config.sampling_rate} Hz and {self.fps:g} fps), got lengths {lengths.tolist()}"
+            )
+        frames = audio_frame_lengths(self.audio_encoder, lengths)
+        if int(frames.min()) < 1:
+            raise ValueError(
+                f"input_values is too short for the audio encoder (no feature frame), got lengths {lengths.tolist()}"
+            )
+        return input_values, attention_mask, lengths
+
+    def _check_motion_tokens(self, motion_tokens, motion_mask, batch_size: int):
+        motion_tokens = _as_tensor(motion_tokens, "motion_tokens")
+        if motion_tokens.ndim != 3 or motion_tokens.shape[-1] != self.num_groups or motion_tokens.shape[1] == 0:
+            raise ValueError(
+                f"motion_tokens must have shape [batch, steps >= 1, {self.num_groups}] (G = num_groups), "
+                f"got shape {list(motion_tokens.shape)}"
+            )
+        if motion_tokens.shape[0] != batch_size:
+            raise ValueError(
+                f"motion_tokens must have batch size {batch_size} (that of input_values), got {motion_tokens.shape[0]}"
+            )
+        if motion_tokens.is_floating_point() or motion_tokens.is_complex() or motion_tokens.dtype == torch.bool:
+            raise ValueError(f"motion_tokens must be integer code ids, got dtype {motion_tokens.dtype}")
+        steps = motion_tokens.shape[1]
+        device = next(self.parameters()).device
+        if motion_mask is None:
+            motion_mask = torch.ones(batch_size, steps, dtype=torch.bool, device=device)
+        else:
+            motion_mask = _as_tensor(motion_mask, "motion_mask")
+            if tuple(motion_mask.shape) != (batch_size, steps):
+                raise ValueError(
+                    f"motion_mask must have shape [batch, steps] = {[batch_size, steps]}, got {list(motion_mask.shape)}"
+                )
+            motion_mask = motion_mask.to(device=device).bool()
+            if int(motion_mask.sum(-1).min()) < 1:
+                raise ValueError("motion_mask must mark at least one valid step per sequence, got an empty row")
+        motion_tokens = motion_tokens.to(device=device, dtype=torch.long)
+        valid = motion_tokens[motion_mask]
+        if valid.numel() and (int(valid.min()) < 0 or int(valid.max()) >= self.codebook_size):
+            raise ValueError(
+                f"motion_tokens must be code ids in [0, {self.codebook_size}) (K = codebook_size), "
+                f"got values in [{int(valid.min())}, {int(valid.max())}]"
+            )
+        return motion_tokens.masked_fill(~motion_mask[..., None], 0), motion_mask
+
+    def _check_conditions(self, emotion_ids, intensity_ids, speaker_ids, batch_size: int):
+        device = next(self.parameters()).device
+        emotion_ids = _check_labels(emotion_ids, "emotion_ids", self.config.num_emotions, batch_size, device)
+        intensity_ids = _check_labels(intensity_ids, "intensity_ids", self.config.num_intensities, batch_size, device)
+        speaker_ids = _check_labels(
+            speaker_ids, "speaker_ids", self.config.num_speakers + 1, batch_size, device, default=0
+        )
+        return emotion_ids, intensity_ids, speaker_ids
+
+    @staticmethod
+    def default_intensity_ids(emotion_ids: torch.LongTensor) -> torch.LongTensor:
+        """Intensity used when none is given: id 0 (level 1) for neutral (MEAD's only level), else id 1 (level 2)."""
+        return (emotion_ids != 0).long()
+
+    # ---- building blocks (also used by the disentanglement training) ------------------------------------------
+
+    def encode_audio(
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        num_steps: torch.Tensor | None = None,
+    ) -> tuple[torch.FloatTensor, torch.BoolTensor]:
+        """Speech features per motion step: ``([B, T', H]``, mask ``[B, T']``).
+
+        ``num_steps`` ``[B]`` sets ``T'`` per sequence (default: from the audio length, :meth:`num_motion_steps`).
+        """
+        input_values, attention_mask, lengths = self._check_audio(input_values, attention_mask)
+        if num_steps is None:
+            num_steps = self.num_motion_steps(lengths)
+        return self.speech_encoder(input_values, attention_mask, torch.as_tensor(num_steps, device=lengths.device))
+
+    def encode_content(self, audio_features: torch.Tensor, feature_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Content branch: ``[B, T', H]`` from the audio features ``[B, T', H]``."""
+        return self.content_encoder(audio_features, attention_mask=feature_mask)
+
+    def encode_emotion(
+        self, audio_features: torch.Tensor, feature_mask: torch.Tensor | None = None
+    ) -> tuple[torch.FloatTensor, torch.FloatTensor]:
+        """Emotion branch: (emotion features ``[B, H]`` pooled over valid steps, classifier logits ``[B, E]``)."""
+        hidden = self.emotion_encoder(audio_features, attention_mask=feature_mask)  # [B, T', H]
+        if feature_mask is None:
+            pooled = hidden.mean(1)
+        else:
+            weights = feature_mask.to(hidden.dtype)[..., None]
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        return pooled, self.emotion_head(pooled)
+
+    def style_vector(
+        self, emotion_ids: torch.LongTensor, intensity_ids: torch.LongTensor, speaker_ids: torch.LongTensor
+    ) -> torch.FloatTensor:
+        """``S(c)``: linear projection of the one-hot emotion, intensity and speaker, ``[B, style_size]``."""
+        one_hot = torch.cat(
+            [
+                F.one_hot(emotion_ids, self.config.num_emotions),
+                F.one_hot(intensity_ids, self.config.num_intensities),
+                F.one_hot(speaker_ids, self.config.num_speakers + 1),
+            ],
+            dim=-1,
+        ).to(self.style_projection.weight.dtype)
+        return self.style_projection(one_hot)
+
+    def _conditioning(self, content: torch.Tensor, emotion: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        """Per-step input ``[B, T', H]``: projection of ``[content_t | emotion | S(c)]``."""
+        steps = content.shape[1]
+        expanded = [content, emotion[:, None].expand(-1, steps, -1), style[:, None].expand(-1, steps, -1)]
+        return self.decoder_input(torch.cat(expanded, dim=-1))
+
+    def embed_tokens(self, motion_tokens: torch.LongTensor) -> torch.FloatTensor:
+        """Sum of the per-group token embeddings: ``[B, L, G]`` -> ``[B, L, H]``."""
+        return sum(embedding(motion_tokens[..., g]) for g, embedding in enumerate(self.token_embeddings))
+
+    def _previous_token_inputs(self, motion_tokens: torch.LongTensor, length: int) -> torch.FloatTensor:
+        """Embeddings of the tokens of step ``t - 1`` for ``t < length`` (BOS at ``t = 0``): ``[B, length, H]``."""
+        batch = motion_tokens.shape[0]
+        bos = self.bos_embedding[None, None].expand(batch, 1, -1)
+        if length == 1:
+            return bos
+        return torch.cat([bos, self.embed_tokens(motion_tokens[:, : length - 1])], dim=1)
+
+    def _token_logits(self, hidden: torch.Tensor) -> torch.FloatTensor:
+        """``[B, L, H]`` -> ``[B, L, G, K]``."""
+        batch, length, _ = hidden.shape
+        return self.motion_head(hidden).view(batch, length, self.num_groups, self.codebook_size)
+
+    def decode_features(
+        self,
+        content_features: torch.Tensor,
+        emotion_features: torch.Tensor,
+        style: torch.Tensor,
+        motion_tokens: torch.LongTensor,
+    ) -> torch.FloatTensor:
+        """Teacher-forced next-token logits ``[B, T', G, K]`` from disentangled features.
+
+        Args:
+            content_features: ``[B, T', H]`` (e.g. of clip A, resampled to the target's ``T'`` with
+                :func:`esarm.modeling_utils.resample_features` when lengths differ).
+            emotion_features: ``[B, H]`` (e.g. of clip B: cross-reconstruction).
+            style: ``[B, style_size]`` from :meth:`style_vector`.
+            motion_tokens: ``[B, T', G]`` target tokens (inputs shifted right by one step).
+        """
+        if motion_tokens is None:
+            raise ValueError("motion_tokens must be given to decode_features (teacher forcing), got None")
+        if motion_tokens.shape[:2] != content_features.shape[:2]:
+            raise ValueError(
+                f"motion_tokens must have the batch and steps of content_features {list(content_features.shape[:2])}, "
+                f"got shape {list(motion_tokens.shape)}"
+            )
+        conditioning = self._conditioning(content_features, emotion_features, style)
+        inputs = conditioning + self._previous_token_inputs(motion_tokens, conditioning.shape[1])
+        # right padding: causal attention never lets valid steps see padded ones, so no mask is needed
+        return self._token_logits(self.motion_transformer(inputs))
+
+    # ---- forward -----------------------------------------------------------------------------------------------
+
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        emotion_ids: torch.Tensor | None = None,
+        intensity_ids: torch.Tensor | None = None,
+        speaker_ids: torch.Tensor | None = None,
+        motion_tokens: torch.LongTensor | None = None,
+        motion_mask: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> ESARMSTAOutput:
+        """Teacher-forced pass.
+
+        Args:
+            input_values: ``[B, S]`` 16 kHz audio (``ESARMProcessor`` output).
+            attention_mask: ``[B, S]`` 1 for real samples.
+            emotion_ids: ``[B]`` in [0, 8) (``EMOTIONS``); ``None`` uses the emotion branch's prediction and adds
+                no emotion loss.
+            intensity_ids: ``[B]`` in [0, 3) (intensity 1..3); ``None``: :meth:`default_intensity_ids`.
+            speaker_ids: ``[B]`` in [0, num_speakers] (0 = unknown); ``None``: unknown.
+            motion_tokens: ``[B, T', G]`` target tokens (from ``ESARMMotionPrior.encode``); they fix ``T'`` (the
+                audio features are resampled to each sequence's valid length).
+            motion_mask: ``[B, T']`` True at valid steps.
+
+        Returns:
+            :class:`ESARMSTAOutput`; ``logits[:, t]`` is the distribution of the tokens of step ``t`` given the
+            audio and the tokens before ``t`` (RL log-probabilities come from it).
+        """
+        input_values, attention_mask, lengths = self._check_audio(input_values, attention_mask)
+        batch = input_values.shape[0]
+        emotion_ids, intensity_ids, speaker_ids = self._check_conditions(emotion_ids, intensity_ids, speaker_ids, batch)
+        if motion_tokens is not None:
+            motion_tokens, motion_mask = self._check_motion_tokens(motion_tokens, motion_mask, batch)
+            num_steps = motion_mask.long().sum(-1)
+        elif motion_mask is not None:
+            raise ValueError("motion_mask must come with motion_tokens, got motion_mask without motion_tokens")
+        else:
+            num_steps = self.num_motion_steps(lengths)
+        audio_features, step_mask = self.speech_encoder(input_values, attention_mask, num_steps)
+        if motion_tokens is not None and step_mask.shape[1] < motion_tokens.shape[1]:
+            pad = motion_tokens.shape[1] - step_mask.shape[1]  # trailing columns that are padding in every row
+            audio_features = F.pad(audio_features, (0, 0, 0, pad))
+            step_mask = F.pad(step_mask, (0, pad))
+        content = self.encode_content(audio_features, step_mask)
+        emotion_features, emotion_logits = self.encode_emotion(audio_features, step_mask)
+
+        emotion_loss = None
+        if emotion_ids is not None:
+            emotion_loss = F.cross_entropy(emotion_logits.float(), emotion_ids)
+            conditioning_emotions = emotion_ids
+        else:
+            conditioning_emotions = emotion_logits.argmax(-1)
+        if intensity_ids is None:
+            intensity_ids = self.default_intensity_ids(conditioning_emotions)
+        style = self.style_vector(conditioning_emotions, intensity_ids, speaker_ids)
+
+        logits = token_loss = None
+        if motion_tokens is not None:
+            logits = self.decode_features(content, emotion_features, style, motion_tokens)
+            valid = step_mask[..., None].expand(-1, -1, self.num_groups)
+            token_loss = F.cross_entropy(logits[valid].float(), motion_tokens[valid])
+
+        loss = None
+        if token_loss is not None:
+            loss = token_loss
+        if emotion_loss is not None and (self.config.emotion_loss_weight > 0 or loss is None):
+            weighted = self.config.emotion_loss_weight * emotion_loss
+            loss = weighted if loss is None else loss + weighted
+        return ESARMSTAOutput(
+            loss=loss,
+            token_loss=token_loss,
+            emotion_loss=emotion_loss,
+            logits=logits,
+            emotion_logits=emotion_logits,
+            content_features=content,
+            emotion_features=emotion_features,
+            style=style,
+            audio_features=audio_features,
+            motion_mask=step_mask,
+        )
+
+    # ---- generation --------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        emotion_ids: torch.Tensor | None = None,
+        intensity_ids: torch.Tensor | None = None,
+        speaker_ids: torch.Tensor | None = None,
+        emotion: str | None = "auto",
+        epsilon: float = 0.0,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        use_cache: bool = True,
+        decode_blendshapes: bool = True,
+    ) -> ESARMSTAGenerateOutput:
+        """Generate motion tokens autoregressively and decode them to blendshapes.
+
+        Args:
+            input_values: ``[B, S]`` (or ``[S]``) 16 kHz audio; sequences of different lengths are right-padded
+                and described by ``attention_mask``.
+            attention_mask: ``[B, S]`` 1 for real samples.
+            emotion_ids: ``[B]`` (or an int) emotion ids; ``None`` with ``emotion="auto"`` takes the emotion the
+                emotion branch hears in the audio.
+            intensity_ids: ``[B]`` intensity ids (default: :meth:`default_intensity_ids`).
+            speaker_ids: ``[B]`` speaker ids (default 0 = unknown speaker).
+            emotion: ``"auto"`` or ``None`` (then ``emotion_ids`` is required).
+            epsilon: epsilon-greedy noise: per step and group, a uniformly random code with probability
+                ``epsilon`` (0 = the policy, 1 = uniform; paper Sec. III-B2).
+            do_sample: sample from the (temperature / top-k processed) policy instead of taking the argmax.
+            temperature: softmax temperature when sampling (> 0).
+            top_k: keep the ``top_k`` most likely codes when sampling.
+            generator: random generator for sampling and exploration (reproducible rollouts) ...
+            seed: ... or a seed for a new one (not both).
+            use_cache: reuse keys/values of past steps (``False`` recomputes everything; same tokens).
+            decode_blendshapes: also decode the tokens with the motion prior.
+
+        Returns:
+            :class:`ESARMSTAGenerateOutput` with ``motion_tokens [B, T', G]``, ``blendshapes [B, T, 52]`` (at
+            ``fps``, ARKit order), ``frame_mask [B, T]``, ``token_mask [B, T']`` and the condition ids used.
+        """
+        if emotion not in ("auto", None):
+            raise ValueError(f"emotion must be 'auto' or None (pass emotion_ids for a given emotion), got {emotion!r}")
+        input_values, attention_mask, lengths = self._check_audio(input_values, attention_mask)
+        batch = input_values.shape[0]
+        emotion_ids, intensity_ids, speaker_ids = self._check_conditions(emotion_ids, intensity_ids, speaker_ids, batch)
+        if emotion_ids is None and emotion != "auto":
+            raise ValueError("emotion_ids must be given when emotion is not 'auto', got None")
+        logits_processor = build_logits_processor(do_sample, temperature, top_k, epsilon)
+        sample = bool(do_sample) or epsilon > 0.0
+        device = input_values.device
+        generator = make_generator(generator, seed, device)
+
+        num_steps = self.num_motion_steps(lengths)  # [B]
+        num_frames = self.num_animation_frames(lengths)  # [B]
+        audio_features, token_mask = self.speech_encoder(input_values, attention_mask, num_steps)
+        content = self.encode_content(audio_features, token_mask)
+        emotion_features, emotion_logits = self.encode_emotion(audio_features, token_mask)
+        if emotion_ids is None:
+            emotion_ids = emotion_logits.argmax(-1)
+        if intensity_ids is None:
+            intensity_ids = self.default_intensity_ids(emotion_ids)
+        style = self.style_vector(emotion_ids, intensity_ids, speaker_ids)
+        conditioning = self._conditioning(content, emotion_features, style)  # [B, T', H]
+        total_steps = conditioning.shape[1]
+        cache = self.motion_transformer.new_cache(batch, total_steps, conditioning) if use_cache else None
+
+        def step_logits(tokens_so_far: torch.Tensor, t: int) -> torch.Tensor:
+            if cache is not None:
+                if t == 0:
+                    previous = self.bos_embedding[None, None].expand(batch, 1, -1)
+                else:
+                    previous = self.embed_tokens(tokens_so_far[:, -1:])
+                hidden = self.motion_transformer(conditioning[:, t : t + 1] + previous, cache=cache)
+            else:
+                inputs = conditioning[:, : t + 1] + self._previous_token_inputs(tokens_so_far, t + 1)
+                hidden = self.motion_transformer(inputs)[:, -1:]
+            return self._token_logits(hidden)[:, 0]  # [B, G, K]
+
+        motion_tokens = decode_autoregressively(
+            step_logits, total_steps, batch, self.num_groups, logits_processor, sample, generator, device
+        )
+        motion_tokens = motion_tokens.masked_fill(~token_mask[..., None], 0)
+        max_frames = int(num_frames.max())
+        frame_mask = sequence_mask(num_frames, max_frames)
+        blendshapes = None
+        if decode_blendshapes:
+            blendshapes = self.motion_prior.decode(motion_tokens, num_frames=max_frames, motion_mask=token_mask)
+            blendshapes = blendshapes * frame_mask[..., None].to(blendshapes.dtype)
+        return ESARMSTAGenerateOutput(
+            motion_tokens=motion_tokens,
+            blendshapes=blendshapes,
+            frame_mask=frame_mask,
+            token_mask=token_mask,
+            emotion_ids=emotion_ids,
+            intensity_ids=intensity_ids,
+            speaker_ids=speaker_ids,
+            emotion_logits=emotion_logits,
+        )

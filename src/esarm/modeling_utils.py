@@ -1,0 +1,468 @@
+"""Building blocks shared by the ESARM models (STA model and reward model).
+
+- :func:`build_audio_encoder` creates the speech encoder (WavLM by default, any ``AutoModel`` speech encoder) from
+  a nested config, or loads pretrained weights (e.g. ``microsoft/wavlm-base-plus``) when a name is given.
+- :class:`SpeechEncoder` turns 16 kHz audio into one feature vector per motion step: encoder hidden states ->
+  learned softmax-weighted sum of layers -> linear projection -> linear resampling to ``T'`` steps (+ mask).
+- :class:`CausalTransformer` is a small pre-norm causal transformer (rotary positions,
+  ``F.scaled_dot_product_attention``) with an explicit :class:`KeyValueCache`, so incremental decoding does not
+  depend on the cache classes or field names of a particular transformers version.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
+from transformers import initialization as init
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CausalTransformer",
+    "KeyValueCache",
+    "SpeechEncoder",
+    "audio_frame_lengths",
+    "build_audio_encoder",
+    "init_module_weights",
+    "is_building_empty_model",
+    "resample_features",
+    "sequence_mask",
+]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Audio encoder
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def audio_encoder_config_from_dict(value: PretrainedConfig | dict | None, default_model_type: str = "wavlm"):
+    """Return a speech-encoder config from a config, a dict (with ``model_type``) or ``None`` (WavLM defaults)."""
+    if value is None:
+        return AutoConfig.for_model(default_model_type)
+    if isinstance(value, PretrainedConfig):
+        return value
+    if isinstance(value, dict):
+        value = dict(value)
+        model_type = value.pop("model_type", default_model_type)
+        value.pop("transformers_version", None)
+        return AutoConfig.for_model(model_type, **value)
+    raise ValueError(f"audio_encoder_config must be a PretrainedConfig, a dict or None, got {type(value).__name__}")
+
+
+def is_building_empty_model() -> bool:
+    """True while ``from_pretrained`` builds a model skeleton on the meta device (weights are loaded afterwards).
+
+    Models use it to skip downloading pretrained sub-model weights that the checkpoint overwrites anyway.
+    """
+    try:
+        return torch.get_default_device().type == "meta"
+    except Exception:  # pragma: no cover - very old torch
+        return torch.empty(0).device.type == "meta"
+
+
+def build_audio_encoder(
+    audio_encoder_config: PretrainedConfig | dict | None,
+    audio_encoder_name_or_path: str | None = None,
+    load_pretrained: bool | None = None,
+) -> PreTrainedModel:
+    """Create the speech encoder.
+
+    Args:
+        audio_encoder_config: config of the encoder (``WavLMConfig`` by default); a dict must carry ``model_type``.
+        audio_encoder_name_or_path: Hub name or local folder of pretrained weights (``microsoft/wavlm-base-plus``).
+        load_pretrained: load the pretrained weights. Defaults to ``True`` when a name is given, except while a
+            ``from_pretrained`` call builds the enclosing model on the meta device (its checkpoint holds the weights).
+
+    Returns:
+        The encoder (``AutoModel``), with ``output_hidden_states`` available at call time.
+    """
+    config = audio_encoder_config_from_dict(audio_encoder_config)
+    if load_pretrained is None:
+        load_pretrained = bool(audio_encoder_name_or_path) and not is_building_empty_model()
+    if load_pretrained:
+        if not audio_encoder_name_or_path:
+            raise ValueError("audio_encoder_name_or_path must be set to load a pretrained audio encoder, got None")
+        logger.info("Loading pretrained audio encoder %s", audio_encoder_name_or_path)
+        encoder = AutoModel.from_pretrained(audio_encoder_name_or_path, config=config)
+    else:
+        encoder = AutoModel.from_config(config)
+    # Encoder-only speech models (WavLM, wav2vec2, HuBERT) expose the conv feature extractor; its output lengths
+    # are needed to build frame masks.
+    return encoder
+
+
+def audio_frame_lengths(encoder: nn.Module, sample_lengths: torch.Tensor) -> torch.Tensor:
+    """Number of encoder frames for each audio length in samples (``[B]`` long tensor)."""
+    if hasattr(encoder, "_get_feat_extract_output_lengths"):
+        return encoder._get_feat_extract_output_lengths(sample_lengths).long()
+    config = getattr(encoder, "config", None)
+    strides = getattr(config, "conv_stride", None)
+    if strides:
+        return torch.div(sample_lengths, math.prod(strides), rounding_mode="floor").long()
+    raise ValueError(f"cannot infer frame lengths for audio encoder {type(encoder).__name__}")
+
+
+def sequence_mask(lengths: torch.Tensor, max_length: int | None = None) -> torch.Tensor:
+    """Boolean mask ``[B, max_length]`` that is True at positions ``< lengths[b]``."""
+    max_length = int(lengths.max().item()) if max_length is None else max_length
+    return torch.arange(max_length, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def resample_features(
+    features: torch.Tensor, lengths: torch.Tensor, target_lengths: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Linearly resample each sequence's valid part to its target length.
+
+    Args:
+        features: ``[B, F, H]`` padded feature sequences.
+        lengths: ``[B]`` number of valid frames per sequence (>= 1).
+        target_lengths: ``[B]`` number of output steps per sequence (>= 1).
+
+    Returns:
+        ``([B, max(target_lengths), H]`` zero-padded features, ``[B, max(target_lengths)]`` boolean mask).
+    """
+    batch, _, hidden = features.shape
+    max_target = int(target_lengths.max().item())
+    out = features.new_zeros(batch, max_target, hidden)
+    for b in range(batch):
+        valid = features[b : b + 1, : int(lengths[b])].transpose(1, 2)  # [1, H, F_b]
+        steps = int(target_lengths[b])
+        out[b, :steps] = F.interpolate(valid, size=steps, mode="linear", align_corners=False)[0].transpose(0, 1)
+    return out, sequence_mask(target_lengths, max_target)
+
+
+class SpeechEncoder(nn.Module):
+    """Audio -> one feature vector per motion step.
+
+    Encoder hidden states (all layers incl. the input embeddings) are combined with learned softmax weights,
+    projected to ``output_size`` and linearly resampled to the requested number of steps per sequence.
+
+    Args:
+        encoder: the speech encoder (see :func:`build_audio_encoder`).
+        output_size: size of the projected features.
+    """
+
+    def __init__(self, encoder: PreTrainedModel, output_size: int):
+        super().__init__()
+        self.encoder = encoder
+        num_states = int(encoder.config.num_hidden_layers) + 1
+        self.layer_weights = nn.Parameter(torch.zeros(num_states))
+        self.projection = nn.Linear(int(encoder.config.hidden_size), output_size)
+
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        num_steps: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        Args:
+            input_values: ``[B, S]`` 16 kHz audio (normalised as the feature extractor does).
+            attention_mask: ``[B, S]`` 1 for real samples, 0 for padding (or ``None``: no padding).
+            num_steps: ``[B]`` long, number of motion steps ``T'`` wanted for each sequence.
+
+        Returns:
+            features ``[B, max T', output_size]`` and their boolean mask ``[B, max T']``.
+        """
+        batch, samples = input_values.shape
+        if attention_mask is None:
+            sample_lengths = torch.full((batch,), samples, dtype=torch.long, device=input_values.device)
+        else:
+            sample_lengths = attention_mask.long().sum(-1)
+        with warnings.catch_warnings():
+            # WavLM's attention mixes a float position bias with a boolean padding mask (harmless torch warning)
+            warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask")
+            outputs = self.encoder(
+                input_values, attention_mask=attention_mask, output_hidden_states=True, return_dict=True
+            )
+        states = list(outputs.hidden_states)
+        # Pre-norm encoders (do_stable_layer_norm) normalise after the last layer: use that final output.
+        states[-1] = outputs.last_hidden_state
+        hidden_states = torch.stack(states, dim=0)  # [L+1, B, F, H_enc]
+        weights = torch.softmax(self.layer_weights, dim=0).to(hidden_states.dtype)
+        pooled = (weights[:, None, None, None] * hidden_states).sum(0)  # [B, F, H_enc]
+        frames = audio_frame_lengths(self.encoder, sample_lengths).clamp(min=1, max=pooled.shape[1])
+        projected = self.projection(pooled)  # [B, F, output_size]
+        return resample_features(projected, frames, num_steps.to(frames.device))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Causal transformer with an explicit key/value cache
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class KeyValueCache:
+    """Pre-allocated per-layer key/value buffers for incremental decoding.
+
+    Writing a step is an in-place copy (no concatenation), so the cost per step does not grow with the length
+    (apart from attention itself, which reads the cached keys; see ``attention_window`` of
+    :class:`CausalTransformer` for a bounded cost).
+
+    Args:
+        num_layers: number of transformer blocks.
+        batch_size: batch size.
+        num_heads: attention heads.
+        head_dim: size of one head.
+        max_length: initial capacity in steps (grown by doubling if exceeded).
+    """
+
+    def __init__(
+        self,
+        num_layers: int,
+        batch_size: int,
+        num_heads: int,
+        head_dim: int,
+        max_length: int,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ):
+        shape = (batch_size, num_heads, max(1, max_length), head_dim)
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
+        self.length = 0  # number of steps already stored (same for all layers after a full forward)
+
+    @property
+    def capacity(self) -> int:
+        return self.keys[0].shape[2]
+
+    def _grow(self, needed: int) -> None:
+        capacity = self.capacity
+        while capacity < needed:
+            capacity *= 2
+        for i in range(len(self.keys)):
+            for buffers in (self.keys, self.values):
+                old = buffers[i]
+                new = old.new_zeros(old.shape[0], old.shape[1], capacity, old.shape[3])
+                new[:, :, : old.shape[2]] = old
+                buffers[i] = new
+
+    def update(self, layer: int, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store ``key``/``value`` ``[B, heads, L, head_dim]`` of ``layer`` after the cached steps; return all."""
+        end = self.length + key.shape[2]
+        if end > self.capacity:
+            self._grow(end)
+        self.keys[layer][:, :, self.length : end] = key
+        self.values[layer][:, :, self.length : end] = value
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    def advance(self, steps: int) -> None:
+        self.length += steps
+
+
+def rotary_cos_sin(positions: torch.Tensor, head_dim: int, base: float = 10000.0, dtype=torch.float32):
+    """Rotary embedding tables ``[L, head_dim]`` for integer positions ``[L]``."""
+    inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim))
+    angles = positions.float()[:, None] * inv_freq[None, :]  # [L, head_dim / 2]
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rotated * sin
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, hidden_size: int, num_heads: int, dropout: float = 0.0):
+        super().__init__()
+        if hidden_size % num_heads:
+            raise ValueError(f"hidden_size must be divisible by num_heads, got {hidden_size} and {num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
+        self.out = nn.Linear(hidden_size, hidden_size)
+        self.dropout = dropout
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor | None,
+        is_causal: bool,
+        cache: KeyValueCache | None,
+        layer: int,
+        key_start: int = 0,
+    ) -> torch.Tensor:
+        batch, length, hidden = hidden_states.shape
+        qkv = self.qkv(hidden_states).view(batch, length, 3, self.num_heads, self.head_dim)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4)  # each [B, heads, L, head_dim]
+        query, key = apply_rotary(query, cos, sin), apply_rotary(key, cos, sin)
+        if cache is not None:
+            key, value = cache.update(layer, key, value)
+            if key_start:
+                key, value = key[:, :, key_start:], value[:, :, key_start:]
+        attended = F.scaled_dot_product_attention(
+            query,
+            key,
+            value,
+            attn_mask=mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=is_causal,
+        )
+        return self.out(attended.transpose(1, 2).reshape(batch, length, hidden))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block: x + attn(norm(x)); x + mlp(norm(x))."""
+
+    def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int, dropout: float, eps: float):
+        super().__init__()
+        self.attention_norm = nn.LayerNorm(hidden_size, eps=eps)
+        self.attention = CausalSelfAttention(hidden_size, num_heads, dropout)
+        self.mlp_norm = nn.LayerNorm(hidden_size, eps=eps)
+        self.mlp = nn.Sequential(
+            nn.Linear(hidden_size, intermediate_size), nn.GELU(), nn.Linear(intermediate_size, hidden_size)
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, hidden_states, cos, sin, mask, is_causal, cache, layer, key_start=0):
+        hidden_states = hidden_states + self.dropout(
+            self.attention(self.attention_norm(hidden_states), cos, sin, mask, is_causal, cache, layer, key_start)
+        )
+        return hidden_states + self.dropout(self.mlp(self.mlp_norm(hidden_states)))
+
+
+class CausalTransformer(nn.Module):
+    """Stack of pre-norm causal self-attention blocks with rotary positions and an explicit cache.
+
+    Args:
+        hidden_size: model width.
+        num_layers: number of blocks.
+        num_heads: attention heads (``hidden_size`` must be divisible by it).
+        intermediate_size: MLP width.
+        dropout: dropout on attention weights and residual branches.
+        attention_window: if set, each step attends to at most this many most recent steps (itself included),
+            which bounds the per-step cost of incremental decoding; ``None`` = full causal attention.
+        layer_norm_eps: LayerNorm epsilon.
+        causal: ``False`` turns the stack into a bidirectional encoder (padding keys masked, no cache).
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_layers: int,
+        num_heads: int,
+        intermediate_size: int,
+        dropout: float = 0.0,
+        attention_window: int | None = None,
+        layer_norm_eps: float = 1e-5,
+        causal: bool = True,
+    ):
+        super().__init__()
+        self.causal = causal
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.attention_window = attention_window
+        self.layers = nn.ModuleList(
+            TransformerBlock(hidden_size, num_heads, intermediate_size, dropout, layer_norm_eps)
+            for _ in range(num_layers)
+        )
+        self.norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+
+    def new_cache(self, batch_size: int, max_length: int, like: torch.Tensor) -> KeyValueCache:
+        """An empty cache for ``batch_size`` sequences of up to ``max_length`` steps (dtype/device of ``like``)."""
+        return KeyValueCache(
+            len(self.layers), batch_size, self.num_heads, self.head_dim, max_length, like.dtype, like.device
+        )
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        cache: KeyValueCache | None = None,
+    ) -> torch.Tensor:
+        """
+        Args:
+            hidden_states: ``[B, L, H]`` inputs of the new steps.
+            attention_mask: ``[B, past + L]`` True/1 for real steps, False/0 for padding keys (``None``: all real).
+                With right padding (the usual case) no mask is needed: causal attention never looks ahead.
+            cache: if given, the new steps are appended to it and attend to the cached ones.
+
+        Returns:
+            ``[B, L, H]`` normalised outputs.
+        """
+        batch, length, _ = hidden_states.shape
+        past = cache.length if cache is not None else 0
+        total = past + length
+        positions = torch.arange(past, total, device=hidden_states.device)
+        cos, sin = rotary_cos_sin(positions, self.head_dim, dtype=hidden_states.dtype)
+
+        mask = None
+        is_causal = False
+        key_start = 0
+        window = self.attention_window
+        if not self.causal:
+            if cache is not None:
+                raise ValueError("cache must be None for a bidirectional (causal=False) transformer")
+            if attention_mask is not None:
+                diagonal = torch.eye(length, dtype=torch.bool, device=hidden_states.device)
+                mask = attention_mask.bool()[:, None, None, :] | diagonal[None, None]
+        elif attention_mask is None and cache is not None and length == 1 and window is not None and window < total:
+            # One decoding step with a sliding window: read only the last `window` cached steps (flat cost).
+            key_start = total - window
+        elif attention_mask is None and (window is None or window >= total):
+            # Plain causal attention: a single new step sees everything; a prefill uses the fused causal path.
+            is_causal = length > 1 and past == 0
+            if length > 1 and past > 0:
+                mask = self._causal_mask(positions, total, None, None)
+        else:
+            if attention_mask is not None and attention_mask.shape != (batch, total):
+                raise ValueError(
+                    f"attention_mask must have shape [batch, past + length] = {[batch, total]}, "
+                    f"got {list(attention_mask.shape)}"
+                )
+            mask = self._causal_mask(positions, total, attention_mask, window)
+
+        for index, block in enumerate(self.layers):
+            hidden_states = block(hidden_states, cos, sin, mask, is_causal, cache, index, key_start)
+        if cache is not None:
+            cache.advance(length)
+        return self.norm(hidden_states)
+
+    @staticmethod
+    def _causal_mask(
+        query_positions: torch.Tensor, total: int, key_mask: torch.Tensor | None, window: int | None
+    ) -> torch.Tensor:
+        """Boolean ``[B or 1, 1, L, total]`` mask (True = attend); each step always sees itself (no empty rows)."""
+        key_positions = torch.arange(total, device=query_positions.device)
+        allowed = key_positions[None, :] <= query_positions[:, None]  # [L, total]
+        if window is not None:
+            allowed = allowed & (key_positions[None, :] > query_positions[:, None] - window)
+        allowed = allowed[None, None]
+        if key_mask is not None:
+            allowed = allowed & key_mask.bool()[:, None, None, :]
+        diagonal = key_positions[None, :] == query_positions[:, None]
+        return allowed | diagonal[None, None]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Weight initialisation
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def init_module_weights(module: nn.Module, std: float = 0.02) -> None:
+    """Default init for the modules defined here (use from a model's ``_init_weights``).
+
+    Uses ``transformers.initialization`` so weights loaded from a checkpoint are not re-initialised.
+    """
+    if isinstance(module, nn.Linear):
+        init.normal_(module.weight, mean=0.0, std=std)
+        if module.bias is not None:
+            init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        init.normal_(module.weight, mean=0.0, std=std)
+    elif isinstance(module, nn.LayerNorm):
+        if module.weight is not None:
+            init.ones_(module.weight)
+        if module.bias is not None:
+            init.zeros_(module.bias)
+    elif isinstance(module, SpeechEncoder):
+        init.zeros_(module.layer_weights)

@@ -1,0 +1,312 @@
+"""Audio of any length, and live audio: windowed inference over ``ESARMSTAForGeneration.generate``.
+
+The audio is cut into windows of ``chunk_seconds`` that overlap by ``overlap_seconds``; each window is animated
+on its own (bounded memory: one window's audio features and attention at a time) and neighbouring windows are
+cross-faded over the overlap with complementary raised-cosine weights, so there is no step at the borders. The
+window starts fall on sample positions that are whole animation frames and whole motion tokens, so every
+window's frames line up exactly with the timeline.
+
+- :func:`animate_audio`: a whole waveform (a 10-minute file runs in ``chunk_seconds`` worth of memory).
+- :class:`StreamingAnimator`: feed audio chunks as they arrive (:meth:`~StreamingAnimator.push`), get the
+  animation frames that are final (:meth:`~StreamingAnimator.push` returns them; :meth:`~StreamingAnimator.flush`
+  at the end). Its output equals :func:`animate_audio`'s for the same settings. Latency: a frame is final
+  once the audio up to the end of the window that completes it has arrived, at most ``chunk_seconds`` after
+  the frame's time (:attr:`~StreamingAnimator.latency_seconds`), plus one window's compute time.
+
+Audio is normalised per window as the processor's feature extractor does for a clip (zero mean, unit variance,
+when its ``do_normalize`` is set), so audio that fits in one window gives exactly the unchunked result.
+``emotion="auto"`` takes the emotion heard in the first window and keeps it for the rest of the audio.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from esarm.blendshapes import EMOTIONS, INTENSITIES
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["AnimationResult", "StreamingAnimator", "animate_audio", "resolve_condition_ids"]
+
+
+@dataclass
+class AnimationResult:
+    """Blendshapes ``[frames, 52]`` (ARKit order) at ``fps``, and the emotion used."""
+
+    blendshapes: np.ndarray
+    fps: float
+    emotion: str
+
+
+def resolve_condition_ids(
+    emotion: str | int | None, intensity: int | None, speaker: str | int | None, speakers: list[str] | None = None
+) -> tuple[int | None, int | None, int]:
+    """Emotion id (``None`` = heard in the audio), intensity id (``None`` = model default), speaker id (0 = unknown).
+
+    ``emotion`` is a name of ``EMOTIONS``, an id, or ``"auto"`` / ``None``; ``intensity`` is 1..3; ``speaker`` a
+    name in ``speakers`` (the processor's list), an id 0..len(speakers), or ``None``.
+    """
+    emotion_id = None
+    if emotion is not None and emotion != "auto":
+        if isinstance(emotion, str) and emotion in EMOTIONS:
+            emotion_id = EMOTIONS.index(emotion)
+        elif isinstance(emotion, (int, np.integer)) and 0 <= int(emotion) < len(EMOTIONS):
+            emotion_id = int(emotion)
+        else:
+            raise ValueError(f"emotion must be 'auto' or one of {list(EMOTIONS)} (or an id 0..7), got {emotion!r}")
+    intensity_id = None
+    if intensity is not None:
+        if intensity not in INTENSITIES:
+            raise ValueError(f"intensity must be one of {list(INTENSITIES)}, got {intensity!r}")
+        intensity_id = INTENSITIES.index(intensity)
+    speakers = list(speakers or [])
+    speaker_id = 0
+    if speaker is not None:
+        if isinstance(speaker, str) and speaker in speakers:
+            speaker_id = speakers.index(speaker) + 1
+        elif isinstance(speaker, str) and speaker.isdigit():
+            speaker_id = int(speaker)
+        elif isinstance(speaker, (int, np.integer)):
+            speaker_id = int(speaker)
+        else:
+            raise ValueError(f"speaker must be one of {speakers} or an id 0..{len(speakers)}, got {speaker!r}")
+        if not 0 <= speaker_id <= max(len(speakers), speaker_id if not speakers else 0):
+            raise ValueError(f"speaker id must be in 0..{len(speakers)} (0 = unknown speaker), got {speaker_id}")
+    return emotion_id, intensity_id, speaker_id
+
+
+def _alignment_frames(fps: float, sampling_rate: int, frames_per_token: int) -> int:
+    """Smallest frame count that is a whole number of samples and of motion tokens (window starts snap to it)."""
+    for frames in range(frames_per_token, 100_000, frames_per_token):
+        samples = frames * sampling_rate / fps
+        if abs(samples - round(samples)) < 1e-6:
+            return frames
+    raise ValueError(f"fps {fps} and sampling_rate {sampling_rate} have no common frame grid")
+
+
+class StreamingAnimator:
+    """Animate audio that arrives in pieces (a microphone, a network stream) or a long file, window by window.
+
+    Window ``k`` animates frames ``[k * hop, k * hop + chunk)`` (``hop = chunk - overlap``); over its first
+    ``overlap`` frames it fades in while window ``k - 1`` fades out. After window ``k`` the frames before
+    ``(k + 1) * hop`` are final and are returned. The last window (at :meth:`flush`) is run on up to one window
+    of audio before it as left context, so a short remainder is animated with full context.
+
+    Args:
+        model: an ``ESARMSTAForGeneration`` (eval mode is set).
+        processor: an ``ESARMProcessor`` (speaker names, normalisation); ``None``: normalise, no speaker names.
+        emotion, intensity, speaker: conditions (see :func:`resolve_condition_ids`).
+        chunk_seconds: window length (s). Longer windows give the model more context and cost more memory.
+        overlap_seconds: cross-fade length between windows (s), shorter than ``chunk_seconds``.
+        epsilon, seed, do_sample, temperature, top_k: passed to ``generate`` (window ``k`` uses ``seed + k``).
+        sampling_rate: rate of the pushed audio (Hz, default: the model's); resampled to the model's rate.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        processor: Any = None,
+        emotion: str | int | None = "auto",
+        intensity: int | None = None,
+        speaker: str | int | None = None,
+        chunk_seconds: float = 10.0,
+        overlap_seconds: float = 1.0,
+        epsilon: float = 0.0,
+        seed: int | None = None,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        sampling_rate: int | None = None,
+    ):
+        if chunk_seconds <= 0:
+            raise ValueError(f"chunk_seconds must be > 0, got {chunk_seconds}")
+        self.model = model.eval()
+        self.model_rate = int(model.config.sampling_rate)
+        self.input_rate = int(sampling_rate or self.model_rate)
+        self.fps = float(model.config.fps)
+        align = _alignment_frames(self.fps, self.model_rate, int(model.config.frames_per_token))
+        self.chunk_frames = max(2 * align, int(round(chunk_seconds * self.fps / align)) * align)
+        self.overlap_frames = int(round(overlap_seconds * self.fps / align)) * align
+        if overlap_seconds < 0 or self.overlap_frames >= self.chunk_frames:
+            raise ValueError(
+                f"overlap_seconds must be >= 0 and shorter than chunk_seconds ({chunk_seconds}), got {overlap_seconds}"
+            )
+        self.hop_frames = self.chunk_frames - self.overlap_frames
+        speakers = list(getattr(processor, "speakers", None) or [])
+        self.emotion_id, self.intensity_id, self.speaker_id = resolve_condition_ids(emotion, intensity, speaker, speakers)
+        extractor = getattr(processor, "feature_extractor", None)
+        self.normalize = bool(getattr(extractor, "do_normalize", True))
+        self.generate_kwargs = dict(epsilon=epsilon, do_sample=do_sample, temperature=temperature, top_k=top_k)
+        self.seed = seed
+        self._audio = np.zeros(0, np.float32)  # model-rate samples from sample _audio_start on
+        self._audio_start = 0
+        self._window = 0  # index of the next window
+        self._emitted = 0  # frames returned so far
+        self._pending: list[tuple[int, np.ndarray, np.ndarray]] = []  # (first frame, frames [n, 52], weights [n])
+        self._finished = False
+
+    def frame_to_sample(self, frame: int) -> int:
+        """Sample (at the model's rate) where animation frame ``frame`` starts."""
+        return int(round(frame * self.model_rate / self.fps))
+
+    @property
+    def latency_seconds(self) -> float:
+        """Longest wait, in seconds of audio, between a frame's time and the arrival of the audio that makes it
+        final: one window (``chunk_seconds``). Add the compute time of one window for wall-clock latency."""
+        return self.chunk_frames / self.fps
+
+    @property
+    def emotion(self) -> str | None:
+        """The emotion in use (``None`` until the first window when ``emotion="auto"``)."""
+        return None if self.emotion_id is None else EMOTIONS[self.emotion_id]
+
+    def push(self, audio: np.ndarray) -> np.ndarray:
+        """Add audio (mono, or (channels, samples), float at ``sampling_rate``) -> frames ``[n, 52]`` now final."""
+        if self._finished:
+            raise ValueError("push() after flush(): create a new StreamingAnimator for a new stream")
+        audio = np.asarray(audio, dtype=np.float32)
+        if audio.ndim == 2:
+            audio = audio.mean(axis=0)
+        if audio.ndim != 1 or not np.all(np.isfinite(audio)):
+            raise ValueError(f"audio must be finite, 1-D or 2-D (channels, samples), got shape {audio.shape}")
+        if self.input_rate != self.model_rate:
+            from scipy.signal import resample_poly
+
+            # Piecewise resampling: pieces should be long compared with the filter (tens of ms or more).
+            divisor = math.gcd(self.input_rate, self.model_rate)
+            audio = resample_poly(audio, self.model_rate // divisor, self.input_rate // divisor).astype(np.float32)
+        self._audio = np.concatenate([self._audio, audio])
+        while self._audio_start + len(self._audio) >= self.frame_to_sample(self._window * self.hop_frames + self.chunk_frames):
+            start = self._window * self.hop_frames
+            self._run_window(start, start, start + self.chunk_frames)
+        return self._take(self._window * self.hop_frames if self._window else 0)
+
+    def flush(self) -> np.ndarray:
+        """End of the audio: animate what is left -> the remaining frames ``[n, 52]``."""
+        if self._finished:
+            return np.zeros((0, 52), np.float32)
+        self._finished = True
+        total_samples = self._audio_start + len(self._audio)
+        total_frames = int(self.model.num_animation_frames(total_samples))
+        start = self._window * self.hop_frames
+        covered = (self._window - 1) * self.hop_frames + self.chunk_frames if self._window else 0
+        if total_frames > covered:
+            # Left context: up to one window of audio before the remainder (kept in the buffer for this).
+            context_start = max(self._audio_start_frame(), min(start, total_frames - self.chunk_frames), 0)
+            self._run_window(context_start, start, total_frames)
+        return self._take(total_frames)
+
+    # ---- internals ---------------------------------------------------------------------------------------------
+
+    def _audio_start_frame(self) -> int:
+        return int(math.ceil(self._audio_start * self.fps / self.model_rate - 1e-9))
+
+    def _run_window(self, context_start: int, start: int, end: int) -> None:
+        """Animate frames ``[context_start, end)`` and keep ``[start, end)`` as window ``self._window``."""
+        import torch
+
+        first = self.frame_to_sample(context_start) - self._audio_start
+        audio = self._audio[first : self.frame_to_sample(end) - self._audio_start]
+        minimum = int(self.model.min_num_samples)
+        if len(audio) < minimum:  # a remainder shorter than one frame of audio
+            audio = np.pad(audio, (0, minimum - len(audio)))
+        if self.normalize:
+            audio = (audio - audio.mean()) / np.sqrt(audio.var() + 1e-7)
+        with torch.no_grad():
+            output = self.model.generate(
+                torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None],
+                emotion_ids=None if self.emotion_id is None else torch.tensor([self.emotion_id]),
+                intensity_ids=None if self.intensity_id is None else torch.tensor([self.intensity_id]),
+                speaker_ids=torch.tensor([self.speaker_id]),
+                emotion="auto",
+                seed=None if self.seed is None else self.seed + self._window,
+                **self.generate_kwargs,
+            )
+        if self.emotion_id is None:
+            self.emotion_id = int(output.emotion_ids[0])  # heard in the first window, kept for the rest
+        frames = output.blendshapes[0, start - context_start : end - context_start].detach().to("cpu", torch.float32)
+        frames = frames.numpy()
+        if len(frames) < end - start:  # padding of a very short remainder: hold the last frame
+            frames = np.concatenate([frames, np.repeat(frames[-1:], end - start - len(frames), axis=0)])
+        weights = np.ones(end - start, np.float32)
+        if self._pending and self.overlap_frames:
+            previous_start, _, previous_weights = self._pending[-1]
+            shared = previous_start + len(previous_weights) - start  # frames both windows cover
+            if shared > 0:
+                fade = min(self.overlap_frames, shared, end - start)
+                ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(fade) + 0.5) / fade)  # raised cosine, 0 -> 1
+                weights[:fade] = ramp
+                offset = start - previous_start
+                previous_weights[offset : offset + fade] = 1.0 - ramp
+                previous_weights[offset + fade :] = 0.0
+        self._pending.append((start, frames, weights))
+        self._window += 1
+        # Keep one window of audio before the next window's start (left context for the last window).
+        keep_from = self.frame_to_sample(max(0, self._window * self.hop_frames - self.chunk_frames))
+        if keep_from > self._audio_start:
+            self._audio = self._audio[keep_from - self._audio_start :]
+            self._audio_start = keep_from
+
+    def _take(self, final_before: int) -> np.ndarray:
+        """Blend the pending windows and return frames ``[emitted, final_before)``."""
+        if final_before <= self._emitted or not self._pending:
+            return np.zeros((0, 52), np.float32)
+        length = final_before - self._emitted
+        numerator = np.zeros((length, 52), np.float64)
+        denominator = np.zeros(length, np.float64)
+        for start, values, weights in self._pending:
+            lo, hi = max(start, self._emitted), min(start + len(weights), final_before)
+            if hi > lo:
+                numerator[lo - self._emitted : hi - self._emitted] += values[lo - start : hi - start] * weights[
+                    lo - start : hi - start, None
+                ]
+                denominator[lo - self._emitted : hi - self._emitted] += weights[lo - start : hi - start]
+        result = (numerator / np.maximum(denominator, 1e-12)[:, None]).astype(np.float32)
+        self._emitted = final_before
+        self._pending = [p for p in self._pending if p[0] + len(p[2]) > self._emitted]
+        return result
+
+
+def animate_audio(
+    model: Any,
+    audio: np.ndarray,
+    sampling_rate: int | None = None,
+    processor: Any = None,
+    emotion: str | int | None = "auto",
+    intensity: int | None = None,
+    speaker: str | int | None = None,
+    chunk_seconds: float = 10.0,
+    overlap_seconds: float = 1.0,
+    epsilon: float = 0.0,
+    seed: int | None = None,
+    progress: bool = False,
+    **generate_kwargs: Any,
+) -> AnimationResult:
+    """Animate a whole waveform of any length -> :class:`AnimationResult` (``round(seconds * fps)`` frames).
+
+    Audio no longer than ``chunk_seconds`` is animated in one pass; longer audio window by window (module
+    docstring). ``audio`` is mono (or (channels, samples)) float at ``sampling_rate`` (default: the model's).
+    """
+    animator = StreamingAnimator(
+        model, processor, emotion=emotion, intensity=intensity, speaker=speaker, chunk_seconds=chunk_seconds,
+        overlap_seconds=overlap_seconds, epsilon=epsilon, seed=seed, sampling_rate=sampling_rate, **generate_kwargs,
+    )  # fmt: skip
+    audio = np.asarray(audio, dtype=np.float32)
+    step = max(1, int(round(animator.hop_frames / animator.fps * animator.input_rate)))  # one hop of input audio
+    pieces = []
+    starts = range(0, audio.shape[-1], step)
+    iterator = starts
+    if progress and len(starts) > 1:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(starts, desc="animating", unit="window")
+    for begin in iterator:
+        pieces.append(animator.push(audio[..., begin : begin + step]))
+    pieces.append(animator.flush())
+    emotion_name = EMOTIONS[animator.emotion_id] if animator.emotion_id is not None else "neutral"
+    return AnimationResult(np.concatenate(pieces, axis=0), animator.fps, emotion_name)

@@ -1,0 +1,257 @@
+"""Stage 3: automatically ranked demonstrations (D-REX): rollouts of the trained STA model with epsilon-greedy
+noise at several epsilons, several per clip, ranked by epsilon (smaller epsilon = better, rank 0).
+
+Work is split into items (a batch of clips x one epsilon x one rollout index), each generated with its own seed,
+so the dataset does not depend on the number of processes: items are sharded with accelerate's
+``split_between_processes``, gathered, and only the main process writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..blendshapes import NUM_BLENDSHAPES
+from ..data.collators import STACollator
+from .common import (
+    emotion_to_id,
+    intensity_to_id,
+    load_rig,
+    load_split,
+    speaker_to_id,
+    vertex_errors,
+    write_done_marker,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_EPSILONS = (0.02, 0.25, 0.5, 0.75, 1.0)
+
+
+@dataclass
+class ESARMDemoConfig:
+    """Arguments of stage 3 (no Trainer: generation only)."""
+
+    sta_model_path: str | None = field(default=None, metadata={"help": "Trained STA model folder (stage 2)."})
+    dataset_path: str | None = field(default=None, metadata={"help": "Corpus folder written by `save_to_disk`."})
+    output_dir: str | None = field(default=None, metadata={"help": "Where the demonstration DatasetDict is saved."})
+    splits: list[str] = field(
+        default_factory=lambda: ["train", "validation"], metadata={"help": "Corpus splits to roll out on."}
+    )
+    epsilons: list[float] = field(
+        default_factory=lambda: list(DEFAULT_EPSILONS), metadata={"help": "Noise levels of the epsilon-greedy policy."}
+    )
+    num_rollouts: int = field(default=2, metadata={"help": "Rollouts per clip and epsilon."})
+    max_clips: int | None = field(default=None, metadata={"help": "Use at most this many clips per split."})
+    batch_size: int = field(default=16, metadata={"help": "Clips generated together."})
+    do_sample: bool = field(
+        default=False, metadata={"help": "Sample the policy's own distribution (else greedy) when not exploring."}
+    )
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (with do_sample)."})
+    store_audio: bool = field(
+        default=True, metadata={"help": "Copy the audio into each row (else only source_path/split/index)."}
+    )
+    include_ground_truth: bool = field(
+        default=True, metadata={"help": "Add one row per clip with the prior's tokens of the ground truth."}
+    )
+    rig_path: str | None = field(default=None, metadata={"help": "Face rig for per-epsilon LVE/EVE (optional)."})
+    seed: int = field(default=0, metadata={"help": "Base seed; every work item derives its own."})
+
+    def __post_init__(self):
+        if not self.epsilons or any(not 0.0 <= float(e) <= 1.0 for e in self.epsilons):
+            raise ValueError(f"epsilons must be a non-empty list of values in [0, 1], got {self.epsilons}")
+        if self.num_rollouts < 1:
+            raise ValueError(f"num_rollouts must be >= 1, got {self.num_rollouts}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        self.epsilons = [float(e) for e in self.epsilons]
+
+
+def _item_seed(base: int, split: str, start: int, epsilon: float, rollout: int) -> int:
+    return (base * 1_000_003 + zlib.crc32(f"{split}/{start}/{epsilon:.6f}/{rollout}".encode())) % (2**31 - 1)
+
+
+def rollout_batch(model, collator: STACollator, rows: list[dict[str, Any]], epsilon: float, seed: int,
+                  do_sample: bool = False, temperature: float = 1.0) -> list[dict[str, np.ndarray]]:  # fmt: skip
+    """Generate one rollout per row at ``epsilon``; returns per clip ``motion_tokens [T', G]`` and
+    ``blendshapes [T, 52]`` cut to the clip's own length."""
+    device = next(model.parameters()).device
+    batch = collator([{k: v for k, v in r.items() if k != "blendshapes"} for r in rows])
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    with torch.no_grad():
+        out = model.generate(
+            input_values=batch["input_values"].to(device),
+            attention_mask=batch["attention_mask"].to(device),
+            emotion_ids=batch["emotion_ids"].to(device),
+            intensity_ids=batch["intensity_ids"].to(device),
+            speaker_ids=batch["speaker_ids"].to(device),
+            epsilon=epsilon,
+            do_sample=do_sample,
+            temperature=temperature,
+            generator=generator,
+        )
+    results = []
+    for i in range(len(rows)):
+        n_tokens = int(out.token_mask[i].sum())
+        n_frames = int(out.frame_mask[i].sum())
+        results.append(
+            {
+                "motion_tokens": out.motion_tokens[i, :n_tokens].cpu().numpy().astype(np.int64),
+                "blendshapes": out.blendshapes[i, :n_frames].float().cpu().numpy(),
+            }
+        )
+    return results
+
+
+def _base_row(row: dict[str, Any], config: ESARMDemoConfig, split: str, index: int, speakers) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "speaker": row["speaker"],
+        "emotion": row["emotion"],
+        "intensity": int(row["intensity"]),
+        "sentence": row.get("sentence", ""),
+        "audio": np.asarray(row["audio"], dtype=np.float32) if config.store_audio else np.zeros(0, np.float32),
+        "sampling_rate": int(row.get("sampling_rate", 16000)),
+        "source_path": str(Path(config.dataset_path).resolve()),
+        "source_split": split,
+        "source_index": index,
+        "emotion_id": emotion_to_id(row["emotion"]),
+        "intensity_id": intensity_to_id(row["intensity"]),
+        "speaker_id": speaker_to_id(row["speaker"], speakers),
+    }
+
+
+def collect_demos(config: ESARMDemoConfig) -> dict[str, Any]:
+    """Roll out the STA model on each split, save the ranked-demonstration ``DatasetDict`` to
+    ``config.output_dir`` (main process) and write the done marker. Returns summary metrics: rows per split and,
+    per epsilon, the blendshape MAE against ground truth (and LVE / EVE in mm with a rig)."""
+    from accelerate import PartialState
+    from accelerate.utils import gather_object
+    from datasets import Array2D, Dataset, DatasetDict, Features, Sequence, Value
+
+    from .. import ESARMSTAForGeneration
+
+    if config.output_dir is None or config.sta_model_path is None:
+        raise ValueError(
+            f"output_dir and sta_model_path must be set, got {config.output_dir!r} and {config.sta_model_path!r}"
+        )
+    state = PartialState()
+    model = ESARMSTAForGeneration.from_pretrained(config.sta_model_path).to(state.device).eval()
+    speakers = _speakers(config.sta_model_path)
+    collator = STACollator(speakers=speakers, fps=model.config.fps)
+    rig = load_rig(config.rig_path)
+    num_groups = model.config.num_groups
+    features = Features(
+        {
+            "id": Value("string"),
+            "speaker": Value("string"),
+            "emotion": Value("string"),
+            "intensity": Value("int32"),
+            "sentence": Value("string"),
+            "audio": Sequence(Value("float32")),
+            "sampling_rate": Value("int32"),
+            "source_path": Value("string"),
+            "source_split": Value("string"),
+            "source_index": Value("int64"),
+            "emotion_id": Value("int32"),
+            "intensity_id": Value("int32"),
+            "speaker_id": Value("int32"),
+            "epsilon": Value("float32"),
+            "rollout": Value("int32"),
+            "rank": Value("int32"),
+            "is_ground_truth": Value("bool"),
+            "motion_tokens": Array2D((None, num_groups), "int64"),
+            "blendshapes": Array2D((None, NUM_BLENDSHAPES), "float32"),
+        }
+    )
+    eps_rank = {e: r for r, e in enumerate(sorted(set(config.epsilons)))}
+    metrics: dict[str, Any] = {}
+    splits = {}
+    for split in config.splits:
+        dataset = load_split(config.dataset_path, split)
+        count = len(dataset) if config.max_clips is None else min(len(dataset), config.max_clips)
+        starts = range(0, count, config.batch_size)
+        items = [(s, e, r) for s in starts for e in config.epsilons for r in range(config.num_rollouts)]
+        produced = []
+        with state.split_between_processes(items) as shard:
+            for start, epsilon, rollout in tqdm(shard, desc=f"demos {split}", disable=not state.is_local_main_process):
+                indices = list(range(start, min(start + config.batch_size, count)))
+                rows = [dataset[i] for i in indices]
+                seed = _item_seed(config.seed, split, start, epsilon, rollout)
+                outs = rollout_batch(model, collator, rows, epsilon, seed, config.do_sample, config.temperature)
+                for index, row, out in zip(indices, rows, outs):
+                    record = {"index": index, "epsilon": epsilon, "rollout": rollout, **out}
+                    gt = np.asarray(row["blendshapes"], dtype=np.float32)
+                    n = min(len(gt), len(out["blendshapes"]))
+                    record["mae"] = float(np.abs(out["blendshapes"][:n] - gt[:n]).mean())
+                    if rig is not None:
+                        record.update(vertex_errors(out["blendshapes"], gt, rig))
+                    produced.append(record)
+        produced = gather_object(produced) if state.num_processes > 1 else produced
+        produced.sort(key=lambda r: (r["index"], r["epsilon"], r["rollout"]))
+        if state.is_main_process:
+            records = []
+            cache: dict[int, dict[str, Any]] = {}
+            for r in produced:
+                base = cache.setdefault(r["index"], _base_row(dataset[r["index"]], config, split, r["index"], speakers))
+                records.append(
+                    {**base, "epsilon": r["epsilon"], "rollout": r["rollout"], "rank": eps_rank[r["epsilon"]],
+                     "is_ground_truth": False, "motion_tokens": r["motion_tokens"], "blendshapes": r["blendshapes"]}
+                )  # fmt: skip
+            if config.include_ground_truth:
+                records.extend(_ground_truth_rows(model, dataset, count, cache, config, split, speakers))
+            splits[split] = Dataset.from_list(records, features=features)
+        for epsilon in config.epsilons:
+            chosen = [r for r in produced if r["epsilon"] == epsilon]
+            for key in ("mae", "lve", "eve"):
+                if chosen and key in chosen[0]:
+                    metrics[f"{split}_{key}_eps_{epsilon:g}"] = float(np.mean([r[key] for r in chosen]))
+        metrics[f"{split}_num_rollouts"] = len(produced)
+    if state.is_main_process:
+        DatasetDict(splits).save_to_disk(config.output_dir)
+        write_done_marker(config.output_dir, metrics)
+    state.wait_for_everyone()
+    return metrics
+
+
+def _ground_truth_rows(model, dataset, count, cache, config, split, speakers) -> list[dict[str, Any]]:
+    from ..data.collators import num_frames_for, pad_blendshapes
+
+    rows = []
+    prior = model.motion_prior
+    device = next(model.parameters()).device
+    for start in range(0, count, config.batch_size):
+        indices = list(range(start, min(start + config.batch_size, count)))
+        clips = [dataset[i] for i in indices]
+        seqs = []
+        for clip in clips:
+            gt = np.asarray(clip["blendshapes"], dtype=np.float32)
+            seqs.append(gt[: num_frames_for(len(clip["audio"]), float(clip.get("fps") or model.config.fps))])
+        blendshapes, mask = pad_blendshapes(seqs)
+        tokens = prior.encode(blendshapes.to(device), mask.to(device)).cpu().numpy()
+        f = prior.frames_per_token
+        for index, clip, seq, ids in zip(indices, clips, seqs, tokens):
+            base = cache.setdefault(index, _base_row(clip, config, split, index, speakers))
+            rows.append(
+                {**base, "epsilon": 0.0, "rollout": 0, "rank": -1, "is_ground_truth": True,
+                 "motion_tokens": ids[: -(-len(seq) // f)].astype(np.int64), "blendshapes": seq}
+            )  # fmt: skip
+    return rows
+
+
+def _speakers(model_path: str) -> list[str]:
+    """Known speakers of a trained STA model (from its saved processor)."""
+    try:
+        from .. import ESARMProcessor
+
+        return list(ESARMProcessor.from_pretrained(model_path).speakers)
+    except Exception as error:  # noqa: BLE001 - fall back to the unknown speaker for everyone
+        logger.warning("Could not read the speaker list of %s (%s); using the unknown-speaker id", model_path, error)
+        return []

@@ -1,0 +1,546 @@
+"""Stage 4: train the reward model on automatically ranked demonstrations (paper Sec. III-B.3, eq. 1; D-REX).
+
+Training pairs are two rollouts of the *same clip* generated with different noise levels ``epsilon``; the label is
+``y = int(eps_i < eps_j)`` (the less noisy rollout is the better one) and the loss is
+:func:`esarm.modeling_reward.ranking_loss` on the two discounted returns ``R(tau)``. Optionally, as in T-REX,
+each pair is cut to random sub-sequences ("snippets") of equal length, each with its own audio window.
+
+Held-out evaluation (:func:`evaluate_ranking`) scores every rollout of the evaluation split once and reports the
+pairwise accuracy over all different-epsilon pairs of a clip, overall and by epsilon gap, the mean return per
+epsilon, and, when ground truth is available, where the ground-truth animations (motion-prior tokens of the
+captured blendshapes) rank against the rollouts of each epsilon (``gt_beats_eps_0.02`` ...).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset as TorchDataset
+from transformers import Trainer, TrainingArguments, set_seed
+
+from ..data.collators import STACollator
+from .common import (
+    MetricStore,
+    build_model_config,
+    load_split,
+    log_with_metrics,
+    resolve_resume_checkpoint,
+    write_done_marker,
+)
+
+logger = logging.getLogger(__name__)
+
+SAMPLING_RATE = 16000
+CLIP_ID_COLUMNS: tuple[str, ...] = ("clip_id", "id")
+GROUND_TRUTH_EPSILON = -1.0  # marks ground-truth rows in evaluation (better than any rollout)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Config
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass
+class ESARMRewardConfig(TrainingArguments):
+    """Arguments of stage 4 (the ``TrainingArguments`` fields plus the ones below; defaults changed for this stage:
+    no trackers, keep the dataset's columns, one saved checkpoint)."""
+
+    demos_path: str | None = field(
+        default=None, metadata={"help": "Ranked-demonstration dataset of stage 3 (save_to_disk folder)."}
+    )
+    train_split: str = field(default="train", metadata={"help": "Demonstration split to train on."})
+    eval_split: str | None = field(
+        default="validation", metadata={"help": "Held-out demonstration split for pairwise accuracy (None: skip)."}
+    )
+    sta_model_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Trained STA folder: its processor gives the speaker list and its motion prior the token "
+            "geometry (G, K, frames_per_token, fps) of a fresh reward model."
+        },
+    )
+    model_config: str = field(
+        default="tiny", metadata={"help": "ESARMRewardModelConfig preset (tiny, base) or a config folder / json."}
+    )
+    model_overrides: str | None = field(
+        default=None, metadata={"help": "Json object of reward-model config fields overriding the preset."}
+    )
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Start from this trained reward model folder instead of a fresh one."}
+    )
+    max_pairs_per_clip: int | None = field(
+        default=None, metadata={"help": "Sample at most this many different-epsilon pairs per clip (None: all)."}
+    )
+    snippet_length: int = field(
+        default=0, metadata={"help": "T-REX snippets: max snippet length in motion tokens (0: whole rollouts)."}
+    )
+    min_snippet_length: int = field(default=4, metadata={"help": "Minimum snippet length in motion tokens."})
+    snippet_alignment: str = field(
+        default="aligned",
+        metadata={
+            "help": "'aligned': both snippets cover the same time window (same audio); 'trex': the better "
+            "rollout's snippet starts no earlier than the worse one's (T-REX's sampling)."
+        },
+    )
+    rig_path: str | None = field(default=None, metadata={"help": "Unused here; accepted for pipeline configs."})
+    eval_batch_size: int = field(default=16, metadata={"help": "Rollouts per forward pass in evaluation."})
+    # changed TrainingArguments defaults
+    output_dir: str | None = field(default=None, metadata={"help": "Where the trained reward model is saved."})
+    learning_rate: float = field(default=3e-4, metadata={"help": "AdamW learning rate."})
+    per_device_train_batch_size: int = field(default=16, metadata={"help": "Pairs per device and step."})
+    num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs over the pairs (unless max_steps > 0)."})
+    logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
+    save_steps: float = field(default=200, metadata={"help": "Checkpoint every N steps."})
+    save_total_limit: int | None = field(default=1, metadata={"help": "Checkpoints kept."})
+    report_to: str | list[str] | None = field(default="none", metadata={"help": "Experiment trackers."})
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Keep dataset columns (the collator selects what it needs)."}
+    )
+
+    def __post_init__(self):
+        if self.snippet_length < 0:
+            raise ValueError(f"snippet_length must be >= 0 (0: whole rollouts), got {self.snippet_length}")
+        if self.min_snippet_length < 1:
+            raise ValueError(f"min_snippet_length must be >= 1, got {self.min_snippet_length}")
+        if self.snippet_length and self.min_snippet_length > self.snippet_length:
+            raise ValueError(
+                f"min_snippet_length must be <= snippet_length={self.snippet_length}, got {self.min_snippet_length}"
+            )
+        if self.snippet_alignment not in ("aligned", "trex"):
+            raise ValueError(f"snippet_alignment must be 'aligned' or 'trex', got {self.snippet_alignment!r}")
+        if self.max_pairs_per_clip is not None and self.max_pairs_per_clip < 1:
+            raise ValueError(f"max_pairs_per_clip must be None or >= 1, got {self.max_pairs_per_clip}")
+        super().__post_init__()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pairs and snippets
+# ---------------------------------------------------------------------------------------------------------------
+def clip_id_column(column_names: Sequence[str]) -> str:
+    """The demonstration column naming the source clip (``clip_id``, else ``id``)."""
+    for name in CLIP_ID_COLUMNS:
+        if name in column_names:
+            return name
+    raise ValueError(f"demonstrations need a clip id column, one of {list(CLIP_ID_COLUMNS)}; got {list(column_names)}")
+
+
+def build_ranking_pairs(
+    clip_ids: Sequence[str], epsilons: Sequence[float], max_pairs_per_clip: int | None = None, seed: int = 0
+) -> list[tuple[int, int, int]]:
+    """Pairs ``(i, j, y)`` of rows of the same clip with different epsilon, ``y = int(eps_i < eps_j)`` (eq. 1).
+
+    Every different-epsilon pair of a clip is used (or ``max_pairs_per_clip`` of them, sampled); the order inside a
+    pair is randomised so that both labels occur.
+    """
+    if len(clip_ids) != len(epsilons):
+        raise ValueError(f"clip_ids and epsilons must have the same length, got {len(clip_ids)} and {len(epsilons)}")
+    rng = random.Random(seed)
+    rows_by_clip: dict[str, list[int]] = defaultdict(list)
+    for row, clip in enumerate(clip_ids):
+        rows_by_clip[clip].append(row)
+    pairs = []
+    for clip in sorted(rows_by_clip):
+        candidates = [(i, j) for i, j in itertools.combinations(rows_by_clip[clip], 2) if epsilons[i] != epsilons[j]]
+        if max_pairs_per_clip is not None and len(candidates) > max_pairs_per_clip:
+            candidates = rng.sample(candidates, max_pairs_per_clip)
+        for i, j in candidates:
+            if rng.random() < 0.5:
+                i, j = j, i
+            pairs.append((i, j, int(epsilons[i] < epsilons[j])))
+    return pairs
+
+
+def sample_snippet_starts(
+    length_i: int,
+    length_j: int,
+    snippet_length: int,
+    i_is_better: bool,
+    alignment: str,
+    rng: random.Random,
+    min_snippet_length: int = 1,
+) -> tuple[int, int, int]:
+    """Random snippet windows ``(start_i, start_j, length)`` in motion tokens for one pair (T-REX).
+
+    ``alignment="aligned"``: both windows start at the same token (the two rollouts share the clip's audio, so the
+    reward model compares two animations of the same speech). ``alignment="trex"``: as in T-REX's
+    ``create_training_data``, the better rollout's snippet starts no earlier than the worse one's.
+    """
+    shortest = min(length_i, length_j)
+    length = rng.randint(min(min_snippet_length, shortest), min(snippet_length, shortest))
+    if alignment == "aligned":
+        start = rng.randint(0, shortest - length)
+        return start, start, length
+    if alignment != "trex":
+        raise ValueError(f"alignment must be 'aligned' or 'trex', got {alignment!r}")
+    better_length = length_i if i_is_better else length_j
+    worse_start = rng.randint(0, shortest - length)
+    better_start = rng.randint(worse_start, better_length - length)
+    return (better_start, worse_start, length) if i_is_better else (worse_start, better_start, length)
+
+
+def tokens_of(row: dict[str, Any]):
+    """A rollout row's motion tokens ``[T', G]`` (column ``motion_tokens``, or ``tokens``)."""
+    return row["motion_tokens"] if "motion_tokens" in row else row["tokens"]
+
+
+def rollout_rows(demos) -> tuple[list[int], list[int]]:
+    """Indices of the noisy rollouts and of the ground-truth rows (``is_ground_truth``) of a demonstration split."""
+    if "is_ground_truth" not in demos.column_names:
+        return list(range(len(demos))), []
+    flags = demos["is_ground_truth"]
+    return [i for i, gt in enumerate(flags) if not gt], [i for i, gt in enumerate(flags) if gt]
+
+
+class RankingPairDataset(TorchDataset):
+    """Pairs of demonstration rows: item ``k`` is ``{"rollout_i": row, "rollout_j": row, "label": y}``."""
+
+    def __init__(self, demos, pairs: Sequence[tuple[int, int, int]]):
+        self.demos = demos
+        self.pairs = list(pairs)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        i, j, label = self.pairs[index]
+        return {"rollout_i": self.demos[i], "rollout_j": self.demos[j], "label": label}
+
+
+@dataclass
+class RolloutCollator:
+    """Batches rollouts for the reward model: audio + condition (E1's :class:`STACollator`, so ids and audio
+    normalisation match STA training) and padded ``motion_tokens [B, T', G]`` with ``motion_mask [B, T']``.
+
+    A rollout row needs ``motion_tokens`` (or ``tokens``) ``[T', G]``, ``emotion``, ``intensity``, ``speaker`` and
+    either a non-empty ``audio`` (16 kHz) or ``source_path`` / ``source_split`` / ``source_index`` of its corpus clip
+    (stage 3 with ``store_audio=False``). ``windows`` (``(start, length)`` per row, in tokens) crops rollouts and
+    their audio to snippets; one token spans ``frames_per_token / fps`` seconds.
+    """
+
+    speakers: Sequence[str] = ()
+    fps: float = 30.0
+    frames_per_token: int = 1
+
+    def __post_init__(self):
+        self._collator = STACollator(speakers=list(self.speakers), fps=self.fps)
+        self._sources: dict[tuple[str, str], Any] = {}
+
+    def audio_of(self, row: dict[str, Any]) -> np.ndarray:
+        audio = row.get("audio")
+        if audio is not None and len(audio) > 0:
+            return np.asarray(audio, dtype=np.float32)
+        if row.get("source_path") is None:
+            raise ValueError("rollout rows need a non-empty 'audio' or 'source_path'/'source_split'/'source_index'")
+        key = (row["source_path"], row["source_split"])
+        if key not in self._sources:
+            self._sources[key] = load_split(*key)
+        return np.asarray(self._sources[key][int(row["source_index"])]["audio"], dtype=np.float32)
+
+    def encode(
+        self, rows: Sequence[dict[str, Any]], windows: Sequence[tuple[int, int]] | None = None
+    ) -> dict[str, torch.Tensor]:
+        samples_per_token = self.frames_per_token / self.fps * SAMPLING_RATE
+        features, token_arrays = [], []
+        for k, row in enumerate(rows):
+            tokens = np.asarray(tokens_of(row), dtype=np.int64)  # [T', G]
+            audio = self.audio_of(row)
+            if windows is not None:
+                start, length = windows[k]
+                tokens = tokens[start : start + length]
+                audio = audio[int(round(start * samples_per_token)) : int(round((start + length) * samples_per_token))]
+            features.append(
+                {"audio": audio, "emotion": row["emotion"], "intensity": row["intensity"], "speaker": row["speaker"]}
+            )
+            token_arrays.append(tokens)
+        batch = self._collator(features)
+        lengths = [len(t) for t in token_arrays]
+        motion_tokens = torch.zeros(len(rows), max(lengths), token_arrays[0].shape[-1], dtype=torch.long)
+        motion_mask = torch.zeros(len(rows), max(lengths), dtype=torch.bool)
+        for k, tokens in enumerate(token_arrays):
+            motion_tokens[k, : len(tokens)] = torch.from_numpy(tokens)
+            motion_mask[k, : len(tokens)] = True
+        batch.update(motion_tokens=motion_tokens, motion_mask=motion_mask)
+        return batch
+
+
+@dataclass
+class RankingPairCollator:
+    """Collates :class:`RankingPairDataset` items into one reward-model batch of ``2B`` rollouts (the ``i`` sides,
+    then the ``j`` sides) plus ``labels [B]``; with ``snippet_length > 0`` each pair is cut to T-REX snippets."""
+
+    rollouts: RolloutCollator
+    snippet_length: int = 0
+    min_snippet_length: int = 4
+    snippet_alignment: str = "aligned"
+    seed: int = 0
+
+    def __post_init__(self):
+        self._rng = random.Random(self.seed)
+
+    def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        rows_i = [item["rollout_i"] for item in items]
+        rows_j = [item["rollout_j"] for item in items]
+        labels = torch.tensor([int(item["label"]) for item in items], dtype=torch.long)
+        windows = None
+        if self.snippet_length > 0:
+            windows_i, windows_j = [], []
+            for row_i, row_j, label in zip(rows_i, rows_j, labels.tolist()):
+                start_i, start_j, length = sample_snippet_starts(
+                    len(tokens_of(row_i)),
+                    len(tokens_of(row_j)),
+                    self.snippet_length,
+                    i_is_better=bool(label),
+                    alignment=self.snippet_alignment,
+                    rng=self._rng,
+                    min_snippet_length=self.min_snippet_length,
+                )
+                windows_i.append((start_i, length))
+                windows_j.append((start_j, length))
+            windows = windows_i + windows_j
+        batch = self.rollouts.encode(rows_i + rows_j, windows)
+        batch["labels"] = labels
+        return batch
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Trainer
+# ---------------------------------------------------------------------------------------------------------------
+MODEL_INPUT_KEYS: tuple[str, ...] = (
+    "input_values",
+    "attention_mask",
+    "emotion_ids",
+    "intensity_ids",
+    "speaker_ids",
+    "motion_tokens",
+    "motion_mask",
+)
+
+
+class ESARMRewardTrainer(Trainer):
+    """``Trainer`` whose loss is the pairwise ranking loss (eq. 1) on the returns of the two rollouts of each pair.
+
+    ``evaluate`` runs :func:`evaluate_ranking` on ``eval_dataset`` (a demonstration split: rollouts and ground-truth
+    rows, not pairs) and logs the result with the ``eval_`` prefix.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._metric_store = MetricStore()
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        from ..modeling_reward import ranking_loss
+
+        labels = inputs["labels"]  # [B], 1 where rollout i is the better one
+        outputs = model(**{key: inputs[key] for key in MODEL_INPUT_KEYS if key in inputs})
+        returns_i, returns_j = outputs.returns.float().chunk(2)  # [B] each: the batch is the i sides, then the j sides
+        loss = ranking_loss(returns_i, returns_j, labels)
+        mode = "train" if model.training else "eval"
+        self._metric_store.add(mode, "pair_accuracy", ((returns_i > returns_j).long() == labels).float().mean())
+        self._metric_store.add(mode, "return_margin", ((returns_i - returns_j) * (2 * labels - 1)).mean())
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        super().log(log_with_metrics(self, logs), start_time)
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if dataset is None:
+            raise ValueError("ESARMRewardTrainer.evaluate needs an eval_dataset (a demonstration split)")
+        if not isinstance(self.data_collator, RankingPairCollator):
+            raise ValueError(f"data_collator must be a RankingPairCollator, got {type(self.data_collator).__name__}")
+        model = self.accelerator.unwrap_model(self.model)
+        metrics = evaluate_ranking(model, dataset, self.data_collator.rollouts, batch_size=self.args.eval_batch_size)
+        metrics = {f"{metric_key_prefix}_{key}": value for key, value in metrics.items()}
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Held-out evaluation
+# ---------------------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def score_rollouts(model, rows: Sequence[dict[str, Any]], collator: RolloutCollator, batch_size: int = 16) -> list:
+    """Reward-model returns ``R(tau)`` of whole rollouts (list of floats, in row order)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    returns: list[float] = []
+    for start in range(0, len(rows), batch_size):
+        batch = collator.encode(rows[start : start + batch_size])
+        outputs = model(**{key: batch[key].to(device) for key in MODEL_INPUT_KEYS})
+        returns.extend(outputs.returns.float().cpu().tolist())
+    model.train(was_training)
+    return returns
+
+
+def ranking_metrics(clip_ids: Sequence[str], epsilons: Sequence[float], returns: Sequence[float]) -> dict[str, float]:
+    """Pairwise statistics of scored rollouts (and ground-truth rows with ``epsilon = -1``) of held-out clips.
+
+    Returns ``accuracy`` (ties count 1/2) and ``loss`` (eq. 1) over all different-epsilon rollout pairs of each clip,
+    ``accuracy_gap_<g>`` by epsilon gap ``g``, ``num_pairs``, ``return_eps_<e>`` (mean return per epsilon) and, for
+    ground-truth rows, ``return_gt`` and ``gt_beats_eps_<e>`` (share of a clip's rollouts at epsilon ``e`` scored
+    below its ground truth: 1.0 means the reward model ranks the captured animation above every such rollout).
+    """
+    by_clip: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    returns_by_eps: dict[float, list[float]] = defaultdict(list)
+    for clip, eps, value in zip(clip_ids, epsilons, returns):
+        by_clip[clip].append((float(eps), float(value)))
+        returns_by_eps[round(float(eps), 4)].append(float(value))
+    correct: dict[str, list[float]] = defaultdict(list)
+    losses: list[float] = []
+    gt_wins: dict[float, list[float]] = defaultdict(list)
+    for entries in by_clip.values():
+        for (eps_a, ret_a), (eps_b, ret_b) in itertools.combinations(entries, 2):
+            if eps_a == eps_b:
+                continue
+            (better_eps, better_ret), (worse_eps, worse_ret) = sorted([(eps_a, ret_a), (eps_b, ret_b)])
+            score = 1.0 if better_ret > worse_ret else 0.5 if better_ret == worse_ret else 0.0
+            if better_eps == GROUND_TRUTH_EPSILON:
+                gt_wins[round(worse_eps, 4)].append(score)
+                continue
+            correct["all"].append(score)
+            correct[f"{worse_eps - better_eps:.2f}"].append(score)
+            losses.append(_softplus(worse_ret - better_ret))
+    metrics: dict[str, float] = {"num_pairs": float(len(correct["all"]))}
+    if correct["all"]:
+        metrics["accuracy"] = float(np.mean(correct["all"]))
+        metrics["loss"] = float(np.mean(losses))
+    del correct["all"]
+    for gap in sorted(correct, key=float):
+        metrics[f"accuracy_gap_{gap}"] = float(np.mean(correct[gap]))
+    for eps in sorted(returns_by_eps):
+        name = "gt" if eps == GROUND_TRUTH_EPSILON else f"eps_{eps:g}"
+        metrics[f"return_{name}"] = float(np.mean(returns_by_eps[eps]))
+    for eps in sorted(gt_wins):
+        metrics[f"gt_beats_eps_{eps:g}"] = float(np.mean(gt_wins[eps]))
+    return metrics
+
+
+def _softplus(x: float) -> float:
+    return float(max(x, 0.0) + math.log1p(math.exp(-abs(x))))
+
+
+def evaluate_ranking(model, demos, collator: RolloutCollator, batch_size: int = 16) -> dict[str, float]:
+    """Scores every row of a held-out demonstration split once (rollouts and ground-truth rows), sharded over
+    processes and gathered, and returns :func:`ranking_metrics` (the same dict on every process)."""
+    from accelerate import PartialState
+    from accelerate.utils import gather_object
+
+    clip_column = clip_id_column(demos.column_names)
+    _, ground_truth = rollout_rows(demos)
+    ground_truth = set(ground_truth)
+    clip_ids = demos[clip_column]
+    epsilons = [GROUND_TRUTH_EPSILON if i in ground_truth else float(e) for i, e in enumerate(demos["epsilon"])]
+    state = PartialState()
+    with state.split_between_processes(list(range(len(demos)))) as shard:
+        scored = list(zip(shard, score_rollouts(model, [demos[i] for i in shard], collator, batch_size)))
+    if state.num_processes > 1:
+        scored = gather_object(scored)
+    returns = dict(scored)
+    order = sorted(returns)
+    return ranking_metrics([clip_ids[i] for i in order], [epsilons[i] for i in order], [returns[i] for i in order])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Library entry point
+# ---------------------------------------------------------------------------------------------------------------
+def sta_context(sta_model_path: str | None) -> tuple[list[str], Any]:
+    """Known speakers (the STA processor's) and the motion-prior config of a trained STA folder (``[]``/``None``)."""
+    if sta_model_path is None:
+        return [], None
+    from .. import ESARMSTAConfig
+
+    speakers: list[str] = []
+    try:
+        from .. import ESARMProcessor
+
+        speakers = list(ESARMProcessor.from_pretrained(sta_model_path).speakers or [])
+    except Exception as error:  # noqa: BLE001 - a missing processor only loses speaker identities
+        logger.warning("reward model: no processor in %s (%s); all speakers map to 'unknown'", sta_model_path, error)
+    sta_config = ESARMSTAConfig.from_pretrained(sta_model_path)
+    return speakers, getattr(sta_config, "motion_prior_config", None)
+
+
+def build_reward_model(config: ESARMRewardConfig, motion_prior_config=None, num_speakers: int = 0):
+    """A trained reward model (``model_name_or_path``) or a fresh one: preset + overrides, with the token geometry
+    (G, K, frames_per_token, fps) of the motion prior the demonstrations were tokenised with and room for
+    ``num_speakers`` known speakers (ids 1..N)."""
+    from .. import ESARMRewardModel, ESARMRewardModelConfig
+
+    if config.model_name_or_path is not None:
+        return ESARMRewardModel.from_pretrained(config.model_name_or_path)
+    model_config = build_model_config(ESARMRewardModelConfig, config.model_config, config.model_overrides)
+    values = model_config.to_dict()
+    for key in ("transformers_version", "architectures", "model_type"):
+        values.pop(key, None)
+    values["num_speakers"] = max(int(values.get("num_speakers", 0)), num_speakers)
+    if motion_prior_config is not None:
+        for key in ("num_groups", "codebook_size", "frames_per_token", "fps"):
+            values.pop(key, None)
+        model_config = ESARMRewardModelConfig.from_motion_prior_config(motion_prior_config, **values)
+    else:
+        model_config = ESARMRewardModelConfig(**values)
+    return ESARMRewardModel(model_config)
+
+
+def train_reward_model(config: ESARMRewardConfig) -> dict[str, Any]:
+    """Train (or resume) the reward model, save it to ``config.output_dir``, evaluate it on the held-out demos and
+    write the stage's done marker. Returns the metrics (``eval_accuracy``, ``eval_accuracy_gap_<g>``,
+    ``eval_gt_beats_eps_<e>``, ...)."""
+    if config.output_dir is None:
+        raise ValueError("output_dir must be set for train_reward_model, got None")
+    if config.demos_path is None:
+        raise ValueError("demos_path must be set for train_reward_model, got None")
+    set_seed(config.seed)
+    speakers, motion_prior_config = sta_context(config.sta_model_path)
+    model = build_reward_model(config, motion_prior_config, num_speakers=len(speakers))
+
+    train_demos = load_split(config.demos_path, config.train_split)
+    rollouts, _ = rollout_rows(train_demos)
+    clip_ids, epsilons = train_demos[clip_id_column(train_demos.column_names)], train_demos["epsilon"]
+    pairs = build_ranking_pairs(
+        [clip_ids[i] for i in rollouts], [epsilons[i] for i in rollouts], config.max_pairs_per_clip, seed=config.seed
+    )
+    pairs = [(rollouts[i], rollouts[j], y) for i, j, y in pairs]  # back to row indices of the split
+    if not pairs:
+        raise ValueError(f"demos_path {config.demos_path!r} holds no two rollouts of one clip with different epsilon")
+    logger.info("reward model: %d training pairs from %d rollouts", len(pairs), len(rollouts))
+    eval_demos = load_split(config.demos_path, config.eval_split) if config.eval_split else None
+
+    collator = RankingPairCollator(
+        RolloutCollator(speakers, float(model.config.fps), int(model.config.frames_per_token)),
+        config.snippet_length,
+        config.min_snippet_length,
+        config.snippet_alignment,
+        seed=config.seed,
+    )
+    trainer = ESARMRewardTrainer(
+        model=model,
+        args=config,
+        train_dataset=RankingPairDataset(train_demos, pairs),
+        eval_dataset=eval_demos,
+        data_collator=collator,
+    )
+    train_output = trainer.train(resume_from_checkpoint=resolve_resume_checkpoint(config))
+    trainer.save_model(config.output_dir)
+    metrics: dict[str, Any] = {
+        "train_loss": train_output.training_loss,
+        "train_steps": train_output.global_step,
+        "train_pairs": len(pairs),
+        "train_runtime_s": train_output.metrics.get("train_runtime"),
+    }
+    if eval_demos is not None:
+        metrics.update(trainer.evaluate())
+    trainer.accelerator.wait_for_everyone()
+    if trainer.is_world_process_zero():
+        write_done_marker(config.output_dir, metrics)
+    trainer.accelerator.wait_for_everyone()
+    return metrics

@@ -1,0 +1,613 @@
+"""Stage 5: RL fine-tuning of the STA policy against the frozen reward model (paper Sec. III-B.4, eq. 2).
+
+Per training step, for a batch of clips (audio + condition, never the ground-truth animation):
+
+1. sample ``num_rollouts`` motion-token sequences per clip from the policy (temperature sampling, no grad);
+2. score each with the frozen reward model: a sparse end-of-sequence reward ``R(tau)`` (its discounted return);
+3. subtract ``kl_coef`` times the summed per-token KL estimate ``log pi(a|s) - log pi_ref(a|s)`` to the frozen
+   STA reference policy (the RLOO paper's k1 estimator, applied to the reward like TRL's ``RLOOTrainer``);
+4. leave-one-out baseline over the rollouts of the same clip -> advantages (optionally normalised);
+5. ``num_ppo_epochs`` clipped-ratio updates on the buffered rollouts (per-token ratio, sequence advantage),
+   with an optional entropy bonus.
+
+The trainer is a ``transformers.Trainer`` in TRL's style (TRL 1.16 has no PPO and its RLOO / GRPO trainers
+assume text LLMs): one Trainer step is one optimiser update; the sampler repeats each batch of clips
+``num_ppo_epochs`` times and rollouts are regenerated on the first repetition, as TRL's GRPO / RLOO do.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import Trainer, TrainingArguments, set_seed
+from trl.models import unwrap_model_for_generation
+from trl.trainer.utils import RepeatSampler, disable_dropout_in_model, entropy_from_logits, selective_log_softmax
+
+from .common import load_rig, load_split, resolve_resume_checkpoint, write_done_marker
+
+logger = logging.getLogger(__name__)
+
+# Inputs the policy is allowed to see in this stage: audio and condition. Ground-truth animation columns
+# (``blendshapes``, ``tokens``, ``motion_tokens``) are dropped before the dataloader (paper Sec. IV-C: "the agent
+# does not have access to any human datasets during the reinforcement learning fine-tuning").
+POLICY_DATASET_COLUMNS: tuple[str, ...] = ("audio", "sampling_rate", "emotion", "intensity", "speaker")
+CONDITION_KEYS: tuple[str, ...] = ("input_values", "attention_mask", "emotion_ids", "intensity_ids", "speaker_ids")
+GROUND_TRUTH_COLUMNS: tuple[str, ...] = ("blendshapes", "tokens", "motion_tokens", "motion_mask", "labels")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Config
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass
+class ESARMRLConfig(TrainingArguments):
+    r"""Configuration of :class:`ESARMRLTrainer` and :func:`train_rl`.
+
+    Only the RL-specific parameters are listed; see ``transformers.TrainingArguments`` for the rest. Defaults that
+    differ from ``TrainingArguments``: ``learning_rate=1e-5``, ``logging_steps=1``, ``remove_unused_columns=False``,
+    ``report_to="none"``. ``per_device_train_batch_size`` counts clips; each clip yields ``num_rollouts`` rollouts.
+
+    Args:
+        policy_name_or_path: folder of the trained STA model (``save_pretrained``) that initialises the policy; its
+            processor is loaded from the same folder.
+        reward_model_name_or_path: folder of the trained reward model (frozen during this stage).
+        ref_policy_name_or_path: folder of the reference policy for the KL term; defaults to ``policy_name_or_path``.
+        dataset_name_or_path: corpus saved with ``datasets.save_to_disk`` (one row per clip).
+        train_split / eval_split: splits used for rollouts / for the held-out before-after evaluation.
+        num_rollouts: rollouts sampled per clip (``k``); the leave-one-out baseline needs at least 2.
+        temperature: sampling temperature of the rollouts (the ratio uses the same tempered distribution).
+        top_k: optional top-k truncation of rollout sampling.
+        kl_coef: weight of the summed per-token KL estimate subtracted from the reward.
+        cliprange: PPO ratio clip ``epsilon``: ratios are clipped to ``[1 - cliprange, 1 + cliprange]``.
+        num_ppo_epochs: optimiser updates on each batch of rollouts before new ones are sampled.
+        entropy_coef: weight of the entropy bonus (0 disables it).
+        normalize_advantages: standardise advantages over the (global) batch of rollouts.
+        reward_clip: optional symmetric clip of the reward-model score before the KL penalty.
+        max_eval_clips: held-out clips used for the before / after evaluation (LVE, EVE, reward).
+        rig_path: face rig (.npz) for LVE / EVE; defaults to ``$ESARM_RIG``; without a rig only rewards are compared.
+        freeze_audio_encoder: keep the policy's speech encoder (WavLM) frozen; RL then tunes the disentangling
+            encoder and the motion decoder (cheaper, and the reward cannot reshape the speech features).
+    """
+
+    policy_name_or_path: str | None = field(default=None, metadata={"help": "Folder of the trained STA model."})
+    reward_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Folder of the trained reward model (kept frozen)."}
+    )
+    ref_policy_name_or_path: str | None = field(
+        default=None, metadata={"help": "Folder of the KL reference policy; defaults to policy_name_or_path."}
+    )
+    dataset_name_or_path: str | None = field(
+        default=None, metadata={"help": "Corpus saved with datasets.save_to_disk (one row per clip)."}
+    )
+    train_split: str = field(default="train", metadata={"help": "Split whose clips are used for rollouts."})
+    eval_split: str | None = field(
+        default="validation", metadata={"help": "Held-out split for the before/after evaluation (None: skip)."}
+    )
+    num_rollouts: int = field(default=4, metadata={"help": "Rollouts sampled per clip (k >= 2, leave-one-out)."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the rollouts (> 0)."})
+    top_k: int | None = field(default=None, metadata={"help": "Optional top-k truncation of rollout sampling."})
+    kl_coef: float = field(
+        default=0.05, metadata={"help": "Weight of the summed per-token KL to the reference, subtracted from R."}
+    )
+    cliprange: float = field(default=0.2, metadata={"help": "PPO clip range epsilon for the probability ratio."})
+    num_ppo_epochs: int = field(default=2, metadata={"help": "Optimiser updates per batch of rollouts."})
+    entropy_coef: float = field(default=0.0, metadata={"help": "Weight of the entropy bonus (0 disables it)."})
+    normalize_advantages: bool = field(
+        default=True, metadata={"help": "Standardise advantages over the global batch of rollouts."}
+    )
+    reward_clip: float | None = field(
+        default=None, metadata={"help": "Clip reward-model scores to [-reward_clip, reward_clip] (None: no clip)."}
+    )
+    max_eval_clips: int = field(default=16, metadata={"help": "Held-out clips for the before/after evaluation."})
+    rig_path: str | None = field(
+        default=None, metadata={"help": "Face rig .npz for LVE/EVE (default $ESARM_RIG); None and unset: skip."}
+    )
+    freeze_audio_encoder: bool = field(
+        default=True,
+        metadata={"help": "Keep the policy's speech encoder frozen (RL tunes the disentangling encoder and decoder)."},
+    )
+    # Overridden TrainingArguments defaults.
+    learning_rate: float = field(default=1e-5, metadata={"help": "Initial AdamW learning rate."})
+    logging_steps: float = field(default=1, metadata={"help": "Log every X updates steps."})
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Kept False: the RL collator selects the policy inputs itself."}
+    )
+    report_to: str | list[str] | None = field(default="none", metadata={"help": "Integrations to report to."})
+
+    def __post_init__(self):
+        _check(self.num_rollouts >= 2, "num_rollouts", "an integer >= 2 (leave-one-out baseline)", self.num_rollouts)
+        _check(self.temperature > 0, "temperature", "> 0", self.temperature)
+        _check(self.top_k is None or self.top_k >= 1, "top_k", "None or >= 1", self.top_k)
+        _check(self.kl_coef >= 0, "kl_coef", ">= 0", self.kl_coef)
+        _check(0 < self.cliprange < 1, "cliprange", "in (0, 1)", self.cliprange)
+        _check(self.num_ppo_epochs >= 1, "num_ppo_epochs", ">= 1", self.num_ppo_epochs)
+        _check(self.entropy_coef >= 0, "entropy_coef", ">= 0", self.entropy_coef)
+        _check(self.reward_clip is None or self.reward_clip > 0, "reward_clip", "None or > 0", self.reward_clip)
+        _check(self.max_eval_clips >= 0, "max_eval_clips", ">= 0", self.max_eval_clips)
+        super().__post_init__()
+
+
+def _check(condition: bool, name: str, expected: str, got: Any) -> None:
+    if not condition:
+        raise ValueError(f"{name} must be {expected}, got {got!r}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The algorithm on tensors (tested on hand numbers)
+# ---------------------------------------------------------------------------------------------------------------
+def rloo_advantages(rewards: torch.Tensor, num_rollouts: int) -> torch.Tensor:
+    """Leave-one-out advantages ``A_i = r_i - mean_{j != i} r_j`` within each clip's group of rollouts.
+
+    Args:
+        rewards: ``[num_clips * num_rollouts]``, the rollouts of one clip contiguous.
+        num_rollouts: group size ``k >= 2``.
+    Returns:
+        ``[num_clips * num_rollouts]`` advantages (each group's advantages sum to 0).
+    """
+    if num_rollouts < 2:
+        raise ValueError(f"num_rollouts must be >= 2 for a leave-one-out baseline, got {num_rollouts}")
+    if rewards.numel() % num_rollouts:
+        raise ValueError(f"rewards must hold a multiple of num_rollouts={num_rollouts} values, got {rewards.numel()}")
+    grouped = rewards.view(-1, num_rollouts)
+    baseline = (grouped.sum(dim=1, keepdim=True) - grouped) / (num_rollouts - 1)
+    return (grouped - baseline).reshape(-1)
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | tuple[int, ...] | None = None) -> torch.Tensor:
+    """Mean of ``values`` where ``mask`` is true (``mask`` broadcastable to ``values``); 0 where nothing is valid."""
+    mask = mask.to(values.dtype).expand_as(values)
+    if dim is None:
+        return (values * mask).sum() / mask.sum().clamp(min=1.0)
+    return (values * mask).sum(dim=dim) / mask.sum(dim=dim).clamp(min=1.0)
+
+
+def clipped_policy_loss(
+    logps: torch.Tensor,
+    old_logps: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    cliprange: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """PPO's clipped surrogate with a per-token ratio and one (sparse-reward) advantage per sequence.
+
+    Args:
+        logps / old_logps: ``[B, T', G]`` log-probabilities of the sampled tokens under the current / the sampling
+            policy.
+        advantages: ``[B]``.
+        mask: ``[B, T', G]`` (or broadcastable), true on real tokens.
+        cliprange: ``epsilon`` of the clip.
+    Returns:
+        ``(loss, clip_fraction, ratio_mean)``: the loss averages tokens within a sequence and then sequences;
+        ``clip_fraction`` is the share of valid tokens whose clipped term was the active one.
+    """
+    ratio = torch.exp(logps - old_logps)
+    adv = advantages.view(-1, *([1] * (logps.dim() - 1)))
+    unclipped = ratio * adv
+    clipped = torch.clamp(ratio, 1.0 - cliprange, 1.0 + cliprange) * adv
+    per_token = -torch.min(unclipped, clipped)
+    token_dims = tuple(range(1, logps.dim()))
+    loss = masked_mean(per_token, mask, dim=token_dims).mean()
+    is_clipped = (clipped < unclipped).to(logps.dtype)
+    return loss, masked_mean(is_clipped, mask).detach(), masked_mean(ratio, mask).detach()
+
+
+def token_log_probs(
+    logits: torch.Tensor, motion_tokens: torch.Tensor, temperature: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probabilities and entropies of given tokens under tempered logits.
+
+    Args:
+        logits: ``[B, T', G, K]`` (``logits[:, t]`` is the distribution of ``motion_tokens[:, t]``).
+        motion_tokens: ``[B, T', G]``.
+    Returns:
+        ``(logps [B, T', G], entropy [B, T', G])`` in nats.
+    """
+    logits = logits.float() / temperature
+    return selective_log_softmax(logits, motion_tokens), entropy_from_logits(logits)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Data: clips -> policy inputs (audio + condition only)
+# ---------------------------------------------------------------------------------------------------------------
+def drop_ground_truth_columns(dataset):
+    """Keep only the columns a policy may see in this stage (audio and condition); works on ``datasets.Dataset``."""
+    keep = [name for name in dataset.column_names if name in POLICY_DATASET_COLUMNS]
+    missing = {"audio"} - set(keep)
+    if missing:
+        raise ValueError(f"RL dataset needs columns {sorted(POLICY_DATASET_COLUMNS)}, missing {sorted(missing)}")
+    return dataset.select_columns(keep)
+
+
+@dataclass
+class PolicyInputCollator:
+    """Turns clip rows into policy inputs; reads only the audio and condition columns of each row.
+
+    Wraps E1's :class:`esarm.data.collators.STACollator` (same audio normalisation and label ids as STA training)
+    after dropping every other key, so ground-truth animation cannot reach the policy even if a row carries it.
+    Returns ``input_values [B, S]``, ``attention_mask [B, S]``, ``emotion_ids [B]``, ``intensity_ids [B]``,
+    ``speaker_ids [B]``.
+
+    Args:
+        speakers: the policy's known speaker names (its processor's ``speakers``); others map to id 0.
+        fps: animation frame rate of the policy.
+        max_seconds: crop longer clips to a random window of this many seconds (``None``: whole clips).
+        seed: seed of the cropping RNG.
+    """
+
+    speakers: Sequence[str] = ()
+    fps: float = 30.0
+    max_seconds: float | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        from esarm.data.collators import STACollator
+
+        self._collator = STACollator(
+            speakers=list(self.speakers), fps=self.fps, max_seconds=self.max_seconds, seed=self.seed
+        )
+
+    def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        allowed = (*POLICY_DATASET_COLUMNS, "fps")
+        policy_rows = [{key: row[key] for key in allowed if key in row} for row in rows]
+        batch = self._collator(policy_rows)
+        return {key: batch[key] for key in CONDITION_KEYS}
+
+
+def _select_conditions(inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
+    return {key: inputs[key] for key in CONDITION_KEYS if inputs.get(key) is not None}
+
+
+def _repeat_conditions(conditions: dict[str, torch.Tensor], times: int) -> dict[str, torch.Tensor]:
+    return {key: value.repeat_interleave(times, dim=0) for key, value in conditions.items()}
+
+
+def _token_mask(generated: Any, motion_tokens: torch.Tensor) -> torch.Tensor:
+    token_mask = getattr(generated, "token_mask", None)
+    if token_mask is None:
+        return torch.ones(motion_tokens.shape[:2], dtype=torch.bool, device=motion_tokens.device)
+    return token_mask.to(device=motion_tokens.device, dtype=torch.bool)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Trainer
+# ---------------------------------------------------------------------------------------------------------------
+class ESARMRLTrainer(Trainer):
+    """RLOO with PPO-style clipping for the STA policy against a frozen reward model.
+
+    Args:
+        model: the policy (``ESARMSTAForGeneration`` or anything with the same ``generate`` / ``forward(...).logits``).
+        reward_model: frozen scorer whose ``forward(**conditions, motion_tokens, motion_mask).returns`` is ``[B]``.
+        args: :class:`ESARMRLConfig`.
+        ref_model: frozen reference policy for the KL term; a frozen copy of ``model`` when ``None``.
+        train_dataset: clips (audio + condition; ground-truth columns are dropped when it is a ``datasets.Dataset``).
+        data_collator: rows -> ``CONDITION_KEYS`` tensors; when ``None``, a :class:`PolicyInputCollator` with the
+            speakers and fps of ``processing_class`` (the policy's ``ESARMProcessor``).
+    """
+
+    _tag_names = ["esarm", "rl", "rloo"]
+
+    def __init__(
+        self,
+        model: nn.Module,
+        reward_model: nn.Module,
+        args: ESARMRLConfig,
+        ref_model: nn.Module | None = None,
+        train_dataset=None,
+        eval_dataset=None,
+        data_collator=None,
+        processing_class=None,
+        callbacks=None,
+        optimizers=(None, None),
+    ):
+        if not isinstance(args, ESARMRLConfig):
+            raise ValueError(f"args must be an ESARMRLConfig, got {type(args).__name__}")
+        if train_dataset is not None and hasattr(train_dataset, "column_names"):
+            train_dataset = drop_ground_truth_columns(train_dataset)
+        if data_collator is None:
+            data_collator = PolicyInputCollator(
+                speakers=getattr(processing_class, "speakers", None) or (),
+                fps=float(getattr(processing_class, "fps", None) or getattr(model.config, "fps", 30.0)),
+                seed=args.seed,
+            )
+        if ref_model is None:
+            from trl.experimental.utils import create_reference_model
+
+            ref_model = create_reference_model(model)
+        for frozen in (ref_model, reward_model):
+            frozen.eval()
+            frozen.requires_grad_(False)
+            disable_dropout_in_model(frozen)
+        # The ratio compares the sampling distribution with the training one: both must be deterministic.
+        disable_dropout_in_model(model)
+        if args.freeze_audio_encoder and isinstance(getattr(model, "audio_encoder", None), nn.Module):
+            model.audio_encoder.requires_grad_(False)
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=data_collator,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            callbacks=callbacks,
+            optimizers=optimizers,
+        )
+        self.ref_model = self.accelerator.prepare_model(ref_model, evaluation_mode=True)
+        self.reward_model = self.accelerator.prepare_model(reward_model, evaluation_mode=True)
+        self._metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self._step = 0
+        self._buffered_inputs: dict[str, torch.Tensor] | None = None
+
+    # -- sampling: each batch of clips is served num_ppo_epochs times in a row (TRL's RepeatSampler) -------------
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        return RepeatSampler(
+            data_source=dataset,
+            mini_repeat_count=1,
+            batch_size=self.args.per_device_train_batch_size * self.accelerator.num_processes,
+            repeat_count=self.args.num_ppo_epochs,
+            shuffle=True,
+            seed=self.args.seed,
+        )
+
+    def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        inputs = super()._prepare_inputs(inputs)
+        if not self.model.training:
+            return self._generate_and_score(inputs, mode="eval")
+        if self._step % self.args.num_ppo_epochs == 0 or self._buffered_inputs is None:
+            self._buffered_inputs = self._generate_and_score(inputs, mode="train")
+        self._step += 1
+        return self._buffered_inputs
+
+    @torch.no_grad()
+    def _generate_and_score(self, inputs: dict[str, Any], mode: str) -> dict[str, torch.Tensor]:
+        args = self.args
+        conditions = _repeat_conditions(_select_conditions(inputs), args.num_rollouts)
+        with unwrap_model_for_generation(self.model_wrapped, self.accelerator) as policy:
+            was_training = policy.training
+            policy.eval()
+            generated = policy.generate(
+                **conditions,
+                emotion=None,
+                do_sample=True,
+                temperature=args.temperature,
+                top_k=args.top_k,
+                decode_blendshapes=False,
+            )
+            motion_tokens = generated.motion_tokens  # [B*k, T', G]
+            token_mask = _token_mask(generated, motion_tokens)  # [B*k, T']
+            old_logps, entropy = self._sequence_logps(policy, conditions, motion_tokens, token_mask)
+            policy.train(was_training)
+        ref_logps, _ = self._sequence_logps(self.ref_model, conditions, motion_tokens, token_mask)
+        scores = self.reward_model(**conditions, motion_tokens=motion_tokens, motion_mask=token_mask).returns.float()
+        if args.reward_clip is not None:
+            scores = scores.clamp(-args.reward_clip, args.reward_clip)
+
+        mask = token_mask.unsqueeze(-1).expand_as(motion_tokens)  # [B*k, T', G]
+        per_token_kl = (old_logps - ref_logps) * mask
+        sequence_kl = per_token_kl.sum(dim=(1, 2))  # [B*k]
+        rewards = scores - args.kl_coef * sequence_kl
+        advantages = rloo_advantages(rewards, args.num_rollouts)
+        if args.normalize_advantages:
+            gathered = self.accelerator.gather(advantages)
+            advantages = (
+                (advantages - gathered.mean()) / (gathered.std() + 1e-4) if gathered.numel() > 1 else advantages
+            )
+
+        metrics = self._metrics[mode]
+        gathered_scores = self.accelerator.gather(scores)
+        metrics["reward"].append(gathered_scores.mean().item())
+        metrics["reward_std"].append(gathered_scores.std().item() if gathered_scores.numel() > 1 else 0.0)
+        kl_stats = self.accelerator.reduce(torch.stack([per_token_kl.sum(), mask.sum().float()]), reduction="sum")
+        metrics["kl"].append((kl_stats[0] / kl_stats[1].clamp(min=1.0)).item())
+        metrics["kl_sequence"].append(self.accelerator.gather(sequence_kl).mean().item())
+        metrics["total_reward"].append(self.accelerator.gather(rewards).mean().item())
+        gathered_adv = self.accelerator.gather(advantages)
+        metrics["advantage_mean"].append(gathered_adv.mean().item())
+        metrics["advantage_std"].append(gathered_adv.std().item() if gathered_adv.numel() > 1 else 0.0)
+        metrics["sampling_entropy"].append(self.accelerator.gather(masked_mean(entropy, mask).view(1)).mean().item())
+        metrics["sequence_length"].append(self.accelerator.gather(token_mask.sum(1).float()).mean().item())
+        return {
+            **conditions,
+            "motion_tokens": motion_tokens,
+            "motion_mask": token_mask,
+            "old_logps": old_logps,
+            "advantages": advantages,
+        }
+
+    def _sequence_logps(self, model, conditions, motion_tokens, token_mask) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = model(**conditions, motion_tokens=motion_tokens, motion_mask=token_mask).logits  # [B, T', G, K]
+        return token_log_probs(logits, motion_tokens, self.args.temperature)
+
+    # -- the loss: one screen ------------------------------------------------------------------------------------
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if return_outputs:
+            raise ValueError("ESARMRLTrainer does not return outputs")
+        conditions = _select_conditions(inputs)
+        motion_tokens, token_mask = inputs["motion_tokens"], inputs["motion_mask"]
+        logps, entropy = self._sequence_logps(model, conditions, motion_tokens, token_mask)
+        mask = token_mask.unsqueeze(-1).expand_as(motion_tokens)
+        loss, clip_fraction, ratio_mean = clipped_policy_loss(
+            logps, inputs["old_logps"], inputs["advantages"], mask, self.args.cliprange
+        )
+        mean_entropy = masked_mean(entropy, mask)
+        if self.args.entropy_coef > 0:
+            loss = loss - self.args.entropy_coef * mean_entropy
+
+        metrics = self._metrics["train" if model.training else "eval"]
+        metrics["policy_loss"].append(self.accelerator.gather(loss.detach().view(1)).mean().item())
+        metrics["entropy"].append(self.accelerator.gather(mean_entropy.detach().view(1)).mean().item())
+        metrics["clip_fraction"].append(self.accelerator.gather(clip_fraction.view(1)).mean().item())
+        metrics["ratio_mean"].append(self.accelerator.gather(ratio_mean.view(1)).mean().item())
+        return loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Adds the averaged RL metrics collected since the last log (all of them live in ``self._metrics``)."""
+        mode = "train" if self.model.training else "eval"
+        prefix = "eval_" if mode == "eval" else ""
+        for key, values in self._metrics[mode].items():
+            valid = [v for v in values if not math.isnan(v)]
+            if valid:
+                logs[f"{prefix}{key}"] = sum(valid) / len(valid)
+        self._metrics[mode].clear()
+        super().log(logs, start_time)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Held-out evaluation before / after (the honest check against reward hacking)
+# ---------------------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate_policy(
+    policy: nn.Module,
+    reward_model: nn.Module,
+    dataset,
+    collator,
+    batch_size: int = 4,
+    rig=None,
+    max_clips: int | None = None,
+) -> dict[str, float]:
+    """Greedy animations of held-out clips: mean reward-model return and, with ground truth, blendshape MAE and
+    (with a rig) LVE / EVE in mm. Clips are sharded over processes and gathered (same dict on every process).
+
+    The ground-truth blendshapes are read here only, to measure; the collator never passes them to the policy.
+
+    Returns:
+        ``{"reward": ..., "blendshape_mae": ..., "lve_mm": ..., "eve_mm": ...}`` (the last three need ground truth,
+        the last two a rig).
+    """
+    from accelerate import PartialState
+    from accelerate.utils import gather_object
+
+    from ..evaluation.metrics import eve, lve
+
+    count = len(dataset) if max_clips is None else min(max_clips, len(dataset))
+    device = next(policy.parameters()).device
+    policy.eval()
+    reward_model.eval()
+    state = PartialState()
+    per_clip: list[dict[str, float]] = []
+    with state.split_between_processes(list(range(count))) as shard:
+        for start in range(0, len(shard), batch_size):
+            rows = [dataset[i] for i in shard[start : start + batch_size]]
+            conditions = {key: value.to(device) for key, value in collator(rows).items()}
+            generated = policy.generate(**conditions, emotion=None, do_sample=False)
+            token_mask = _token_mask(generated, generated.motion_tokens)
+            returns = reward_model(**conditions, motion_tokens=generated.motion_tokens, motion_mask=token_mask).returns
+            for i, row in enumerate(rows):
+                clip = {"reward": float(returns[i])}
+                if row.get("blendshapes") is not None and generated.blendshapes is not None:
+                    target = np.asarray(row["blendshapes"], dtype=np.float32)  # [T_gt, 52]
+                    length = min(int(generated.frame_mask[i].sum()), len(target))
+                    predicted = generated.blendshapes[i, :length].float().cpu().numpy()
+                    clip["blendshape_mae"] = float(np.abs(predicted - target[:length]).mean())
+                    if rig is not None:
+                        clip["lve_mm"] = float(lve(predicted, target[:length], rig))
+                        clip["eve_mm"] = float(eve(predicted, target[:length], rig))
+                per_clip.append(clip)
+    if state.num_processes > 1:
+        per_clip = gather_object(per_clip)
+    return {key: float(np.mean([clip[key] for clip in per_clip])) for key in per_clip[0]} if per_clip else {}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Library entry point
+# ---------------------------------------------------------------------------------------------------------------
+def train_rl(config: ESARMRLConfig) -> dict[str, Any]:
+    """Runs stage 5 and returns its metrics (also in ``<output_dir>/metrics.json`` with the stage's done marker).
+
+    Loads the STA policy, its processor, a frozen reference copy and the frozen reward model; evaluates the greedy
+    policy on held-out clips (reward, and LVE / EVE / blendshape MAE against the ground truth), trains, evaluates
+    again and saves the tuned policy + processor to ``output_dir``. Resumes from ``config.resume_from_checkpoint``
+    (``"auto"``: the last checkpoint in ``output_dir``).
+
+    Returns:
+        ``reward_before`` / ``reward_after`` (held-out, greedy), ``lve_mm_before`` / ``lve_mm_after``,
+        ``eve_mm_before`` / ``eve_mm_after``, ``blendshape_mae_before`` / ``_after`` (with ground truth and a rig),
+        the last logged training metrics (``train_reward``, ``train_kl``, ...) and the whole ``train_log``.
+    """
+    from accelerate import PartialState
+
+    from .. import ESARMRewardModel, ESARMSTAForGeneration
+
+    for name in ("policy_name_or_path", "reward_model_name_or_path", "dataset_name_or_path", "output_dir"):
+        if getattr(config, name) is None:
+            raise ValueError(f"{name} must be set for train_rl, got None")
+    set_seed(config.seed)
+    device = PartialState().device
+    policy = ESARMSTAForGeneration.from_pretrained(config.policy_name_or_path)
+    ref_policy = ESARMSTAForGeneration.from_pretrained(config.ref_policy_name_or_path or config.policy_name_or_path)
+    reward_model = ESARMRewardModel.from_pretrained(config.reward_model_name_or_path)
+    processor = _load_processor(config.policy_name_or_path)
+    collator = PolicyInputCollator(
+        speakers=getattr(processor, "speakers", None) or (), fps=float(policy.config.fps), seed=config.seed
+    )
+    train_dataset = drop_ground_truth_columns(load_split(config.dataset_name_or_path, config.train_split))
+    eval_dataset = load_split(config.dataset_name_or_path, config.eval_split) if config.eval_split else None
+    rig = load_rig(config.rig_path)
+
+    metrics: dict[str, Any] = {}
+    evaluate = eval_dataset is not None and config.max_eval_clips > 0
+    if evaluate:
+        before = evaluate_policy(
+            policy.to(device), reward_model.to(device), eval_dataset, collator,
+            config.per_device_eval_batch_size, rig, config.max_eval_clips,
+        )  # fmt: skip
+        metrics.update({f"{key}_before": value for key, value in before.items()})
+        logger.info("RL: held-out greedy policy before training: %s", before)
+
+    trainer = ESARMRLTrainer(
+        model=policy,
+        reward_model=reward_model,
+        ref_model=ref_policy,
+        args=config,
+        train_dataset=train_dataset,
+        data_collator=collator,
+        processing_class=processor,
+    )
+    train_output = trainer.train(resume_from_checkpoint=resolve_resume_checkpoint(config))
+    trainer.save_model(config.output_dir)
+    train_log = [entry for entry in trainer.state.log_history if "reward" in entry]
+    metrics.update(
+        {"train_steps": train_output.global_step, "train_runtime_s": train_output.metrics.get("train_runtime")}
+    )
+    if train_log:
+        metrics.update({f"train_{key}": value for key, value in train_log[-1].items() if key not in ("step", "epoch")})
+        metrics["train_reward_first"] = train_log[0]["reward"]
+    metrics["train_log"] = train_log
+
+    if evaluate:
+        after = evaluate_policy(
+            trainer.accelerator.unwrap_model(trainer.model), trainer.accelerator.unwrap_model(trainer.reward_model),
+            eval_dataset, collator, config.per_device_eval_batch_size, rig, config.max_eval_clips,
+        )  # fmt: skip
+        metrics.update({f"{key}_after": value for key, value in after.items()})
+        logger.info("RL: held-out greedy policy after training: %s", after)
+    trainer.accelerator.wait_for_everyone()
+    if trainer.is_world_process_zero():
+        if processor is not None:
+            processor.save_pretrained(config.output_dir)
+        write_done_marker(config.output_dir, metrics)
+    trainer.accelerator.wait_for_everyone()
+    return metrics
+
+
+def _load_processor(path: str):
+    try:
+        from .. import ESARMProcessor
+
+        return ESARMProcessor.from_pretrained(path)
+    except Exception as error:  # noqa: BLE001 - without a processor every speaker is the unknown speaker
+        logger.warning("RL: no processor in %s (%s); all speakers map to the unknown-speaker id", path, error)
+        return None

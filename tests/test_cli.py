@@ -1,0 +1,156 @@
+"""The ``esarm`` command: help, clean errors (exit 2, no traceback), animate end to end, push --dry-run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from esarm.cli import build_parser, main
+
+SUBCOMMANDS = ("animate", "demo", "pipeline", "evaluate", "synth", "prepare-mead", "prepare-ravdess", "push")
+
+
+def test_help_of_every_subcommand(capsys):
+    for command in SUBCOMMANDS:
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0
+        assert f"usage: esarm {command}" in capsys.readouterr().out
+    assert main([]) == 2  # no command: the overview
+    assert "animate" in capsys.readouterr().out
+
+
+def test_console_script_is_installed():
+    from importlib.metadata import entry_points
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "esarm"]
+    assert script.value == "esarm.cli:main"
+
+
+def _error(capsys, argv) -> str:
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and captured.err.startswith("esarm ")
+    return captured.err
+
+
+@pytest.fixture
+def speech(tmp_path) -> Path:
+    import soundfile
+
+    rate = 22050
+    t = np.arange(int(1.3 * rate)) / rate
+    audio = 0.3 * np.sin(2 * np.pi * 180 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    path = tmp_path / "speech.wav"
+    soundfile.write(path, np.stack([audio, audio * 0.5], axis=1), rate)  # stereo, 22.05 kHz
+    return path
+
+
+def test_bad_input_is_one_line_with_exit_status_2(capsys, tmp_path, speech):
+    assert "audio input not found" in _error(capsys, ["animate", str(tmp_path / "missing.wav"), "--model", "m"])
+    assert "--out must end in" in _error(capsys, ["animate", str(speech), "--model", "m", "--out", "a.fbx"])
+    assert "emotion must be" in _error(capsys, ["animate", str(speech), "--model", "m", "--emotion", "joyful"])
+    assert "--epsilon must be in" in _error(capsys, ["animate", str(speech), "--model", "m", "--epsilon", "2"])
+    (tmp_path / "empty").mkdir()
+    assert "no audio files" in _error(capsys, ["animate", str(tmp_path / "empty"), "--model", "m"])
+    assert "no config.json" in _error(capsys, ["animate", str(speech), "--model", str(tmp_path / "empty")])
+    assert "model folder not found" in _error(capsys, ["push", str(tmp_path / "nope"), "--repo-id", "me/x"])
+    assert "config not found" in _error(capsys, ["pipeline", "--config", "nope.yaml", "--output-dir", str(tmp_path)])
+    assert "not found" in _error(capsys, ["evaluate", "--model", str(tmp_path / "m"), "--dataset", str(tmp_path / "d")])
+    assert "not found" in _error(capsys, ["prepare-mead", str(tmp_path / "no-mead")])
+    # argparse's own errors also exit with 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["animate", str(speech), "--model", "m", "--intensity", "7"])
+    assert exit_info.value.code == 2
+
+
+def test_output_paths_for_several_inputs(capsys, tmp_path, speech):
+    from esarm.cli import _output_paths
+
+    files = [Path("a/x.wav"), Path("b/x.wav"), Path("b/y.flac")]
+    assert _output_paths(files, str(tmp_path), "json") == [
+        tmp_path / "a_x.json", tmp_path / "b_x.json", tmp_path / "y.json",
+    ]  # fmt: skip
+    assert _output_paths(files[:1], "out/anim.glb", None) == [Path("out/anim.glb")]
+    assert "--out must be a folder" in _error(capsys, ["animate", str(speech), str(speech), "--model", "m", "--out", "a.csv"])
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    import torch
+
+    from esarm import ESARMSTAConfig, ESARMSTAForGeneration
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny_sta")
+    ESARMSTAForGeneration(ESARMSTAConfig.tiny()).save_pretrained(folder)
+    return folder
+
+
+def test_animate_one_file_to_each_format(capsys, tmp_path, speech, tiny_model_dir):
+    pytest.importorskip("esarm.audio", reason="esarm.audio (load_audio) not available yet")
+    from esarm.export import load_animation
+
+    results = {}
+    for suffix in (".csv", ".json", ".glb"):
+        out = tmp_path / f"anim{suffix}"
+        status = main(["animate", str(speech), "--model", str(tiny_model_dir), "--emotion", "happy", "--intensity", "2",
+                       "--seed", "0", "--out", str(out)])  # fmt: skip
+        assert status == 0, capsys.readouterr().err
+        assert str(out) in capsys.readouterr().out
+        results[suffix], fps = load_animation(out)
+        assert fps == pytest.approx(30)
+    assert results[".csv"].shape == (39, 52)  # 1.3 s at 30 fps
+    np.testing.assert_allclose(results[".csv"], results[".json"], atol=1e-5)
+    np.testing.assert_allclose(results[".csv"], results[".glb"], atol=1e-5)
+    document = json.loads((tmp_path / "anim.json").read_text())
+    assert document["metadata"]["emotion"] == "happy"
+
+
+def test_animate_a_folder_to_mp4(capsys, tmp_path, speech, tiny_model_dir):
+    pytest.importorskip("esarm.audio", reason="esarm.audio (load_audio) not available yet")
+    import av
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    speech.rename(folder / "one.wav")
+    (folder / "notes.txt").write_text("not audio")
+    import shutil
+
+    shutil.copy(folder / "one.wav", folder / "two.wav")
+    out = tmp_path / "videos"
+    assert main(["animate", str(folder), "--model", str(tiny_model_dir), "--format", "mp4", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["one.mp4", "two.mp4"]
+    with av.open(str(out / "one.mp4")) as container:
+        assert len(container.streams.audio) == 1 and container.streams.video[0].frames == 39
+
+
+def test_push_dry_run_lists_the_upload(capsys, tmp_path):
+    folder = tmp_path / "prior"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "esarm_motion_prior", "num_groups": 3}))
+    (folder / "model.safetensors").write_bytes(b"")
+    staging = tmp_path / "staging"
+    assert main(["push", str(folder), "--repo-id", "me/prior", "--dry-run", str(staging)]) == 0
+    out = capsys.readouterr().out
+    assert "would upload to me/prior" in out and "README.md" in out and "config.json" in out
+    assert (staging / "README.md").read_text().startswith("---\nlibrary_name: esarm")
+
+
+def test_parser_defaults():
+    args = build_parser().parse_args(["animate", "a.wav", "--model", "m"])
+    assert args.emotion == "auto" and args.chunk_seconds == 10.0 and args.format is None
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(capsys, tmp_path):
+    config = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+    if not config.exists():
+        pytest.skip("configs/tiny.yaml not available")
+    assert main(["demo", "--output-dir", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "side-by-side video" in out and ".mp4" in out
+    assert list((tmp_path / "demo" / "demo").glob("*.mp4"))

@@ -1,0 +1,299 @@
+"""MEAD and RAVDESS preparation end to end on miniature trees of real mp4 / m4a files (PyAV-encoded)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from esarm.blendshapes import ARKIT_NAMES, ARKIT_NAMES_ALPHABETICAL, NUM_BLENDSHAPES
+from esarm.data import (
+    SyntheticCorpusConfig,
+    find_mead_clips,
+    generate_synthetic_corpus,
+    load_prepared,
+    mead_test_clips,
+    parse_ravdess_name,
+    prepare_mead,
+    prepare_ravdess,
+    split_speakers,
+)
+from esarm.data.preparation import (
+    MEDIAPIPE_TASK_ENV,
+    ClipSource,
+    MediaPipeBlendshapeExtractor,
+    decode_audio,
+    interpolate_missing,
+)
+from esarm.data.testing import (
+    PixelBlendshapeExtractor,
+    blendshapes_to_frames,
+    encode_audio,
+    encode_video,
+    make_mead_tree,
+    make_ravdess_tree,
+)
+
+
+@pytest.fixture(scope="module")
+def rows():
+    """Synthetic clips: 3 speakers (M001, W002, M003), 2 sentences, neutral + happy at levels 1 and 3."""
+    config = SyntheticCorpusConfig.micro(emotions=("neutral", "happy"), intensities=(1, 3))
+    corpus = generate_synthetic_corpus(config, progress=False)
+    return [row for split in corpus.values() for row in split]
+
+
+@pytest.fixture(scope="module")
+def mead_root(rows, tmp_path_factory):
+    root = tmp_path_factory.mktemp("mead")
+    make_mead_tree(root, rows)
+    speaker = rows[0]["speaker"]
+    good = next(root.glob(f"{speaker}/video/front/happy/level_1/001.mp4"))
+    blendshapes = np.full((40, NUM_BLENDSHAPES), 0.3, np.float32)
+    # bad names: a level that does not exist, neutral above level 1, an unknown emotion, a bad speaker folder
+    for bad in ("happy/level_4/001.mp4", "neutral/level_2/001.mp4", "joy/level_1/001.mp4", "happy/level_1/1.mp4"):
+        path = root / speaker / "video" / "front" / bad
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(good.read_bytes())
+    (root / "X01" / "video").mkdir(parents=True)
+    # a video without audio, an audio without video
+    encode_video(root / speaker / "video/front/happy/level_3/009.mp4", blendshapes_to_frames(blendshapes))
+    encode_audio(root / speaker / "audio/happy/level_3/008.m4a", np.zeros(16000, np.float32))
+    # a corrupt video and a clip where the face is missing in most frames
+    (root / speaker / "video/front/happy/level_3/007.mp4").write_bytes(b"not a video")
+    encode_audio(root / speaker / "audio/happy/level_3/007.m4a", np.zeros(16000, np.float32))
+    no_face = np.arange(40) % 4 == 0
+    encode_video(root / speaker / "video/front/happy/level_3/006.mp4", blendshapes_to_frames(blendshapes, no_face))
+    encode_audio(root / speaker / "audio/happy/level_3/006.m4a", np.zeros(int(40 / 30 * 16000), np.float32))
+    # a few frames without a face: interpolated
+    found = np.ones(40, bool)
+    found[10:13] = False
+    ramp = np.linspace(0, 1, 40, dtype=np.float32)[:, None].repeat(NUM_BLENDSHAPES, 1)
+    encode_video(root / speaker / "video/front/happy/level_3/005.mp4", blendshapes_to_frames(ramp, found))
+    encode_audio(root / speaker / "audio/happy/level_3/005.m4a", np.zeros(int(40 / 30 * 16000), np.float32))
+    return root
+
+
+NUM_GOOD_MEAD = 3 * 2 * 3 + 1  # speakers x sentences x (neutral, happy 1, happy 3) + the interpolated clip
+
+
+def test_find_mead_clips_reports_files_that_do_not_parse(mead_root):
+    clips, unparsed = find_mead_clips(mead_root)
+    assert len(clips) == NUM_GOOD_MEAD + 2  # + the corrupt clip and the mostly-faceless clip
+    reasons = {Path(u.path).relative_to(mead_root).as_posix(): u.reason for u in unparsed}
+    assert "level_1, level_2 or level_3" in reasons["M001/video/front/happy/level_4/001.mp4"]
+    assert "only at level_1" in reasons["M001/video/front/neutral/level_2/001.mp4"]
+    assert "emotion must be one of" in reasons["M001/video/front/joy/level_1/001.mp4"]
+    assert "three digits" in reasons["M001/video/front/happy/level_1/1.mp4"]
+    assert "M### or W###" in reasons["X01"]
+    assert "no matching audio" in reasons["M001/video/front/happy/level_3/009.mp4"]
+    assert "no matching video" in reasons["M001/audio/happy/level_3/008.m4a"]
+    clip = next(c for c in clips if c.id == "W002_happy_level_3_002")
+    assert (clip.speaker, clip.emotion, clip.intensity, clip.sentence) == ("W002", "happy", 3, "happy_002")
+
+
+def test_prepare_mead_end_to_end_then_resume(mead_root, rows, tmp_path):
+    output = tmp_path / "mead"
+    result = prepare_mead(mead_root, output, extractor=PixelBlendshapeExtractor(), progress=False)
+    assert result.num_clips == NUM_GOOD_MEAD and result.processed == NUM_GOOD_MEAD + 2
+    assert set(result.rejected) == {"M001_happy_level_3_007", "M001_happy_level_3_006"}
+    assert "cannot decode" in result.rejected["M001_happy_level_3_007"]
+    assert "no face in 10 of 40 frames" in result.rejected["M001_happy_level_3_006"]
+    assert result.missing_frames == 3
+
+    # speaker splits: disjoint, published, and the dataset follows them
+    splits = json.loads((output / "splits.json").read_text())
+    assert sorted(sum(splits.values(), [])) == ["M001", "M003", "W002"]
+    assert all(len(names) == 1 for names in splits.values())
+    dataset = load_prepared(output)
+    for split, names in splits.items():
+        assert set(dataset[split]["speaker"]) == set(names)
+    assert sum(dataset.num_rows.values()) == NUM_GOOD_MEAD
+    card = (output / "README.md").read_text()
+    assert "path: data/train-*.parquet" in card and "MEAD" in card
+
+    # blendshapes survive video coding and extraction; audio is 16 kHz and aligned to the frames
+    truth = {r["id"].replace("_level_", "_level_"): r for r in rows}
+    for row in dataset["train"]:
+        if row["id"] not in truth:
+            continue
+        expected = np.asarray(truth[row["id"]]["blendshapes"])
+        got = np.asarray(row["blendshapes"])
+        assert got.shape == expected.shape
+        assert np.abs(got - expected).max() < 0.03
+        assert abs(len(row["audio"]) - len(got) / row["fps"] * 16000) <= 1
+        assert row["sampling_rate"] == 16000 and row["fps"] == 30.0
+    ramp = [r for split in dataset.values() for r in split if r["id"] == "M001_happy_level_3_005"][0]
+    np.testing.assert_allclose(np.asarray(ramp["blendshapes"])[10:13, 0], np.linspace(0, 1, 40)[10:13], atol=0.03)
+
+    # resume: nothing to process, nothing rewritten
+    stamps = {p: p.stat().st_mtime_ns for p in output.rglob("*") if p.is_file()}
+    again = prepare_mead(mead_root, output, extractor=PixelBlendshapeExtractor(), progress=False)
+    assert again.processed == 0 and again.num_clips == NUM_GOOD_MEAD
+    assert {p: p.stat().st_mtime_ns for p in output.rglob("*") if p.is_file()} == stamps
+
+    # a lost clip is redone alone
+    next((output / ".cache/clips").glob("W002_neutral_level_1_001.npz")).unlink()
+    assert prepare_mead(mead_root, output, extractor=PixelBlendshapeExtractor(), progress=False).processed == 1
+
+
+class _CrashingExtractor(PixelBlendshapeExtractor):
+    def __init__(self, crash_on_call: int) -> None:
+        self.calls, self.crash_on_call = 0, crash_on_call
+
+    def __call__(self, frames, fps):
+        self.calls += 1
+        if self.calls == self.crash_on_call:
+            raise RuntimeError("simulated crash")
+        return super().__call__(frames, fps)
+
+
+def test_a_crash_loses_only_the_clip_in_progress(mead_root, tmp_path):
+    output = tmp_path / "mead"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        prepare_mead(mead_root, output, extractor=_CrashingExtractor(crash_on_call=5), progress=False)
+    cached = list((output / ".cache/clips").glob("*"))
+    assert len(cached) >= 4 - 1  # the corrupt video never reaches the extractor
+    assert not list((output / ".cache/clips").glob(".*"))  # no half-written files
+    result = prepare_mead(mead_root, output, extractor=PixelBlendshapeExtractor(), progress=False)
+    assert result.processed == NUM_GOOD_MEAD + 2 - len(cached)
+    assert result.num_clips == NUM_GOOD_MEAD
+
+
+def test_prepare_mead_with_workers_and_mead_sentence_split(mead_root, tmp_path):
+    result = prepare_mead(
+        mead_root, tmp_path / "mead", extractor=PixelBlendshapeExtractor(), split_by="sentence", num_workers=2,
+        progress=False,
+    )  # fmt: skip
+    assert result.num_clips == NUM_GOOD_MEAD
+    clips, _ = find_mead_clips(mead_root)
+    test_ids = mead_test_clips(clips)
+    dataset = load_prepared(tmp_path / "mead")
+    assert set(dataset) == {"train", "test"}
+    assert set(dataset["test"]["id"]) == test_ids - set(result.rejected)
+    # with at most 6 clips per (speaker, emotion, level) every clip is a test clip, except ... none
+    assert not set(dataset["train"]["id"])
+
+
+def test_mead_test_split_takes_the_last_clips():
+    clips = [
+        ClipSource(f"M003_{e}_level_{k}_{n:03d}", "M003", e, k, "", "", "", {"number": f"{n:03d}"})
+        for e, k, count in (("neutral", 1, 40), ("angry", 2, 30))
+        for n in range(1, count + 1)
+    ]
+    test = mead_test_clips(clips)
+    assert {c for c in test if "neutral" in c} == {f"M003_neutral_level_1_{n:03d}" for n in range(31, 41)}
+    assert {c for c in test if "angry" in c} == {f"M003_angry_level_2_{n:03d}" for n in range(25, 31)}
+
+
+def test_split_speakers_is_deterministic_and_balanced():
+    speakers = [f"M{i:03d}" for i in range(1, 31)] + [f"W{i:03d}" for i in range(1, 31)]
+    splits = split_speakers(speakers, 0.1, 0.1, seed=0, group=lambda s: s[0])
+    assert splits == split_speakers(list(reversed(speakers)), 0.1, 0.1, seed=0, group=lambda s: s[0])
+    assert [len(splits[k]) for k in ("train", "validation", "test")] == [48, 6, 6]
+    assert {s[0] for s in splits["test"]} == {"M", "W"}
+    assert sorted(sum(splits.values(), [])) == sorted(speakers)
+    with pytest.raises(ValueError, match="test_fraction"):
+        split_speakers(speakers, 0.5, 0.6)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("03-01-06-01-02-01-12", None),
+        ("01-01-01-02-01-01-01.mp4", "neutral has no strong"),
+        ("04-01-01-01-01-01-01.mp4", "modality"),
+        ("01-01-09-01-01-01-01.mp4", "emotion"),
+        ("01-01-03-01-03-01-01.mp4", "statement"),
+        ("01-01-03-01-01-01-25.mp4", "actor"),
+        ("01-01-03-01.mp4", "seven two-digit fields"),
+    ],
+)
+def test_parse_ravdess_name(name, message):
+    if message is None:
+        parsed = parse_ravdess_name(name)
+        assert (parsed.modality, parsed.vocal_channel, parsed.emotion, parsed.intensity) == (
+            "audio-only", "speech", "fearful", "normal")  # fmt: skip
+        assert (parsed.statement, parsed.repetition, parsed.actor, parsed.sex) == ("02", 1, 12, "W")
+    else:
+        with pytest.raises(ValueError, match=message):
+            parse_ravdess_name(name)
+
+
+@pytest.fixture(scope="module")
+def ravdess_root(rows, tmp_path_factory):
+    root = tmp_path_factory.mktemp("ravdess")
+    actors = {"M001": 1, "W002": 2, "M003": 3}
+    make_ravdess_tree(root, [r for r in rows if r["intensity"] in (1, 3)], actors)
+    some = next(root.glob("Actor_01/*.mp4"))
+    (root / "Actor_01" / "01-02-03-01-01-01-01.mp4").write_bytes(some.read_bytes())  # song
+    (root / "Actor_01" / "03-01-03-01-01-01-01.wav").write_bytes(b"RIFF")  # audio-only
+    (root / "Actor_01" / "01-01-02-01-01-01-01.mp4").write_bytes(some.read_bytes())  # calm
+    (root / "Actor_01" / "01-01-03-01-01-01-02.mp4").write_bytes(some.read_bytes())  # actor 02 in Actor_01
+    (root / "Actor_01" / "notes.txt").write_text("x")
+    return root
+
+
+def test_prepare_ravdess_end_to_end(ravdess_root, tmp_path):
+    output = tmp_path / "ravdess"
+    result = prepare_ravdess(ravdess_root, output, extractor=PixelBlendshapeExtractor(), progress=False)
+    # 3 actors x 2 sentences x (neutral, happy normal, happy strong) -> statements 01 and 02 differ per sentence
+    assert result.num_clips == 18 and not result.rejected
+    reasons = " | ".join(u.reason for u in result.unparsed)
+    assert "song" in reasons and "audio-only" in reasons and "calm" in reasons and "Actor_02/" in reasons
+    assert "seven two-digit fields" in reasons
+    dataset = load_prepared(output)
+    rows = [r for split in dataset.values() for r in split]
+    assert {r["speaker"] for r in rows} == {"A01", "A02", "A03"}
+    assert {(r["emotion"], r["intensity"]) for r in rows} == {("neutral", 1), ("happy", 2), ("happy", 3)}
+    assert {r["sentence"] for r in rows} == {"Kids are talking by the door.", "Dogs are sitting by the door."}
+    for row in rows:
+        assert abs(len(row["audio"]) - len(row["blendshapes"]) / row["fps"] * 16000) <= 1
+    assert prepare_ravdess(ravdess_root, output, extractor=PixelBlendshapeExtractor(), progress=False).processed == 0
+
+    with_calm = prepare_ravdess(ravdess_root, tmp_path / "calm", extractor=PixelBlendshapeExtractor(), calm="neutral",
+                                progress=False)  # fmt: skip
+    assert with_calm.num_clips == 19
+
+
+def test_interpolate_missing_fills_gaps_linearly():
+    values = np.zeros((5, 2), np.float32)
+    values[:, 0] = [0, 9, 9, 3, 4]
+    found = np.array([True, False, False, True, True])
+    filled = interpolate_missing(values, found)
+    np.testing.assert_allclose(filled[:, 0], [0, 1, 2, 3, 4])
+
+
+def test_decode_audio_resamples_to_16k_mono(tmp_path):
+    tone = np.sin(2 * np.pi * 440 * np.arange(44100) / 44100).astype(np.float32) * 0.5
+    path = encode_audio(tmp_path / "tone.m4a", tone, sampling_rate=44100)
+    audio = decode_audio(path)
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert abs(len(audio) - 16000) < 1200
+    spectrum = np.abs(np.fft.rfft(audio[2000:14000]))
+    assert abs(np.argmax(spectrum) * 16000 / 12000 - 440) < 5
+
+
+def test_mediapipe_extractor_requires_a_task_file(tmp_path, monkeypatch):
+    monkeypatch.delenv(MEDIAPIPE_TASK_ENV, raising=False)
+    with pytest.raises(ValueError, match="model_asset_path"):
+        MediaPipeBlendshapeExtractor()
+    with pytest.raises(ValueError, match="existing .task file"):
+        MediaPipeBlendshapeExtractor(tmp_path / "missing.task")
+
+
+def test_mediapipe_extractor_on_real_video(mead_root):
+    pytest.importorskip("mediapipe", reason="MediaPipe is not installed (pip install 'esarm[mead]')")
+    task = os.environ.get(MEDIAPIPE_TASK_ENV)
+    if not task or not Path(task).is_file():
+        pytest.skip(f"set {MEDIAPIPE_TASK_ENV} to MediaPipe's face_landmarker.task to run the real extractor")
+    from esarm.data.preparation import decode_video
+
+    frames, fps = decode_video(next(mead_root.glob("M001/video/front/neutral/level_1/*.mp4")))
+    values, found = MediaPipeBlendshapeExtractor(task)(frames, fps)
+    # block images have no face: the extractor must say so rather than invent coefficients
+    assert values.shape == (len(frames), NUM_BLENDSHAPES) and not found.any()
+    assert ARKIT_NAMES_ALPHABETICAL[-1] == "tongueOut" and ARKIT_NAMES[-1] == "tongueOut"

@@ -1,0 +1,324 @@
+"""ESARMSTAForGeneration and its config: shapes, masks, round trips, gradients, disentanglement hooks, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from esarm import ESARMMotionPrior, ESARMMotionPriorConfig, ESARMSTAConfig, ESARMSTAForGeneration
+from esarm.modeling_sta import ESARMSTAOutput
+from esarm.modeling_utils import build_audio_encoder, resample_features
+
+SAMPLING_RATE = 16000
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The CI machine is shared: one intra-op thread keeps these tiny models fast and predictable."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def model(tiny_sta_config):
+    return ESARMSTAForGeneration(tiny_sta_config).eval()
+
+
+@pytest.fixture
+def batch(model):
+    """Two clips of 1.0 s and 0.6 s (right-padded), with labels and target tokens."""
+    generator = torch.Generator().manual_seed(1)
+    audio = torch.randn(2, SAMPLING_RATE, generator=generator) * 0.1
+    attention_mask = torch.ones(2, SAMPLING_RATE, dtype=torch.long)
+    attention_mask[1, int(0.6 * SAMPLING_RATE) :] = 0
+    audio[1, int(0.6 * SAMPLING_RATE) :] = 0.0
+    steps = model.num_motion_steps(attention_mask.sum(-1))
+    tokens = torch.randint(0, model.codebook_size, (2, int(steps.max()), model.num_groups), generator=generator)
+    motion_mask = torch.arange(tokens.shape[1])[None] < steps[:, None]
+    return {
+        "input_values": audio,
+        "attention_mask": attention_mask,
+        "emotion_ids": torch.tensor([1, 5]),
+        "intensity_ids": torch.tensor([2, 0]),
+        "speaker_ids": torch.tensor([0, 3]),
+        "motion_tokens": tokens,
+        "motion_mask": motion_mask,
+    }
+
+
+# ---- config ----------------------------------------------------------------------------------------------------
+
+
+def test_presets_describe_the_motion_prior_and_encoder():
+    tiny, base = ESARMSTAConfig.tiny(), ESARMSTAConfig.base()
+    assert tiny.audio_encoder_config.model_type == "wavlm" and tiny.audio_encoder_config.hidden_size == 32
+    assert base.audio_encoder_name_or_path == "microsoft/wavlm-base-plus"
+    assert base.audio_encoder_config.hidden_size == 768 and base.audio_encoder_config.num_hidden_layers == 12
+    prior = ESARMMotionPriorConfig.tiny()
+    assert (tiny.num_groups, tiny.codebook_size, tiny.fps) == (prior.num_groups, prior.codebook_size, prior.fps)
+
+
+def test_config_round_trip(tmp_path, tiny_sta_config):
+    tiny_sta_config.save_pretrained(tmp_path)
+    loaded = ESARMSTAConfig.from_pretrained(tmp_path)
+    assert loaded.to_dict() == tiny_sta_config.to_dict()
+    assert loaded.audio_encoder_config.conv_dim == tiny_sta_config.audio_encoder_config.conv_dim
+    assert isinstance(loaded.motion_prior_config, ESARMMotionPriorConfig)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("hidden_size", 0),
+        ("hidden_size", 30),  # 2 heads of 15: rotary positions need an even head size
+        ("num_attention_heads", 0),
+        ("num_emotions", 7),
+        ("num_intensities", 4),
+        ("num_speakers", -1),
+        ("attention_window", 0),
+        ("dropout", 1.0),
+        ("emotion_loss_weight", -0.5),
+        ("sampling_rate", 0),
+        ("content_encoder_layers", -1),
+    ],
+)
+def test_config_rejects_bad_fields(field, value):
+    with pytest.raises(ValueError, match=field.split("_")[0]):
+        ESARMSTAConfig.tiny(**{field: value})
+
+
+def test_config_rejects_a_non_speech_encoder_config():
+    with pytest.raises(ValueError, match="audio_encoder_config"):
+        ESARMSTAConfig.tiny(audio_encoder_config={"model_type": "esarm_motion_prior"})
+
+
+# ---- shapes, lengths, masks ------------------------------------------------------------------------------------
+
+
+def test_num_motion_steps_follows_frames_and_downsampling(model):
+    assert model.num_animation_frames(SAMPLING_RATE) == 30  # 1 s at 30 fps
+    assert model.num_motion_steps(SAMPLING_RATE) == 15  # 2 frames per token
+    assert model.num_motion_steps(int(1.05 * SAMPLING_RATE)) == math.ceil(round(1.05 * 30) / 2)
+    lengths = torch.tensor([SAMPLING_RATE, 9600, 534])
+    assert model.num_motion_steps(lengths).tolist() == [15, 9, 1]
+
+
+def test_forward_shapes(model, batch):
+    output = model(**batch)
+    assert isinstance(output, ESARMSTAOutput)
+    steps, groups, codes, hidden = batch["motion_tokens"].shape[1], model.num_groups, model.codebook_size, 32
+    assert output.logits.shape == (2, steps, groups, codes)
+    assert output.emotion_logits.shape == (2, 8)
+    assert output.content_features.shape == (2, steps, hidden)
+    assert output.emotion_features.shape == (2, hidden)
+    assert output.audio_features.shape == (2, steps, hidden)
+    assert torch.equal(output.motion_mask, batch["motion_mask"])
+    assert output.loss.ndim == 0 and torch.isfinite(output.loss)
+    expected = output.token_loss + model.config.emotion_loss_weight * output.emotion_loss
+    torch.testing.assert_close(output.loss, expected)
+
+
+def test_forward_without_tokens_gives_features_and_emotion(model, batch):
+    output = model(batch["input_values"], batch["attention_mask"])
+    assert output.logits is None and output.token_loss is None and output.loss is None
+    assert output.motion_mask.sum(-1).tolist() == model.num_motion_steps(batch["attention_mask"].sum(-1)).tolist()
+
+
+def test_padding_does_not_change_a_sequence(model, batch):
+    """The short clip gives the same logits alone as right-padded in a batch (masks ignore padding)."""
+    padded = model(**batch)
+    length = int(batch["attention_mask"][1].sum())
+    steps = int(batch["motion_mask"][1].sum())
+    alone = model(
+        batch["input_values"][1:, :length],
+        emotion_ids=batch["emotion_ids"][1:],
+        intensity_ids=batch["intensity_ids"][1:],
+        speaker_ids=batch["speaker_ids"][1:],
+        motion_tokens=batch["motion_tokens"][1:, :steps],
+    )
+    torch.testing.assert_close(padded.logits[1, :steps], alone.logits[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(padded.emotion_logits[1], alone.emotion_logits[0], atol=1e-4, rtol=1e-4)
+
+
+def test_logits_are_causal_in_the_tokens(model, batch):
+    """Changing the tokens of step t changes the logits of steps > t only."""
+    reference = model(**batch).logits
+    changed = dict(batch, motion_tokens=batch["motion_tokens"].clone())
+    changed["motion_tokens"][:, 5] = (changed["motion_tokens"][:, 5] + 1) % model.codebook_size
+    logits = model(**changed).logits
+    torch.testing.assert_close(logits[:, :6], reference[:, :6])
+    assert not torch.allclose(logits[0, 6:], reference[0, 6:])
+
+
+def test_conditions_change_the_prediction(model, batch):
+    reference = model(**batch).logits
+    other = model(**dict(batch, emotion_ids=torch.tensor([6, 6]))).logits
+    assert not torch.allclose(reference, other)
+
+
+def test_style_vector_is_a_linear_map_of_one_hot_conditions(model):
+    emotion, intensity, speaker = torch.tensor([2]), torch.tensor([1]), torch.tensor([4])
+    style = model.style_vector(emotion, intensity, speaker)
+    weight, bias = model.style_projection.weight, model.style_projection.bias
+    expected = weight[:, 2] + weight[:, 8 + 1] + weight[:, 8 + 3 + 4] + bias
+    torch.testing.assert_close(style[0], expected)
+
+
+def test_cross_reconstruction_hooks(model, batch):
+    """decode_features(content, emotion, style, tokens) reproduces forward, and mixes clips when asked."""
+    output = model(**batch)
+    logits = model.decode_features(
+        output.content_features, output.emotion_features, output.style, batch["motion_tokens"]
+    )
+    valid = batch["motion_mask"]
+    torch.testing.assert_close(logits[valid], output.logits[valid])
+    # content of clip 0 with the emotion and style of clip 1
+    swapped = model.decode_features(
+        output.content_features[:1], output.emotion_features[1:], output.style[1:], batch["motion_tokens"][:1]
+    )
+    assert swapped.shape == output.logits[:1].shape
+    assert not torch.allclose(swapped, output.logits[:1])
+    # encode_* work from precomputed audio features
+    features, mask = model.encode_audio(batch["input_values"], batch["attention_mask"])
+    emotion, emotion_logits = model.encode_emotion(features, mask)
+    torch.testing.assert_close(emotion_logits, output.emotion_logits, atol=1e-5, rtol=1e-5)
+    assert model.encode_content(features, mask).shape == features.shape
+
+
+def test_resample_features_keeps_constant_sequences_and_masks():
+    features = torch.ones(2, 10, 3) * torch.tensor([1.0, 2.0, 3.0])
+    out, mask = resample_features(features, torch.tensor([10, 4]), torch.tensor([7, 3]))
+    assert out.shape == (2, 7, 3) and mask.tolist()[1] == [True] * 3 + [False] * 4
+    torch.testing.assert_close(out[0], torch.ones(7, 3) * torch.tensor([1.0, 2.0, 3.0]))
+    assert torch.all(out[1, 3:] == 0)
+
+
+# ---- training behaviour ---------------------------------------------------------------------------------------
+
+
+def test_gradient_reaches_every_trainable_parameter(tiny_sta_config, batch):
+    model = ESARMSTAForGeneration(tiny_sta_config).train()
+    model(**batch).loss.backward()
+    missing = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, f"no gradient for {missing}"
+    zero = [name for name, p in model.named_parameters() if p.requires_grad and not p.grad.abs().sum() > 0]
+    assert not zero, f"zero gradient for {zero}"
+    prior = list(model.motion_prior.parameters())
+    assert prior and all(not p.requires_grad and p.grad is None for p in prior)
+    assert not model.motion_prior.training  # the frozen prior stays in eval mode
+    # the convolutional feature encoder is frozen by default (freeze_feature_encoder=True)
+    assert all(not p.requires_grad for p in model.audio_encoder.feature_extractor.parameters())
+
+
+def test_save_and_load_round_trip(tmp_path, model, batch):
+    model.save_pretrained(tmp_path)
+    loaded = ESARMSTAForGeneration.from_pretrained(tmp_path).eval()
+    torch.testing.assert_close(loaded(**batch).logits, model(**batch).logits, rtol=0, atol=0)
+    original = model.generate(batch["input_values"], batch["attention_mask"], do_sample=True, seed=3)
+    reloaded = loaded.generate(batch["input_values"], batch["attention_mask"], do_sample=True, seed=3)
+    assert torch.equal(original.motion_tokens, reloaded.motion_tokens)
+    torch.testing.assert_close(original.blendshapes, reloaded.blendshapes, rtol=0, atol=0)
+
+
+def test_load_motion_prior_from_folder(tmp_path, model, tiny_sta_config):
+    prior = ESARMMotionPrior(tiny_sta_config.motion_prior_config)
+    prior.save_pretrained(tmp_path / "prior")
+    loaded = model.load_motion_prior(tmp_path / "prior")
+    assert model.motion_prior is loaded
+    assert all(not p.requires_grad for p in model.motion_prior.parameters())
+    for name, value in prior.state_dict().items():
+        assert torch.equal(model.motion_prior.state_dict()[name], value), name
+
+
+def test_load_motion_prior_rejects_other_codebooks(model):
+    other = ESARMMotionPrior(ESARMMotionPriorConfig.tiny(codebook_size=27))
+    with pytest.raises(ValueError, match="K=64.*got G=3 and K=27"):
+        model.load_motion_prior(other)
+    with pytest.raises(ValueError, match="path_or_model"):
+        model.load_motion_prior(3)
+
+
+def test_pretrained_audio_encoder_is_loaded_and_kept(tmp_path, tiny_sta_config):
+    """audio_encoder_name_or_path loads encoder weights (here a local folder; a Hub name works the same online)."""
+    encoder = build_audio_encoder(tiny_sta_config.audio_encoder_config)
+    encoder.save_pretrained(tmp_path / "encoder")
+    config = ESARMSTAConfig.tiny(audio_encoder_name_or_path=str(tmp_path / "encoder"))
+    model = ESARMSTAForGeneration(config)
+    for name, value in encoder.state_dict().items():
+        assert torch.equal(model.audio_encoder.state_dict()[name], value), name
+    # a saved STA model holds the weights: loading it does not fetch the encoder again
+    model.config.audio_encoder_name_or_path = str(tmp_path / "missing")
+    model.save_pretrained(tmp_path / "sta")
+    loaded = ESARMSTAForGeneration.from_pretrained(tmp_path / "sta")
+    for name, value in encoder.state_dict().items():
+        assert torch.equal(loaded.audio_encoder.state_dict()[name], value), name
+
+
+# ---- bad input -------------------------------------------------------------------------------------------------
+
+
+def _bad_inputs(model):
+    audio = torch.randn(2, SAMPLING_RATE) * 0.1
+    tokens = torch.zeros(2, 15, 3, dtype=torch.long)
+    nan_audio = audio.clone()
+    nan_audio[0, 10] = float("nan")
+    inf_audio = audio.clone()
+    inf_audio[1, 5] = float("inf")
+    short_mask = torch.ones(2, SAMPLING_RATE, dtype=torch.long)
+    short_mask[1, 100:] = 0
+    return {
+        "empty audio": (dict(input_values=torch.zeros(1, 0)), "input_values.*empty"),
+        "shorter than one frame": (dict(input_values=torch.randn(1, 500)), "at least one animation frame.*534 samples"),
+        "padded shorter than one frame": (dict(input_values=audio, attention_mask=short_mask), "one animation frame"),
+        "NaN": (dict(input_values=nan_audio), "finite.*1 NaN/inf"),
+        "inf": (dict(input_values=inf_audio), "finite.*1 NaN/inf"),
+        "wrong rank": (dict(input_values=audio[None]), r"\[batch, samples\].*\[1, 2, 16000\]"),
+        "integer audio": (dict(input_values=(audio * 1000).long()), "floating point.*int64"),
+        "not a tensor": (dict(input_values=[0.0] * 16000), "torch.Tensor or numpy.*list"),
+        "mask shape": (dict(input_values=audio, attention_mask=torch.ones(2, 100)), "attention_mask.*shape"),
+        "emotion batch mismatch": (dict(input_values=audio, emotion_ids=torch.tensor([0, 1, 2])), r"emotion_ids.*\[2\].*\[3\]"),  # noqa: E501
+        "unknown emotion": (dict(input_values=audio, emotion_ids=torch.tensor([0, 8])), r"emotion_ids.*\[0, 8\).*8"),
+        "unknown intensity": (dict(input_values=audio, intensity_ids=torch.tensor([3, 0])), r"intensity_ids.*\[0, 3\)"),
+        "unknown speaker": (dict(input_values=audio, speaker_ids=torch.tensor([5, 0])), r"speaker_ids.*\[0, 5\).*5"),
+        "float labels": (dict(input_values=audio, emotion_ids=torch.tensor([0.0, 1.0])), "emotion_ids.*integer"),
+        "token out of codebook": (dict(input_values=audio, motion_tokens=tokens + 64), r"motion_tokens.*\[0, 64\).*64"),
+        "negative token": (dict(input_values=audio, motion_tokens=tokens - 1), r"motion_tokens.*\[0, 64\).*-1"),
+        "tokens wrong groups": (dict(input_values=audio, motion_tokens=tokens[..., :2]), r"motion_tokens.*\[batch, steps >= 1, 3\]"),  # noqa: E501
+        "tokens batch mismatch": (dict(input_values=audio, motion_tokens=tokens[:1]), "motion_tokens.*batch size 2.*1"),
+        "mask without tokens": (dict(input_values=audio, motion_mask=torch.ones(2, 15)), "motion_mask"),
+    }
+
+
+BAD_INPUT_CASES = [
+    "empty audio", "shorter than one frame", "padded shorter than one frame", "NaN", "inf", "wrong rank",
+    "integer audio", "not a tensor", "mask shape", "emotion batch mismatch", "unknown emotion",
+    "unknown intensity", "unknown speaker", "float labels", "token out of codebook", "negative token",
+    "tokens wrong groups", "tokens batch mismatch", "mask without tokens",
+]  # fmt: skip
+
+
+def test_bad_input_cases_are_all_listed(model):
+    assert sorted(_bad_inputs(model)) == sorted(BAD_INPUT_CASES)
+
+
+@pytest.mark.parametrize("case", BAD_INPUT_CASES)
+def test_forward_rejects_bad_input(model, case):
+    kwargs, message = _bad_inputs(model)[case]
+    with pytest.raises(ValueError, match=message):
+        model(**kwargs)
+
+
+def test_generate_rejects_bad_input(model):
+    audio = torch.randn(2, SAMPLING_RATE) * 0.1
+    with pytest.raises(ValueError, match="at least one animation frame"):
+        model.generate(torch.randn(1, 100))
+    with pytest.raises(ValueError, match="speaker_ids"):
+        model.generate(audio, speaker_ids=torch.tensor([0]))
+    with pytest.raises(ValueError, match="emotion must be 'auto' or None"):
+        model.generate(audio, emotion="happy")
+    with pytest.raises(ValueError, match="emotion_ids must be given"):
+        model.generate(audio, emotion=None)

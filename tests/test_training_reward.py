@@ -1,0 +1,215 @@
+"""Stage 4 (reward model): ranking pairs and labels (paper eq. 1), T-REX snippets, the Trainer's loss, held-out
+pairwise metrics, and a short training that separates clearly different demonstrations."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from esarm.training.reward import (
+    GROUND_TRUTH_EPSILON,
+    ESARMRewardConfig,
+    ESARMRewardTrainer,
+    RankingPairCollator,
+    RankingPairDataset,
+    RolloutCollator,
+    build_ranking_pairs,
+    evaluate_ranking,
+    ranking_metrics,
+    sample_snippet_starts,
+)
+
+datasets = pytest.importorskip("datasets")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # tiny models: thread start-up and contention on shared CPUs cost more than they bring
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ---- pairs and labels --------------------------------------------------------------------------------------------
+def test_pairs_are_same_clip_different_epsilon_with_eq1_labels():
+    clip_ids = ["a", "a", "a", "b", "b", "b", "b"]
+    epsilons = [0.02, 0.5, 1.0, 0.02, 0.02, 0.25, 1.0]
+    pairs = build_ranking_pairs(clip_ids, epsilons, seed=0)
+    # clip a: 3 pairs; clip b: 6 pairs minus the equal-epsilon one
+    assert len(pairs) == 3 + 5
+    for i, j, label in pairs:
+        assert clip_ids[i] == clip_ids[j]
+        assert epsilons[i] != epsilons[j]
+        assert label == int(epsilons[i] < epsilons[j])
+    assert {label for _, _, label in pairs} == {0, 1}, "pair order is randomised so both labels occur"
+    assert pairs == build_ranking_pairs(clip_ids, epsilons, seed=0), "pairs are reproducible with a seed"
+
+
+def test_max_pairs_per_clip_limits_each_clip():
+    clip_ids = ["a"] * 5 + ["b"] * 5
+    epsilons = [0.02, 0.25, 0.5, 0.75, 1.0] * 2
+    pairs = build_ranking_pairs(clip_ids, epsilons, max_pairs_per_clip=3, seed=1)
+    assert len(pairs) == 6
+    assert sum(clip_ids[i] == "a" for i, _, _ in pairs) == 3
+    with pytest.raises(ValueError, match="same length"):
+        build_ranking_pairs(["a"], [0.1, 0.2])
+
+
+def test_aligned_snippets_share_one_window_inside_both_rollouts():
+    rng = random.Random(0)
+    for _ in range(200):
+        start_i, start_j, length = sample_snippet_starts(12, 10, 6, True, "aligned", rng, min_snippet_length=3)
+        assert start_i == start_j
+        assert 3 <= length <= 6 and start_i + length <= 10
+
+
+def test_trex_snippets_start_the_better_rollout_no_earlier():
+    rng = random.Random(0)
+    for i_is_better in (True, False):
+        for _ in range(200):
+            start_i, start_j, length = sample_snippet_starts(12, 15, 5, i_is_better, "trex", rng, min_snippet_length=2)
+            better, worse = (start_i, start_j) if i_is_better else (start_j, start_i)
+            assert better >= worse
+            assert start_i + length <= 12 and start_j + length <= 15
+    with pytest.raises(ValueError, match="alignment"):
+        sample_snippet_starts(5, 5, 3, True, "later", rng)
+
+
+def test_config_validates_snippet_fields(tmp_path):
+    with pytest.raises(ValueError, match="snippet_alignment"):
+        ESARMRewardConfig(output_dir=str(tmp_path), snippet_alignment="random")
+    with pytest.raises(ValueError, match="min_snippet_length"):
+        ESARMRewardConfig(output_dir=str(tmp_path), snippet_length=3, min_snippet_length=5)
+
+
+# ---- held-out metrics on hand numbers ----------------------------------------------------------------------------
+def test_ranking_metrics_by_gap_and_ground_truth_on_hand_numbers():
+    gt = GROUND_TRUTH_EPSILON
+    clip_ids = ["a", "a", "a", "a", "b", "b", "b"]
+    epsilons = [gt, 0.02, 0.5, 1.0, gt, 0.02, 1.0]
+    returns = [5.0, 3.0, 2.0, 4.0, 0.0, 2.0, 1.0]
+    metrics = ranking_metrics(clip_ids, epsilons, returns)
+    # rollout pairs: a (0.02 > 0.5 ok, 0.02 vs 1.0 wrong, 0.5 vs 1.0 wrong), b (0.02 > 1.0 ok)
+    assert metrics["num_pairs"] == 4
+    assert metrics["accuracy"] == pytest.approx(0.5)
+    assert metrics["accuracy_gap_0.48"] == 1.0
+    assert metrics["accuracy_gap_0.98"] == pytest.approx(0.5)
+    assert metrics["accuracy_gap_0.50"] == 0.0
+    # ground truth beats a's rollouts but loses to b's
+    assert metrics["gt_beats_eps_0.02"] == pytest.approx(0.5)
+    assert metrics["gt_beats_eps_1"] == pytest.approx(0.5)
+    assert metrics["return_gt"] == pytest.approx(2.5)
+    assert metrics["return_eps_0.02"] == pytest.approx(2.5)
+    expected_loss = np.mean([np.log1p(np.exp(x)) for x in (2.0 - 3.0, 4.0 - 3.0, 4.0 - 2.0, 1.0 - 2.0)])
+    assert metrics["loss"] == pytest.approx(expected_loss)
+
+
+# ---- with the tiny reward model ----------------------------------------------------------------------------------
+def _demo_rows(num_clips: int, rollouts_per_eps: int, codebook_size: int, num_groups: int, seed: int):
+    """Clearly separable demonstrations: eps=0.02 rollouts hold one steady code per group (a smooth animation),
+    eps=1.0 rollouts uniform random codes; plus one ground-truth row per clip (steady codes)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for clip in range(num_clips):
+        audio = (0.1 * rng.standard_normal(8000)).astype(np.float32)  # 0.5 s
+        steady = rng.integers(0, codebook_size, size=num_groups)
+        num_tokens = 8
+        base = {"id": f"c{seed}-{clip}", "audio": audio, "emotion": "happy", "intensity": 2, "speaker": "s1"}
+        for _ in range(rollouts_per_eps):
+            good = np.tile(steady, (num_tokens, 1))
+            bad = rng.integers(0, codebook_size, size=(num_tokens, num_groups))
+            rows.append({**base, "epsilon": 0.02, "is_ground_truth": False, "motion_tokens": good})
+            rows.append({**base, "epsilon": 1.0, "is_ground_truth": False, "motion_tokens": bad})
+        rows.append(
+            {**base, "epsilon": 0.0, "is_ground_truth": True, "motion_tokens": np.tile(steady, (num_tokens, 1))}
+        )
+    return datasets.Dataset.from_list(rows)
+
+
+@pytest.fixture
+def reward_model(tiny_reward_config):
+    from esarm import ESARMRewardModel
+
+    torch.manual_seed(0)
+    return ESARMRewardModel(tiny_reward_config).eval()
+
+
+def _collator(model, snippet_length: int = 0) -> RankingPairCollator:
+    # the tiny reward model knows no speakers: everyone is the unknown speaker (id 0)
+    rollouts = RolloutCollator(speakers=(), fps=float(model.config.fps), frames_per_token=model.config.frames_per_token)
+    return RankingPairCollator(rollouts, snippet_length=snippet_length, min_snippet_length=2)
+
+
+def test_trainer_loss_equals_ranking_loss_of_separate_forwards(tmp_path, reward_model):
+    from esarm.modeling_reward import ranking_loss
+
+    config = reward_model.config
+    demos = _demo_rows(2, 1, config.codebook_size, config.num_groups, seed=0)
+    pairs = build_ranking_pairs(demos["id"], demos["epsilon"], seed=0)
+    pairs = [p for p in pairs if not demos[p[0]]["is_ground_truth"] and not demos[p[1]]["is_ground_truth"]]
+    dataset = RankingPairDataset(demos, pairs)
+    collator = _collator(reward_model)
+    items = [dataset[k] for k in range(len(dataset))]
+    batch = collator(items)
+    assert batch["input_values"].shape[0] == 2 * len(items) and batch["labels"].tolist() == [p[2] for p in pairs]
+    args = ESARMRewardConfig(output_dir=str(tmp_path), report_to="none")
+    trainer = ESARMRewardTrainer(model=reward_model, args=args, data_collator=collator)
+    with torch.no_grad():
+        loss = trainer.compute_loss(reward_model, batch)
+        side_i = collator.rollouts.encode([item["rollout_i"] for item in items])
+        side_j = collator.rollouts.encode([item["rollout_j"] for item in items])
+        returns_i = reward_model(**side_i).returns
+        returns_j = reward_model(**side_j).returns
+        expected = ranking_loss(returns_i, returns_j, batch["labels"])
+    torch.testing.assert_close(loss, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_snippets_crop_tokens_and_audio_to_the_same_window(reward_model):
+    config = reward_model.config
+    demos = _demo_rows(1, 1, config.codebook_size, config.num_groups, seed=0)
+    collator = _collator(reward_model, snippet_length=3)
+    batch = collator([{"rollout_i": demos[0], "rollout_j": demos[1], "label": 1}])
+    length = batch["motion_mask"].sum(1)
+    assert (length == length[0]).all() and 2 <= int(length[0]) <= 3
+    samples_per_token = config.frames_per_token / config.fps * 16000
+    assert batch["attention_mask"].sum(1).tolist() == [round(int(length[0]) * samples_per_token)] * 2
+
+
+@pytest.mark.slow
+def test_short_training_separates_clearly_different_demonstrations(tmp_path, reward_model):
+    config = reward_model.config
+    train = _demo_rows(6, 2, config.codebook_size, config.num_groups, seed=1)
+    held_out = _demo_rows(4, 2, config.codebook_size, config.num_groups, seed=2)
+    collator = _collator(reward_model)
+    before = evaluate_ranking(reward_model, held_out, collator.rollouts)
+    rollouts = [i for i, gt in enumerate(train["is_ground_truth"]) if not gt]
+    pairs = build_ranking_pairs([train["id"][i] for i in rollouts], [train["epsilon"][i] for i in rollouts], seed=0)
+    pairs = [(rollouts[i], rollouts[j], y) for i, j, y in pairs]
+    args = ESARMRewardConfig(
+        output_dir=str(tmp_path / "rm"),
+        max_steps=30,
+        per_device_train_batch_size=8,
+        learning_rate=1e-3,
+        save_strategy="no",
+        disable_tqdm=True,
+        seed=0,
+    )
+    trainer = ESARMRewardTrainer(
+        model=reward_model.train(),
+        args=args,
+        train_dataset=RankingPairDataset(train, pairs),
+        eval_dataset=held_out,
+        data_collator=collator,
+    )
+    trainer.train()
+    after = trainer.evaluate()
+    assert after["eval_num_pairs"] == 4 * 2 * 2
+    assert after["eval_accuracy"] >= 0.9, (before.get("accuracy"), after)
+    assert after["eval_accuracy"] > before["accuracy"]
+    assert after["eval_return_eps_0.02"] > after["eval_return_eps_1"]
+    # the ground truth (steady codes here) ranks like the best rollouts
+    assert after["eval_gt_beats_eps_1"] >= 0.9
