@@ -76,39 +76,57 @@ def test_auto_processor_resolves(tmp_path):
 REMOTE_SCRIPT = textwrap.dedent(
     """
     import sys
-    sys.modules["esarm"] = None  # any `import esarm` now fails: the folder's own code must be enough
+    sys.modules["esarm"] = None  # any `import esarm` now fails: each folder's own code must be enough
+    import numpy as np
     import torch
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoConfig, AutoModel, AutoProcessor
 
-    folder = sys.argv[1]
-    config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
-    model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
-    assert type(model).__name__ == "ESARMSTAForGeneration", type(model)
-    assert "esarm" not in type(model).__module__.split(".")[0], type(model).__module__
-    inputs = torch.load(folder + "/expected.pt")
-    output = model.generate(inputs["audio"], seed=0, epsilon=0.5)
-    assert torch.equal(output.motion_tokens, inputs["tokens"]), "tokens differ"
-    assert torch.allclose(output.blendshapes, inputs["blendshapes"]), "blendshapes differ"
-    print("OK", type(config).__name__, type(model).__module__)
+    root = sys.argv[1]
+    expected = torch.load(root + "/expected.pt")
+    for name, class_name in [("prior", "ESARMMotionPrior"), ("sta", "ESARMSTAForGeneration"),
+                             ("reward", "ESARMRewardModel")]:
+        folder = f"{root}/{name}"
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+        model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+        assert type(model).__name__ == class_name, type(model)
+        assert type(model).__module__.startswith("transformers_modules."), type(model).__module__
+        checksum = sum(float(p.double().sum()) for p in model.state_dict().values() if p.is_floating_point())
+        assert abs(checksum - expected["checksums"][name]) < 1e-6, (name, checksum)
+    model_sta = AutoModel.from_pretrained(root + "/sta", trust_remote_code=True).eval()
+    output = model_sta.generate(expected["audio"], seed=0, epsilon=0.5)
+    assert torch.equal(output.motion_tokens, expected["tokens"]), "tokens differ"
+    assert torch.allclose(output.blendshapes, expected["blendshapes"]), "blendshapes differ"
+    processor = AutoProcessor.from_pretrained(root + "/sta", trust_remote_code=True)
+    assert type(processor).__name__ == "ESARMProcessor" and processor.speakers == ["alice"]
+    features = processor(np.zeros(16000, np.float32) + 0.1, sampling_rate=16000, emotion="happy", speaker="alice")
+    assert features["emotion_ids"].tolist() == [5] and features["speaker_ids"].tolist() == [1]
+    print("OK")
     """
 )
 
 
-def test_saved_folder_loads_with_remote_code_without_esarm(tmp_path):
-    model = ESARMSTAForGeneration(ESARMSTAConfig.tiny()).eval()
-    folder = tmp_path / "sta"
-    model.save_pretrained(folder)
+def test_saved_folders_load_with_remote_code_without_esarm(tmp_path):
+    models = {
+        "prior": ESARMMotionPrior(ESARMMotionPriorConfig.tiny()),
+        "sta": ESARMSTAForGeneration(ESARMSTAConfig.tiny()).eval(),
+        "reward": ESARMRewardModel(ESARMRewardModelConfig.tiny()),
+    }
+    checksums = {}
+    for name, model in models.items():
+        model.save_pretrained(tmp_path / name)
+        checksums[name] = sum(float(p.double().sum()) for p in model.state_dict().values() if p.is_floating_point())
+    ESARMProcessor(speakers=["alice"]).save_pretrained(tmp_path / "sta")
     audio = torch.randn(1, 12000, generator=torch.Generator().manual_seed(0)) * 0.1
-    output = model.generate(audio, seed=0, epsilon=0.5)
-    torch.save({"audio": audio, "tokens": output.motion_tokens, "blendshapes": output.blendshapes},
-               folder / "expected.pt")  # fmt: skip
-    copied = {path.name for path in folder.glob("*.py")}
+    output = models["sta"].generate(audio, seed=0, epsilon=0.5)
+    torch.save({"audio": audio, "tokens": output.motion_tokens, "blendshapes": output.blendshapes,
+                "checksums": checksums}, tmp_path / "expected.pt")  # fmt: skip
+    copied = {path.name for path in (tmp_path / "sta").glob("*.py")}
     assert {"modeling_sta.py", "configuration_esarm.py", "modeling_utils.py", "generation.py"} <= copied
     env = dict(os.environ, HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1",
                OMP_NUM_THREADS="1", PYTHONPATH="")  # fmt: skip
     result = subprocess.run(
-        [sys.executable, "-c", REMOTE_SCRIPT, str(folder)],
+        [sys.executable, "-c", REMOTE_SCRIPT, str(tmp_path)],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.startswith("OK ESARMSTAConfig")
+    assert result.stdout.strip().endswith("OK")

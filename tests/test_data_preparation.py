@@ -65,8 +65,8 @@ def mead_root(rows, tmp_path_factory):
     # a corrupt video and a clip where the face is missing in most frames
     (root / speaker / "video/front/happy/level_3/007.mp4").write_bytes(b"not a video")
     encode_audio(root / speaker / "audio/happy/level_3/007.m4a", np.zeros(16000, np.float32))
-    no_face = np.arange(40) % 4 == 0
-    encode_video(root / speaker / "video/front/happy/level_3/006.mp4", blendshapes_to_frames(blendshapes, no_face))
+    mostly_found = np.arange(40) % 4 != 0  # a quarter of the frames without a face
+    encode_video(root / speaker / "video/front/happy/level_3/006.mp4", blendshapes_to_frames(blendshapes, mostly_found))
     encode_audio(root / speaker / "audio/happy/level_3/006.m4a", np.zeros(int(40 / 30 * 16000), np.float32))
     # a few frames without a face: interpolated
     found = np.ones(40, bool)
@@ -140,6 +140,17 @@ def test_prepare_mead_end_to_end_then_resume(mead_root, rows, tmp_path):
     assert prepare_mead(mead_root, output, extractor=PixelBlendshapeExtractor(), progress=False).processed == 1
 
 
+def test_max_clips_and_overwrite(mead_root, tmp_path):
+    output = tmp_path / "mead"
+    first = prepare_mead(mead_root, output, extractor=PixelBlendshapeExtractor(), max_clips=3, progress=False)
+    assert first.processed == 3 and first.num_clips == 3
+    assert "3 clips" in str(first)
+    again = prepare_mead(
+        mead_root, output, extractor=PixelBlendshapeExtractor(), max_clips=3, overwrite=True, progress=False
+    )
+    assert again.processed == 3
+
+
 class _CrashingExtractor(PixelBlendshapeExtractor):
     def __init__(self, crash_on_call: int) -> None:
         self.calls, self.crash_on_call = 0, crash_on_call
@@ -163,7 +174,11 @@ def test_a_crash_loses_only_the_clip_in_progress(mead_root, tmp_path):
     assert result.num_clips == NUM_GOOD_MEAD
 
 
-def test_prepare_mead_with_workers_and_mead_sentence_split(mead_root, tmp_path):
+def test_prepare_mead_with_workers_and_mead_sentence_split(mead_root, tmp_path, monkeypatch):
+    import esarm.data.mead
+
+    # the miniature tree has 2 clips per (speaker, emotion, level): keep 1 for test instead of MEAD's 10 / 6
+    monkeypatch.setattr(esarm.data.mead, "MEAD_TEST_LAST", {"neutral": 1, "other": 1})
     result = prepare_mead(
         mead_root, tmp_path / "mead", extractor=PixelBlendshapeExtractor(), split_by="sentence", num_workers=2,
         progress=False,
@@ -174,8 +189,9 @@ def test_prepare_mead_with_workers_and_mead_sentence_split(mead_root, tmp_path):
     dataset = load_prepared(tmp_path / "mead")
     assert set(dataset) == {"train", "test"}
     assert set(dataset["test"]["id"]) == test_ids - set(result.rejected)
-    # with at most 6 clips per (speaker, emotion, level) every clip is a test clip, except ... none
-    assert not set(dataset["train"]["id"])
+    assert all(i.endswith("_002") or i.endswith("_007") for i in test_ids)
+    assert set(dataset["train"]["id"]).isdisjoint(test_ids)
+    assert json.loads((tmp_path / "mead" / "splits.json").read_text())["test"] == sorted(test_ids)
 
 
 def test_mead_test_split_takes_the_last_clips():
@@ -280,7 +296,7 @@ def test_decode_audio_resamples_to_16k_mono(tmp_path):
 def test_mediapipe_extractor_requires_a_task_file(tmp_path, monkeypatch):
     monkeypatch.delenv(MEDIAPIPE_TASK_ENV, raising=False)
     with pytest.raises(ValueError, match="model_asset_path"):
-        MediaPipeBlendshapeExtractor()
+        MediaPipeBlendshapeExtractor(download=False)
     with pytest.raises(ValueError, match="existing .task file"):
         MediaPipeBlendshapeExtractor(tmp_path / "missing.task")
 
@@ -297,3 +313,29 @@ def test_mediapipe_extractor_on_real_video(mead_root):
     # block images have no face: the extractor must say so rather than invent coefficients
     assert values.shape == (len(frames), NUM_BLENDSHAPES) and not found.any()
     assert ARKIT_NAMES_ALPHABETICAL[-1] == "tongueOut" and ARKIT_NAMES[-1] == "tongueOut"
+
+
+def test_push_to_hub_uploads_the_folder_without_the_cache(mead_root, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    calls = {}
+
+    class FakeApi:
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, **kwargs):
+            calls["create"] = (repo_id, kwargs)
+
+        def upload_folder(self, **kwargs):
+            calls["upload"] = kwargs
+            return "https://huggingface.co/datasets/" + kwargs["repo_id"]
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    prepare_mead(
+        mead_root, tmp_path / "mead", extractor=PixelBlendshapeExtractor(), max_clips=2, push_to_hub="me/mead",
+        progress=False,
+    )  # fmt: skip
+    assert calls["create"] == ("me/mead", {"repo_type": "dataset", "private": True, "exist_ok": True})
+    assert calls["upload"]["folder_path"] == str(tmp_path / "mead")
+    assert ".cache/*" in calls["upload"]["ignore_patterns"]

@@ -73,7 +73,9 @@ def test_transformer_cache_matches_full_pass_and_grows(window):
     inputs = torch.randn(2, 9, 16)
     full = transformer(inputs)
     cache = transformer.new_cache(2, 2, inputs)  # capacity 2 < 9 steps: the cache grows
-    steps = [transformer(inputs[:, :4], cache=cache)] + [transformer(inputs[:, t : t + 1], cache=cache) for t in range(4, 9)]
+    steps = [transformer(inputs[:, :4], cache=cache)] + [
+        transformer(inputs[:, t : t + 1], cache=cache) for t in range(4, 9)
+    ]
     torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-5)
     assert cache.length == 9 and cache.capacity >= 9
 
@@ -188,6 +190,6 @@ def test_generate_rejects_bad_decoding_arguments(model, audio, kwargs, message):
 
 
 def test_make_generator_seeds():
-    first = torch.rand(3, generator=make_generator(None, 4, "cpu"))
-    assert torch.equal(first, torch.rand(3, generator=make_generator(None, 4, "cpu")))
-    assert make_generator(None, None, "cpu") is None
+    first = torch.rand(3, generator=make_generator(None, 4))
+    assert torch.equal(first, torch.rand(3, generator=make_generator(None, 4)))
+    assert make_generator(None, None) is None

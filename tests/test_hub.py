@@ -24,7 +24,9 @@ class FakeHfApi:
         self.uploaded: dict[str, bytes] = {}
 
     def create_repo(self, repo_id, repo_type=None, private=False, exist_ok=False):
-        self.calls.append(("create_repo", dict(repo_id=repo_id, repo_type=repo_type, private=private, exist_ok=exist_ok)))
+        self.calls.append(
+            ("create_repo", dict(repo_id=repo_id, repo_type=repo_type, private=private, exist_ok=exist_ok))
+        )
         return f"https://huggingface.co/{repo_id}"
 
     def upload_folder(self, repo_id, folder_path, repo_type=None, commit_message=None):
@@ -53,9 +55,18 @@ def sta_folder(tmp_path):
 
 
 def test_card_has_every_section_and_the_metrics_table(sta_folder):
-    card = render_model_card("sta", "me/esarm-sta", config=json.loads((sta_folder / "config.json").read_text()), report=REPORT)
+    card = render_model_card(
+        "sta", "me/esarm-sta", config=json.loads((sta_folder / "config.json").read_text()), report=REPORT
+    )
     assert card.startswith("---\nlibrary_name: esarm\nlicense: apache-2.0\n")
-    for heading in ("## Intended use", "## How to use", "## Training data", "## Evaluation", "## Limitations", "## Licence"):
+    for heading in (
+        "## Intended use",
+        "## How to use",
+        "## Training data",
+        "## Evaluation",
+        "## Limitations",
+        "## Licence",
+    ):
         assert heading in card
     assert 'from_pretrained("me/esarm-sta")' in card and "esarm animate speech.wav --model me/esarm-sta" in card
     assert "| model | lve | eve | num_clips |" in card
@@ -65,7 +76,14 @@ def test_card_has_every_section_and_the_metrics_table(sta_folder):
 
 
 def test_each_kind_renders(sta_folder):
-    config = {"num_groups": 3, "codebook_size": 64, "frames_per_token": 2, "fps": 30, "gamma": 0.99, "speakers": ["M003"]}
+    config = {
+        "num_groups": 3,
+        "codebook_size": 64,
+        "frames_per_token": 2,
+        "fps": 30,
+        "gamma": 0.99,
+        "speakers": ["M003"],
+    }
     for kind in ("sta", "rl", "motion_prior", "reward", "processor"):
         card = render_model_card(kind, "me/x", config=config)
         assert "me/x" in card and "{{" not in card and "## Licence" in card

@@ -50,7 +50,10 @@ def test_forward_shapes_and_range(prior):
     assert out.reconstruction.shape == (2, 11, NUM_BLENDSHAPES)
     assert out.motion_tokens.shape == (2, tokens, prior.num_groups)
     assert out.motion_tokens.dtype == torch.long
-    assert out.token_mask.tolist() == [[True] * tokens, [i < math.ceil(7 / prior.frames_per_token) for i in range(tokens)]]
+    assert out.token_mask.tolist() == [
+        [True] * tokens,
+        [i < math.ceil(7 / prior.frames_per_token) for i in range(tokens)],
+    ]
     assert out.reconstruction.min() >= 0 and out.reconstruction.max() <= 1
     assert torch.all(out.reconstruction[1, 7:] == 0), "padded frames decode to zero"
     assert out.loss.ndim == 0 and torch.isfinite(out.loss)
@@ -191,7 +194,9 @@ def test_bad_tokens(tiny_motion_prior_config):
         prior.decode(torch.full((1, 3, 3), K))
     with pytest.raises(ValueError, match=r"code ids in .*got values in \[-1, 0\]"):
         prior.decode(torch.tensor([[[0, 0, -1]]]))
-    with pytest.raises(ValueError, match=r"motion_tokens must have shape \[batch, tokens >= 1, 3\].*got shape \(1, 3, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"motion_tokens must have shape \[batch, tokens >= 1, 3\].*got shape \(1, 3, 2\)"
+    ):
         prior.decode(torch.zeros(1, 3, 2, dtype=torch.long))
     with pytest.raises(ValueError, match="integer code ids, got dtype torch.float32"):
         prior.decode(torch.zeros(1, 3, 3))
@@ -205,8 +210,10 @@ def test_bad_tokens(tiny_motion_prior_config):
         (dict(frames_per_token=3), "frames_per_token must be 1, 2 or 4, got 3"),
         (dict(quantizer="rvq"), "quantizer must be 'fsq' or 'vq', got 'rvq'"),
         (dict(quantizer="fsq", codebook_size=100), "codebook_size must be one of .* got 100"),
-        (dict(quantizer="fsq", fsq_levels=[8, 8], codebook_size=10),
-         r"codebook_size must be the product of fsq_levels \(64\), got 10"),
+        (
+            dict(quantizer="fsq", fsq_levels=[8, 8], codebook_size=10),
+            r"codebook_size must be the product of fsq_levels \(64\), got 10",
+        ),
         (dict(quantizer="fsq", fsq_levels=[2, 4]), "fsq_levels must be a non-empty list of integers >= 3"),
         (dict(codebook_size=1), "codebook_size must be an integer >= 2, got 1"),
         (dict(num_blendshapes=51), "num_blendshapes must be 52"),
@@ -227,3 +234,16 @@ def test_presets():
     assert ESARMMotionPriorConfig(quantizer="vq").codebook_size == 256
     prior = ESARMMotionPrior(ESARMMotionPriorConfig.tiny(group_by_region=False)).eval()
     assert prior.encode(smooth_blendshapes(1, 4)).shape == (1, 2, 1)
+
+
+def test_untrained_vq_prior_is_deterministic_in_eval(tiny_motion_prior_config):
+    """Encoding with an untrained prior neither runs k-means nor changes the codebook; tokens differ per input."""
+    prior = ESARMMotionPrior(tiny_motion_prior_config).eval()
+    codebook = prior.quantizers[0].codebook.clone()
+    blendshapes = smooth_blendshapes(2, 12)
+    first, second = prior.encode(blendshapes), prior.encode(blendshapes)
+    assert torch.equal(first, second)
+    assert torch.equal(prior.quantizers[0].codebook, codebook)
+    assert not bool(prior.quantizers[0]._codebook.initted), "k-means still runs on the first training batch"
+    decoded = prior.decode(torch.tensor([[[0, 0, 0]], [[1, 1, 1]]]))
+    assert not torch.allclose(decoded[0], decoded[1])

@@ -144,6 +144,19 @@ def test_padding_does_not_change_a_sequence(model, batch):
     torch.testing.assert_close(padded.emotion_logits[1], alone.emotion_logits[0], atol=1e-4, rtol=1e-4)
 
 
+def test_targets_are_aligned_with_the_audio_by_time(model, batch):
+    """Shorter or longer target sequences keep step t at the same time: same logits, extra steps ignored."""
+    reference = model(**batch)
+    short = model(**dict(batch, motion_tokens=batch["motion_tokens"][:, :6], motion_mask=batch["motion_mask"][:, :6]))
+    torch.testing.assert_close(short.logits, reference.logits[:, :6], atol=1e-5, rtol=1e-5)
+    longer_tokens = torch.cat([batch["motion_tokens"], batch["motion_tokens"][:, :4]], dim=1)
+    longer = model(**dict(batch, motion_tokens=longer_tokens, motion_mask=None))
+    assert longer.logits.shape[1] == reference.logits.shape[1] + 4
+    assert torch.equal(longer.motion_mask[:, : reference.logits.shape[1]], batch["motion_mask"])
+    assert not longer.motion_mask[:, reference.logits.shape[1] :].any()  # beyond the audio: not scored
+    torch.testing.assert_close(longer.token_loss, reference.token_loss, atol=1e-5, rtol=1e-5)
+
+
 def test_logits_are_causal_in_the_tokens(model, batch):
     """Changing the tokens of step t changes the logits of steps > t only."""
     reference = model(**batch).logits
@@ -169,24 +182,35 @@ def test_style_vector_is_a_linear_map_of_one_hot_conditions(model):
 
 
 def test_cross_reconstruction_hooks(model, batch):
-    """decode_features(content, emotion, style, tokens) reproduces forward, and mixes clips when asked."""
+    """encode_content / encode_emotion / decode_features reproduce forward, and mix clips when asked."""
     output = model(**batch)
-    logits = model.decode_features(
-        output.content_features, output.emotion_features, output.style, batch["motion_tokens"]
-    )
+    audio = (batch["input_values"], batch["attention_mask"])
+    conditions = {name: batch[name] for name in ("emotion_ids", "intensity_ids", "speaker_ids")}
+    content, mask = model.encode_content(*audio, **conditions)
+    emotion = model.encode_emotion(*audio, **conditions)
+    torch.testing.assert_close(content, output.content_features, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(model.classify_emotion(emotion), output.emotion_logits, atol=1e-5, rtol=1e-5)
+    assert torch.equal(mask, batch["motion_mask"])
+    logits = model.decode_features(content, emotion, **conditions, motion_tokens=batch["motion_tokens"],
+                                   motion_mask=batch["motion_mask"])  # fmt: skip
     valid = batch["motion_mask"]
-    torch.testing.assert_close(logits[valid], output.logits[valid])
-    # content of clip 0 with the emotion and style of clip 1
+    torch.testing.assert_close(logits[valid], output.logits[valid], atol=1e-5, rtol=1e-5)
+    by_style = model.decode_features(content, emotion, motion_tokens=batch["motion_tokens"], style=output.style)
+    torch.testing.assert_close(by_style[valid], output.logits[valid], atol=1e-5, rtol=1e-5)
+    # content of clip 0 with the emotion and conditions of clip 1
     swapped = model.decode_features(
-        output.content_features[:1], output.emotion_features[1:], output.style[1:], batch["motion_tokens"][:1]
+        content[:1], emotion[1:], emotion_ids=batch["emotion_ids"][1:], motion_tokens=batch["motion_tokens"][:1]
     )
     assert swapped.shape == output.logits[:1].shape
     assert not torch.allclose(swapped, output.logits[:1])
-    # encode_* work from precomputed audio features
-    features, mask = model.encode_audio(batch["input_values"], batch["attention_mask"])
-    emotion, emotion_logits = model.encode_emotion(features, mask)
-    torch.testing.assert_close(emotion_logits, output.emotion_logits, atol=1e-5, rtol=1e-5)
-    assert model.encode_content(features, mask).shape == features.shape
+    # precomputed audio features give the same branches
+    features, feature_mask = model.encode_audio(*audio)
+    reused, _ = model.encode_content(audio_features=features, feature_mask=feature_mask)
+    torch.testing.assert_close(reused[valid], content[valid])
+    with pytest.raises(ValueError, match="motion_tokens must be given"):
+        model.decode_features(content, emotion)
+    with pytest.raises(ValueError, match="steps of content_features"):
+        model.decode_features(content, emotion, motion_tokens=batch["motion_tokens"][:, :4])
 
 
 def test_resample_features_keeps_constant_sequences_and_masks():
@@ -236,7 +260,7 @@ def test_load_motion_prior_from_folder(tmp_path, model, tiny_sta_config):
 
 def test_load_motion_prior_rejects_other_codebooks(model):
     other = ESARMMotionPrior(ESARMMotionPriorConfig.tiny(codebook_size=27))
-    with pytest.raises(ValueError, match="K=64.*got G=3 and K=27"):
+    with pytest.raises(ValueError, match=f"K={model.codebook_size} codes.*got G=3 and K=27"):
         model.load_motion_prior(other)
     with pytest.raises(ValueError, match="path_or_model"):
         model.load_motion_prior(3)
@@ -264,6 +288,7 @@ def test_pretrained_audio_encoder_is_loaded_and_kept(tmp_path, tiny_sta_config):
 def _bad_inputs(model):
     audio = torch.randn(2, SAMPLING_RATE) * 0.1
     tokens = torch.zeros(2, 15, 3, dtype=torch.long)
+    codes = model.codebook_size
     nan_audio = audio.clone()
     nan_audio[0, 10] = float("nan")
     inf_audio = audio.clone()
@@ -280,14 +305,23 @@ def _bad_inputs(model):
         "integer audio": (dict(input_values=(audio * 1000).long()), "floating point.*int64"),
         "not a tensor": (dict(input_values=[0.0] * 16000), "torch.Tensor or numpy.*list"),
         "mask shape": (dict(input_values=audio, attention_mask=torch.ones(2, 100)), "attention_mask.*shape"),
-        "emotion batch mismatch": (dict(input_values=audio, emotion_ids=torch.tensor([0, 1, 2])), r"emotion_ids.*\[2\].*\[3\]"),  # noqa: E501
+        "emotion batch mismatch": (
+            dict(input_values=audio, emotion_ids=torch.tensor([0, 1, 2])),
+            r"emotion_ids.*\[2\].*\[3\]",
+        ),  # noqa: E501
         "unknown emotion": (dict(input_values=audio, emotion_ids=torch.tensor([0, 8])), r"emotion_ids.*\[0, 8\).*8"),
         "unknown intensity": (dict(input_values=audio, intensity_ids=torch.tensor([3, 0])), r"intensity_ids.*\[0, 3\)"),
         "unknown speaker": (dict(input_values=audio, speaker_ids=torch.tensor([5, 0])), r"speaker_ids.*\[0, 5\).*5"),
         "float labels": (dict(input_values=audio, emotion_ids=torch.tensor([0.0, 1.0])), "emotion_ids.*integer"),
-        "token out of codebook": (dict(input_values=audio, motion_tokens=tokens + 64), r"motion_tokens.*\[0, 64\).*64"),
-        "negative token": (dict(input_values=audio, motion_tokens=tokens - 1), r"motion_tokens.*\[0, 64\).*-1"),
-        "tokens wrong groups": (dict(input_values=audio, motion_tokens=tokens[..., :2]), r"motion_tokens.*\[batch, steps >= 1, 3\]"),  # noqa: E501
+        "token out of codebook": (
+            dict(input_values=audio, motion_tokens=tokens + codes),
+            rf"motion_tokens.*\[0, {codes}\).*{codes}",
+        ),
+        "negative token": (dict(input_values=audio, motion_tokens=tokens - 1), rf"motion_tokens.*\[0, {codes}\).*-1"),
+        "tokens wrong groups": (
+            dict(input_values=audio, motion_tokens=tokens[..., :2]),
+            r"motion_tokens.*\[batch, steps >= 1, 3\]",
+        ),  # noqa: E501
         "tokens batch mismatch": (dict(input_values=audio, motion_tokens=tokens[:1]), "motion_tokens.*batch size 2.*1"),
         "mask without tokens": (dict(input_values=audio, motion_mask=torch.ones(2, 15)), "motion_mask"),
     }

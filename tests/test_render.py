@@ -91,7 +91,9 @@ def _read_mp4(path):
 def test_mp4_has_one_frame_per_animation_frame_and_audio_of_the_same_length(tmp_path, renderer, audio_seconds):
     frames = 30  # 1.0 s
     audio = 0.1 * np.sin(2 * np.pi * 220 * np.arange(int(audio_seconds * 16000)) / 16000)
-    path = render_video(tmp_path / "a.mp4", speech_like(frames), FPS, audio=audio, sampling_rate=16000, renderer=renderer)
+    path = render_video(
+        tmp_path / "a.mp4", speech_like(frames), FPS, audio=audio, sampling_rate=16000, renderer=renderer
+    )
     info = _read_mp4(path)
     assert info["frames"] == frames
     assert info["video_codec"] == "h264" and info["audio_codec"] == "aac"

@@ -102,7 +102,9 @@ def test_streaming_resamples_input_rate():
 
     audio_44k = resample_poly(audio, 441, 160).astype(np.float32)
     model = LocalModel()
-    ours = animate_audio(model, audio_44k, sampling_rate=44100, processor=NO_NORMALISE, chunk_seconds=1.0, overlap_seconds=0.4)
+    ours = animate_audio(
+        model, audio_44k, sampling_rate=44100, processor=NO_NORMALISE, chunk_seconds=1.0, overlap_seconds=0.4
+    )
     ours = ours.blendshapes
     reference = animate_audio(model, audio, processor=NO_NORMALISE, chunk_seconds=1.0, overlap_seconds=0.4).blendshapes
     assert ours.shape == reference.shape

@@ -280,3 +280,42 @@ def test_checkpoint_resume_continues_from_the_saved_step(tmp_path, policy, tiny_
     assert [entry["step"] for entry in trainer.state.log_history if "loss" in entry] == [1, 2, 3, 4]
     # it started from checkpoint-2's weights: two Adam steps of lr 1e-3 move each weight by at most ~2e-3
     assert (dict(fresh.named_parameters())[head] - saved[head]).abs().max() < 3e-3
+
+
+def test_train_rl_from_saved_folders_reports_before_and_after(tmp_path, policy, tiny_reward_config, rig_path):
+    from esarm import ESARMRewardModel
+    from esarm.modeling_sta import ESARMSTAForGeneration
+    from esarm.training.common import read_done_marker
+    from esarm.training.rl import train_rl
+    from esarm.training.sta import save_processor
+
+    policy.save_pretrained(tmp_path / "sta")
+    save_processor(str(tmp_path / "sta"), ["spk1"], policy.config.fps)  # spk1 -> speaker id 1
+    ESARMRewardModel(tiny_reward_config).save_pretrained(tmp_path / "reward_model")
+    datasets.DatasetDict({"train": _clips(4, seed=0), "validation": _clips(2, seed=1)}).save_to_disk(
+        str(tmp_path / "corpus")
+    )
+    config = ESARMRLConfig(
+        policy_name_or_path=str(tmp_path / "sta"),
+        reward_model_name_or_path=str(tmp_path / "reward_model"),
+        dataset_name_or_path=str(tmp_path / "corpus"),
+        output_dir=str(tmp_path / "rl"),
+        rig_path=str(rig_path),
+        per_device_train_batch_size=2,
+        per_device_eval_batch_size=2,
+        num_rollouts=2,
+        max_steps=2,
+        save_strategy="no",
+        disable_tqdm=True,
+    )
+    metrics = train_rl(config)
+    for key in ("reward", "blendshape_mae", "lve_mm", "eve_mm"):
+        assert math.isfinite(metrics[f"{key}_before"]) and math.isfinite(metrics[f"{key}_after"]), key
+    assert metrics["lve_mm_before"] > 0 and metrics["train_steps"] == 2
+    assert {"train_reward", "train_kl", "train_reward_first"} <= set(metrics)
+    assert read_done_marker(config.output_dir)["reward_after"] == metrics["reward_after"]
+    tuned = ESARMSTAForGeneration.from_pretrained(config.output_dir)
+    assert tuned.config.num_groups == policy.config.num_groups
+    from esarm import ESARMProcessor
+
+    assert ESARMProcessor.from_pretrained(config.output_dir).speakers == ["spk1"]

@@ -160,7 +160,10 @@ def cmd_animate(args: argparse.Namespace) -> int:
             epsilon=args.epsilon or 0.0, seed=args.seed, do_sample=args.sample,
         )  # fmt: skip
         metadata = {"source": source.name, "emotion": result.emotion, "intensity": args.intensity, "model": args.model}
-        save_animation(target, result.blendshapes, result.fps, audio=audio, sampling_rate=rate, rig=rig, metadata=metadata)
+        save_animation(
+            target, result.blendshapes, result.fps, audio=audio, sampling_rate=rate, rig=rig, metadata=metadata,
+            video_height=args.video_height,
+        )  # fmt: skip
         seconds = len(audio) / rate
         elapsed = time.perf_counter() - started
         line = (
@@ -296,7 +299,7 @@ def _prepare(module_name: str, function_name: str, args: argparse.Namespace) -> 
         raise CommandError(f"source folder not found: {args.source}")
     path = _call_with_supported(
         function, args.source, args.output_dir, num_workers=args.num_workers, overwrite=args.overwrite,
-        max_clips=args.max_clips,
+        max_clips=args.max_clips, model_asset_path=args.model_asset_path, seed=args.seed,
     )  # fmt: skip
     _say(f"{path}")
     return 0
@@ -362,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epsilon", type=float, help="epsilon-greedy noise in [0, 1] (default 0: the model's animation)")
     p.add_argument("--sample", action="store_true", help="sample from the policy instead of taking the argmax")
     p.add_argument("--rig", help="face rig (.npz/.glb/ICT-FaceKit folder) for .glb/.mp4/.gif (default: $ESARM_RIG)")
+    p.add_argument("--video-height", type=int, default=384, help="height of .mp4/.gif videos in pixels")
     p.add_argument("--chunk-seconds", type=float, default=10.0, help="window length for long audio (s)")
     p.add_argument("--overlap-seconds", type=float, default=1.0, help="cross-fade between windows (s)")
     p.add_argument("--recursive", action="store_true", help="also look in sub-folders of input folders")
@@ -402,7 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.add_argument("--output-dir", default="evaluation")
     p.add_argument("--rig", help="face rig (default: $ESARM_RIG / cached ICT-FaceKit)")
-    p.add_argument("--epsilons", type=float, nargs="*", help="also roll out the first model at these epsilons (Table II)")
+    p.add_argument(
+        "--epsilons", type=float, nargs="*", help="also roll out the first model at these epsilons (Table II)"
+    )
     p.add_argument("--reward-model", help="saved reward model folder (reward vs epsilon plot)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-samples", type=int)
@@ -435,6 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--output-dir", default=f"data/{dataset.lower()}")
         p.add_argument("--num-workers", type=int, default=1)
         p.add_argument("--max-clips", type=int, help="stop after this many clips (a quick look)")
+        p.add_argument("--model-asset-path", help="MediaPipe face_landmarker.task file (blendshape extraction)")
+        p.add_argument("--seed", type=int, default=0, help="seed of the train / validation / test split")
         p.add_argument("--overwrite", action="store_true")
         p.set_defaults(handler=handler)
 
@@ -474,6 +482,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not args.verbose:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        try:  # transformers' own warnings and weight-loading bars are noise on a command line
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.set_verbosity_error()
+            transformers_logging.disable_progress_bar()
+        except ImportError:  # pragma: no cover
+            pass
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:

@@ -90,16 +90,18 @@ def build_logits_processor(
     return processors
 
 
-def make_generator(
-    generator: torch.Generator | None, seed: int | None, device: torch.device | str
-) -> torch.Generator | None:
-    """The random generator of a rollout: ``generator`` as given, or a new one seeded with ``seed``."""
+def make_generator(generator: torch.Generator | None, seed: int | None) -> torch.Generator | None:
+    """The random generator of a rollout: ``generator`` as given, or a new CPU one seeded with ``seed``.
+
+    Seeded rollouts draw on the CPU whatever the model's device, so a seed gives the same tokens on CPU and GPU
+    (up to the model's own numerics).
+    """
     if generator is not None and seed is not None:
         raise ValueError(f"pass either generator or seed, not both (got seed={seed!r} and a generator)")
     if seed is not None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ValueError(f"seed must be an integer, got {seed!r}")
-        generator = torch.Generator(device=device)
+        generator = torch.Generator(device="cpu")
         generator.manual_seed(seed)
     elif generator is not None and not isinstance(generator, torch.Generator):
         raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
@@ -119,6 +121,10 @@ def sample_tokens(
     if not sample:
         return scores.argmax(-1).view(batch, groups)
     probabilities = torch.softmax(scores, dim=-1)
+    if generator is not None and generator.device.type != probabilities.device.type:
+        # e.g. a CPU generator for a GPU model: draw where the generator lives (same numbers on every device)
+        drawn = torch.multinomial(probabilities.to(generator.device), 1, generator=generator)
+        return drawn.to(logits.device).view(batch, groups)
     return torch.multinomial(probabilities, 1, generator=generator).view(batch, groups)
 
 

@@ -72,7 +72,9 @@ def detect_kind(folder: str | os.PathLike) -> str:
         model_type = config.get("model_type")
         if model_type == "esarm_sta":
             rl_markers = ("rl_config.json", "rl_results.json")
-            return "rl" if config.get("esarm_stage") == "rl" or any((folder / m).exists() for m in rl_markers) else "sta"
+            return (
+                "rl" if config.get("esarm_stage") == "rl" or any((folder / m).exists() for m in rl_markers) else "sta"
+            )
         if model_type == "esarm_motion_prior":
             return "motion_prior"
         if model_type == "esarm_reward":
@@ -80,7 +82,9 @@ def detect_kind(folder: str | os.PathLike) -> str:
         raise ValueError(f"{folder}: config.json has model_type {model_type!r}, expected an esarm model")
     if (folder / "processor_config.json").is_file() or (folder / "preprocessor_config.json").is_file():
         return "processor"
-    raise ValueError(f"{folder} is not a saved esarm model or processor folder (no config.json / processor_config.json)")
+    raise ValueError(
+        f"{folder} is not a saved esarm model or processor folder (no config.json / processor_config.json)"
+    )
 
 
 def _load_report(report: str | os.PathLike | Mapping[str, Any] | None) -> Mapping[str, Any] | None:
@@ -239,7 +243,9 @@ def prepare_upload_folder(
         shutil.rmtree(staging)
     shutil.copytree(folder, staging, ignore=shutil.ignore_patterns(*EXCLUDED))
     loaded = _load_report(report)
-    card = render_model_card(kind, repo_id, config=_read_config(folder, kind), report=loaded, folder=folder, **card_kwargs)
+    card = render_model_card(
+        kind, repo_id, config=_read_config(folder, kind), report=loaded, folder=folder, **card_kwargs
+    )
     (staging / "README.md").write_text(card, encoding="utf-8")
     if loaded is not None:
         (staging / "eval_results.json").write_text(json.dumps(loaded, indent=2), encoding="utf-8")

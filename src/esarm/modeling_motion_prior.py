@@ -14,6 +14,9 @@ init, EMA updates, dead codes moved onto live latents), while FSQ's fixed grid w
 regions. On smooth synthetic curves (4 latent factors mixed into 52 coefficients, 300 steps, K = 64 per group) VQ
 reached a mean absolute error of 0.037 with 89-98 % of the codes in use, FSQ 0.059 with 6-25 % in use.
 
+Outputs pass through a sigmoid, so decoded coefficients always lie in [0, 1] like ARKit weights; a clamp would
+also give exact zeros but cuts the gradient of every out-of-range prediction.
+
 Padding: every convolution sees its input multiplied by the padding mask at its own time resolution, so the
 outputs for the valid frames of a sequence do not depend on the values in padded frames nor on how much padding
 the batch adds.
@@ -220,6 +223,11 @@ class ESARMMotionPriorPreTrainedModel(PreTrainedModel):
                 init.copy_(module.implicit_codebook, (level_ids - half_width) / half_width)
         elif isinstance(module, VectorQuantize):
             init.zeros_(module.zero)  # non-persistent scalar the library adds losses to
+            # Random codes (about the scale of fresh encoder latents) so an untrained prior still maps different
+            # tokens to different motion; k-means on the first training batch replaces them.
+            codebook = module._codebook
+            init.normal_(codebook.embed, mean=0.0, std=0.5)
+            init.copy_(codebook.embed_avg, codebook.embed)
 
 
 class ESARMMotionPrior(ESARMMotionPriorPreTrainedModel):
@@ -311,7 +319,17 @@ class ESARMMotionPrior(ESARMMotionPriorPreTrainedModel):
             quantized, ids = quantizer(latents)
             loss = latents.new_zeros(())
         else:
-            quantized, ids, loss = quantizer(latents, mask=token_mask)
+            codebook = quantizer._codebook
+            # k-means initialisation belongs to training: in eval mode an untrained codebook is used as is, so
+            # encoding never changes the model (and is deterministic).
+            skip_kmeans = not self.training and not bool(codebook.initted)
+            if skip_kmeans:
+                codebook.initted.fill_(True)
+            try:
+                quantized, ids, loss = quantizer(latents, mask=token_mask)
+            finally:
+                if skip_kmeans:
+                    codebook.initted.fill_(False)
         ids = torch.where(token_mask, ids.long(), torch.zeros_like(ids, dtype=torch.long))
         quantized = quantized * token_mask[..., None]
         return quantized.transpose(1, 2), ids, loss
@@ -400,7 +418,9 @@ class ESARMMotionPrior(ESARMMotionPriorPreTrainedModel):
         if num_frames is None:
             num_frames = max_frames
         if not isinstance(num_frames, int) or not 1 <= num_frames <= max_frames:
-            raise ValueError(f"num_frames must be an int in [1, {max_frames}] (tokens * frames_per_token), got {num_frames!r}")
+            raise ValueError(
+                f"num_frames must be an int in [1, {max_frames}] (tokens * frames_per_token), got {num_frames!r}"
+            )
         token_mask = _validate_mask(motion_mask, (batch, tokens), "motion_mask")
         if token_mask is None:
             token_mask = torch.ones(batch, tokens, dtype=torch.bool, device=motion_tokens.device)

@@ -159,9 +159,15 @@ class ESARMRewardModel(ESARMRewardPreTrainedModel):
         if motion_tokens is None:
             raise ValueError("motion_tokens must be given ([batch, tokens, G] code ids), got None")
         if not isinstance(motion_tokens, torch.Tensor) or motion_tokens.ndim != 3:
-            got = tuple(motion_tokens.shape) if isinstance(motion_tokens, torch.Tensor) else type(motion_tokens).__name__
+            got = (
+                tuple(motion_tokens.shape) if isinstance(motion_tokens, torch.Tensor) else type(motion_tokens).__name__
+            )
             raise ValueError(f"motion_tokens must have shape [batch, tokens, {config.num_groups}], got {got}")
-        if motion_tokens.shape[0] != batch or motion_tokens.shape[2] != config.num_groups or motion_tokens.shape[1] == 0:
+        if (
+            motion_tokens.shape[0] != batch
+            or motion_tokens.shape[2] != config.num_groups
+            or motion_tokens.shape[1] == 0
+        ):
             raise ValueError(
                 f"motion_tokens must have shape [batch={batch}, tokens >= 1, G={config.num_groups}], "
                 f"got {list(motion_tokens.shape)}"
@@ -172,7 +178,9 @@ class ESARMRewardModel(ESARMRewardPreTrainedModel):
         if motion_mask is None:
             motion_mask = torch.ones(batch, steps, dtype=torch.bool, device=motion_tokens.device)
         elif tuple(motion_mask.shape) != (batch, steps):
-            raise ValueError(f"motion_mask must have shape [batch, tokens] = {[batch, steps]}, got {list(motion_mask.shape)}")
+            raise ValueError(
+                f"motion_mask must have shape [batch, tokens] = {[batch, steps]}, got {list(motion_mask.shape)}"
+            )
         motion_mask = motion_mask.bool()
         if not bool(motion_mask[:, 0].all()):
             raise ValueError("motion_mask must mark the first step of every trajectory as valid, got an empty one")

@@ -60,7 +60,7 @@ class ESARMSTAOutput(ModelOutput):
         emotion_features: ``[B, H]`` emotion branch (pooled over time).
         style: ``[B, style_size]`` style vector ``S(c)``.
         audio_features: ``[B, T', H]`` weighted, projected and resampled speech-encoder features.
-        motion_mask: ``[B, T']`` True at valid steps.
+        motion_mask: ``[B, T']`` True at valid steps (inside the audio and, with targets, inside ``motion_mask``).
     """
 
     loss: torch.FloatTensor | None = None
@@ -138,6 +138,14 @@ def _check_labels(
             f"{argument} must be ids in [0, {num_classes}), got values in [{int(ids.min())}, {int(ids.max())}]"
         )
     return ids.to(device=device, dtype=torch.long)
+
+
+def _fit_steps(sequence: torch.Tensor, steps: int) -> torch.Tensor:
+    """Cut or zero-pad ``[B, T', ...]`` to ``steps`` along the step axis."""
+    if sequence.shape[1] >= steps:
+        return sequence[:, :steps]
+    padding = sequence.new_zeros((sequence.shape[0], steps - sequence.shape[1], *sequence.shape[2:]))
+    return torch.cat([sequence, padding], dim=1)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -386,21 +394,59 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
             num_steps = self.num_motion_steps(lengths)
         return self.speech_encoder(input_values, attention_mask, torch.as_tensor(num_steps, device=lengths.device))
 
-    def encode_content(self, audio_features: torch.Tensor, feature_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Content branch: ``[B, T', H]`` from the audio features ``[B, T', H]``."""
-        return self.content_encoder(audio_features, attention_mask=feature_mask)
+    def _audio_features_for(
+        self, input_values, attention_mask, audio_features, feature_mask
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if audio_features is not None:
+            return audio_features, feature_mask
+        if input_values is None:
+            raise ValueError("input_values (or audio_features) must be given, got None")
+        return self.encode_audio(input_values, attention_mask)
+
+    def encode_content(
+        self,
+        input_values: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        emotion_ids: torch.Tensor | None = None,
+        intensity_ids: torch.Tensor | None = None,
+        speaker_ids: torch.Tensor | None = None,
+        *,
+        audio_features: torch.Tensor | None = None,
+        feature_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.FloatTensor, torch.BoolTensor]:
+        """Content branch: (content features ``[B, T', H]``, step mask ``[B, T']``).
+
+        From audio ``input_values [B, S]`` or precomputed ``audio_features`` (:meth:`encode_audio`). The condition
+        ids are accepted for a uniform signature but not used: by design the content branch hears only the audio.
+        """
+        features, mask = self._audio_features_for(input_values, attention_mask, audio_features, feature_mask)
+        return self.content_encoder(features, attention_mask=mask), mask
 
     def encode_emotion(
-        self, audio_features: torch.Tensor, feature_mask: torch.Tensor | None = None
-    ) -> tuple[torch.FloatTensor, torch.FloatTensor]:
-        """Emotion branch: (emotion features ``[B, H]`` pooled over valid steps, classifier logits ``[B, E]``)."""
-        hidden = self.emotion_encoder(audio_features, attention_mask=feature_mask)  # [B, T', H]
-        if feature_mask is None:
-            pooled = hidden.mean(1)
-        else:
-            weights = feature_mask.to(hidden.dtype)[..., None]
-            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-        return pooled, self.emotion_head(pooled)
+        self,
+        input_values: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        emotion_ids: torch.Tensor | None = None,
+        intensity_ids: torch.Tensor | None = None,
+        speaker_ids: torch.Tensor | None = None,
+        *,
+        audio_features: torch.Tensor | None = None,
+        feature_mask: torch.Tensor | None = None,
+    ) -> torch.FloatTensor:
+        """Emotion branch: emotion features ``[B, H]`` pooled over valid steps (see :meth:`classify_emotion`).
+
+        Inputs as in :meth:`encode_content`; the branch hears only the audio (conditions unused).
+        """
+        features, mask = self._audio_features_for(input_values, attention_mask, audio_features, feature_mask)
+        hidden = self.emotion_encoder(features, attention_mask=mask)  # [B, T', H]
+        if mask is None:
+            return hidden.mean(1)
+        weights = mask.to(hidden.dtype)[..., None]
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+    def classify_emotion(self, emotion_features: torch.Tensor) -> torch.FloatTensor:
+        """Emotion classifier logits ``[B, E]`` (``EMOTIONS`` order) of emotion features ``[B, H]``."""
+        return self.emotion_head(emotion_features)
 
     def style_vector(
         self, emotion_ids: torch.LongTensor, intensity_ids: torch.LongTensor, speaker_ids: torch.LongTensor
@@ -443,25 +489,47 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         self,
         content_features: torch.Tensor,
         emotion_features: torch.Tensor,
-        style: torch.Tensor,
-        motion_tokens: torch.LongTensor,
+        emotion_ids: torch.Tensor | None = None,
+        intensity_ids: torch.Tensor | None = None,
+        speaker_ids: torch.Tensor | None = None,
+        motion_tokens: torch.LongTensor | None = None,
+        motion_mask: torch.Tensor | None = None,
+        *,
+        style: torch.Tensor | None = None,
     ) -> torch.FloatTensor:
         """Teacher-forced next-token logits ``[B, T', G, K]`` from disentangled features.
 
+        Cross-reconstruction: content of clip A + emotion of clip B (same sentence, another emotion) -> the
+        tokens of clip B.
+
         Args:
-            content_features: ``[B, T', H]`` (e.g. of clip A, resampled to the target's ``T'`` with
-                :func:`esarm.modeling_utils.resample_features` when lengths differ).
-            emotion_features: ``[B, H]`` (e.g. of clip B: cross-reconstruction).
-            style: ``[B, style_size]`` from :meth:`style_vector`.
+            content_features: ``[B, T', H]`` (e.g. of clip A, aligned to the target's ``T'``, see
+                :func:`esarm.modeling_utils.resample_features`).
+            emotion_features: ``[B, H]`` (e.g. of clip B) from :meth:`encode_emotion`.
+            emotion_ids, intensity_ids, speaker_ids: ``[B]`` conditions of the style ``S(c)`` (emotion: the
+                classifier's prediction when ``None``; intensity: :meth:`default_intensity_ids`; speaker: unknown).
             motion_tokens: ``[B, T', G]`` target tokens (inputs shifted right by one step).
+            motion_mask: ``[B, T']`` valid steps (right padding; padded tokens are ignored).
+            style: a precomputed ``S(c)`` ``[B, style_size]`` instead of the ids.
         """
         if motion_tokens is None:
             raise ValueError("motion_tokens must be given to decode_features (teacher forcing), got None")
-        if motion_tokens.shape[:2] != content_features.shape[:2]:
+        batch = content_features.shape[0]
+        motion_tokens, motion_mask = self._check_motion_tokens(motion_tokens, motion_mask, batch)
+        if motion_tokens.shape[1] != content_features.shape[1]:
             raise ValueError(
-                f"motion_tokens must have the batch and steps of content_features {list(content_features.shape[:2])}, "
+                f"motion_tokens must have the steps of content_features ({content_features.shape[1]}), "
                 f"got shape {list(motion_tokens.shape)}"
             )
+        if style is None:
+            emotion_ids, intensity_ids, speaker_ids = self._check_conditions(
+                emotion_ids, intensity_ids, speaker_ids, batch
+            )
+            if emotion_ids is None:
+                emotion_ids = self.classify_emotion(emotion_features).argmax(-1)
+            if intensity_ids is None:
+                intensity_ids = self.default_intensity_ids(emotion_ids)
+            style = self.style_vector(emotion_ids, intensity_ids, speaker_ids)
         conditioning = self._conditioning(content_features, emotion_features, style)
         inputs = conditioning + self._previous_token_inputs(motion_tokens, conditioning.shape[1])
         # right padding: causal attention never lets valid steps see padded ones, so no mask is needed
@@ -490,8 +558,9 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
                 no emotion loss.
             intensity_ids: ``[B]`` in [0, 3) (intensity 1..3); ``None``: :meth:`default_intensity_ids`.
             speaker_ids: ``[B]`` in [0, num_speakers] (0 = unknown); ``None``: unknown.
-            motion_tokens: ``[B, T', G]`` target tokens (from ``ESARMMotionPrior.encode``); they fix ``T'`` (the
-                audio features are resampled to each sequence's valid length).
+            motion_tokens: ``[B, T', G]`` target tokens (from ``ESARMMotionPrior.encode``), aligned by time with
+                the audio: step ``t`` covers ``t * frames_per_token / fps`` seconds (steps beyond the audio are
+                ignored, like padded ones).
             motion_mask: ``[B, T']`` True at valid steps.
 
         Returns:
@@ -503,18 +572,18 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         emotion_ids, intensity_ids, speaker_ids = self._check_conditions(emotion_ids, intensity_ids, speaker_ids, batch)
         if motion_tokens is not None:
             motion_tokens, motion_mask = self._check_motion_tokens(motion_tokens, motion_mask, batch)
-            num_steps = motion_mask.long().sum(-1)
         elif motion_mask is not None:
             raise ValueError("motion_mask must come with motion_tokens, got motion_mask without motion_tokens")
-        else:
-            num_steps = self.num_motion_steps(lengths)
-        audio_features, step_mask = self.speech_encoder(input_values, attention_mask, num_steps)
-        if motion_tokens is not None and step_mask.shape[1] < motion_tokens.shape[1]:
-            pad = motion_tokens.shape[1] - step_mask.shape[1]  # trailing columns that are padding in every row
-            audio_features = F.pad(audio_features, (0, 0, 0, pad))
-            step_mask = F.pad(step_mask, (0, pad))
-        content = self.encode_content(audio_features, step_mask)
-        emotion_features, emotion_logits = self.encode_emotion(audio_features, step_mask)
+        # Audio features live on the audio's own step grid (step t covers t * frames_per_token / fps seconds), as
+        # in generate; target tokens are aligned to it by time (cut or padded), not stretched.
+        audio_features, step_mask = self.speech_encoder(input_values, attention_mask, self.num_motion_steps(lengths))
+        content, _ = self.encode_content(audio_features=audio_features, feature_mask=step_mask)
+        emotion_features = self.encode_emotion(audio_features=audio_features, feature_mask=step_mask)
+        if motion_tokens is not None:
+            steps = motion_tokens.shape[1]
+            audio_features, content = _fit_steps(audio_features, steps), _fit_steps(content, steps)
+            step_mask = _fit_steps(step_mask, steps) & motion_mask
+        emotion_logits = self.classify_emotion(emotion_features)
 
         emotion_loss = None
         if emotion_ids is not None:
@@ -528,7 +597,7 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
 
         logits = token_loss = None
         if motion_tokens is not None:
-            logits = self.decode_features(content, emotion_features, style, motion_tokens)
+            logits = self.decode_features(content, emotion_features, motion_tokens=motion_tokens, style=style)
             valid = step_mask[..., None].expand(-1, -1, self.num_groups)
             token_loss = F.cross_entropy(logits[valid].float(), motion_tokens[valid])
 
@@ -606,13 +675,14 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         logits_processor = build_logits_processor(do_sample, temperature, top_k, epsilon)
         sample = bool(do_sample) or epsilon > 0.0
         device = input_values.device
-        generator = make_generator(generator, seed, device)
+        generator = make_generator(generator, seed)
 
         num_steps = self.num_motion_steps(lengths)  # [B]
         num_frames = self.num_animation_frames(lengths)  # [B]
         audio_features, token_mask = self.speech_encoder(input_values, attention_mask, num_steps)
-        content = self.encode_content(audio_features, token_mask)
-        emotion_features, emotion_logits = self.encode_emotion(audio_features, token_mask)
+        content, _ = self.encode_content(audio_features=audio_features, feature_mask=token_mask)
+        emotion_features = self.encode_emotion(audio_features=audio_features, feature_mask=token_mask)
+        emotion_logits = self.classify_emotion(emotion_features)
         if emotion_ids is None:
             emotion_ids = emotion_logits.argmax(-1)
         if intensity_ids is None:

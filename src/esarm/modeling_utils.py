@@ -89,11 +89,15 @@ def build_audio_encoder(
         if not audio_encoder_name_or_path:
             raise ValueError("audio_encoder_name_or_path must be set to load a pretrained audio encoder, got None")
         logger.info("Loading pretrained audio encoder %s", audio_encoder_name_or_path)
-        encoder = AutoModel.from_pretrained(audio_encoder_name_or_path, config=config)
+        try:
+            encoder = AutoModel.from_pretrained(audio_encoder_name_or_path, config=config)
+        except OSError as error:
+            raise OSError(
+                f"could not load the pretrained audio encoder {audio_encoder_name_or_path!r} ({error}); offline, "
+                "set audio_encoder_name_or_path=None for a random-init encoder of the same architecture"
+            ) from error
     else:
         encoder = AutoModel.from_config(config)
-    # Encoder-only speech models (WavLM, wav2vec2, HuBERT) expose the conv feature extractor; its output lengths
-    # are needed to build frame masks.
     return encoder
 
 

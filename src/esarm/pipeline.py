@@ -31,16 +31,7 @@ def default_processor(model) -> Any:
     """An ``ESARMProcessor`` matching ``model`` (16 kHz WavLM feature extractor, the model's fps, no speaker names)."""
     from .processing_esarm import ESARMProcessor
 
-    try:
-        return ESARMProcessor(fps=float(model.config.fps))
-    except TypeError:  # pragma: no cover - constructor needs an explicit feature extractor
-        from transformers import Wav2Vec2FeatureExtractor
-
-        extractor = Wav2Vec2FeatureExtractor(
-            feature_size=1, sampling_rate=int(model.config.sampling_rate), padding_value=0.0,
-            do_normalize=True, return_attention_mask=True,
-        )  # fmt: skip
-        return ESARMProcessor(feature_extractor=extractor, fps=float(model.config.fps))
+    return ESARMProcessor(fps=float(model.config.fps))
 
 
 class SpeechToAnimationPipeline(Pipeline):
@@ -159,4 +150,6 @@ def register_pipeline() -> None:
     """Register the ``"speech-to-animation"`` task with transformers (done on ``import esarm``)."""
     if TASK in PIPELINE_REGISTRY.supported_tasks:
         return
-    PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=SpeechToAnimationPipeline, pt_model=AutoModel, type="audio")
+    PIPELINE_REGISTRY.register_pipeline(
+        TASK, pipeline_class=SpeechToAnimationPipeline, pt_model=AutoModel, type="audio"
+    )

@@ -138,7 +138,9 @@ class StreamingAnimator:
             )
         self.hop_frames = self.chunk_frames - self.overlap_frames
         speakers = list(getattr(processor, "speakers", None) or [])
-        self.emotion_id, self.intensity_id, self.speaker_id = resolve_condition_ids(emotion, intensity, speaker, speakers)
+        self.emotion_id, self.intensity_id, self.speaker_id = resolve_condition_ids(
+            emotion, intensity, speaker, speakers
+        )
         extractor = getattr(processor, "feature_extractor", None)
         self.normalize = bool(getattr(extractor, "do_normalize", True))
         self.generate_kwargs = dict(epsilon=epsilon, do_sample=do_sample, temperature=temperature, top_k=top_k)
@@ -181,7 +183,9 @@ class StreamingAnimator:
             divisor = math.gcd(self.input_rate, self.model_rate)
             audio = resample_poly(audio, self.model_rate // divisor, self.input_rate // divisor).astype(np.float32)
         self._audio = np.concatenate([self._audio, audio])
-        while self._audio_start + len(self._audio) >= self.frame_to_sample(self._window * self.hop_frames + self.chunk_frames):
+        while self._audio_start + len(self._audio) >= self.frame_to_sample(
+            self._window * self.hop_frames + self.chunk_frames
+        ):
             start = self._window * self.hop_frames
             self._run_window(start, start, start + self.chunk_frames)
         return self._take(self._window * self.hop_frames if self._window else 0)
@@ -262,9 +266,9 @@ class StreamingAnimator:
         for start, values, weights in self._pending:
             lo, hi = max(start, self._emitted), min(start + len(weights), final_before)
             if hi > lo:
-                numerator[lo - self._emitted : hi - self._emitted] += values[lo - start : hi - start] * weights[
-                    lo - start : hi - start, None
-                ]
+                numerator[lo - self._emitted : hi - self._emitted] += (
+                    values[lo - start : hi - start] * weights[lo - start : hi - start, None]
+                )
                 denominator[lo - self._emitted : hi - self._emitted] += weights[lo - start : hi - start]
         result = (numerator / np.maximum(denominator, 1e-12)[:, None]).astype(np.float32)
         self._emitted = final_before

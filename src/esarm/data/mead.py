@@ -32,6 +32,7 @@ from .preparation import (
     PreparationResult,
     UnparsedFile,
     card_configs_yaml,
+    clear_prepared,
     prepare_clips,
     push_prepared_to_hub,
     split_speakers,
@@ -189,6 +190,8 @@ def prepare_mead(
     shard_size: int = 500,
     push_to_hub: str | None = None,
     private: bool = True,
+    max_clips: int | None = None,
+    overwrite: bool = False,
     progress: bool = True,
 ) -> PreparationResult:
     """Prepare MEAD from its original files (see the module docstring); resumable and idempotent.
@@ -203,13 +206,19 @@ def prepare_mead(
         validation_fraction, test_fraction, seed: the speaker split (balanced between M and W speakers).
         sentences: ``{"<emotion>/<nnn>": text}`` (or a JSON file of it) to fill ``sentence``.
         num_workers: processes; max_missing_fraction: most frames without a face a clip may have.
-        shard_size: clips per parquet shard; push_to_hub: a dataset repo id to upload to.
+        shard_size: clips per parquet shard; push_to_hub: a dataset repo id to upload to (``private``).
+        max_clips: use only the first clips (sorted by id; a quick look). overwrite: start from scratch (the
+            cache of finished clips is deleted too).
     """
     if split_by not in ("speaker", "sentence"):
         raise ValueError(f"split_by must be 'speaker' or 'sentence', got {split_by!r}")
     if sentences is not None and not isinstance(sentences, dict):
         sentences = json.loads(Path(sentences).read_text())
     clips, unparsed = find_mead_clips(root, view=view, sentences=sentences)
+    if max_clips is not None:
+        clips = sorted(clips, key=lambda c: c.id)[:max_clips]
+    if overwrite:
+        clear_prepared(output_dir)
     if not clips:
         raise ValueError(f"root {str(root)!r} has no MEAD clips (video/{view}/<emotion>/level_<k>/<nnn>.mp4 + audio)")
     speakers = sorted({c.speaker for c in clips})

@@ -31,6 +31,7 @@ from .preparation import (
     PreparationResult,
     UnparsedFile,
     card_configs_yaml,
+    clear_prepared,
     prepare_clips,
     push_prepared_to_hub,
     split_speakers,
@@ -196,6 +197,8 @@ def prepare_ravdess(
     shard_size: int = 500,
     push_to_hub: str | None = None,
     private: bool = True,
+    max_clips: int | None = None,
+    overwrite: bool = False,
     progress: bool = True,
 ) -> PreparationResult:
     """Prepare RAVDESS from its original files (see the module docstring); resumable and idempotent.
@@ -203,6 +206,10 @@ def prepare_ravdess(
     Arguments as ``esarm.data.mead.prepare_mead``; ``calm`` decides what happens to RAVDESS's calm clips.
     """
     clips, unparsed = find_ravdess_clips(root, calm=calm)
+    if max_clips is not None:
+        clips = sorted(clips, key=lambda c: c.id)[:max_clips]
+    if overwrite:
+        clear_prepared(output_dir)
     if not clips:
         raise ValueError(f"root {str(root)!r} has no RAVDESS audio-video speech clips (Actor_XX/01-01-*.mp4)")
     speakers = sorted({c.speaker for c in clips})

@@ -61,14 +61,14 @@ VISEMES: dict[str, tuple[dict[str, float], float]] = {
     **dict.fromkeys("ɹrɻ", (_RHOTIC, 0.8)),
     **dict.fromkeys("j", (_PALATAL, 0.7)),
     **dict.fromkeys("hʔ", (_GLOTTAL, 0.2)),
-    **dict.fromkeys("iɪy", (_CLOSE_FRONT, 1.0)),
-    **dict.fromkeys("eɛ", (_MID_FRONT, 1.0)),
-    **dict.fromkeys("æ", (_OPEN_FRONT, 1.0)),
-    **dict.fromkeys("aɑɐ", (_OPEN, 1.0)),
-    **dict.fromkeys("əʌɜɚɝɘ", (_CENTRAL, 0.8)),
-    **dict.fromkeys("ɔɒ", (_OPEN_BACK_ROUNDED, 1.2)),
-    **dict.fromkeys("oɵ", (_MID_BACK_ROUNDED, 1.2)),
-    **dict.fromkeys("uʊɯ", (_CLOSE_BACK_ROUNDED, 1.4)),
+    **dict.fromkeys("iɪy", (_CLOSE_FRONT, 1.5)),
+    **dict.fromkeys("eɛ", (_MID_FRONT, 1.5)),
+    **dict.fromkeys("æ", (_OPEN_FRONT, 1.6)),
+    **dict.fromkeys("aɑɐ", (_OPEN, 1.6)),
+    **dict.fromkeys("əʌɜɚɝɘ", (_CENTRAL, 1.0)),
+    **dict.fromkeys("ɔɒ", (_OPEN_BACK_ROUNDED, 1.6)),
+    **dict.fromkeys("oɵ", (_MID_BACK_ROUNDED, 1.6)),
+    **dict.fromkeys("uʊɯ", (_CLOSE_BACK_ROUNDED, 1.8)),
 }
 PAUSE_DOMINANCE = 1.0
 OPENING_NAMES: tuple[str, ...] = ("jawOpen", "mouthLowerDownLeft", "mouthLowerDownRight")

@@ -128,6 +128,7 @@ def _atomic_write(path: Path, write) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -178,9 +179,10 @@ def report_markdown(results: Mapping[str, Any], digits: int = 2) -> str:
     if described:
         lines += ["; ".join(described), ""]
     if results.get("rig"):
+        rig = f" ({results['rig']})" if isinstance(results["rig"], str) else ""
         lines += [
-            f"Vertex errors on the face rig {results['rig']} (millimetres). They compare models evaluated on this rig, "
-            "not with numbers published on FLAME / BIWI meshes.",
+            f"Vertex errors in millimetres on the face rig{rig}. They compare models evaluated on this rig, not with "
+            "numbers published on FLAME / BIWI meshes.",
             "",
         ]
     if results.get("models"):
@@ -332,6 +334,49 @@ def write_report(
         if rewards:
             paths["reward_vs_epsilon"] = plot_reward_vs_epsilon(rewards, output_dir / "reward_vs_epsilon.png")
     return paths
+
+
+RIG_POSES: tuple[tuple[str, dict[str, float]], ...] = (
+    ("neutral", {}),
+    ("jawOpen", {"jawOpen": 1.0}),
+    ("mouthSmileLeft + Right", {"mouthSmileLeft": 1.0, "mouthSmileRight": 1.0}),
+    ("mouthFunnel", {"mouthFunnel": 1.0}),
+    ("browInnerUp", {"browInnerUp": 1.0}),
+    ("eyeBlinkLeft + Right", {"eyeBlinkLeft": 1.0, "eyeBlinkRight": 1.0}),
+)
+"""Poses of :func:`render_rig_poses` (the picture in docs/rig.png): neutral and a few extreme blendshapes."""
+
+
+def render_rig_poses(
+    rig,
+    path: str | os.PathLike,
+    poses: Sequence[tuple[str, Mapping[str, float]]] = RIG_POSES,
+    height: int = 320,
+    columns: int = 3,
+) -> Path:
+    """PNG grid of the rig rendered (``esarm.export.render``) at neutral and at the given poses, labelled."""
+    from PIL import Image
+
+    from ..export.render import FaceRenderer, apply_label, label_mask
+
+    renderer = FaceRenderer(rig, height=height)
+    tiles = []
+    for label, weights in poses:
+        unknown = [n for n in weights if n not in BLENDSHAPE_INDEX]
+        if unknown:
+            raise ValueError(f"poses must use ARKit names, got unknown {unknown}")
+        vector = np.zeros(len(BLENDSHAPE_INDEX), dtype=np.float32)
+        for name, value in weights.items():
+            vector[BLENDSHAPE_INDEX[name]] = value
+        image = renderer.render(vector)
+        tiles.append(apply_label(image, label_mask(label, *image.shape[:2])))
+    rows = -(-len(tiles) // columns)
+    tile_height, tile_width = tiles[0].shape[:2]
+    grid = np.zeros((rows * tile_height, columns * tile_width, 3), dtype=np.uint8)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, columns)
+        grid[r * tile_height : (r + 1) * tile_height, c * tile_width : (c + 1) * tile_width] = tile
+    return _atomic_write(Path(path), lambda tmp: Image.fromarray(grid).save(tmp, format="PNG"))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -577,6 +622,7 @@ __all__ = [
     "plot_blendshape_curves",
     "plot_epsilon_errors",
     "plot_reward_vs_epsilon",
+    "render_rig_poses",
     "report_markdown",
     "run_evaluation",
     "table_epsilons_markdown",

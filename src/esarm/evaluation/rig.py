@@ -395,6 +395,7 @@ class FaceRig:
         os.close(fd)
         try:
             np.savez_compressed(tmp, **arrays)
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
@@ -745,6 +746,7 @@ def _download_file(url: str, destination: Path, sha256: str) -> None:
                 out.write(chunk)
         if digest.hexdigest() != sha256:
             raise OSError(f"checksum mismatch for {url}: expected sha256 {sha256}, got {digest.hexdigest()}")
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
         os.replace(tmp, destination)
     finally:
         if os.path.exists(tmp):

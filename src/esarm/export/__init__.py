@@ -46,9 +46,11 @@ def save_animation(
     sampling_rate: int = 16000,
     rig: Any = None,
     metadata: dict[str, Any] | None = None,
+    video_height: int = 384,
 ) -> Path:
     """Write ``blendshapes`` ``[frames, 52]`` (ARKit order) at ``fps`` in the format named by ``path``'s suffix:
-    .csv (Live Link Face), .json, .glb/.gltf (rig + morph animation), .mp4 (rendered, audio muxed in), .gif."""
+    .csv (Live Link Face), .json, .glb/.gltf (rig + morph animation), .mp4 (rendered, audio muxed in), .gif
+    (``video_height`` pixels high)."""
     suffix = Path(path).suffix.lower()
     if suffix == ".csv":
         return write_live_link_csv(path, blendshapes, fps)
@@ -59,7 +61,9 @@ def save_animation(
     if suffix in (".mp4", ".gif"):
         from esarm.export.render import render_video
 
-        return render_video(path, blendshapes, fps, audio=audio, sampling_rate=sampling_rate, rig=rig)
+        return render_video(
+            path, blendshapes, fps, audio=audio, sampling_rate=sampling_rate, rig=rig, height=video_height
+        )
     raise ValueError(f"output must end in one of {', '.join(ANIMATION_FORMATS)}, got {Path(path).name!r}")
 
 

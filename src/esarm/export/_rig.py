@@ -70,6 +70,7 @@ def resolve_rig(rig: Any = None) -> Any:
 
 def rig_arrays(rig: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(neutral [V,3] float32, deltas [52,V,3] float32, faces [F,3] int64) of a rig, as numpy."""
+
     def as_numpy(x):
         return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
 

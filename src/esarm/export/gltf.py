@@ -156,7 +156,9 @@ def read_gltf_animation(path: str | os.PathLike) -> tuple[np.ndarray, float]:
     import pygltflib as gl
 
     gltf = gl.GLTF2().load(str(path))
-    blob = gltf.binary_blob() if str(path).lower().endswith(".glb") else gltf.get_data_from_buffer_uri(gltf.buffers[0].uri)
+    blob = (
+        gltf.binary_blob() if str(path).lower().endswith(".glb") else gltf.get_data_from_buffer_uri(gltf.buffers[0].uri)
+    )
     mesh = gltf.meshes[0]
     names = (mesh.extras or {}).get("targetNames")
     if not names:

@@ -35,7 +35,7 @@ LIGHT_DIRECTION = (0.35, 0.45, 1.0)  # towards the light, camera space (x right,
 AMBIENT = 0.22
 DEFAULT_CURVES = ("jawOpen", "mouthClose", "mouthSmileLeft", "mouthFunnel", "browInnerUp", "eyeBlinkLeft")
 AAC_SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
-_DEPTH_BITS = 20  # z-buffer key: pixel index in the high bits, quantised depth in the low 20 bits
+_DEPTH_BITS = 20  # z-buffer key: quantised depth (20 bits) above the sample index (32 bits)
 
 
 class FaceRenderer:
@@ -85,7 +85,9 @@ class FaceRenderer:
 
     def vertices(self, weights: np.ndarray) -> np.ndarray:
         """Deformed vertices [V, 3] mm for one frame of weights [52] (ARKit order)."""
-        offsets = np.asarray(weights, np.float32) @ self._deltas_flat
+        weights = np.asarray(weights, np.float32)
+        active = np.flatnonzero(weights)  # most coefficients are ~0 in speech: skip their deltas
+        offsets = weights[active] @ self._deltas_flat[active]
         return self.neutral + offsets.reshape(self.neutral.shape)
 
     def render(self, weights: np.ndarray) -> np.ndarray:
@@ -116,56 +118,66 @@ class FaceRenderer:
 
         x0, x1, x2 = screen_x[faces[:, 0]], screen_x[faces[:, 1]], screen_x[faces[:, 2]]
         y0, y1, y2 = screen_y[faces[:, 0]], screen_y[faces[:, 1]], screen_y[faces[:, 2]]
-        x_min = np.clip(np.ceil(np.minimum(np.minimum(x0, x1), x2)), 0, width).astype(np.int64)
-        x_max = np.clip(np.floor(np.maximum(np.maximum(x0, x1), x2)), -1, width - 1).astype(np.int64)
-        y_min = np.clip(np.ceil(np.minimum(np.minimum(y0, y1), y2)), 0, height).astype(np.int64)
-        y_max = np.clip(np.floor(np.maximum(np.maximum(y0, y1), y2)), -1, height - 1).astype(np.int64)
+        x_min = np.clip(np.ceil(np.minimum(np.minimum(x0, x1), x2)), 0, width).astype(np.int32)
+        x_max = np.clip(np.floor(np.maximum(np.maximum(x0, x1), x2)), -1, width - 1).astype(np.int32)
+        y_min = np.clip(np.ceil(np.minimum(np.minimum(y0, y1), y2)), 0, height).astype(np.int32)
+        y_max = np.clip(np.floor(np.maximum(np.maximum(y0, y1), y2)), -1, height - 1).astype(np.int32)
         box_w, box_h = x_max - x_min + 1, y_max - y_min + 1
         determinant = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
         visible = np.flatnonzero((box_w > 0) & (box_h > 0) & (np.abs(determinant) > 1e-9))
-        counts = (box_w * box_h)[visible]
         image = np.empty((height, width, 3), np.uint8)
         image[:] = self._background
-        if counts.sum() == 0:
+        if len(visible) == 0:
             return image
+        # Barycentric coordinates and depth as planes over the screen, one set of coefficients per triangle:
+        # b1 = a1 x + c1 y + d1, b2 = a2 x + c2 y + d2, z = az x + cz y + dz.
+        x0, x1, x2, y0, y1, y2 = (v[visible] for v in (x0, x1, x2, y0, y1, y2))
+        inverse = 1.0 / determinant[visible]
+        a1, c1 = (y2 - y0) * inverse, -(x2 - x0) * inverse
+        a2, c2 = -(y1 - y0) * inverse, (x1 - x0) * inverse
+        d1, d2 = -(a1 * x0 + c1 * y0), -(a2 * x0 + c2 * y0)
+        corner_ids = faces[visible]
+        z0, z1, z2 = (depth[corner_ids[:, k]] for k in range(3))
+        az, cz = a1 * (z1 - z0) + a2 * (z2 - z0), c1 * (z1 - z0) + c2 * (z2 - z0)
+        dz = z0 + d1 * (z1 - z0) + d2 * (z2 - z0)
+        box_w, x_min, y_min = box_w[visible], x_min[visible], y_min[visible]
+        counts = box_w * box_h[visible]
 
         # Every pixel of every triangle's bounding box, as one flat batch.
-        triangle = np.repeat(visible, counts)
-        local = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-        pixel_x = x_min[triangle] + local % box_w[triangle]
-        pixel_y = y_min[triangle] + local // box_w[triangle]
-        dx, dy = pixel_x - x0[triangle], pixel_y - y0[triangle]
-        inverse = 1.0 / determinant[triangle]
-        bary1 = (dx * (y2 - y0)[triangle] - dy * (x2 - x0)[triangle]) * inverse
-        bary2 = (dy * (x1 - x0)[triangle] - dx * (y1 - y0)[triangle]) * inverse
-        bary0 = 1.0 - bary1 - bary2
-        inside = (bary0 >= -1e-6) & (bary1 >= -1e-6) & (bary2 >= -1e-6)
-        triangle, pixel_x, pixel_y = triangle[inside], pixel_x[inside], pixel_y[inside]
-        bary0, bary1, bary2 = bary0[inside], bary1[inside], bary2[inside]
-        corner = faces[triangle]
-        z = bary0 * depth[corner[:, 0]] + bary1 * depth[corner[:, 1]] + bary2 * depth[corner[:, 2]]
+        triangle = np.repeat(np.arange(len(visible), dtype=np.int32), counts)
+        local = np.arange(len(triangle), dtype=np.int32) - np.repeat(np.cumsum(counts, dtype=np.int32) - counts, counts)
+        row_length = box_w[triangle]
+        pixel_y = y_min[triangle] + local // row_length
+        pixel_x = x_min[triangle] + local % row_length
+        fx, fy = pixel_x.astype(np.float32), pixel_y.astype(np.float32)
+        bary1 = a1[triangle] * fx + c1[triangle] * fy + d1[triangle]
+        bary2 = a2[triangle] * fx + c2[triangle] * fy + d2[triangle]
+        inside = np.flatnonzero((bary1 >= -1e-5) & (bary2 >= -1e-5) & (bary1 + bary2 <= 1 + 1e-5))
+        triangle, bary1, bary2 = triangle[inside], bary1[inside], bary2[inside]
+        pixel = pixel_y[inside] * width + pixel_x[inside]
+        z = az[triangle] * fx[inside] + cz[triangle] * fy[inside] + dz[triangle]
 
-        # z-buffer: sort by (pixel, nearest first) with one integer key, keep the first sample of each pixel.
+        # z-buffer: per pixel, the smallest key (nearest depth in the high bits, sample index in the low bits).
         near, far = self._depth_range
-        quantised = np.clip((far - z) / (far - near), 0, 1) * ((1 << _DEPTH_BITS) - 1)
-        pixel = pixel_y * width + pixel_x
-        order = np.argsort((pixel << _DEPTH_BITS) | quantised.astype(np.int64), kind="stable")
-        pixel_sorted = pixel[order]
-        first = np.ones(len(order), bool)
-        first[1:] = pixel_sorted[1:] != pixel_sorted[:-1]
-        winner = order[first]
-
+        quantised = (np.clip((far - z) / (far - near), 0, 1) * ((1 << _DEPTH_BITS) - 1)).astype(np.int64)
+        keys = (quantised << 32) | np.arange(len(z), dtype=np.int64)
+        buffer = np.full(height * width, np.iinfo(np.int64).max, np.int64)
+        np.minimum.at(buffer, pixel, keys)
+        covered = np.flatnonzero(buffer != np.iinfo(np.int64).max)
+        winner = buffer[covered] & 0xFFFFFFFF
+        triangle = triangle[winner]
         if self.shading == "gouraud":
-            c = corner[winner]
+            c = corner_ids[triangle]
+            bary1, bary2 = bary1[winner], bary2[winner]
             light = (
-                bary0[winner] * vertex_light[c[:, 0]]
-                + bary1[winner] * vertex_light[c[:, 1]]
-                + bary2[winner] * vertex_light[c[:, 2]]
+                (1.0 - bary1 - bary2) * vertex_light[c[:, 0]]
+                + bary1 * vertex_light[c[:, 1]]
+                + bary2 * vertex_light[c[:, 2]]
             )
         else:
-            light = face_light[triangle[winner]]
+            light = face_light[visible[triangle]]
         colour = np.clip(light[:, None] * self._albedo * 255.0, 0, 255).astype(np.uint8)
-        image.reshape(-1, 3)[pixel_sorted[first]] = colour
+        image.reshape(-1, 3)[covered] = colour
         return image
 
 
@@ -228,7 +240,7 @@ class CurvesStrip:
         seconds = np.arange(frames) / fps
         colours = [f"C{i}" for i in range(len(names))]
         styles = ["-", "--", ":", "-."]
-        for a, (animation, label) in enumerate(zip(animations, labels)):
+        for a, animation in enumerate(animations):
             for colour, name in zip(colours, names):
                 axes.plot(
                     seconds[: len(animation)],
@@ -247,7 +259,9 @@ class CurvesStrip:
         for text in legend.get_texts():
             text.set_color("0.85")
         if len(animations) > 1:
-            axes.set_title("  ".join(f"{styles[i % 4]} {lab}" for i, lab in enumerate(labels)), fontsize=7, color="0.85", pad=3)
+            axes.set_title(
+                "  ".join(f"{styles[i % 4]} {lab}" for i, lab in enumerate(labels)), fontsize=7, color="0.85", pad=3
+            )
         canvas = FigureCanvasAgg(figure)
         canvas.draw()
         drawn = np.asarray(canvas.buffer_rgba())[..., :3]
@@ -453,7 +467,9 @@ def render_video(
     if isinstance(blendshapes, np.ndarray) or (hasattr(blendshapes, "shape") and len(blendshapes.shape) == 2):
         animations = [validate_blendshapes(np.asarray(blendshapes))]
     else:
-        animations = [validate_blendshapes(np.asarray(a), argument=f"blendshapes[{i}]") for i, a in enumerate(blendshapes)]
+        animations = [
+            validate_blendshapes(np.asarray(a), argument=f"blendshapes[{i}]") for i, a in enumerate(blendshapes)
+        ]
     for i, animation in enumerate(animations):
         if animation.ndim != 2 or len(animation) == 0:
             raise ValueError(f"blendshapes[{i}] must have shape [frames > 0, 52], got shape {animation.shape}")

@@ -333,17 +333,6 @@ def vertex_errors(predicted: np.ndarray, target: np.ndarray, rig) -> dict[str, f
     """Lip and eye-forehead vertex errors (mm) of one clip ``[T, 52]`` against its ground truth ``[T, 52]``:
     per frame the maximum L2 distance over the region's vertices, averaged over frames (LVE / EVE)."""
     n = min(len(predicted), len(target))
-    try:
-        from ..evaluation.metrics import emotional_vertex_error, lip_vertex_error
-    except ImportError:
-        lip_vertex_error = emotional_vertex_error = None
-    if lip_vertex_error is not None:
-        return {
-            "lve": float(lip_vertex_error(predicted[:n], target[:n], rig)),
-            "eve": float(emotional_vertex_error(predicted[:n], target[:n], rig)),
-        }
-    diff = np.linalg.norm(rig.vertices(predicted[:n]) - rig.vertices(target[:n]), axis=-1)  # [T, V] mm
-    return {
-        "lve": float(diff[:, rig.regions["lips"]].max(axis=1).mean()),
-        "eve": float(diff[:, rig.regions["eye_forehead"]].max(axis=1).mean()),
-    }
+    from ..evaluation.metrics import eve, lve
+
+    return {"lve": float(lve(predicted[:n], target[:n], rig)), "eve": float(eve(predicted[:n], target[:n], rig))}

@@ -228,7 +228,7 @@ def evaluate_pipeline(config: EvaluationConfig, stage_metrics: dict[str, dict[st
     # reward model / RL numbers reported by their stages
     for stage in ("reward", "rl"):
         for key, value in (stage_metrics.get(stage) or {}).items():
-            if isinstance(value, (int, float, str, dict, list)) and not key.startswith("stage_"):
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not key.startswith("stage_"):
                 results[f"{stage}/{key}"] = value
     results["emotion_ids"] = {e: emotion_to_id(e) for e in EMOTIONS}
 

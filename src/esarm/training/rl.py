@@ -52,7 +52,8 @@ class ESARMRLConfig(TrainingArguments):
 
     Only the RL-specific parameters are listed; see ``transformers.TrainingArguments`` for the rest. Defaults that
     differ from ``TrainingArguments``: ``learning_rate=1e-5``, ``logging_steps=1``, ``remove_unused_columns=False``,
-    ``report_to="none"``. ``per_device_train_batch_size`` counts clips; each clip yields ``num_rollouts`` rollouts.
+    ``report_to="none"``, ``ddp_find_unused_parameters=True``. ``per_device_train_batch_size`` counts clips; each
+    clip yields ``num_rollouts`` rollouts.
 
     Args:
         policy_name_or_path: folder of the trained STA model (``save_pretrained``) that initialises the policy; its
@@ -120,6 +121,10 @@ class ESARMRLConfig(TrainingArguments):
         default=False, metadata={"help": "Kept False: the RL collator selects the policy inputs itself."}
     )
     report_to: str | list[str] | None = field(default="none", metadata={"help": "Integrations to report to."})
+    ddp_find_unused_parameters: bool | None = field(
+        default=True,
+        metadata={"help": "The RL loss leaves the policy's emotion-classifier head unused: DDP must allow it."},
+    )
 
     def __post_init__(self):
         _check(self.num_rollouts >= 2, "num_rollouts", "an integer >= 2 (leave-one-out baseline)", self.num_rollouts)
@@ -334,7 +339,8 @@ class ESARMRLTrainer(Trainer):
             data_collator=data_collator,
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
-            processing_class=processing_class,
+            # not forwarded: Trainer treats a ProcessorMixin as a tokenizer holder (align_special_tokens)
+            processing_class=None,
             callbacks=callbacks,
             optimizers=optimizers,
         )
@@ -574,7 +580,6 @@ def train_rl(config: ESARMRLConfig) -> dict[str, Any]:
         args=config,
         train_dataset=train_dataset,
         data_collator=collator,
-        processing_class=processor,
     )
     train_output = trainer.train(resume_from_checkpoint=resolve_resume_checkpoint(config))
     trainer.save_model(config.output_dir)

@@ -219,17 +219,14 @@ class STATrainer(Trainer):
         a = {k: v[keep] for k, v in inputs.items() if not k.startswith("partner_") and k != "has_partner"}
         b = {k[len("partner_"):]: v[keep] for k, v in inputs.items() if k.startswith("partner_")}
         tokens_b, mask_b = motion_targets(sta, b["blendshapes"], b["frame_mask"], b["attention_mask"])
-        content_a, content_mask_a = sta.encode_content(
-            a["input_values"], a["attention_mask"], a["emotion_ids"], a["intensity_ids"], a["speaker_ids"]
-        )
-        content_b, _ = sta.encode_content(
-            b["input_values"], b["attention_mask"], b["emotion_ids"], b["intensity_ids"], b["speaker_ids"]
-        )
-        emotion_b = sta.encode_emotion(
-            b["input_values"], b["attention_mask"], b["emotion_ids"], b["intensity_ids"], b["speaker_ids"]
-        )
+        # one pass of the speech encoder per clip; B's features on B's token grid
+        features_a, steps_a = sta.encode_audio(a["input_values"], a["attention_mask"])
+        features_b, steps_b = sta.encode_audio(b["input_values"], b["attention_mask"], num_steps=mask_b.sum(1))
+        content_a, _ = sta.encode_content(audio_features=features_a, feature_mask=steps_a)
+        content_b, _ = sta.encode_content(audio_features=features_b, feature_mask=steps_b)
+        emotion_b = sta.encode_emotion(audio_features=features_b, feature_mask=steps_b)
         aligned = align_content(
-            content_a, content_mask_a.sum(1), mask_b.sum(1), tokens_b.shape[1], self.cross_alignment, content_b
+            content_a, steps_a.sum(1), mask_b.sum(1), tokens_b.shape[1], self.cross_alignment, content_b
         )
         logits = sta.decode_features(
             aligned, emotion_b, b["emotion_ids"], b["intensity_ids"], b["speaker_ids"], tokens_b, mask_b

@@ -1,0 +1,159 @@
+"""Real-time factor of ``esarm animate`` and peak memory of a long file, on CPU.
+
+For each preset (random-init ``tiny`` and ``base`` STA models, saved to a temporary folder) this times the whole
+command (``esarm animate speech.wav --model DIR --out anim.csv``: model loading, audio decoding, windowed
+generation, CSV) and the generation alone, on ``--seconds`` of audio. Then it animates ``--long-minutes`` of
+audio in a fresh process per case and reports the peak resident memory, next to a one-minute file, to show that
+memory does not grow with the length (windows of ``--chunk-seconds``).
+
+    python benchmarks/animate.py                       # tiny + base, 10 s clip, 10-minute file (tiny)
+    python benchmarks/animate.py --presets tiny --long-minutes 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def make_model(preset: str, folder: Path) -> Path:
+    import torch
+
+    from esarm import ESARMSTAConfig, ESARMSTAForGeneration
+
+    torch.manual_seed(0)
+    # Random init: no pretrained WavLM download (the base preset's encoder has the WavLM-base-plus shape).
+    config = getattr(ESARMSTAConfig, preset)(audio_encoder_name_or_path=None)
+    model = ESARMSTAForGeneration(config)
+    model.save_pretrained(folder)
+    return folder
+
+
+def speech_like(seconds: float, rate: int = 16000, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    syllables = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)
+    voice = np.sin(2 * np.pi * 140 * t) + 0.3 * rng.normal(size=t.shape)
+    return (0.2 * syllables * voice).astype(np.float32)
+
+
+def write_wav(path: Path, audio: np.ndarray, rate: int = 16000) -> Path:
+    import soundfile
+
+    soundfile.write(path, audio, rate)
+    return path
+
+
+def time_cli(model_dir: Path, wav: Path, out: Path, chunk: float) -> float:
+    from esarm.cli import main
+
+    started = time.perf_counter()
+    status = main(["animate", str(wav), "--model", str(model_dir), "--emotion", "happy", "--out", str(out),
+                   "--chunk-seconds", str(chunk)])  # fmt: skip
+    if status != 0:
+        raise RuntimeError(f"esarm animate exited with {status}")
+    return time.perf_counter() - started
+
+
+def time_generation(model_dir: Path, audio: np.ndarray, chunk: float, repeats: int = 2) -> float:
+    from esarm.modeling_sta import ESARMSTAForGeneration
+    from esarm.streaming import animate_audio
+
+    model = ESARMSTAForGeneration.from_pretrained(str(model_dir)).eval()
+    animate_audio(model, audio[:16000], emotion="happy")  # warm-up
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        animate_audio(model, audio, emotion="happy", chunk_seconds=chunk)
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+LONG_CHILD = r"""
+import json, resource, sys, time
+import numpy as np, torch
+torch.set_num_threads(int(sys.argv[4]))
+sys.path.insert(0, sys.argv[5])
+from animate import speech_like
+from esarm.modeling_sta import ESARMSTAForGeneration
+from esarm.streaming import animate_audio
+model = ESARMSTAForGeneration.from_pretrained(sys.argv[1]).eval()
+audio = speech_like(float(sys.argv[2]) * 60)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+started = time.perf_counter()
+result = animate_audio(model, audio, emotion="happy", chunk_seconds=float(sys.argv[3]), progress=False)
+seconds = time.perf_counter() - started
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"frames": len(result.blendshapes), "seconds": seconds, "rss_before_mb": before / 1024,
+                  "peak_mb": peak / 1024}))
+"""
+
+
+def long_file(model_dir: Path, minutes: float, chunk: float, threads: int) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-c", LONG_CHILD, str(model_dir), str(minutes), str(chunk), str(threads),
+         str(Path(__file__).resolve().parent)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--presets", nargs="+", default=["tiny", "base"])
+    parser.add_argument("--seconds", type=float, default=10.0, help="clip length for the real-time factor")
+    parser.add_argument("--long-minutes", type=float, default=10.0, help="long-file length (0: skip)")
+    parser.add_argument("--long-presets", nargs="+", default=["tiny"])
+    parser.add_argument("--chunk-seconds", type=float, default=10.0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the CPU is shared)")
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    print(f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads {args.threads}, "
+          f"torch {torch.__version__}")  # fmt: skip
+    rows, long_rows = [], []
+    with tempfile.TemporaryDirectory(prefix="esarm-bench-") as tmp:
+        tmp = Path(tmp)
+        audio = speech_like(args.seconds)
+        wav = write_wav(tmp / "speech.wav", audio)
+        for preset in args.presets:
+            model_dir = make_model(preset, tmp / preset)
+            parameters = sum(p.numel() for p in __import__("esarm").ESARMSTAForGeneration.from_pretrained(str(model_dir)).parameters())
+            cli_seconds = time_cli(model_dir, wav, tmp / f"{preset}.csv", args.chunk_seconds)
+            generation_seconds = time_generation(model_dir, audio, args.chunk_seconds)
+            rows.append((preset, parameters, cli_seconds, generation_seconds))
+            if args.long_minutes > 0 and preset in args.long_presets:
+                for minutes in (1.0, args.long_minutes):
+                    measured = long_file(model_dir, minutes, args.chunk_seconds, args.threads)
+                    long_rows.append((preset, minutes, measured))
+
+    print(f"\n`esarm animate` on {args.seconds:g} s of audio (CPU, random-init weights, chunk {args.chunk_seconds:g} s)\n")
+    print("| preset | parameters | command wall time (s) | command RTF | generation (s) | generation RTF |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for preset, parameters, cli_seconds, generation_seconds in rows:
+        print(f"| {preset} | {parameters / 1e6:.1f} M | {cli_seconds:.2f} | {cli_seconds / args.seconds:.3f} | "
+              f"{generation_seconds:.2f} | {generation_seconds / args.seconds:.3f} |")  # fmt: skip
+    print("\nRTF = processing time / audio duration (< 1: faster than real time).")
+    if long_rows:
+        print(f"\nLong files (windows of {args.chunk_seconds:g} s, one fresh process each)\n")
+        print("| preset | audio | frames | time (s) | RTF | RSS after model load (MB) | peak RSS (MB) |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for preset, minutes, m in long_rows:
+            print(f"| {preset} | {minutes:g} min | {m['frames']} | {m['seconds']:.1f} | {m['seconds'] / (minutes * 60):.3f} | "
+                  f"{m['rss_before_mb']:.0f} | {m['peak_mb']:.0f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

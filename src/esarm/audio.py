@@ -1,0 +1,161 @@
+"""Audio input: load files (wav/flac/ogg with soundfile, m4a/mp3/mp4/anything else with PyAV), downmix to mono,
+resample (scipy ``resample_poly``) and validate.
+
+Every function returns float32 mono samples ``[samples]`` at ``target_rate`` Hz (16 kHz for the speech encoders).
+Multi-channel arrays are ``(channels, samples)``, as transformers' audio feature extractors expect.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+TARGET_SAMPLING_RATE = 16000
+MAX_CHANNELS = 16
+
+__all__ = ["TARGET_SAMPLING_RATE", "load_audio", "resample", "to_mono", "validate_audio"]
+
+
+def validate_audio(audio, argument: str = "audio") -> np.ndarray:
+    """Check that ``audio`` is a non-empty, finite, numeric 1-D ``[samples]`` or 2-D ``(channels, samples)`` array.
+
+    Returns it as a float32 numpy array; raises ``ValueError`` naming ``argument``, the expectation and the value.
+    """
+    if hasattr(audio, "detach"):  # torch tensor
+        audio = audio.detach().cpu().numpy()
+    try:
+        array = np.asarray(audio)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{argument} must be an array of samples, got {type(audio).__name__}: {error}") from None
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise ValueError(f"{argument} must be a numeric array of samples, got dtype {array.dtype}")
+    if np.iscomplexobj(array):
+        raise ValueError(f"{argument} must be real-valued samples, got dtype {array.dtype}")
+    if array.ndim not in (1, 2):
+        raise ValueError(f"{argument} must be 1-D or 2-D (channels, samples), got shape {array.shape}")
+    if array.ndim == 2 and array.shape[0] > MAX_CHANNELS:
+        raise ValueError(
+            f"{argument} must be 2-D (channels, samples) with at most {MAX_CHANNELS} channels, got shape "
+            f"{array.shape} (transpose a (samples, channels) array)"
+        )
+    if array.size == 0 or array.shape[-1] == 0:
+        raise ValueError(f"{argument} must hold at least one sample, got shape {array.shape}")
+    if np.issubdtype(array.dtype, np.integer):
+        # PCM integers -> [-1, 1]
+        array = array.astype(np.float32) / float(-np.iinfo(array.dtype).min)
+    array = array.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{argument} must be finite, got {int((~np.isfinite(array)).sum())} NaN/inf samples")
+    return array
+
+
+def to_mono(audio: np.ndarray) -> np.ndarray:
+    """Average the channels of ``(channels, samples)`` audio; 1-D audio is returned unchanged."""
+    return audio if audio.ndim == 1 else audio.mean(axis=0, dtype=np.float32)
+
+
+def resample(audio: np.ndarray, from_rate: int | float, to_rate: int | float) -> np.ndarray:
+    """Resample ``audio`` (``[samples]`` or ``(channels, samples)``) from ``from_rate`` to ``to_rate`` Hz.
+
+    Polyphase filtering (``scipy.signal.resample_poly``) with the reduced ratio of the two rates; float32 out.
+    """
+    for name, rate in (("from_rate", from_rate), ("to_rate", to_rate)):
+        if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)) or not rate > 0:
+            raise ValueError(f"{name} must be a positive sampling rate in Hz, got {rate!r}")
+        if float(rate) != int(rate):
+            raise ValueError(f"{name} must be a whole number of Hz, got {rate!r}")
+    from_rate, to_rate = int(from_rate), int(to_rate)
+    audio = np.asarray(audio, dtype=np.float32)
+    if from_rate == to_rate:
+        return audio
+    from scipy.signal import resample_poly
+
+    divisor = math.gcd(from_rate, to_rate)
+    return resample_poly(audio, to_rate // divisor, from_rate // divisor, axis=-1).astype(np.float32)
+
+
+def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
+    import soundfile
+
+    data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # (samples, channels)
+    return data.T, int(rate)
+
+
+def _read_pyav(path: Path) -> tuple[np.ndarray, int]:
+    import av
+
+    try:
+        return _decode_pyav(av, path)
+    except av.FFmpegError as error:
+        raise ValueError(
+            f"path {str(path)!r} must be an audio file soundfile or PyAV can decode, got {type(error).__name__}: {error}"
+        ) from error
+
+
+def _decode_pyav(av, path: Path) -> tuple[np.ndarray, int]:
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            raise ValueError(f"path {str(path)!r} must contain an audio stream, got none")
+        stream = container.streams.audio[0]
+        # Planar float32 keeps each channel contiguous: frame.to_ndarray() is (channels, samples).
+        resampler = av.AudioResampler(format="fltp", layout=stream.layout.name, rate=stream.rate)
+        chunks = []
+        for frame in container.decode(stream):
+            for converted in resampler.resample(frame):
+                chunks.append(converted.to_ndarray())
+        for converted in resampler.resample(None):  # flush
+            chunks.append(converted.to_ndarray())
+        rate = int(stream.rate)
+    if not chunks:
+        raise ValueError(f"path {str(path)!r} must contain audio samples, got an empty stream")
+    return np.concatenate(chunks, axis=-1).astype(np.float32), rate
+
+
+def load_audio(
+    path_or_array,
+    sampling_rate: int | None = None,
+    target_rate: int = TARGET_SAMPLING_RATE,
+) -> np.ndarray:
+    """Load audio as float32 mono samples ``[samples]`` at ``target_rate`` Hz.
+
+    Args:
+        path_or_array: A file path (wav, flac, ogg, ... read with soundfile; m4a, mp3, mp4 and anything soundfile
+            cannot read decoded with PyAV) or an array / tensor ``[samples]`` or ``(channels, samples)``.
+        sampling_rate: Rate of an array input in Hz (assumed to be ``target_rate`` when omitted, with a warning).
+            Files carry their own rate; a value given with a path must match it.
+        target_rate: Output rate in Hz.
+
+    Returns:
+        ``np.float32`` array ``[samples]``.
+    """
+    if isinstance(path_or_array, (str, os.PathLike)):
+        path = Path(path_or_array)
+        if not path.is_file():
+            raise FileNotFoundError(f"audio file {str(path)!r} does not exist")
+        try:
+            audio, rate = _read_soundfile(path)
+        except Exception as error:  # libsndfile does not read m4a / mp4 / some mp3: fall back to FFmpeg
+            logger.debug("soundfile could not read %s (%s); decoding with PyAV", path, error)
+            audio, rate = _read_pyav(path)
+        if sampling_rate is not None and int(sampling_rate) != rate:
+            raise ValueError(
+                f"sampling_rate must match the file's rate ({rate} Hz) for {str(path)!r}, got {sampling_rate}"
+            )
+        audio = validate_audio(audio, argument=f"audio in {str(path)!r}")
+    else:
+        audio = validate_audio(path_or_array)
+        if sampling_rate is None:
+            logger.warning(
+                "No sampling_rate given for an audio array: assuming %d Hz. Pass sampling_rate to avoid silent errors.",
+                target_rate,
+            )
+            rate = target_rate
+        else:
+            rate = sampling_rate
+    return resample(to_mono(audio), rate, target_rate)

@@ -1,0 +1,106 @@
+"""pipeline("speech-to-animation"): local folders and instances, labels, seeds, file inputs, bad arguments."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from transformers import pipeline
+
+from esarm import (
+    ARKIT_NAMES,
+    EMOTIONS,
+    ESARMProcessor,
+    ESARMSTAConfig,
+    ESARMSTAForGeneration,
+    SpeechToAnimationPipeline,
+)
+
+SAMPLING_RATE = 16000
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def model():
+    return ESARMSTAForGeneration(ESARMSTAConfig.tiny()).eval()
+
+
+@pytest.fixture
+def folder(tmp_path, model):
+    """A saved model folder with its processor (two known speakers)."""
+    model.save_pretrained(tmp_path / "sta")
+    ESARMProcessor(speakers=["alice", "bob"], fps=model.config.fps).save_pretrained(tmp_path / "sta")
+    return tmp_path / "sta"
+
+
+@pytest.fixture
+def speech():
+    return (np.random.default_rng(0).standard_normal(int(1.2 * SAMPLING_RATE)) * 0.1).astype(np.float32)
+
+
+def test_pipeline_from_a_local_folder(folder, model, speech):
+    animate = pipeline("speech-to-animation", model=str(folder))
+    assert isinstance(animate, SpeechToAnimationPipeline)
+    assert animate.processor.speakers == ["alice", "bob"]
+    result = animate(speech, emotion="happy", intensity=3, speaker="bob")
+    assert set(result) == {"blendshapes", "names", "fps", "emotion"}
+    assert result["blendshapes"].dtype == np.float32 and result["blendshapes"].shape == (36, 52)  # 1.2 s at 30 fps
+    assert result["names"] == list(ARKIT_NAMES) and result["fps"] == 30.0 and result["emotion"] == "happy"
+    # same numbers as the model itself on the processed audio
+    inputs = animate.processor(speech, emotion="happy", intensity=3, speaker="bob")
+    expected = model.generate(**inputs).blendshapes[0].numpy()
+    np.testing.assert_allclose(result["blendshapes"], expected, atol=1e-6)
+
+
+def test_pipeline_from_an_instance_with_auto_emotion(model, speech):
+    animate = pipeline("speech-to-animation", model=model)
+    result = animate({"raw": speech, "sampling_rate": SAMPLING_RATE})
+    inputs = ESARMProcessor()(speech)
+    generated = model.generate(**inputs, emotion="auto")
+    assert result["emotion"] == EMOTIONS[int(generated.emotion_ids[0])]
+    np.testing.assert_allclose(result["blendshapes"], generated.blendshapes[0].numpy(), atol=1e-6)
+    assert result["blendshapes"].min() >= 0.0 and result["blendshapes"].max() <= 1.0
+
+
+def test_emotion_changes_the_animation(model, speech):
+    animate = pipeline("speech-to-animation", model=model)
+    happy = animate(speech, emotion="happy")["blendshapes"]
+    sad = animate(speech, emotion="sad")["blendshapes"]
+    assert happy.shape == sad.shape and not np.allclose(happy, sad)
+
+
+def test_seed_and_epsilon(model, speech):
+    animate = pipeline("speech-to-animation", model=model)
+    first = animate(speech, epsilon=0.5, seed=1)["blendshapes"]
+    np.testing.assert_array_equal(first, animate(speech, epsilon=0.5, seed=1)["blendshapes"])
+    assert not np.array_equal(first, animate(speech, epsilon=0.5, seed=2)["blendshapes"])
+    np.testing.assert_array_equal(animate(speech, epsilon=0.0, seed=3)["blendshapes"], animate(speech)["blendshapes"])
+
+
+def test_file_inputs_are_resampled_and_batched(tmp_path, model, speech):
+    path = tmp_path / "speech.wav"
+    stereo_44k = np.stack([np.resize(speech, int(0.8 * 44100))] * 2, axis=1)  # 0.8 s, stereo, 44.1 kHz
+    soundfile.write(path, stereo_44k, 44100)
+    animate = pipeline("speech-to-animation", model=model)
+    results = animate([str(path), speech], emotion="neutral")
+    assert [r["blendshapes"].shape for r in results] == [(24, 52), (36, 52)]
+
+
+def test_bad_arguments_raise_value_errors(model, speech):
+    animate = pipeline("speech-to-animation", model=model)
+    with pytest.raises(ValueError, match="emotion.*joyful"):
+        animate(speech, emotion="joyful")
+    with pytest.raises(ValueError, match="unknown arguments.*'colour'"):
+        animate(speech, colour="blue")
+    with pytest.raises(ValueError, match="epsilon"):
+        animate(speech, epsilon=2.0)
+    with pytest.raises(ValueError, match="'raw' or 'array'"):
+        animate({"samples": speech, "sampling_rate": SAMPLING_RATE})
