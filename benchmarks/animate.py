@@ -79,22 +79,29 @@ def time_generation(model_dir: Path, audio: np.ndarray, chunk: float, repeats: i
 
 
 LONG_CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 import numpy as np, torch
 torch.set_num_threads(int(sys.argv[4]))
 sys.path.insert(0, sys.argv[5])
 from animate import speech_like
 from esarm.modeling_sta import ESARMSTAForGeneration
 from esarm.streaming import animate_audio
+
+def status(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1]) / 1024  # MB
 model = ESARMSTAForGeneration.from_pretrained(sys.argv[1]).eval()
-audio = speech_like(float(sys.argv[2]) * 60)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+minutes = float(sys.argv[2])
+audio = np.concatenate([speech_like(60.0, seed=i) for i in range(int(np.ceil(minutes)))])[: int(minutes * 60 * 16000)]
+with open("/proc/self/clear_refs", "w") as handle:  # reset the peak (VmHWM) to the current RSS
+    handle.write("5")
+before = status("VmRSS")
 started = time.perf_counter()
 result = animate_audio(model, audio, emotion="happy", chunk_seconds=float(sys.argv[3]), progress=False)
 seconds = time.perf_counter() - started
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"frames": len(result.blendshapes), "seconds": seconds, "rss_before_mb": before / 1024,
-                  "peak_mb": peak / 1024}))
+print(json.dumps({"frames": len(result.blendshapes), "seconds": seconds, "rss_before_mb": before,
+                  "peak_mb": status("VmHWM"), "audio_mb": audio.nbytes / 2**20}))
 """
 
 
@@ -130,7 +137,9 @@ def main() -> None:
         wav = write_wav(tmp / "speech.wav", audio)
         for preset in args.presets:
             model_dir = make_model(preset, tmp / preset)
-            parameters = sum(p.numel() for p in __import__("esarm").ESARMSTAForGeneration.from_pretrained(str(model_dir)).parameters())
+            from esarm.modeling_sta import ESARMSTAForGeneration
+
+            parameters = sum(p.numel() for p in ESARMSTAForGeneration.from_pretrained(str(model_dir)).parameters())
             cli_seconds = time_cli(model_dir, wav, tmp / f"{preset}.csv", args.chunk_seconds)
             generation_seconds = time_generation(model_dir, audio, args.chunk_seconds)
             rows.append((preset, parameters, cli_seconds, generation_seconds))
@@ -139,7 +148,9 @@ def main() -> None:
                     measured = long_file(model_dir, minutes, args.chunk_seconds, args.threads)
                     long_rows.append((preset, minutes, measured))
 
-    print(f"\n`esarm animate` on {args.seconds:g} s of audio (CPU, random-init weights, chunk {args.chunk_seconds:g} s)\n")
+    print(
+        f"\n`esarm animate` on {args.seconds:g} s of audio (CPU, random-init weights, chunk {args.chunk_seconds:g} s)\n"
+    )
     print("| preset | parameters | command wall time (s) | command RTF | generation (s) | generation RTF |")
     print("|---|---:|---:|---:|---:|---:|")
     for preset, parameters, cli_seconds, generation_seconds in rows:
@@ -148,11 +159,15 @@ def main() -> None:
     print("\nRTF = processing time / audio duration (< 1: faster than real time).")
     if long_rows:
         print(f"\nLong files (windows of {args.chunk_seconds:g} s, one fresh process each)\n")
-        print("| preset | audio | frames | time (s) | RTF | RSS after model load (MB) | peak RSS (MB) |")
-        print("|---|---:|---:|---:|---:|---:|---:|")
+        print(
+            "| preset | audio | frames | time (s) | RTF | audio array (MB) | RSS before (MB) | peak RSS while animating (MB) | growth (MB) |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for preset, minutes, m in long_rows:
             print(f"| {preset} | {minutes:g} min | {m['frames']} | {m['seconds']:.1f} | {m['seconds'] / (minutes * 60):.3f} | "
-                  f"{m['rss_before_mb']:.0f} | {m['peak_mb']:.0f} |")  # fmt: skip
+                  f"{m['audio_mb']:.0f} | {m['rss_before_mb']:.0f} | {m['peak_mb']:.0f} | "
+                  f"{m['peak_mb'] - m['rss_before_mb']:.0f} |")  # fmt: skip
+        print("\nRSS before = model + decoded audio in memory; growth = extra memory of the windowed animation.")
 
 
 if __name__ == "__main__":

@@ -145,6 +145,22 @@ def test_lips_follow_phonemes_and_loudness(micro_corpus):
     assert np.mean(closures) > 0.05
 
 
+def test_speakers_have_their_own_style(micro_corpus):
+    rows = [r for r in _rows(micro_corpus) if r["emotion"] == "happy" and r["intensity"] == 3]
+    asymmetry = {}
+    for row in rows:
+        blendshapes = np.asarray(row["blendshapes"])
+        left, right = (
+            blendshapes[:, BLENDSHAPE_INDEX["mouthSmileLeft"]],
+            blendshapes[:, BLENDSHAPE_INDEX["mouthSmileRight"]],
+        )
+        asymmetry.setdefault(row["speaker"], []).append(float((left - right).mean()))
+    means = {speaker: np.mean(values) for speaker, values in asymmetry.items()}
+    # consistent within a speaker (same sign for every clip), different between speakers
+    assert all(np.sign(v).min() == np.sign(v).max() for v in asymmetry.values())
+    assert max(means.values()) - min(means.values()) > 0.02
+
+
 def test_blinks_happen(micro_corpus):
     blinks = np.concatenate([np.asarray(r["blendshapes"])[:, 0] for r in micro_corpus["train"]])
     assert (blinks > 0.7).mean() > 0.01

@@ -189,6 +189,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from esarm.streaming import animate_audio
     from esarm.training.pipeline import run_pipeline
 
+    logging.getLogger("esarm").setLevel(logging.INFO)  # stage-by-stage progress of the pipeline
     output_dir = Path(args.output_dir)
     config = _find_config(args.config)
     _say(f"esarm demo: training the '{config.stem}' pipeline in {output_dir} (config {config}) ...")
@@ -246,6 +247,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
     from esarm.training.pipeline import run_pipeline
 
+    logging.getLogger("esarm").setLevel(logging.INFO)
     config = _find_config(args.config)
     results = run_pipeline(str(config), args.output_dir, resume=not args.no_resume, stages=args.stages)
     _say(json.dumps({"output_dir": results.get("output_dir"), "timings_s": results.get("timings_s")}, indent=2))

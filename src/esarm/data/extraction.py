@@ -107,6 +107,7 @@ class MediaPipeBlendshapeExtractor:
             min_tracking_confidence=min_tracking_confidence,
         )
         self._landmarker = None
+        self._pid = os.getpid()
         self._clock_ms = 0  # video mode needs increasing timestamps across clips
 
     def __getstate__(self) -> dict[str, Any]:
@@ -132,8 +133,8 @@ class MediaPipeBlendshapeExtractor:
     def __call__(self, frames: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]:
         import mediapipe as mp
 
-        if self._landmarker is None:
-            self._landmarker = self._create()
+        if self._landmarker is None or self._pid != os.getpid():  # one landmarker per (forked) process
+            self._landmarker, self._pid = self._create(), os.getpid()
         values = np.zeros((len(frames), NUM_BLENDSHAPES), np.float32)
         found = np.zeros(len(frames), bool)
         step_ms = 1000.0 / fps

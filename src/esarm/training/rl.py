@@ -273,6 +273,16 @@ def _repeat_conditions(conditions: dict[str, torch.Tensor], times: int) -> dict[
     return {key: value.repeat_interleave(times, dim=0) for key, value in conditions.items()}
 
 
+def reward_conditions(reward_model: nn.Module, conditions: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The conditions for the reward model: speakers it does not know (ids above its ``num_speakers``) become the
+    unknown speaker 0, so a reward model trained with fewer known speakers than the policy still scores them."""
+    num_speakers = getattr(getattr(reward_model, "config", None), "num_speakers", None)
+    speaker_ids = conditions.get("speaker_ids")
+    if num_speakers is None or speaker_ids is None:
+        return conditions
+    return {**conditions, "speaker_ids": speaker_ids.masked_fill(speaker_ids > num_speakers, 0)}
+
+
 def _token_mask(generated: Any, motion_tokens: torch.Tensor) -> torch.Tensor:
     token_mask = getattr(generated, "token_mask", None)
     if token_mask is None:
@@ -391,7 +401,10 @@ class ESARMRLTrainer(Trainer):
             old_logps, entropy = self._sequence_logps(policy, conditions, motion_tokens, token_mask)
             policy.train(was_training)
         ref_logps, _ = self._sequence_logps(self.ref_model, conditions, motion_tokens, token_mask)
-        scores = self.reward_model(**conditions, motion_tokens=motion_tokens, motion_mask=token_mask).returns.float()
+        reward_model = self.accelerator.unwrap_model(self.reward_model)
+        scores = reward_model(
+            **reward_conditions(reward_model, conditions), motion_tokens=motion_tokens, motion_mask=token_mask
+        ).returns.float()
         if args.reward_clip is not None:
             scores = scores.clamp(-args.reward_clip, args.reward_clip)
 
@@ -510,7 +523,11 @@ def evaluate_policy(
             conditions = {key: value.to(device) for key, value in collator(rows).items()}
             generated = policy.generate(**conditions, emotion=None, do_sample=False)
             token_mask = _token_mask(generated, generated.motion_tokens)
-            returns = reward_model(**conditions, motion_tokens=generated.motion_tokens, motion_mask=token_mask).returns
+            returns = reward_model(
+                **reward_conditions(reward_model, conditions),
+                motion_tokens=generated.motion_tokens,
+                motion_mask=token_mask,
+            ).returns
             for i, row in enumerate(rows):
                 clip = {"reward": float(returns[i])}
                 if row.get("blendshapes") is not None and generated.blendshapes is not None:
