@@ -23,22 +23,17 @@ def smooth_blendshapes(batch: int, frames: int, seed: int = 0) -> torch.Tensor:
     return (0.6 * torch.sin(2 * math.pi * freq * time + phase)).clamp(0, 1)
 
 
-@pytest.fixture(params=["fsq", "vq"])
-def prior(request, tiny_motion_prior_config):
-    config = tiny_motion_prior_config
-    if request.param == "fsq":
-        config = ESARMMotionPriorConfig.tiny(quantizer="fsq", codebook_size=64)
-    return ESARMMotionPrior(config)
+@pytest.fixture
+def prior(tiny_motion_prior_config):
+    return ESARMMotionPrior(tiny_motion_prior_config)
 
 
 def test_tiny_config_matches_contract(tiny_motion_prior_config):
     config = tiny_motion_prior_config
     assert config.model_type == "esarm_motion_prior"
     assert config.num_groups == len(FACE_REGIONS) == 3
-    assert config.quantizer == "vq" and config.codebook_size == 32
+    assert config.codebook_size == 32 and config.frames_per_token == 2
     assert config.fps == 30.0
-    fsq = ESARMMotionPriorConfig(quantizer="fsq", fsq_levels=[8, 5, 5, 5])
-    assert fsq.codebook_size == 1000
 
 
 def test_forward_shapes_and_range(prior):
@@ -208,18 +203,13 @@ def test_bad_tokens(tiny_motion_prior_config):
     ("kwargs", "message"),
     [
         (dict(frames_per_token=3), "frames_per_token must be 1, 2 or 4, got 3"),
-        (dict(quantizer="rvq"), "quantizer must be 'fsq' or 'vq', got 'rvq'"),
-        (dict(quantizer="fsq", codebook_size=100), "codebook_size must be one of .* got 100"),
-        (
-            dict(quantizer="fsq", fsq_levels=[8, 8], codebook_size=10),
-            r"codebook_size must be the product of fsq_levels \(64\), got 10",
-        ),
-        (dict(quantizer="fsq", fsq_levels=[2, 4]), "fsq_levels must be a non-empty list of integers >= 3"),
         (dict(codebook_size=1), "codebook_size must be an integer >= 2, got 1"),
         (dict(num_blendshapes=51), "num_blendshapes must be 52"),
         (dict(kernel_size=4), "kernel_size must be an odd positive integer, got 4"),
         (dict(fps=0), "fps must be a positive number"),
-        (dict(quantizer="vq", ema_decay=1.5), r"ema_decay must be in \(0, 1\), got 1.5"),
+        (dict(ema_decay=1.5), r"ema_decay must be in \(0, 1\), got 1.5"),
+        (dict(threshold_ema_dead_code=-1), "threshold_ema_dead_code must be >= 0, got -1"),
+        (dict(velocity_loss_weight=-0.1), "velocity_loss_weight must be >= 0, got -0.1"),
     ],
 )
 def test_config_validation(kwargs, message):
@@ -231,7 +221,7 @@ def test_presets():
     base = ESARMMotionPriorConfig.base()
     assert base.codebook_size == 512 and base.num_groups == 3
     assert ESARMMotionPriorConfig(group_by_region=False).num_groups == 1
-    assert ESARMMotionPriorConfig(quantizer="vq").codebook_size == 256
+    assert ESARMMotionPriorConfig().codebook_size == 256
     prior = ESARMMotionPrior(ESARMMotionPriorConfig.tiny(group_by_region=False)).eval()
     assert prior.encode(smooth_blendshapes(1, 4)).shape == (1, 2, 1)
 

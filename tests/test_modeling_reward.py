@@ -84,6 +84,14 @@ def test_condition_changes_rewards(model):
         assert not torch.allclose(model(**inputs).rewards, model(**other).rewards)
 
 
+def test_float64_audio_is_accepted(model):
+    inputs = make_inputs(model.config, batch=1)
+    with torch.no_grad():
+        expected = model(**inputs).returns
+        actual = model(**dict(inputs, input_values=inputs["input_values"].double())).returns
+    torch.testing.assert_close(actual, expected)
+
+
 def test_batch_equals_single(model):
     inputs = make_inputs(model.config, batch=2)
     with torch.no_grad():
@@ -170,6 +178,10 @@ def test_ranking_loss_bad_inputs(args, message):
     [
         (dict(input_values=torch.zeros(SAMPLES)), r"input_values must be a float tensor \[batch, samples\]"),
         (dict(input_values=torch.full((2, SAMPLES), float("nan"))), "input_values must be finite"),
+        (
+            dict(input_values=torch.zeros(2, 500), attention_mask=None),
+            r"at least one animation frame of audio \(534 samples at 16000 Hz and 30 fps\), got lengths 500",
+        ),
         (dict(attention_mask=torch.ones(2, 10)), "attention_mask must have the shape of input_values"),
         (dict(motion_tokens=None), "motion_tokens must be given"),
         (

@@ -253,3 +253,15 @@ def test_train_reward_model_from_saved_folders_writes_a_loadable_model(tmp_path,
     # a second run resumes from the last checkpoint (step 4 = max_steps) and trains no further
     again = train_reward_model(config)
     assert again["train_steps"] == 4
+
+
+def test_command_line_parses_into_the_config(tmp_path):
+    from esarm.training.common import parse_stage_args
+
+    config = parse_stage_args(
+        ESARMRewardConfig,
+        section="reward",
+        args=["--demos_path", "d", "--output_dir", str(tmp_path), "--snippet_length", "8", "--max_pairs_per_clip", "3"],
+    )
+    assert (config.demos_path, config.snippet_length, config.max_pairs_per_clip) == ("d", 8, 3)
+    assert config.report_to == [] or config.report_to in ("none", ["none"])

@@ -309,7 +309,7 @@ def test_train_rl_from_saved_folders_reports_before_and_after(tmp_path, policy, 
         disable_tqdm=True,
     )
     metrics = train_rl(config)
-    for key in ("reward", "blendshape_mae", "lve_mm", "eve_mm"):
+    for key in ("reward", "blendshape_mae", "lve_mm", "eve_mm", "sampled_reward", "sampled_lve_mm"):
         assert math.isfinite(metrics[f"{key}_before"]) and math.isfinite(metrics[f"{key}_after"]), key
     assert metrics["lve_mm_before"] > 0 and metrics["train_steps"] == 2
     assert {"train_reward", "train_kl", "train_reward_first"} <= set(metrics)
@@ -319,3 +319,12 @@ def test_train_rl_from_saved_folders_reports_before_and_after(tmp_path, policy, 
     from esarm import ESARMProcessor
 
     assert ESARMProcessor.from_pretrained(config.output_dir).speakers == ["spk1"]
+
+
+def test_command_line_parses_into_the_config(tmp_path):
+    from esarm.training.common import parse_stage_args
+
+    config = parse_stage_args(
+        ESARMRLConfig, section="rl", args=["--output_dir", str(tmp_path), "--num_rollouts", "3", "--top_k", "5"]
+    )
+    assert (config.num_rollouts, config.top_k, config.kl_coef, config.learning_rate) == (3, 5, 0.05, 1e-5)

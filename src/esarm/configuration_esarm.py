@@ -7,8 +7,6 @@ classmethods: ``tiny()`` (CPU tests, seconds) and ``base()`` (paper scale).
 
 from __future__ import annotations
 
-import math
-
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
@@ -24,18 +22,6 @@ def _check(condition: bool, argument: str, expected: str, got: object) -> None:
 
 # ---- ESARMMotionPriorConfig (owned by the motion-prior author) ----
 
-# Levels of finite scalar quantization per codebook size (Mentzer et al. 2023, table 1, plus small sizes for tests).
-_FSQ_LEVELS: dict[int, list[int]] = {
-    27: [3, 3, 3],
-    64: [4, 4, 4],
-    125: [5, 5, 5],
-    240: [8, 6, 5],
-    256: [4, 4, 4, 4],
-    512: [8, 8, 8],
-    1000: [8, 5, 5, 5],
-    4375: [7, 5, 5, 5, 5],
-}
-
 
 @strict
 class ESARMMotionPriorConfig(PreTrainedConfig):
@@ -50,23 +36,16 @@ class ESARMMotionPriorConfig(PreTrainedConfig):
         group_by_region (`bool`, defaults to `True`): One codebook per face region (G = 3). `False` uses one
             codebook over all 52 coefficients (G = 1).
         hidden_size (`int`, defaults to 128): Channels of the convolutional encoder and decoder.
-        latent_dim (`int`, defaults to 64): Size of the vector each `"vq"` code stands for (FSQ codes have one
-            dimension per level).
+        latent_dim (`int`, defaults to 64): Size of the vector each code stands for.
         num_res_blocks (`int`, defaults to 2): Residual blocks at frame rate and at token rate (each side).
         kernel_size (`int`, defaults to 3): Odd kernel size of the residual convolutions.
         frames_per_token (`int`, defaults to 2): Temporal downsampling, 1, 2 or 4 frames per token.
-        quantizer (`str`, defaults to `"vq"`): `"vq"` (EMA vector quantization with k-means initialisation and
-            dead-code reset; reconstructs smooth blendshape curves best, see the motion prior's module docstring)
-            or `"fsq"` (finite scalar quantization).
-        codebook_size (`int`, *optional*): Codes per group (K). Defaults to the product of `fsq_levels` for
-            `"fsq"` and to 256 for `"vq"`.
-        fsq_levels (`list[int]`, *optional*): Levels per latent dimension for `"fsq"`; the codebook size is their
-            product. Defaults to a standard choice for `codebook_size` (27, 64, 125, 240, 256, 512, 1000, 4375).
-        ema_decay (`float`, defaults to 0.99): EMA decay of the `"vq"` codebooks.
-        kmeans_init (`bool`, defaults to `True`): Initialise the `"vq"` codebooks with k-means on the first batch.
-        threshold_ema_dead_code (`int`, defaults to 2): `"vq"` codes whose EMA usage falls below this are reset to
-            random encoder outputs of the batch (0 turns the reset off).
-        commitment_weight (`float`, defaults to 0.25): Weight of the `"vq"` commitment loss.
+        codebook_size (`int`, defaults to 256): Codes per group (K).
+        ema_decay (`float`, defaults to 0.99): EMA decay of the codebooks.
+        kmeans_init (`bool`, defaults to `True`): Initialise the codebooks with k-means on the first training batch.
+        threshold_ema_dead_code (`int`, defaults to 2): Codes whose EMA usage falls below this are reset to random
+            encoder outputs of the batch (0 turns the reset off).
+        commitment_weight (`float`, defaults to 0.25): Weight of the commitment loss.
         velocity_loss_weight (`float`, defaults to 1.0): Weight of the frame-to-frame velocity reconstruction loss.
         quantizer_loss_weight (`float`, defaults to 1.0): Weight of the quantizer loss in the total loss.
         dropout (`float`, defaults to 0.0): Dropout inside the residual blocks.
@@ -83,9 +62,7 @@ class ESARMMotionPriorConfig(PreTrainedConfig):
     num_res_blocks: int = 2
     kernel_size: int = 3
     frames_per_token: int = 2
-    quantizer: str = "vq"
-    codebook_size: int | None = None
-    fsq_levels: list[int] | None = None
+    codebook_size: int = 256
     ema_decay: float = 0.99
     kmeans_init: bool = True
     threshold_ema_dead_code: int = 2
@@ -106,23 +83,7 @@ class ESARMMotionPriorConfig(PreTrainedConfig):
         _check(self.kernel_size >= 1 and self.kernel_size % 2 == 1, "kernel_size", "an odd positive integer",
                self.kernel_size)  # fmt: skip
         _check(self.frames_per_token in (1, 2, 4), "frames_per_token", "1, 2 or 4", self.frames_per_token)
-        _check(self.quantizer in ("fsq", "vq"), "quantizer", "'fsq' or 'vq'", self.quantizer)
-        if self.quantizer == "fsq":
-            if self.fsq_levels is None:
-                size = 1000 if self.codebook_size is None else self.codebook_size
-                _check(size in _FSQ_LEVELS, "codebook_size",
-                       f"one of {sorted(_FSQ_LEVELS)} for quantizer='fsq' (or pass fsq_levels)", size)  # fmt: skip
-                self.fsq_levels = list(_FSQ_LEVELS[size])
-            self.fsq_levels = [int(level) for level in self.fsq_levels]
-            _check(len(self.fsq_levels) >= 1 and all(level >= 3 for level in self.fsq_levels), "fsq_levels",
-                   "a non-empty list of integers >= 3", self.fsq_levels)  # fmt: skip
-            size = math.prod(self.fsq_levels)
-            _check(self.codebook_size in (None, size), "codebook_size",
-                   f"the product of fsq_levels ({size})", self.codebook_size)  # fmt: skip
-            self.codebook_size = size
-        else:
-            self.codebook_size = 256 if self.codebook_size is None else self.codebook_size
-            _check(self.codebook_size >= 2, "codebook_size", "an integer >= 2", self.codebook_size)
+        _check(self.codebook_size >= 2, "codebook_size", "an integer >= 2", self.codebook_size)
         _check(0.0 < self.ema_decay < 1.0, "ema_decay", "in (0, 1)", self.ema_decay)
         _check(self.threshold_ema_dead_code >= 0, "threshold_ema_dead_code", ">= 0", self.threshold_ema_dead_code)
         for name in ("commitment_weight", "velocity_loss_weight", "quantizer_loss_weight"):

@@ -17,6 +17,7 @@ motion of steps ``<= t``) and the return is ``R(tau) = sum_t gamma^t r_t`` over 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import torch
@@ -156,6 +157,13 @@ class ESARMRewardModel(ESARMRewardPreTrainedModel):
                 f"attention_mask must have the shape of input_values {list(input_values.shape)}, "
                 f"got {list(attention_mask.shape)}"
             )
+        lengths = input_values.shape[1] if attention_mask is None else attention_mask.long().sum(-1)
+        min_samples = math.ceil(config.sampling_rate / config.fps)
+        if bool((torch.as_tensor(lengths) < min_samples).any()):
+            raise ValueError(
+                f"input_values must hold at least one animation frame of audio ({min_samples} samples at "
+                f"{config.sampling_rate} Hz and {config.fps:g} fps), got lengths {torch.as_tensor(lengths).tolist()}"
+            )
         if motion_tokens is None:
             raise ValueError("motion_tokens must be given ([batch, tokens, G] code ids), got None")
         if not isinstance(motion_tokens, torch.Tensor) or motion_tokens.ndim != 3:
@@ -243,6 +251,7 @@ class ESARMRewardModel(ESARMRewardPreTrainedModel):
         batch, steps, groups = motion_tokens.shape
 
         # Audio features resampled to each trajectory's number of valid steps.
+        input_values = input_values.to(self.speech_encoder.projection.weight.dtype)
         audio, _ = self.speech_encoder(input_values, attention_mask, motion_mask.sum(-1))  # [B, <=T', H]
         audio = F.pad(audio, (0, 0, 0, steps - audio.shape[1])) * motion_mask[..., None]
 

@@ -18,7 +18,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 
 logger = logging.getLogger(__name__)
@@ -41,18 +41,18 @@ __all__ = [
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def audio_encoder_config_from_dict(value: PretrainedConfig | dict | None, default_model_type: str = "wavlm"):
+def audio_encoder_config_from_dict(value: PreTrainedConfig | dict | None, default_model_type: str = "wavlm"):
     """Return a speech-encoder config from a config, a dict (with ``model_type``) or ``None`` (WavLM defaults)."""
     if value is None:
         return AutoConfig.for_model(default_model_type)
-    if isinstance(value, PretrainedConfig):
+    if isinstance(value, PreTrainedConfig):
         return value
     if isinstance(value, dict):
         value = dict(value)
         model_type = value.pop("model_type", default_model_type)
         value.pop("transformers_version", None)
         return AutoConfig.for_model(model_type, **value)
-    raise ValueError(f"audio_encoder_config must be a PretrainedConfig, a dict or None, got {type(value).__name__}")
+    raise ValueError(f"audio_encoder_config must be a PreTrainedConfig, a dict or None, got {type(value).__name__}")
 
 
 def is_building_empty_model() -> bool:
@@ -67,7 +67,7 @@ def is_building_empty_model() -> bool:
 
 
 def build_audio_encoder(
-    audio_encoder_config: PretrainedConfig | dict | None,
+    audio_encoder_config: PreTrainedConfig | dict | None,
     audio_encoder_name_or_path: str | None = None,
     load_pretrained: bool | None = None,
 ) -> PreTrainedModel:

@@ -3,6 +3,7 @@
 ``run_pipeline(config, output_dir)`` reads one config (yaml path or dict) with a section per stage::
 
     seed: 0
+    num_threads: null           # torch CPU threads (1 on a shared machine; null: torch's default)
     rig_path: null              # face rig for LVE / EVE (default: $ESARM_RIG)
     corpus: {preset: tiny, ...} # SyntheticCorpusConfig preset + fields, or {dataset_path: prepared/mead}
     motion_prior: {...}         # ESARMMotionPriorTrainingConfig fields
@@ -250,9 +251,14 @@ def run_pipeline(
     ``output_dir/evaluation/results.md``.
     """
     values = dict(config) if isinstance(config, dict) else load_config_file(config)
-    unknown = sorted(set(values) - set(STAGES) - {"seed", "rig_path"})
+    top_level = ["seed", "rig_path", "num_threads"]
+    unknown = sorted(set(values) - set(STAGES) - set(top_level))
     if unknown:
-        raise ValueError(f"config sections must be among {list(STAGES) + ['seed', 'rig_path']}, got unknown {unknown}")
+        raise ValueError(f"config sections must be among {list(STAGES) + top_level}, got unknown {unknown}")
+    if values.get("num_threads"):
+        import torch
+
+        torch.set_num_threads(int(values["num_threads"]))
     if stages is not None:
         bad = sorted(set(stages) - set(STAGES))
         if bad:

@@ -99,7 +99,7 @@ class ESARMRewardConfig(TrainingArguments):
     logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
     save_steps: float = field(default=200, metadata={"help": "Checkpoint every N steps."})
     save_total_limit: int | None = field(default=1, metadata={"help": "Checkpoints kept."})
-    report_to: str | list[str] | None = field(default="none", metadata={"help": "Experiment trackers."})
+    report_to: None | str | list[str] = field(default="none", metadata={"help": "Experiment trackers."})
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Keep dataset columns (the collator selects what it needs)."}
     )

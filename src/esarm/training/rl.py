@@ -72,6 +72,8 @@ class ESARMRLConfig(TrainingArguments):
         normalize_advantages: standardise advantages over the (global) batch of rollouts.
         reward_clip: optional symmetric clip of the reward-model score before the KL penalty.
         max_eval_clips: held-out clips used for the before / after evaluation (LVE, EVE, reward).
+        eval_sampled: also evaluate sampled animations (at ``temperature``, seeded) before / after: RL against a
+            reward model trained on greedy demonstrations mostly sharpens the policy, which shows in samples first.
         rig_path: face rig (.npz) for LVE / EVE; defaults to ``$ESARM_RIG``; without a rig only rewards are compared.
         freeze_audio_encoder: keep the policy's speech encoder (WavLM) frozen; RL then tunes the disentangling
             encoder and the motion decoder (cheaper, and the reward cannot reshape the speech features).
@@ -107,6 +109,10 @@ class ESARMRLConfig(TrainingArguments):
         default=None, metadata={"help": "Clip reward-model scores to [-reward_clip, reward_clip] (None: no clip)."}
     )
     max_eval_clips: int = field(default=16, metadata={"help": "Held-out clips for the before/after evaluation."})
+    eval_sampled: bool = field(
+        default=True,
+        metadata={"help": "Also evaluate sampled animations (temperature) before/after, not only greedy ones."},
+    )
     rig_path: str | None = field(
         default=None, metadata={"help": "Face rig .npz for LVE/EVE (default $ESARM_RIG); None and unset: skip."}
     )
@@ -120,7 +126,7 @@ class ESARMRLConfig(TrainingArguments):
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Kept False: the RL collator selects the policy inputs itself."}
     )
-    report_to: str | list[str] | None = field(default="none", metadata={"help": "Integrations to report to."})
+    report_to: None | str | list[str] = field(default="none", metadata={"help": "Integrations to report to."})
     ddp_find_unused_parameters: bool | None = field(
         default=True,
         metadata={"help": "The RL loss leaves the policy's emotion-classifier head unused: DDP must allow it."},
@@ -496,8 +502,11 @@ def evaluate_policy(
     batch_size: int = 4,
     rig=None,
     max_clips: int | None = None,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    seed: int = 0,
 ) -> dict[str, float]:
-    """Greedy animations of held-out clips: mean reward-model return and, with ground truth, blendshape MAE and
+    """Greedy (or, with ``do_sample``, seeded sampled) animations of held-out clips: mean reward-model return and, with ground truth, blendshape MAE and
     (with a rig) LVE / EVE in mm. Clips are sharded over processes and gathered (same dict on every process).
 
     The ground-truth blendshapes are read here only, to measure; the collator never passes them to the policy.
@@ -521,7 +530,9 @@ def evaluate_policy(
         for start in range(0, len(shard), batch_size):
             rows = [dataset[i] for i in shard[start : start + batch_size]]
             conditions = {key: value.to(device) for key, value in collator(rows).items()}
-            generated = policy.generate(**conditions, emotion=None, do_sample=False)
+            generated = policy.generate(
+                **conditions, emotion=None, do_sample=do_sample, temperature=temperature, seed=seed + start
+            )
             token_mask = _token_mask(generated, generated.motion_tokens)
             returns = reward_model(
                 **reward_conditions(reward_model, conditions),
@@ -558,6 +569,7 @@ def train_rl(config: ESARMRLConfig) -> dict[str, Any]:
     Returns:
         ``reward_before`` / ``reward_after`` (held-out, greedy), ``lve_mm_before`` / ``lve_mm_after``,
         ``eve_mm_before`` / ``eve_mm_after``, ``blendshape_mae_before`` / ``_after`` (with ground truth and a rig),
+        the same for sampled animations prefixed ``sampled_`` (``eval_sampled``),
         the last logged training metrics (``train_reward``, ``train_kl``, ...) and the whole ``train_log``.
     """
     from accelerate import PartialState
@@ -583,12 +595,9 @@ def train_rl(config: ESARMRLConfig) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
     evaluate = eval_dataset is not None and config.max_eval_clips > 0
     if evaluate:
-        before = evaluate_policy(
-            policy.to(device), reward_model.to(device), eval_dataset, collator,
-            config.per_device_eval_batch_size, rig, config.max_eval_clips,
-        )  # fmt: skip
-        metrics.update({f"{key}_before": value for key, value in before.items()})
-        logger.info("RL: held-out greedy policy before training: %s", before)
+        metrics.update(
+            _held_out(config, policy.to(device), reward_model.to(device), eval_dataset, collator, rig, "before")
+        )
 
     trainer = ESARMRLTrainer(
         model=policy,
@@ -610,12 +619,10 @@ def train_rl(config: ESARMRLConfig) -> dict[str, Any]:
     metrics["train_log"] = train_log
 
     if evaluate:
-        after = evaluate_policy(
-            trainer.accelerator.unwrap_model(trainer.model), trainer.accelerator.unwrap_model(trainer.reward_model),
-            eval_dataset, collator, config.per_device_eval_batch_size, rig, config.max_eval_clips,
-        )  # fmt: skip
-        metrics.update({f"{key}_after": value for key, value in after.items()})
-        logger.info("RL: held-out greedy policy after training: %s", after)
+        unwrap = trainer.accelerator.unwrap_model
+        metrics.update(
+            _held_out(config, unwrap(trainer.model), unwrap(trainer.reward_model), eval_dataset, collator, rig, "after")
+        )
     trainer.accelerator.wait_for_everyone()
     if trainer.is_world_process_zero():
         if processor is not None:
@@ -623,6 +630,20 @@ def train_rl(config: ESARMRLConfig) -> dict[str, Any]:
         write_done_marker(config.output_dir, metrics)
     trainer.accelerator.wait_for_everyone()
     return metrics
+
+
+def _held_out(config: ESARMRLConfig, policy, reward_model, dataset, collator, rig, when: str) -> dict[str, float]:
+    """Held-out metrics of the greedy (and sampled) policy, keyed ``<metric>_<when>`` / ``sampled_<metric>_<when>``."""
+    results = {}
+    modes = [("", False)] + ([("sampled_", True)] if config.eval_sampled else [])
+    for prefix, do_sample in modes:
+        values = evaluate_policy(
+            policy, reward_model, dataset, collator, config.per_device_eval_batch_size, rig, config.max_eval_clips,
+            do_sample=do_sample, temperature=config.temperature, seed=config.seed,
+        )  # fmt: skip
+        logger.info("RL: held-out %s policy %s training: %s", "sampled" if do_sample else "greedy", when, values)
+        results.update({f"{prefix}{key}_{when}": value for key, value in values.items()})
+    return results
 
 
 def _load_processor(path: str):

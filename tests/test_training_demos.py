@@ -1,0 +1,93 @@
+"""Stage 3 (ranked demonstrations): dataset layout, ranks, ground-truth rows, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from datasets import load_from_disk
+
+from esarm.training.common import read_done_marker
+from esarm.training.demos import ESARMDemoConfig, collect_demos
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def micro_corpus(tmp_path_factory):
+    from esarm.data import SyntheticCorpusConfig, build_synthetic_corpus
+
+    return build_synthetic_corpus(SyntheticCorpusConfig.micro(), tmp_path_factory.mktemp("corpus") / "micro", progress=False)
+
+
+@pytest.fixture(scope="module")
+def sta_path(tmp_path_factory, micro_corpus):
+    from esarm import ESARMMotionPrior, ESARMMotionPriorConfig
+    from esarm.training.common import load_split, speakers_of
+    from esarm.training.sta import ESARMSTATrainingConfig, build_sta_model, save_processor
+
+    root = tmp_path_factory.mktemp("models")
+    ESARMMotionPrior(ESARMMotionPriorConfig.tiny()).save_pretrained(root / "prior")
+    speakers = speakers_of(load_split(micro_corpus, "train"))
+    config = ESARMSTATrainingConfig(output_dir=str(root / "sta"), motion_prior_path=str(root / "prior"))
+    model = build_sta_model(config, speakers)
+    model.save_pretrained(root / "sta")
+    save_processor(str(root / "sta"), speakers, model.config.fps)
+    return root / "sta"
+
+
+def _collect(sta_path, corpus, output_dir, **kwargs):
+    values = dict(sta_model_path=str(sta_path), dataset_path=str(corpus), output_dir=str(output_dir),
+                  splits=["train"], epsilons=[0.02, 0.5, 1.0], num_rollouts=2, max_clips=5, batch_size=2, seed=3)  # fmt: skip
+    values.update(kwargs)
+    return collect_demos(ESARMDemoConfig(**values))
+
+
+def test_config_validates():
+    with pytest.raises(ValueError, match="epsilons"):
+        ESARMDemoConfig(epsilons=[0.1, 1.5])
+    with pytest.raises(ValueError, match="num_rollouts"):
+        ESARMDemoConfig(num_rollouts=0)
+
+
+def test_demonstrations_are_ranked_by_epsilon(sta_path, micro_corpus, tmp_path, rig_path):
+    metrics = _collect(sta_path, micro_corpus, tmp_path / "demos", rig_path=str(rig_path))
+    assert metrics["train_lve_eps_1"] > 0 and metrics["train_eve_eps_0.02"] > 0
+    demos = load_from_disk(str(tmp_path / "demos"))["train"]
+    rollouts = demos.filter(lambda r: not r["is_ground_truth"])
+    truth = demos.filter(lambda r: r["is_ground_truth"])
+    assert len(rollouts) == 5 * 3 * 2 and len(truth) == 5
+    assert metrics["train_num_rollouts"] == 30
+    assert read_done_marker(tmp_path / "demos")["train_num_rollouts"] == 30
+    ranks = {round(e, 2): r for e, r in zip(rollouts["epsilon"], rollouts["rank"])}
+    assert ranks == {0.02: 0, 0.5: 1, 1.0: 2}
+    assert set(truth["rank"]) == {-1}
+    corpus = load_from_disk(str(micro_corpus))["train"]
+    for row in rollouts.select(range(6)):
+        source = corpus[row["source_index"]]
+        assert row["id"] == source["id"] and row["emotion"] == source["emotion"]
+        np.testing.assert_allclose(row["audio"], source["audio"])
+        tokens, blendshapes = np.asarray(row["motion_tokens"]), np.asarray(row["blendshapes"])
+        assert tokens.shape[1] == 3 and blendshapes.shape[1] == 52
+        assert abs(len(blendshapes) - len(source["audio"]) / 16000 * 30) <= 1
+        assert abs(len(tokens) - np.ceil(len(blendshapes) / 2)) <= 1
+    # at epsilon = 1 every code is uniform: tokens of two rollouts of a clip differ
+    noisy = rollouts.filter(lambda r: r["epsilon"] == 1.0 and r["source_index"] == 0)
+    assert not np.array_equal(np.asarray(noisy[0]["motion_tokens"]), np.asarray(noisy[1]["motion_tokens"]))
+
+
+def test_collection_is_deterministic_for_a_seed(sta_path, micro_corpus, tmp_path):
+    _collect(sta_path, micro_corpus, tmp_path / "a", include_ground_truth=False, store_audio=False)
+    _collect(sta_path, micro_corpus, tmp_path / "b", include_ground_truth=False, store_audio=False)
+    a = load_from_disk(str(tmp_path / "a"))["train"]
+    b = load_from_disk(str(tmp_path / "b"))["train"]
+    assert a["id"] == b["id"] and a["epsilon"] == b["epsilon"]
+    for x, y in zip(a["motion_tokens"], b["motion_tokens"]):
+        assert np.array_equal(np.asarray(x), np.asarray(y))
+    assert all(len(audio) == 0 for audio in a["audio"])  # store_audio=False keeps only the reference

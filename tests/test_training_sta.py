@@ -1,0 +1,161 @@
+"""Stage 2 (STA training): token targets from the frozen prior, clip pairing, length alignment, the
+cross-reconstruction loss and the training entry point."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from esarm.data.collators import PartnerIndex, STACollator, normalize_audio
+from esarm.training.common import load_split, read_done_marker
+from esarm.training.sta import (
+    ESARMSTATrainingConfig,
+    STATrainer,
+    align_content,
+    build_sta_model,
+    dtw_path,
+    motion_targets,
+    train_sta,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def micro_corpus(tmp_path_factory):
+    from esarm.data import SyntheticCorpusConfig, build_synthetic_corpus
+
+    return build_synthetic_corpus(SyntheticCorpusConfig.micro(), tmp_path_factory.mktemp("corpus") / "micro", progress=False)
+
+
+@pytest.fixture(scope="module")
+def prior_path(tmp_path_factory):
+    from esarm import ESARMMotionPrior, ESARMMotionPriorConfig
+
+    path = tmp_path_factory.mktemp("prior")
+    ESARMMotionPrior(ESARMMotionPriorConfig.tiny()).save_pretrained(path)
+    return path
+
+
+def _sta(prior_path, tmp_path, speakers=("M001",)):
+    config = ESARMSTATrainingConfig(output_dir=str(tmp_path), motion_prior_path=str(prior_path))
+    return build_sta_model(config, list(speakers))
+
+
+def test_collator_builds_partner_pairs(micro_corpus):
+    train = load_split(micro_corpus, "train")
+    index = PartnerIndex(train)
+    assert index.num_with_partner == len(train)  # every sentence is spoken in several emotions
+    collator = STACollator(speakers=sorted(set(train["speaker"])), fps=30.0, partner_index=index, seed=0)
+    rows = [{**train[i], "__index__": i} for i in range(4)]
+    batch = collator(rows)
+    assert batch["has_partner"].all()
+    assert batch["partner_input_values"].shape[0] == 4
+    assert (batch["partner_emotion_ids"] != batch["emotion_ids"]).all()
+    assert torch.equal(batch["partner_speaker_ids"], batch["speaker_ids"])
+    # partners are clips of the same speaker and sentence: find them by their normalised audio
+    for i, row in enumerate(rows):
+        length = int(batch["partner_attention_mask"][i].sum())
+        partner_audio = batch["partner_input_values"][i, :length].numpy()
+        matches = [j for j in range(len(train)) if len(train[j]["audio"]) == length
+                   and np.allclose(normalize_audio(train[j]["audio"]), partner_audio, atol=1e-5)]  # fmt: skip
+        assert matches and train[matches[0]]["sentence"] == row["sentence"]
+        assert train[matches[0]]["speaker"] == row["speaker"] and train[matches[0]]["emotion"] != row["emotion"]
+    # blendshapes are cut to the audio's duration and masked
+    frames = batch["frame_mask"].sum(1)
+    seconds = batch["attention_mask"].sum(1) / 16000
+    assert torch.all((frames - seconds * 30).abs() <= 1)
+
+
+def test_collator_ids_and_speaker_dropout():
+    row = {"audio": np.random.randn(8000).astype(np.float32), "emotion": "sad", "intensity": 3, "speaker": "B"}
+    batch = STACollator(speakers=["A", "B"])([row, {**row, "speaker": "C"}])
+    assert batch["emotion_ids"].tolist() == [6, 6] and batch["intensity_ids"].tolist() == [2, 2]
+    assert batch["speaker_ids"].tolist() == [2, 0]  # unknown speaker -> 0
+    assert float(batch["input_values"][0].mean()) == pytest.approx(0.0, abs=1e-4)
+    dropped = STACollator(speakers=["A", "B"], speaker_dropout=1.0)([row])
+    assert dropped["speaker_ids"].tolist() == [0]
+    with pytest.raises(ValueError, match="emotion must be one of"):
+        STACollator()([{**row, "emotion": "bored"}])
+    with pytest.raises(ValueError, match="speaker_dropout"):
+        STACollator(speaker_dropout=2.0)
+
+
+def test_motion_targets_match_the_prior_and_the_audio_grid(micro_corpus, prior_path, tmp_path):
+    sta = _sta(prior_path, tmp_path)
+    train = load_split(micro_corpus, "train")
+    batch = STACollator(fps=sta.config.fps)([train[i] for i in range(3)])
+    tokens, mask = motion_targets(sta, batch["blendshapes"], batch["frame_mask"], batch["attention_mask"])
+    assert tokens.shape[:2] == mask.shape
+    assert tokens.shape[1] == sta.num_motion_steps(batch["input_values"].shape[1])
+    lengths = sta.num_motion_steps(batch["attention_mask"].sum(1))
+    assert torch.all(mask.sum(1) <= lengths) and torch.all(mask.sum(1) >= lengths - 1)
+    direct = sta.motion_prior.encode(batch["blendshapes"], batch["frame_mask"])
+    for i in range(3):
+        n = int(mask[i].sum())
+        assert torch.equal(tokens[i, :n], direct[i, :n])
+        assert int(tokens[i, n:].abs().sum()) == 0
+
+
+def test_alignment_resample_and_dtw():
+    path = dtw_path(np.eye(5), np.eye(5))
+    assert path.tolist() == [0, 1, 2, 3, 4]
+    stretched = np.repeat(np.eye(4), 2, axis=0)  # each step twice
+    assert dtw_path(np.eye(4), stretched).tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    content = torch.arange(6, dtype=torch.float32).view(1, 6, 1).repeat(1, 1, 2)
+    out = align_content(content, torch.tensor([4]), torch.tensor([7]), 9)
+    assert out.shape == (1, 9, 2)
+    assert out[0, 0, 0] == 0 and out[0, 6, 0] == pytest.approx(3.0) and float(out[0, 7:].abs().sum()) == 0
+    one_hot = torch.eye(4)[None] * torch.arange(1, 5)[None, :, None]  # step i: (i + 1) * e_i
+    reference = torch.from_numpy(stretched).float()[None]
+    warped = align_content(one_hot, torch.tensor([4]), torch.tensor([8]), 8, "dtw", reference)
+    assert warped[0].sum(-1).tolist() == [1, 1, 2, 2, 3, 3, 4, 4]
+
+
+def test_cross_reconstruction_loss_trains_content_and_emotion_branches(micro_corpus, prior_path, tmp_path):
+    sta = _sta(prior_path, tmp_path, speakers=["M001"])
+    train = load_split(micro_corpus, "train")
+    collator = STACollator(speakers=["M001"], fps=sta.config.fps, partner_index=PartnerIndex(train))
+    batch = collator([{**train[i], "__index__": i} for i in range(2)])
+    trainer = STATrainer.__new__(STATrainer)
+    trainer.cross_alignment = "resample"
+    loss = STATrainer.cross_reconstruction_loss(trainer, sta, batch)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    assert loss.item() == pytest.approx(np.log(sta.codebook_size), rel=0.5)  # untrained: near uniform
+    loss.backward()
+    for module in (sta.content_encoder, sta.emotion_encoder):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+    assert all(p.grad is None for p in sta.motion_prior.parameters())
+
+
+def test_train_sta_saves_model_processor_and_marker(micro_corpus, prior_path, tmp_path):
+    from esarm import ESARMSTAForGeneration
+
+    config = ESARMSTATrainingConfig(
+        dataset_path=str(micro_corpus), motion_prior_path=str(prior_path), output_dir=str(tmp_path / "sta"),
+        max_steps=3, per_device_train_batch_size=4, logging_steps=1, save_steps=3, disable_tqdm=True, use_cpu=True,
+        cross_reconstruction_weight=0.5,
+    )  # fmt: skip
+    metrics = train_sta(config)
+    assert metrics["train_steps"] == 3 and np.isfinite(metrics["eval_loss"])
+    assert read_done_marker(tmp_path / "sta")["train_steps"] == 3
+    model = ESARMSTAForGeneration.from_pretrained(tmp_path / "sta")
+    assert model.config.num_speakers == len(set(load_split(micro_corpus, "train")["speaker"]))
+    # the frozen prior was not changed by training
+    from esarm import ESARMMotionPrior
+
+    original = ESARMMotionPrior.from_pretrained(prior_path).state_dict()
+    for key, value in model.motion_prior.state_dict().items():
+        assert torch.equal(value, original[key]), key
+    import json
+
+    log = json.loads((tmp_path / "sta" / "checkpoint-3" / "trainer_state.json").read_text())["log_history"]
+    logged = {k for entry in log for k in entry}
+    assert {"token_accuracy", "emotion_accuracy", "cross_reconstruction_loss"} <= logged
