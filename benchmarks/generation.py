@@ -25,11 +25,12 @@ from esarm import ESARMSTAConfig, ESARMSTAForGeneration
 SAMPLING_RATE = 16000
 
 
-def build(preset: str) -> ESARMSTAForGeneration:
+def build(preset: str, attention_window: int | None = None) -> ESARMSTAForGeneration:
     if preset == "tiny":
-        config = ESARMSTAConfig.tiny()
+        config = ESARMSTAConfig.tiny(attention_window=attention_window)
     elif preset == "base":
-        config = ESARMSTAConfig.base(audio_encoder_name_or_path=None)  # WavLM-base architecture, random weights
+        # WavLM-base architecture with random weights (no download)
+        config = ESARMSTAConfig.base(audio_encoder_name_or_path=None, attention_window=attention_window)
     else:
         raise ValueError(f"preset must be 'tiny' or 'base', got {preset!r}")
     return ESARMSTAForGeneration(config).eval()
@@ -100,17 +101,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--repeats", type=int, default=1, help="runs per measurement (best is reported)")
     parser.add_argument("--uncached", action="store_true", help="also time use_cache=False at every duration")
+    parser.add_argument("--attention-window", type=int, default=None, help="sliding attention window (steps)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    print(f"CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}, threads={args.threads}")
+    print(
+        f"CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}, threads={args.threads}, "
+        f"attention_window={args.attention_window}"
+    )
     print()
     print(
         "| preset | params (M) | audio (s) | frames | steps | generate (s) | RTF | token loop (s) | per-frame (ms) | cache |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for preset in args.presets:
-        model = build(preset)
+        model = build(preset, args.attention_window)
         params = sum(p.numel() for p in model.parameters()) / 1e6
         rows = [(seconds, True) for seconds in args.durations]
         if args.uncached:
