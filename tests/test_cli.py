@@ -75,6 +75,9 @@ def test_output_paths_for_several_inputs(capsys, tmp_path, speech):
         tmp_path / "a_x.json", tmp_path / "b_x.json", tmp_path / "y.json",
     ]  # fmt: skip
     assert _output_paths(files[:1], "out/anim.glb", None) == [Path("out/anim.glb")]
+    same_stem = [Path("clip.m4a"), Path("clip.mp3"), Path("c/clip.wav"), Path("d/c/clip.wav")]
+    names = [p.name for p in _output_paths(same_stem, str(tmp_path), "csv")]
+    assert names == ["clip_m4a.csv", "clip_mp3.csv", "c_clip_wav_1.csv", "c_clip_wav_2.csv"]
     assert "--out must be a folder" in _error(
         capsys, ["animate", str(speech), str(speech), "--model", "m", "--out", "a.csv"]
     )
@@ -157,3 +160,46 @@ def test_demo_end_to_end(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "side-by-side video" in out and ".mp4" in out
     assert list((tmp_path / "demo" / "demo").glob("*.mp4"))
+
+
+def test_demo_after_the_pipeline(capsys, tmp_path, monkeypatch, tiny_model_dir, rig_path):
+    """Everything ``esarm demo`` does after ``run_pipeline`` (stubbed here; the slow test runs it for real)."""
+    import shutil
+
+    import datasets
+
+    import esarm.training.pipeline as training_pipeline
+
+    output_dir = tmp_path / "demo"
+
+    def fake_run_pipeline(config, out, resume=True, stages=None):
+        out = Path(out)
+        rng = np.random.default_rng(0)
+        row = {
+            "id": "spk05_happy_3_001", "speaker": "spk05", "emotion": "happy", "intensity": 3, "sentence": "Hello.",
+            "audio": (0.1 * rng.normal(size=8000)).astype(np.float32).tolist(), "sampling_rate": 16000,
+            "blendshapes": rng.uniform(0, 1, (15, 52)).astype(np.float32).tolist(), "fps": 30.0,
+        }  # fmt: skip
+        split = datasets.Dataset.from_list([row])
+        datasets.DatasetDict({"train": split, "validation": split, "test": split}).save_to_disk(str(out / "corpus"))
+        for name in ("sta", "rl"):
+            shutil.copytree(tiny_model_dir, out / name)
+        (out / "evaluation").mkdir(parents=True)
+        (out / "evaluation" / "results.md").write_text("| model | LVE |\n")
+        return {"output_dir": str(out), "stages": {"corpus": {"dataset_path": str(out / "corpus")}}}
+
+    monkeypatch.setattr(training_pipeline, "run_pipeline", fake_run_pipeline)
+    monkeypatch.setenv("ESARM_RIG", str(rig_path))
+    config = tmp_path / "tiny.yaml"
+    config.write_text("seed: 0\n")
+    assert main(["demo", "--output-dir", str(output_dir), "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "held-out clip spk05_happy_3_001" in out and "results.md" in out
+    video = output_dir / "demo" / "spk05_happy_3_001.mp4"
+    assert str(video) in out and (output_dir / "demo" / "spk05_happy_3_001_rl.csv").exists()
+    import av
+
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        assert stream.frames == 15 and len(container.streams.audio) == 1
+        assert stream.codec_context.width > 2.5 * stream.codec_context.height / 2  # three faces side by side

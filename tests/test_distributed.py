@@ -22,11 +22,15 @@ pytestmark = pytest.mark.slow
 def micro_corpus(tmp_path_factory):
     from esarm.data import SyntheticCorpusConfig, build_synthetic_corpus
 
-    return build_synthetic_corpus(SyntheticCorpusConfig.micro(), tmp_path_factory.mktemp("corpus") / "micro", progress=False)
+    return build_synthetic_corpus(
+        SyntheticCorpusConfig.micro(), tmp_path_factory.mktemp("corpus") / "micro", progress=False
+    )
 
 
 def _env():
-    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", MASTER_PORT=str(29500 + os.getpid() % 1000))
+    env = dict(
+        os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", MASTER_PORT=str(29500 + os.getpid() % 1000)
+    )
     env.pop("WORLD_SIZE", None)
     return env
 

@@ -20,19 +20,53 @@ from esarm.training.pipeline import run_pipeline
 E2E_CONFIG = {
     "seed": 0,
     "num_threads": 1,
-    "corpus": {"preset": "tiny", "num_sentences": 2, "emotions": ["neutral", "angry", "happy", "sad"],
-               "intensities": [3]},  # fmt: skip
-    "motion_prior": {"max_steps": 120, "learning_rate": 0.002, "per_device_train_batch_size": 16,
-                     "model_overrides": {"hidden_size": 64}, "logging_steps": 40, "save_steps": 1000,
-                     "disable_tqdm": True},  # fmt: skip
-    "sta": {"max_steps": 150, "learning_rate": 0.001, "per_device_train_batch_size": 8, "logging_steps": 50,
-            "save_steps": 1000, "cross_reconstruction_weight": 0.5, "disable_tqdm": True},  # fmt: skip
-    "demos": {"splits": ["train", "validation"], "epsilons": [0.02, 0.5, 1.0], "num_rollouts": 2, "max_clips": 16,
-              "batch_size": 16},  # fmt: skip
-    "reward": {"max_steps": 40, "per_device_train_batch_size": 16, "logging_steps": 20, "save_steps": 1000,
-               "disable_tqdm": True},  # fmt: skip
-    "rl": {"max_steps": 2, "per_device_train_batch_size": 2, "num_rollouts": 2, "max_eval_clips": 4,
-           "logging_steps": 1, "save_steps": 1000, "disable_tqdm": True},  # fmt: skip
+    "corpus": {
+        "preset": "tiny",
+        "num_sentences": 2,
+        "emotions": ["neutral", "angry", "happy", "sad"],
+        "intensities": [3],
+    },  # fmt: skip
+    "motion_prior": {
+        "max_steps": 120,
+        "learning_rate": 0.002,
+        "per_device_train_batch_size": 16,
+        "model_overrides": {"hidden_size": 64},
+        "logging_steps": 40,
+        "save_steps": 1000,
+        "disable_tqdm": True,
+    },  # fmt: skip
+    "sta": {
+        "max_steps": 150,
+        "learning_rate": 0.001,
+        "per_device_train_batch_size": 8,
+        "logging_steps": 50,
+        "save_steps": 1000,
+        "cross_reconstruction_weight": 0.5,
+        "disable_tqdm": True,
+    },  # fmt: skip
+    "demos": {
+        "splits": ["train", "validation"],
+        "epsilons": [0.02, 0.5, 1.0],
+        "num_rollouts": 2,
+        "max_clips": 16,
+        "batch_size": 16,
+    },  # fmt: skip
+    "reward": {
+        "max_steps": 40,
+        "per_device_train_batch_size": 16,
+        "logging_steps": 20,
+        "save_steps": 1000,
+        "disable_tqdm": True,
+    },  # fmt: skip
+    "rl": {
+        "max_steps": 2,
+        "per_device_train_batch_size": 2,
+        "num_rollouts": 2,
+        "max_eval_clips": 4,
+        "logging_steps": 1,
+        "save_steps": 1000,
+        "disable_tqdm": True,
+    },  # fmt: skip
     "evaluation": {"max_clips": 8, "batch_size": 8, "epsilons": [0.02, 1.0]},
 }
 
@@ -71,8 +105,14 @@ def _small_config(**motion_prior):
         "seed": 0,
         "num_threads": 1,
         "corpus": {"preset": "micro"},
-        "motion_prior": {"max_steps": 4, "save_steps": 2, "per_device_train_batch_size": 8, "logging_steps": 1,
-                         "disable_tqdm": True, **motion_prior},  # fmt: skip
+        "motion_prior": {
+            "max_steps": 4,
+            "save_steps": 2,
+            "per_device_train_batch_size": 8,
+            "logging_steps": 1,
+            "disable_tqdm": True,
+            **motion_prior,
+        },  # fmt: skip
     }
 
 

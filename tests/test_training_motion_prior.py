@@ -27,7 +27,9 @@ from esarm.training.motion_prior import ESARMMotionPriorTrainingConfig, evaluate
 def micro_corpus(tmp_path_factory):
     from esarm.data import SyntheticCorpusConfig, build_synthetic_corpus
 
-    return build_synthetic_corpus(SyntheticCorpusConfig.micro(), tmp_path_factory.mktemp("corpus") / "micro", progress=False)
+    return build_synthetic_corpus(
+        SyntheticCorpusConfig.micro(), tmp_path_factory.mktemp("corpus") / "micro", progress=False
+    )
 
 
 def _config(corpus, output_dir, **kwargs) -> ESARMMotionPriorTrainingConfig:

@@ -32,7 +32,9 @@ def _one_thread():
 def micro_corpus(tmp_path_factory):
     from esarm.data import SyntheticCorpusConfig, build_synthetic_corpus
 
-    return build_synthetic_corpus(SyntheticCorpusConfig.micro(), tmp_path_factory.mktemp("corpus") / "micro", progress=False)
+    return build_synthetic_corpus(
+        SyntheticCorpusConfig.micro(), tmp_path_factory.mktemp("corpus") / "micro", progress=False
+    )
 
 
 @pytest.fixture(scope="module")

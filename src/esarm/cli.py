@@ -71,11 +71,23 @@ def _output_paths(files: list[Path], out: str | None, fmt: str | None) -> list[P
             return [Path(out)]
     folder = Path(out) if out is not None else Path.cwd()
     fmt = fmt or "csv"
+    return [folder / f"{name}.{fmt}" for name in _unique_names(files)]
+
+
+def _unique_names(files: list[Path]) -> list[str]:
+    """Output names from input stems; colliding stems get their folder's name, then their suffix, then a number."""
     names = [f.stem for f in files]
-    # Same stems in different folders get their parent folder's name in front.
-    return [
-        folder / (f"{f.parent.name}_{f.stem}.{fmt}" if names.count(f.stem) > 1 else f"{f.stem}.{fmt}") for f in files
-    ]
+    for widen in (
+        lambda f: "_".join(p for p in (f.parent.name, f.stem) if p),
+        lambda f: "_".join(p for p in (f.parent.name, f.stem, f.suffix.lstrip(".")) if p),
+    ):
+        names = [widen(f) if names.count(n) > 1 else n for f, n in zip(files, names)]
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        unique.append(name if names.count(name) == 1 else f"{name}_{seen[name]}")
+    return unique
 
 
 def load_model_and_processor(model_name_or_path: str, device: str | None = None) -> tuple[Any, Any]:

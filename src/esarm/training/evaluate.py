@@ -137,7 +137,9 @@ def _region_change(a: list[np.ndarray], b: list[np.ndarray], indices: list[int])
 # evaluation
 
 
-def evaluate_pipeline(config: EvaluationConfig, stage_metrics: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+def evaluate_pipeline(
+    config: EvaluationConfig, stage_metrics: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """Evaluate the models of a pipeline run; writes ``results.json`` and ``results.md`` to ``config.output_dir``
     (and C's report files when ``esarm.evaluation.report`` is available). Returns a flat dict of numbers."""
     import torch
@@ -255,7 +257,12 @@ def results_markdown(results: dict[str, Any], stage_metrics: dict[str, dict[str,
     """The results tables of a run (markdown)."""
     r, stage_metrics = results, stage_metrics or {}
     lines = [f"Held-out split `{r['split']}`: {r['num_clips']} clips (speakers unseen in training).", ""]
-    lines += ["### Motion prior reconstruction", "", "| MAE | codebook usage | LVE (mm) | EVE (mm) |", "|---|---|---|---|"]
+    lines += [
+        "### Motion prior reconstruction",
+        "",
+        "| MAE | codebook usage | LVE (mm) | EVE (mm) |",
+        "|---|---|---|---|",
+    ]
     lines.append(
         f"| {_fmt(r.get('prior_reconstruction_mae'), 4)} | {_fmt(r.get('prior_codebook_usage'))} | "
         f"{_fmt(r.get('prior_reconstruction_lve'))} | {_fmt(r.get('prior_reconstruction_eve'))} |"
@@ -293,7 +300,9 @@ def results_markdown(results: dict[str, Any], stage_metrics: dict[str, dict[str,
               "|---|---|---|---|"]  # fmt: skip
     for key in sorted(k for k in r if k.startswith("eps_") and k.endswith("_mae")):
         eps = key[len("eps_") : -len("_mae")]
-        lines.append(f"| {eps} | {_fmt(r[key], 4)} | {_fmt(r.get(f'eps_{eps}_lve'))} | {_fmt(r.get(f'eps_{eps}_eve'))} |")
+        lines.append(
+            f"| {eps} | {_fmt(r[key], 4)} | {_fmt(r.get(f'eps_{eps}_lve'))} | {_fmt(r.get(f'eps_{eps}_eve'))} |"
+        )
     for stage, title in (("reward", "Reward model"), ("rl", "RL fine-tuning")):
         numbers = {k: v for k, v in (stage_metrics.get(stage) or {}).items() if isinstance(v, (int, float))}
         if numbers:

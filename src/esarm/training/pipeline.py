@@ -210,7 +210,9 @@ class PipelineRunner:
                     self.results[name] = done
                     if name == "corpus":
                         self.dataset_path = done.get("dataset_path", str(stage_dir))
-                    logger.info("[%d/%d] %s: done before, skipped (%s)", number, len(STAGES), name, _summary(name, done))
+                    logger.info(
+                        "[%d/%d] %s: done before, skipped (%s)", number, len(STAGES), name, _summary(name, done)
+                    )
                 elif name == "corpus":
                     self.dataset_path = self.section("corpus").get("dataset_path", str(stage_dir))
                 continue
@@ -226,7 +228,9 @@ class PipelineRunner:
                 self.dataset_path = metrics["dataset_path"]
             self.results[name] = metrics
             self.timings[name] = seconds
-            logger.info("[%d/%d] %s: finished in %.1f s (%s)", number, len(STAGES), name, seconds, _summary(name, metrics))
+            logger.info(
+                "[%d/%d] %s: finished in %.1f s (%s)", number, len(STAGES), name, seconds, _summary(name, metrics)
+            )
         summary = {"output_dir": str(self.output_dir), "timings_s": self.timings, "stages": self.results}
         if state.is_main_process:
             atomic_write_json(self.output_dir / "pipeline_results.json", summary)

@@ -163,7 +163,9 @@ def align_content(content: torch.Tensor, lengths: torch.Tensor, target_lengths: 
         if n == 0 or m == 0:
             continue
         if method == "dtw" and reference is not None:
-            match = dtw_path(content[i, :n].detach().float().cpu().numpy(), reference[i, :m].detach().float().cpu().numpy())
+            match = dtw_path(
+                content[i, :n].detach().float().cpu().numpy(), reference[i, :m].detach().float().cpu().numpy()
+            )
             out[i, :m] = content[i, torch.as_tensor(match, device=content.device)]
         else:
             out[i, :m] = resample_time(content[i, :n], m)
@@ -205,7 +207,11 @@ class STATrainer(Trainer):
             store.add(mode, "token_accuracy", correct[token_mask].mean())
             store.add(mode, "token_ce", F.cross_entropy(logits[token_mask].flatten(0, 1), tokens[token_mask].flatten()))
             if getattr(outputs, "emotion_logits", None) is not None:
-                store.add(mode, "emotion_accuracy", (outputs.emotion_logits.argmax(-1) == inputs["emotion_ids"]).float().mean())
+                store.add(
+                    mode,
+                    "emotion_accuracy",
+                    (outputs.emotion_logits.argmax(-1) == inputs["emotion_ids"]).float().mean(),
+                )
         if self.cross_reconstruction_weight > 0 and "partner_input_values" in inputs and inputs["has_partner"].any():
             cross = self.cross_reconstruction_loss(sta, inputs)
             store.add(mode, "cross_reconstruction_loss", cross)
@@ -217,7 +223,7 @@ class STATrainer(Trainer):
         """Content of clip A + emotion and style of its partner B -> B's motion tokens (cross-entropy)."""
         keep = inputs["has_partner"]
         a = {k: v[keep] for k, v in inputs.items() if not k.startswith("partner_") and k != "has_partner"}
-        b = {k[len("partner_"):]: v[keep] for k, v in inputs.items() if k.startswith("partner_")}
+        b = {k[len("partner_") :]: v[keep] for k, v in inputs.items() if k.startswith("partner_")}
         tokens_b, mask_b = motion_targets(sta, b["blendshapes"], b["frame_mask"], b["attention_mask"])
         # one pass of the speech encoder per clip; B's features on B's token grid
         features_a, steps_a = sta.encode_audio(a["input_values"], a["attention_mask"])
@@ -321,7 +327,9 @@ def train_sta(config: ESARMSTATrainingConfig) -> dict[str, Any]:
         eval_dataset = load_split(config.dataset_path, config.eval_split)
         trainer.data_collator = STACollator(speakers=speakers, fps=model.config.fps, seed=config.seed)
         evaluation = trainer.evaluate(eval_dataset)
-        metrics.update(evaluation)
+        # the logged entry also holds the trainer's own metrics (token / emotion accuracy, ...)
+        logged = next((e for e in reversed(trainer.state.log_history) if "eval_loss" in e), {})
+        metrics.update({**logged, **evaluation})
     trainer.accelerator.wait_for_everyone()
     if trainer.is_world_process_zero():
         write_done_marker(config.output_dir, metrics)
