@@ -48,9 +48,9 @@ SUMMARY_KEYS = {
     "motion_prior": ("eval_reconstruction_mae", "eval_codebook_usage", "eval_reconstruction_lve"),
     "sta": ("train_loss", "eval_loss", "eval_token_accuracy", "eval_emotion_accuracy"),
     "demos": ("train_num_rollouts", "train_lve_eps_0.02", "train_lve_eps_1"),
-    "reward": ("eval_accuracy", "eval_pairwise_accuracy", "accuracy"),
+    "reward": ("eval_accuracy", "eval_gt_beats_eps_0.02"),
     "rl": ("reward_before", "reward_after"),
-    "evaluation": ("sta_lve", "mean_baseline_lve", "condition_baseline_lve"),
+    "evaluation": ("sta_lve", "mean_baseline_lve", "condition_baseline_lve", "sta_mae", "condition_baseline_mae"),
 }
 
 

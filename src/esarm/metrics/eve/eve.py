@@ -4,8 +4,8 @@ Load it with ``evaluate.load(esarm.evaluation.metric_path("eve"))`` (or the fold
 """
 
 import datasets
-
 import evaluate
+
 from esarm.evaluation import metrics as esarm_metrics
 from esarm.evaluation.rig import FaceRig
 
