@@ -9,6 +9,7 @@ Bad input (a missing file, an unknown emotion, a wrong extension...) prints one 
 from __future__ import annotations
 
 import argparse
+import importlib.resources
 import inspect
 import logging
 import os
@@ -115,13 +116,14 @@ def load_model_and_processor(model_name_or_path: str, device: str | None = None)
 
 
 def _find_config(name: str) -> Path:
-    """A pipeline config: a path, or a preset name looked up in ``configs/`` (working folder, then the repo)."""
+    """A pipeline config: a path, or a preset name looked up in ``configs/`` (working folder, then the presets
+    installed with the package as ``esarm.configs``)."""
     path = Path(name).expanduser()
     if path.is_file():
         return path
     candidates = []
-    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
-        candidates += [root / "configs" / f"{name}.yaml", root / "configs" / name]
+    for folder in (Path.cwd() / "configs", Path(str(importlib.resources.files("esarm.configs")))):
+        candidates += [folder / f"{name}.yaml", folder / name]
     for candidate in candidates:
         if candidate.is_file():
             return candidate

@@ -11,6 +11,7 @@ tests); :func:`render_model_card` renders a card alone.
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import logging
 import os
@@ -53,10 +54,9 @@ DEFAULT_TRAINING_DATA = (
 
 
 def template_dir() -> Path:
-    """Folder of the card templates: ``$ESARM_MODEL_CARDS``, the repository's ``model_cards/``, or the copy in
-    the installed package (``esarm/templates``)."""
-    candidates = [os.environ.get("ESARM_MODEL_CARDS"), Path(__file__).resolve().parents[2] / "model_cards",
-                  Path(__file__).resolve().parent / "templates"]  # fmt: skip
+    """Folder of the card templates: ``$ESARM_MODEL_CARDS``, else the repository's ``model_cards/`` as installed
+    with the package (``esarm.model_cards``)."""
+    candidates = [os.environ.get("ESARM_MODEL_CARDS"), str(importlib.resources.files("esarm.model_cards"))]
     for candidate in candidates:
         if candidate and (Path(candidate) / TEMPLATES["sta"]).is_file():
             return Path(candidate)

@@ -1,0 +1,1 @@
+"""Pipeline presets (YAML), installed with the package as ``esarm.configs``."""

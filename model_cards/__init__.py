@@ -1,0 +1,1 @@
+"""Jinja templates of the model cards, installed with the package as ``esarm.model_cards``."""
