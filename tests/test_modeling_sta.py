@@ -81,6 +81,8 @@ def test_config_round_trip(tmp_path, tiny_sta_config):
         ("num_speakers", -1),
         ("attention_window", 0),
         ("dropout", 1.0),
+        ("previous_token_dropout", 1.0),
+        ("previous_token_dropout", -0.1),
         ("emotion_loss_weight", -0.5),
         ("sampling_rate", 0),
         ("content_encoder_layers", -1),
@@ -236,6 +238,39 @@ def test_gradient_reaches_every_trainable_parameter(tiny_sta_config, batch):
     assert not model.motion_prior.training  # the frozen prior stays in eval mode
     # the convolutional feature encoder is frozen by default (freeze_feature_encoder=True)
     assert all(not p.requires_grad for p in model.audio_encoder.feature_extractor.parameters())
+
+
+def test_previous_token_dropout_masks_previous_tokens_in_training_only(tiny_sta_config, batch):
+    """With ``previous_token_dropout`` the teacher-forced logits stop depending on the previous tokens at masked
+    steps during training; in eval mode (generation, evaluation) the model is the same function as without it."""
+    torch.manual_seed(0)
+    plain = ESARMSTAForGeneration(tiny_sta_config).eval()
+    config = ESARMSTAConfig.from_dict({**tiny_sta_config.to_dict(), "previous_token_dropout": 0.5})
+    model = ESARMSTAForGeneration(config)
+    assert plain.mask_embedding is None and model.mask_embedding is not None
+    missing = model.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing == ["mask_embedding"]
+    model.eval()
+    # eval: identical to the model without the field, and deterministic
+    torch.testing.assert_close(model(**batch).logits, plain(**batch).logits, rtol=0, atol=0)
+    generated = model.generate(batch["input_values"], batch["attention_mask"], emotion_ids=batch["emotion_ids"])
+    reference = plain.generate(batch["input_values"], batch["attention_mask"], emotion_ids=batch["emotion_ids"])
+    assert torch.equal(generated.motion_tokens, reference.motion_tokens)
+    # training: about half of the steps t >= 1 see the mask embedding instead of the tokens of step t - 1
+    model.train()
+    previous = model._previous_token_inputs(batch["motion_tokens"], batch["motion_tokens"].shape[1])
+    masked = (previous == model.mask_embedding).all(-1)  # [B, T']
+    assert not masked[:, 0].any()  # BOS is kept
+    assert 0.2 < masked[:, 1:].float().mean() < 0.8
+    unmasked = plain._previous_token_inputs(batch["motion_tokens"], batch["motion_tokens"].shape[1])
+    torch.testing.assert_close(previous[~masked], unmasked[~masked])
+    model(**batch).loss.backward()
+    assert model.mask_embedding.grad is not None and model.mask_embedding.grad.abs().sum() > 0
+    # disabling dropout (trl's disable_dropout_in_model sets p = 0 on every nn.Dropout) turns it off in training
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    torch.testing.assert_close(model(**batch).logits, plain.train()(**batch).logits, rtol=0, atol=0)
 
 
 def test_save_and_load_round_trip(tmp_path, model, batch):

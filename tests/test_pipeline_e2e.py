@@ -22,22 +22,22 @@ E2E_CONFIG = {
     "num_threads": 1,
     "corpus": {
         "preset": "tiny",
-        "num_sentences": 2,
-        "emotions": ["neutral", "angry", "happy", "sad"],
+        "num_sentences": 4,
         "intensities": [3],
     },  # fmt: skip
     "motion_prior": {
-        "max_steps": 120,
-        "learning_rate": 0.002,
-        "per_device_train_batch_size": 16,
+        "max_steps": 200,
+        "learning_rate": 0.003,
+        "per_device_train_batch_size": 32,
         "model_overrides": {"hidden_size": 64},
         "logging_steps": 40,
         "save_steps": 1000,
         "disable_tqdm": True,
     },  # fmt: skip
     "sta": {
-        "max_steps": 150,
-        "learning_rate": 0.001,
+        "max_steps": 500,
+        "learning_rate": 0.002,
+        "warmup_steps": 30,
         "per_device_train_batch_size": 8,
         "logging_steps": 50,
         "save_steps": 1000,
@@ -67,7 +67,7 @@ E2E_CONFIG = {
         "save_steps": 1000,
         "disable_tqdm": True,
     },  # fmt: skip
-    "evaluation": {"max_clips": 8, "batch_size": 8, "epsilons": [0.02, 1.0]},
+    "evaluation": {"max_clips": 16, "batch_size": 16, "epsilons": [0.02, 1.0]},
 }
 
 
@@ -95,15 +95,16 @@ def test_tiny_pipeline_end_to_end(tmp_path, rig_path):
     # the reward model ranks held-out rollout pairs better than chance
     assert stages["reward"]["eval_accuracy"] > 0.5
     assert "reward_before" in stages["rl"] and "reward_after" in stages["rl"]
-    # STA vs audio-free baselines on held-out speakers: lip sync comes from the audio. Not reached yet at this
-    # size (see docs/training.md): reported as an expected failure with the numbers rather than hidden.
-    beats = results["sta_lve"] < min(results["mean_baseline_lve"], results["condition_baseline_lve"])
-    if not beats:
-        pytest.xfail(
-            f"STA LVE {results['sta_lve']:.2f} mm does not beat the mean ({results['mean_baseline_lve']:.2f}) and "
-            f"condition-only ({results['condition_baseline_lve']:.2f}) baselines at this size"
-        )
+    # STA vs audio-free baselines on held-out speakers
+    assert results["sta_lve"] < results["mean_baseline_lve"]
     assert results["sta_eve"] < results["mean_baseline_eve"]
+    # Beating the condition-only baseline (the labels' mean pose) needs the full tiny config (docs/training.md);
+    # at this CI size it is not reached: reported as an expected failure with the numbers rather than hidden.
+    if results["sta_lve"] >= results["condition_baseline_lve"]:
+        pytest.xfail(
+            f"STA LVE {results['sta_lve']:.2f} mm does not beat the condition-only baseline "
+            f"({results['condition_baseline_lve']:.2f} mm) at the CI size"
+        )
 
 
 def _small_config(**motion_prior):

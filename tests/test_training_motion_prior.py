@@ -23,6 +23,14 @@ from esarm.training.common import (
 from esarm.training.motion_prior import ESARMMotionPriorTrainingConfig, evaluate_motion_prior, train_motion_prior
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def micro_corpus(tmp_path_factory):
     from esarm.data import SyntheticCorpusConfig, build_synthetic_corpus

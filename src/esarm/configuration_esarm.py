@@ -298,6 +298,12 @@ class ESARMSTAConfig(PreTrainedConfig):
         attention_window (`int`, *optional*): Steps the motion transformer attends to (sliding window, bounds the
             per-step cost of generation); `None` = full causal attention.
         dropout (`float`, defaults to 0.1): Dropout in the encoder branches and the transformer.
+        previous_token_dropout (`float`, defaults to 0.0): Training only: probability with which the embedding of
+            the previous step's tokens (the teacher-forced input of step ``t``) is replaced by a learned mask
+            embedding, per sequence and step. Counters the copy shortcut of teacher forcing (smooth motion makes
+            the previous tokens predict the next ones, so the model ignores the audio) and the exposure bias of
+            greedy generation. 0 disables it (no mask embedding is created). Inactive in ``eval()`` mode and when
+            dropout is disabled (e.g. ``trl``'s ``disable_dropout_in_model`` in RL fine-tuning).
         emotion_loss_weight (`float`, defaults to 0.1): Weight of the emotion classification loss in `forward`.
         freeze_feature_encoder (`bool`, defaults to `True`): Freeze the convolutional feature encoder of the speech
             encoder (standard when fine-tuning WavLM).
@@ -327,6 +333,7 @@ class ESARMSTAConfig(PreTrainedConfig):
     num_speakers: int = 0
     attention_window: int | None = None
     dropout: float = 0.1
+    previous_token_dropout: float = 0.0
     emotion_loss_weight: float = 0.1
     freeze_feature_encoder: bool = True
     layer_norm_eps: float = 1e-5
@@ -357,6 +364,9 @@ class ESARMSTAConfig(PreTrainedConfig):
         _check(self.attention_window is None or self.attention_window >= 1, "attention_window",
                "None or a positive number of steps", self.attention_window)  # fmt: skip
         _check(0.0 <= self.dropout < 1.0, "dropout", "in [0, 1)", self.dropout)
+        value = self.previous_token_dropout
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value < 1.0,
+               "previous_token_dropout", "a probability in [0, 1)", value)  # fmt: skip
         _check(self.emotion_loss_weight >= 0.0, "emotion_loss_weight", ">= 0", self.emotion_loss_weight)
 
     @property

@@ -153,6 +153,21 @@ def _fit_steps(sequence: torch.Tensor, steps: int) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------------------------------
 
 
+class PreviousTokenDropout(nn.Dropout):
+    """Training-time replacement of previous-token embeddings by a mask embedding (``config.previous_token_dropout``).
+
+    Each sequence's step ``t`` input ``[B, L, H]`` is replaced by ``mask_embedding [H]`` with probability ``p``
+    (steps independent). A subclass of ``nn.Dropout`` so that the usual switches apply: inactive in ``eval()`` mode
+    and when dropout is disabled by setting ``p = 0`` (e.g. ``trl``'s ``disable_dropout_in_model``).
+    """
+
+    def forward(self, inputs: torch.Tensor, mask_embedding: torch.Tensor | None = None) -> torch.Tensor:
+        if not self.training or self.p <= 0.0 or mask_embedding is None:
+            return inputs
+        drop = torch.rand(inputs.shape[:2], device=inputs.device) < self.p  # [B, L]
+        return torch.where(drop[..., None], mask_embedding.to(inputs.dtype), inputs)
+
+
 class ESARMSTAPreTrainedModel(PreTrainedModel):
     config_class = ESARMSTAConfig
     base_model_prefix = "sta"
@@ -164,6 +179,8 @@ class ESARMSTAPreTrainedModel(PreTrainedModel):
         init_module_weights(module, std)
         if isinstance(module, ESARMSTAForGeneration):
             init.normal_(module.bos_embedding, mean=0.0, std=std)
+            if module.mask_embedding is not None:
+                init.normal_(module.mask_embedding, mean=0.0, std=std)
 
 
 class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
@@ -196,6 +213,10 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
             nn.Embedding(config.codebook_size, hidden) for _ in range(config.num_groups)
         )
         self.bos_embedding = nn.Parameter(torch.zeros(hidden))
+        # training only: previous-token embeddings replaced by a learned mask embedding (no parameter when 0, so
+        # checkpoints of models trained without it keep their state dict)
+        self.previous_token_dropout = PreviousTokenDropout(config.previous_token_dropout)
+        self.mask_embedding = nn.Parameter(torch.zeros(hidden)) if config.previous_token_dropout > 0 else None
         self.motion_transformer = CausalTransformer(
             hidden, config.num_hidden_layers, config.num_attention_heads, config.intermediate_size, config.dropout,
             attention_window=config.attention_window, layer_norm_eps=config.layer_norm_eps,
@@ -478,7 +499,9 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         bos = self.bos_embedding[None, None].expand(batch, 1, -1)
         if length == 1:
             return bos
-        return torch.cat([bos, self.embed_tokens(motion_tokens[:, : length - 1])], dim=1)
+        previous = self.embed_tokens(motion_tokens[:, : length - 1])
+        previous = self.previous_token_dropout(previous, self.mask_embedding)  # identity in eval mode
+        return torch.cat([bos, previous], dim=1)
 
     def _token_logits(self, hidden: torch.Tensor) -> torch.FloatTensor:
         """``[B, L, H]`` -> ``[B, L, G, K]``."""
