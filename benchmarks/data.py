@@ -5,9 +5,9 @@ number of worker processes, the wall time of ``generate_synthetic_corpus`` (eSpe
 blendshapes, Arrow conversion) and of ``build_synthetic_corpus`` (+ ``save_to_disk`` and card).
 
 Preparation: a miniature MEAD tree of real H.264 mp4 + AAC m4a files (synthetic clips; the frames encode the
-blendshapes so ``PixelBlendshapeExtractor`` stands in for MediaPipe, which is not measured here), prepared
-from scratch (decode video + audio, extract, cache, parquet) with 1 and 2 workers. MediaPipe's FaceLandmarker
-itself runs at roughly 50-100 frames/s per CPU core at 640 px, i.e. ~0.5 s per MEAD clip per core.
+blendshapes so ``PixelBlendshapeExtractor`` stands in for MediaPipe, whose own speed is not measured here: mediapipe
+and its model file are not available offline), prepared from scratch (decode video + audio, extract, cache, parquet)
+with 1 and 2 workers.
 
     python benchmarks/data.py                          # default sizes (about 2-3 minutes on 2 cores)
     python benchmarks/data.py --sizes 3x2 6x8 --workers 1 2 4 --prepare-clips 24

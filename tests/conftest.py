@@ -26,6 +26,15 @@ def _seed_everything():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread during each test, whatever an earlier test left behind (restored afterwards)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture
 def tiny_motion_prior_config():
     from esarm import ESARMMotionPriorConfig
@@ -60,3 +69,13 @@ def rig(rig_path):
     from esarm.evaluation.rig import FaceRig
 
     return FaceRig.from_npz(rig_path)
+
+
+@pytest.fixture(scope="module")
+def micro_corpus(tmp_path_factory) -> Path:
+    """The ``micro`` synthetic corpus saved with ``save_to_disk`` (built once per test module)."""
+    from esarm.data import SyntheticCorpusConfig, build_synthetic_corpus
+
+    return build_synthetic_corpus(
+        SyntheticCorpusConfig.micro(), tmp_path_factory.mktemp("corpus") / "micro", progress=False
+    )

@@ -24,15 +24,6 @@ from esarm import (
     ESARMSTAForGeneration,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 MODELS = [
     (ESARMMotionPriorConfig, ESARMMotionPrior, "esarm_motion_prior"),
     (ESARMSTAConfig, ESARMSTAForGeneration, "esarm_sta"),

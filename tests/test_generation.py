@@ -13,15 +13,6 @@ from esarm.modeling_utils import CausalTransformer
 SAMPLING_RATE = 16000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The CI machine is shared: one intra-op thread keeps these tiny models fast and predictable."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture
 def model(tiny_sta_config):
     return ESARMSTAForGeneration(tiny_sta_config).eval()

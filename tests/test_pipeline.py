@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile
-import torch
 from transformers import pipeline
 
 from esarm import (
@@ -18,14 +17,6 @@ from esarm import (
 )
 
 SAMPLING_RATE = 16000
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture

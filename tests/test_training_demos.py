@@ -4,28 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from datasets import load_from_disk
 
 from esarm.training.common import read_done_marker
 from esarm.training.demos import ESARMDemoConfig, collect_demos
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def micro_corpus(tmp_path_factory):
-    from esarm.data import SyntheticCorpusConfig, build_synthetic_corpus
-
-    return build_synthetic_corpus(
-        SyntheticCorpusConfig.micro(), tmp_path_factory.mktemp("corpus") / "micro", progress=False
-    )
 
 
 @pytest.fixture(scope="module")

@@ -23,23 +23,6 @@ from esarm.training.common import (
 from esarm.training.motion_prior import ESARMMotionPriorTrainingConfig, evaluate_motion_prior, train_motion_prior
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def micro_corpus(tmp_path_factory):
-    from esarm.data import SyntheticCorpusConfig, build_synthetic_corpus
-
-    return build_synthetic_corpus(
-        SyntheticCorpusConfig.micro(), tmp_path_factory.mktemp("corpus") / "micro", progress=False
-    )
-
-
 def _config(corpus, output_dir, **kwargs) -> ESARMMotionPriorTrainingConfig:
     values = dict(dataset_path=str(corpus), output_dir=str(output_dir), max_steps=3, per_device_train_batch_size=8,
                   logging_steps=1, save_steps=2, disable_tqdm=True, use_cpu=True)  # fmt: skip

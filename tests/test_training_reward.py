@@ -25,15 +25,6 @@ from esarm.training.reward import (
 datasets = pytest.importorskip("datasets")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny models: thread start-up and contention on shared CPUs cost more than they bring
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ---- pairs and labels --------------------------------------------------------------------------------------------
 def test_pairs_are_same_clip_different_epsilon_with_eq1_labels():
     clip_ids = ["a", "a", "a", "b", "b", "b", "b"]

@@ -25,15 +25,6 @@ from esarm.training.rl import (
 datasets = pytest.importorskip("datasets")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny models: thread start-up and contention on shared CPUs cost more than they bring
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @dataclass
 class _RewardOutput(ModelOutput):
     returns: torch.Tensor | None = None

@@ -20,23 +20,6 @@ from esarm.training.sta import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def micro_corpus(tmp_path_factory):
-    from esarm.data import SyntheticCorpusConfig, build_synthetic_corpus
-
-    return build_synthetic_corpus(
-        SyntheticCorpusConfig.micro(), tmp_path_factory.mktemp("corpus") / "micro", progress=False
-    )
-
-
 @pytest.fixture(scope="module")
 def prior_path(tmp_path_factory):
     from esarm import ESARMMotionPrior, ESARMMotionPriorConfig

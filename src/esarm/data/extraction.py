@@ -9,30 +9,18 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from ..blendshapes import ARKIT_NAMES, NUM_BLENDSHAPES, reorder
+from ..utils import atomic_write_bytes
 from .schema import SAMPLING_RATE
 
 logger = logging.getLogger(__name__)
 
 MEDIAPIPE_TASK_ENV = "ESARM_MEDIAPIPE_TASK"
-
-
-def _atomic_write(path: Path, payload: bytes) -> None:
-    handle, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(payload)
-        os.chmod(staging, 0o644)
-        os.replace(staging, path)
-    finally:
-        if os.path.exists(staging):
-            os.remove(staging)
 
 
 class BlendshapeExtractor(Protocol):
@@ -65,7 +53,7 @@ def download_face_landmarker(cache_dir: str | os.PathLike | None = None, timeout
         logger.warning("cannot download %s: %s", FACE_LANDMARKER_URL, error)
         return None
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, payload)
+    atomic_write_bytes(path, payload)
     return str(path)
 
 

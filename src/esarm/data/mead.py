@@ -32,9 +32,10 @@ from .preparation import (
     PreparationResult,
     UnparsedFile,
     card_configs_yaml,
-    clear_prepared,
     prepare_clips,
     push_prepared_to_hub,
+    select_clips,
+    split_of_speaker,
     split_speakers,
 )
 
@@ -215,10 +216,7 @@ def prepare_mead(
     if sentences is not None and not isinstance(sentences, dict):
         sentences = json.loads(Path(sentences).read_text())
     clips, unparsed = find_mead_clips(root, view=view, sentences=sentences)
-    if max_clips is not None:
-        clips = sorted(clips, key=lambda c: c.id)[:max_clips]
-    if overwrite:
-        clear_prepared(output_dir)
+    clips = select_clips(clips, output_dir, max_clips=max_clips, overwrite=overwrite)
     if not clips:
         raise ValueError(f"root {str(root)!r} has no MEAD clips (video/{view}/<emotion>/level_<k>/<nnn>.mp4 + audio)")
     speakers = sorted({c.speaker for c in clips})
@@ -226,11 +224,7 @@ def prepare_mead(
         raise ValueError(f"MEAD has {MEAD_NUM_ACTORS} actors, found {len(speakers)} speaker folders")
     if split_by == "speaker":
         splits = split_speakers(speakers, validation_fraction, test_fraction, seed, group=lambda s: s[0])
-        split_of_speaker = {s: split for split, names in splits.items() for s in names}
-
-        def split_of(clip: ClipSource) -> str:
-            return split_of_speaker[clip.speaker]
-
+        split_of = split_of_speaker(splits)
     else:
         test = mead_test_clips(clips)
         splits = {"train": sorted(c.id for c in clips if c.id not in test), "test": sorted(test)}

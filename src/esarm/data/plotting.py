@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..blendshapes import BLENDSHAPE_INDEX
+from ..utils import atomic_write
 
 DEFAULT_GROUPS: dict[str, tuple[str, ...]] = {
     "jaw and lips": ("jawOpen", "mouthClose", "mouthFunnel", "mouthPucker", "mouthPressLeft", "mouthRollLower"),
@@ -67,16 +67,8 @@ def plot_clip(
     axes[-1].set_xlabel("seconds")
     figure.tight_layout()
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, staging = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(handle)
     try:
-        figure.savefig(staging, dpi=dpi)
-        os.chmod(staging, 0o644)  # mkstemp creates 0600 files
-        os.replace(staging, path)
+        # savefig picks the format from the file name: the temporary file must end in ".png".
+        return atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=dpi), suffix=".png")
     finally:
         plt.close(figure)
-        if os.path.exists(staging):
-            os.remove(staging)
-    return path

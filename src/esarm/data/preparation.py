@@ -16,12 +16,12 @@ and finally writes parquet shards per split (``data/<split>-XXXXX-of-YYYYY.parqu
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import logging
 import os
 import random
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..blendshapes import NUM_BLENDSHAPES
+from ..utils import atomic_write, atomic_write_text
 from .extraction import (
     FACE_LANDMARKER_URL,
     MEDIAPIPE_TASK_ENV,
@@ -142,22 +143,6 @@ def process_clip(
 
 
 # ---------------------------------------------------------------------------------------------- cache
-def _atomic_write_bytes(path: Path, write: Callable[[Any], None], suffix: str = "") -> None:
-    handle, staging = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-        os.chmod(staging, 0o644)  # mkstemp creates 0600 files
-        os.replace(staging, path)
-    finally:
-        if os.path.exists(staging):
-            os.remove(staging)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write_bytes(path, lambda file: file.write(text.encode("utf-8")))
-
-
 class ClipCache:
     """Per-clip results under ``<output_dir>/.cache/clips``: ``<id>.npz`` (done) or ``<id>.rejected.json``."""
 
@@ -183,10 +168,11 @@ class ClipCache:
         labels = {k: row[k] for k in ("id", "speaker", "emotion", "intensity", "sentence", "sampling_rate", "fps")}
         arrays = {"audio": row["audio"], "blendshapes": row["blendshapes"]}
         meta = np.array(json.dumps({"labels": labels, "stats": stats}))
-        _atomic_write_bytes(self._done(row["id"]), lambda file: np.savez(file, meta=meta, **arrays), ".npz")
+        # np.savez appends ".npz" to names without it: the temporary file must have it.
+        atomic_write(self._done(row["id"]), lambda tmp: np.savez(tmp, meta=meta, **arrays), suffix=".npz")
 
     def save_rejected(self, clip_id: str, reason: str) -> None:
-        _atomic_write_text(self._rejected(clip_id), json.dumps({"id": clip_id, "reason": reason}))
+        atomic_write_text(self._rejected(clip_id), json.dumps({"id": clip_id, "reason": reason}))
 
     def load(self, clip_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
         with np.load(self._done(clip_id)) as data:
@@ -255,6 +241,25 @@ def split_speakers(
     validation = ordered[num_test : num_test + num_validation]
     train = ordered[num_test + num_validation :]
     return {"train": sorted(train), "validation": sorted(validation), "test": sorted(test)}
+
+
+def split_of_speaker(splits: dict[str, list[str]]) -> Callable[[ClipSource], str]:
+    """The ``split_of`` function of :func:`prepare_clips` for speaker splits (:func:`split_speakers`): a clip's
+    split is its speaker's."""
+    split_by_speaker = {speaker: split for split, speakers in splits.items() for speaker in speakers}
+    return lambda clip: split_by_speaker[clip.speaker]
+
+
+def select_clips(
+    clips: Sequence[ClipSource], output_dir: str | os.PathLike, max_clips: int | None = None, overwrite: bool = False
+) -> Sequence[ClipSource]:
+    """The clips to prepare: the first ``max_clips`` by id (all when None). ``overwrite`` first deletes what an
+    earlier preparation wrote to ``output_dir`` (dataset and cache of finished clips)."""
+    if max_clips is not None:
+        clips = sorted(clips, key=lambda c: c.id)[:max_clips]
+    if overwrite:
+        clear_prepared(output_dir)
+    return clips
 
 
 # ------------------------------------------------------------------------------------------- the driver
@@ -377,9 +382,9 @@ def prepare_clips(
         "options": options,
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    _atomic_write_text(output_dir / "splits.json", json.dumps(splits, indent=2))
-    _atomic_write_text(output_dir / "README.md", card(report))
-    _atomic_write_text(report_path, json.dumps(report, indent=2))
+    atomic_write_text(output_dir / "splits.json", json.dumps(splits, indent=2))
+    atomic_write_text(output_dir / "README.md", card(report))
+    atomic_write_text(report_path, json.dumps(report, indent=2))
     return _result(output_dir, report, counts["done"] + counts["rejected"], unparsed)
 
 
@@ -417,7 +422,7 @@ def _write_shards(
             name = f"data/{split}-{shard:05d}-of-{num_shards:05d}.parquet"
             path = output_dir / name
             dataset = rows_to_dataset(rows, schema)
-            _atomic_write_bytes(path, lambda file, d=dataset: d.to_parquet(file), ".parquet")
+            atomic_write(path, lambda tmp, d=dataset: d.to_parquet(tmp))
             files.append(name)
     for stale in data_dir.glob("*.parquet"):
         if f"data/{stale.name}" not in files:
@@ -470,6 +475,39 @@ def card_configs_yaml(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------------------------------- the scripts
+def add_preparation_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options ``scripts/prepare_mead.py`` and ``scripts/prepare_ravdess.py`` share (output folder,
+    MediaPipe model, speaker split, workers, shards, Hub upload); :func:`preparation_options` reads them back."""
+    parser.add_argument("--output-dir", required=True)
+    parser.add_argument(
+        "--model-asset-path", default=None, help="MediaPipe face_landmarker.task ($ESARM_MEDIAPIPE_TASK)"
+    )
+    parser.add_argument("--validation-fraction", type=float, default=0.1)
+    parser.add_argument("--test-fraction", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num-workers", type=int, default=1)
+    parser.add_argument("--max-missing-fraction", type=float, default=0.2)
+    parser.add_argument("--shard-size", type=int, default=500)
+    parser.add_argument("--push-to-hub", default=None, metavar="REPO_ID")
+    parser.add_argument("--public", action="store_true", help="create the Hub repository public")
+
+
+def preparation_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of ``prepare_mead`` / ``prepare_ravdess`` set by :func:`add_preparation_arguments`."""
+    return {
+        "model_asset_path": args.model_asset_path,
+        "validation_fraction": args.validation_fraction,
+        "test_fraction": args.test_fraction,
+        "seed": args.seed,
+        "num_workers": args.num_workers,
+        "max_missing_fraction": args.max_missing_fraction,
+        "shard_size": args.shard_size,
+        "push_to_hub": args.push_to_hub,
+        "private": not args.public,
+    }
+
+
 __all__ = [
     "FACE_LANDMARKER_URL",
     "MEDIAPIPE_TASK_ENV",
@@ -480,6 +518,7 @@ __all__ = [
     "MediaPipeBlendshapeExtractor",
     "PreparationResult",
     "UnparsedFile",
+    "add_preparation_arguments",
     "card_configs_yaml",
     "clear_prepared",
     "decode_audio",
@@ -488,7 +527,10 @@ __all__ = [
     "interpolate_missing",
     "load_prepared",
     "prepare_clips",
+    "preparation_options",
     "process_clip",
     "push_prepared_to_hub",
+    "select_clips",
+    "split_of_speaker",
     "split_speakers",
 ]

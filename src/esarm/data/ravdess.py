@@ -31,9 +31,10 @@ from .preparation import (
     PreparationResult,
     UnparsedFile,
     card_configs_yaml,
-    clear_prepared,
     prepare_clips,
     push_prepared_to_hub,
+    select_clips,
+    split_of_speaker,
     split_speakers,
 )
 
@@ -206,22 +207,18 @@ def prepare_ravdess(
     Arguments as ``esarm.data.mead.prepare_mead``; ``calm`` decides what happens to RAVDESS's calm clips.
     """
     clips, unparsed = find_ravdess_clips(root, calm=calm)
-    if max_clips is not None:
-        clips = sorted(clips, key=lambda c: c.id)[:max_clips]
-    if overwrite:
-        clear_prepared(output_dir)
+    clips = select_clips(clips, output_dir, max_clips=max_clips, overwrite=overwrite)
     if not clips:
         raise ValueError(f"root {str(root)!r} has no RAVDESS audio-video speech clips (Actor_XX/01-01-*.mp4)")
     speakers = sorted({c.speaker for c in clips})
     splits = split_speakers(
         speakers, validation_fraction, test_fraction, seed, group=lambda s: "M" if int(s[1:]) % 2 else "W"
     )
-    split_of_speaker = {s: split for split, names in splits.items() for s in names}
     result = prepare_clips(
         clips,
         output_dir,
         extractor or MediaPipeBlendshapeExtractor(model_asset_path),
-        lambda clip: split_of_speaker[clip.speaker],
+        split_of_speaker(splits),
         splits,
         card=lambda report: _card(report, calm),
         unparsed=unparsed,

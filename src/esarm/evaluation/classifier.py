@@ -16,7 +16,6 @@ import contextlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import torch
 from torch import nn
 
 from ..blendshapes import EMOTIONS, FACE_REGIONS, region_indices
+from ..utils import atomic_write, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -218,8 +218,8 @@ class ExpressionClassifier:
             "feature_std": self.feature_std.tolist(),
         }
         tensors = {k: v.detach().contiguous() for k, v in self.model.state_dict().items()}
-        _atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp))
-        _atomic_write(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2)))
+        atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp))
+        atomic_write_text(directory / CONFIG_NAME, json.dumps(config, indent=2))
         return directory
 
     @classmethod
@@ -245,15 +245,3 @@ class ExpressionClassifier:
         classifier.feature_std = np.asarray(config["feature_std"], dtype=np.float32)
         classifier.is_fitted = True
         return classifier
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

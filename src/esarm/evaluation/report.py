@@ -18,7 +18,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..blendshapes import BLENDSHAPE_INDEX
+from ..utils import atomic_write, atomic_write_text
 from . import metrics as M
 
 logger = logging.getLogger(__name__)
@@ -121,25 +121,10 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _atomic_write(path: Path, write) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
 def write_json(results: Mapping[str, Any], path: str | os.PathLike) -> Path:
     """All numbers as JSON (NaN -> null), written atomically."""
     text = json.dumps(_jsonable(results), indent=2, sort_keys=False)
-    return _atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text + "\n"))
+    return atomic_write_text(path, text + "\n")
 
 
 def normalise_results(results: Mapping[str, Any]) -> dict[str, Any]:
@@ -199,7 +184,7 @@ def report_markdown(results: Mapping[str, Any], digits: int = 2) -> str:
 def write_markdown(results: Mapping[str, Any], path: str | os.PathLike, digits: int = 2) -> Path:
     """Write :func:`report_markdown` atomically."""
     text = report_markdown(results, digits=digits)
-    return _atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
+    return atomic_write_text(path, text)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -217,7 +202,7 @@ def _figure(width: float, height: float):
 
 def _save_figure(figure, path: str | os.PathLike) -> Path:
     figure.tight_layout()
-    return _atomic_write(Path(path), lambda tmp: figure.savefig(tmp, format="png"))
+    return atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"))
 
 
 def plot_blendshape_curves(
@@ -376,7 +361,7 @@ def render_rig_poses(
     for i, tile in enumerate(tiles):
         r, c = divmod(i, columns)
         grid[r * tile_height : (r + 1) * tile_height, c * tile_width : (c + 1) * tile_width] = tile
-    return _atomic_write(Path(path), lambda tmp: Image.fromarray(grid).save(tmp, format="PNG"))
+    return atomic_write(path, lambda tmp: Image.fromarray(grid).save(tmp, format="PNG"))
 
 
 # ---------------------------------------------------------------------------------------------------------------------

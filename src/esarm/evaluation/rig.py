@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..blendshapes import ARKIT_NAMES, ARKIT_NAMES_ALPHABETICAL, BLENDSHAPE_INDEX, NUM_BLENDSHAPES
+from ..utils import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -291,6 +291,19 @@ class FaceRig:
         """
         if _is_torch(blendshapes):
             return self._vertices_torch(blendshapes, indices)
+        offsets, neutral = self._offsets_numpy(blendshapes, indices)
+        return offsets + neutral
+
+    def offsets(self, blendshapes: Any, indices: Sequence[int] | np.ndarray | None = None):
+        """Vertex offsets from the neutral face, ``[..., V, 3]`` mm (``vertices - neutral``; numpy or torch)."""
+        if _is_torch(blendshapes):
+            neutral, _ = self._torch_arrays(blendshapes.device, blendshapes.dtype, indices)
+            return self._vertices_torch(blendshapes, indices) - neutral
+        return self._offsets_numpy(blendshapes, indices)[0]
+
+    def _offsets_numpy(self, blendshapes: Any, indices) -> tuple[np.ndarray, np.ndarray]:
+        """Offsets ``[..., V, 3]`` mm of numpy-like blendshapes ``[..., 52]`` and the neutral vertices ``[V, 3]``,
+        both float64 for float64 input, float32 otherwise."""
         weights = np.asarray(blendshapes)
         if weights.shape[-1:] != (NUM_BLENDSHAPES,):
             raise ValueError(f"blendshapes must have shape [..., 52], got shape {weights.shape}")
@@ -298,20 +311,7 @@ class FaceRig:
         neutral, deltas = self._subset(indices)
         flat = deltas.reshape(NUM_BLENDSHAPES, -1).astype(dtype, copy=False)
         offsets = weights.astype(dtype, copy=False) @ flat  # [..., V*3]
-        return offsets.reshape(weights.shape[:-1] + neutral.shape) + neutral.astype(dtype, copy=False)
-
-    def offsets(self, blendshapes: Any, indices: Sequence[int] | np.ndarray | None = None):
-        """Vertex offsets from the neutral face, ``[..., V, 3]`` mm (``vertices - neutral``; numpy or torch)."""
-        if _is_torch(blendshapes):
-            neutral, _ = self._torch_arrays(blendshapes.device, blendshapes.dtype, indices)
-            return self._vertices_torch(blendshapes, indices) - neutral
-        weights = np.asarray(blendshapes)
-        if weights.shape[-1:] != (NUM_BLENDSHAPES,):
-            raise ValueError(f"blendshapes must have shape [..., 52], got shape {weights.shape}")
-        dtype = np.float64 if weights.dtype == np.float64 else np.float32
-        neutral, deltas = self._subset(indices)
-        flat = deltas.reshape(NUM_BLENDSHAPES, -1).astype(dtype, copy=False)
-        return (weights.astype(dtype, copy=False) @ flat).reshape(weights.shape[:-1] + neutral.shape)
+        return offsets.reshape(weights.shape[:-1] + neutral.shape), neutral.astype(dtype, copy=False)
 
     def _subset(self, indices) -> tuple[np.ndarray, np.ndarray]:
         if indices is None:
@@ -376,8 +376,6 @@ class FaceRig:
 
     def save_npz(self, path: str | os.PathLike) -> Path:
         """Write the rig in esarm's npz format (names alphabetical, like ICT conversions), atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         order = [BLENDSHAPE_INDEX[n] for n in ARKIT_NAMES_ALPHABETICAL]
         arrays: dict[str, np.ndarray] = {
             "names": np.array(ARKIT_NAMES_ALPHABETICAL),
@@ -391,16 +389,8 @@ class FaceRig:
             arrays[name if name in REGION_NAMES else f"region_{name}"] = ids.astype(np.int32)
         if self.landmarks is not None:
             arrays["landmarks"] = self.landmarks.astype(np.int32)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
-        os.close(fd)
-        try:
-            np.savez_compressed(tmp, **arrays)
-            os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return path
+        # np.savez_compressed appends ".npz" to names without it: the temporary file must have it.
+        return atomic_write(path, lambda tmp: np.savez_compressed(tmp, **arrays), suffix=".npz")
 
     @classmethod
     def from_ict_facekit(
@@ -737,20 +727,17 @@ def download_ict_facekit(directory: str | os.PathLike, files: Mapping[str, str] 
 
 def _download_file(url: str, destination: Path, sha256: str) -> None:
     """Fetch ``url`` to ``destination`` (atomic), checking its sha256."""
-    fd, tmp = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.")
-    digest = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310
+
+    def fetch(tmp: str) -> None:
+        digest = hashlib.sha256()
+        with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310
             while chunk := response.read(1 << 20):
                 digest.update(chunk)
                 out.write(chunk)
         if digest.hexdigest() != sha256:
             raise OSError(f"checksum mismatch for {url}: expected sha256 {sha256}, got {digest.hexdigest()}")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
-        os.replace(tmp, destination)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    atomic_write(destination, fetch)
 
 
 def _sha256(path: Path) -> str | None:

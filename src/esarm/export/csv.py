@@ -16,12 +16,12 @@ import csv
 import io
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from esarm.blendshapes import ARKIT_NAMES, BLENDSHAPE_INDEX, LIVE_LINK_NAMES, reorder, validate_blendshapes
+from esarm.utils import atomic_write_bytes  # also importable from here, as before
 
 ROTATION_NAMES: tuple[str, ...] = (
     "HeadYaw", "HeadPitch", "HeadRoll",
@@ -30,21 +30,6 @@ ROTATION_NAMES: tuple[str, ...] = (
 )  # fmt: skip
 LIVE_LINK_HEADER: tuple[str, ...] = ("Timecode", "BlendShapeCount", *LIVE_LINK_NAMES, *ROTATION_NAMES)
 BLEND_SHAPE_COUNT = len(LIVE_LINK_NAMES) + len(ROTATION_NAMES)  # 61, as Live Link Face writes it
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def format_timecode(frame: int, fps: float, start_seconds: float = 0.0) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 
 from esarm.blendshapes import ARKIT_NAMES, reorder, validate_blendshapes
 from esarm.export._rig import resolve_rig, rig_arrays
-from esarm.export.csv import atomic_write_bytes
+from esarm.utils import atomic_write_bytes
 
 MM_TO_M = 0.001
 

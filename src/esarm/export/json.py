@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from esarm.blendshapes import ARKIT_NAMES, reorder, validate_blendshapes
-from esarm.export.csv import atomic_write_bytes
+from esarm.utils import atomic_write_bytes
 
 JSON_FORMAT = "esarm-blendshapes"
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 
 from esarm.blendshapes import ARKIT_NAMES, BLENDSHAPE_INDEX, validate_blendshapes
 from esarm.export._rig import resolve_rig, rig_arrays
+from esarm.utils import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -363,17 +363,16 @@ def write_mp4(
     """Encode uint8 RGB frames at ``fps`` to an MP4 (H.264, yuv420p), with ``audio`` as AAC, atomically."""
     import av
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".mp4")
-    os.close(fd)
     rate = Fraction(fps).limit_denominator(1001)
     codec = _video_codec()
     frames = iter(frames)
     first = next(frames, None)
     if first is None:
         raise ValueError("cannot write a video with no frames")
-    try:
+    if audio is not None:
+        audio, sampling_rate = _prepare_audio(audio, sampling_rate, num_frames / float(rate))
+
+    def encode(tmp: str) -> None:
         with av.open(tmp, mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
             # Every stream must exist before the first packet is muxed.
             video = container.add_stream(codec, rate=rate)
@@ -386,7 +385,6 @@ def write_mp4(
                 video.bit_rate = 4_000_000
             audio_stream = None
             if audio is not None:
-                audio, sampling_rate = _prepare_audio(audio, sampling_rate, num_frames / float(rate))
                 audio_stream = container.add_stream("aac", rate=sampling_rate, layout="mono")
                 audio_stream.bit_rate = 96000
             for index, image in enumerate(itertools.chain([first], frames)):
@@ -405,32 +403,24 @@ def write_mp4(
                     frame.time_base = Fraction(1, sampling_rate)
                     container.mux(audio_stream.encode(frame))
                 container.mux(audio_stream.encode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+    return atomic_write(path, encode, suffix=".mp4")
 
 
 def write_gif(path: str | os.PathLike, frames: Iterator[np.ndarray], fps: float) -> Path:
     """Write uint8 RGB frames as a looping GIF (adaptive palette per frame), atomically."""
     from PIL import Image
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     pictures = [Image.fromarray(image).quantize(colors=255, method=Image.Quantize.MEDIANCUT) for image in frames]
     if not pictures:
         raise ValueError("cannot write a GIF with no frames")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".gif")
-    os.close(fd)
-    try:
-        # GIF delays are in 10 ms steps; the frame count is exact, the timing rounds.
-        pictures[0].save(tmp, save_all=True, append_images=pictures[1:], duration=1000.0 / fps, loop=0)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    # GIF delays are in 10 ms steps; the frame count is exact, the timing rounds. PIL picks the format from the
+    # file name: the temporary file must end in ".gif".
+    return atomic_write(
+        path,
+        lambda tmp: pictures[0].save(tmp, save_all=True, append_images=pictures[1:], duration=1000.0 / fps, loop=0),
+        suffix=".gif",
+    )
 
 
 def render_video(

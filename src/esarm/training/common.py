@@ -12,20 +12,36 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from transformers import TrainingArguments
 
 from ..blendshapes import EMOTIONS, INTENSITIES
+from ..utils import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
 DONE_MARKER = "esarm_stage_done.json"
 METRICS_FILE = "metrics.json"
+
+
+@dataclasses.dataclass
+class ESARMTrainingArguments(TrainingArguments):
+    """``TrainingArguments`` with the defaults the esarm stages share (motion prior, STA, reward model): no
+    wandb/tensorboard, keep the dataset's columns (the collators select them), log every 10 steps, keep one
+    checkpoint saved every 200 steps. Each stage's config subclasses it and adds its own fields."""
+
+    logging_steps: float = dataclasses.field(default=10, metadata={"help": "Log every N steps."})
+    save_steps: float = dataclasses.field(default=200, metadata={"help": "Checkpoint every N steps."})
+    save_total_limit: int | None = dataclasses.field(default=1, metadata={"help": "Checkpoints kept."})
+    report_to: None | str | list[str] = dataclasses.field(default="none", metadata={"help": "Experiment trackers."})
+    remove_unused_columns: bool = dataclasses.field(
+        default=False, metadata={"help": "Keep dataset columns (the collator selects what it needs)."}
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -52,19 +68,7 @@ def _to_jsonable(value: Any) -> Any:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as JSON to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_to_jsonable(obj), f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write_text(path, json.dumps(_to_jsonable(obj), indent=2, sort_keys=True) + "\n")
 
 
 def write_done_marker(output_dir: str | os.PathLike, metrics: dict[str, Any] | None = None) -> Path:

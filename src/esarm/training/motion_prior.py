@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import Trainer, TrainingArguments, set_seed
+from transformers import Trainer, set_seed
 
 from ..data.collators import MotionPriorCollator, pad_blendshapes
 from .common import (
+    ESARMTrainingArguments,
     MetricStore,
     build_model_config,
     load_rig,
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class ESARMMotionPriorTrainingConfig(TrainingArguments):
+class ESARMMotionPriorTrainingConfig(ESARMTrainingArguments):
     """Arguments of stage 1 (the ``TrainingArguments`` fields plus the ones below; defaults changed for this
     stage: no wandb/tensorboard, keep the dataset's columns, one saved checkpoint)."""
 
@@ -62,13 +63,6 @@ class ESARMMotionPriorTrainingConfig(TrainingArguments):
     learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate."})
     per_device_train_batch_size: int = field(default=16, metadata={"help": "Batch size per device."})
     num_train_epochs: float = field(default=20.0, metadata={"help": "Epochs (ignored when max_steps > 0)."})
-    logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
-    save_steps: float = field(default=200, metadata={"help": "Checkpoint every N steps."})
-    save_total_limit: int | None = field(default=1, metadata={"help": "Checkpoints kept."})
-    report_to: None | str | list[str] = field(default="none", metadata={"help": "Experiment trackers."})
-    remove_unused_columns: bool = field(
-        default=False, metadata={"help": "Keep dataset columns (the collator selects what it needs)."}
-    )
     label_names: list[str] | None = field(
         default_factory=lambda: ["blendshapes"],
         metadata={"help": "Input keys the Trainer treats as labels (so evaluation computes the loss)."},

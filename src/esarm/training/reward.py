@@ -25,10 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Dataset as TorchDataset
-from transformers import Trainer, TrainingArguments, set_seed
+from transformers import Trainer, set_seed
 
 from ..data.collators import STACollator
 from .common import (
+    ESARMTrainingArguments,
     MetricStore,
     build_model_config,
     load_split,
@@ -48,7 +49,7 @@ GROUND_TRUTH_EPSILON = -1.0  # marks ground-truth rows in evaluation (better tha
 # Config
 # ---------------------------------------------------------------------------------------------------------------
 @dataclass
-class ESARMRewardConfig(TrainingArguments):
+class ESARMRewardConfig(ESARMTrainingArguments):
     """Arguments of stage 4 (the ``TrainingArguments`` fields plus the ones below; defaults changed for this stage:
     no trackers, keep the dataset's columns, one saved checkpoint)."""
 
@@ -96,13 +97,6 @@ class ESARMRewardConfig(TrainingArguments):
     learning_rate: float = field(default=3e-4, metadata={"help": "AdamW learning rate."})
     per_device_train_batch_size: int = field(default=16, metadata={"help": "Pairs per device and step."})
     num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs over the pairs (unless max_steps > 0)."})
-    logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
-    save_steps: float = field(default=200, metadata={"help": "Checkpoint every N steps."})
-    save_total_limit: int | None = field(default=1, metadata={"help": "Checkpoints kept."})
-    report_to: None | str | list[str] = field(default="none", metadata={"help": "Experiment trackers."})
-    remove_unused_columns: bool = field(
-        default=False, metadata={"help": "Keep dataset columns (the collator selects what it needs)."}
-    )
 
     def __post_init__(self):
         if self.snippet_length < 0:

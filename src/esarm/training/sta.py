@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import Trainer, TrainingArguments, set_seed
+from transformers import Trainer, set_seed
 
 from ..data.collators import PartnerIndex, STACollator
 from .common import (
+    ESARMTrainingArguments,
     MetricStore,
     build_model_config,
     load_split,
@@ -35,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class ESARMSTATrainingConfig(TrainingArguments):
+class ESARMSTATrainingConfig(ESARMTrainingArguments):
     """Arguments of stage 2 (``TrainingArguments`` plus the fields below)."""
 
     dataset_path: str | None = field(default=None, metadata={"help": "Corpus folder written by `save_to_disk`."})
@@ -69,13 +70,6 @@ class ESARMSTATrainingConfig(TrainingArguments):
     learning_rate: float = field(default=5e-4, metadata={"help": "AdamW learning rate."})
     per_device_train_batch_size: int = field(default=8, metadata={"help": "Batch size per device."})
     num_train_epochs: float = field(default=10.0, metadata={"help": "Epochs (ignored when max_steps > 0)."})
-    logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
-    save_steps: float = field(default=200, metadata={"help": "Checkpoint every N steps."})
-    save_total_limit: int | None = field(default=1, metadata={"help": "Checkpoints kept."})
-    report_to: None | str | list[str] = field(default="none", metadata={"help": "Experiment trackers."})
-    remove_unused_columns: bool = field(
-        default=False, metadata={"help": "Keep dataset columns (the collator selects what it needs)."}
-    )
     label_names: list[str] | None = field(
         default_factory=lambda: ["blendshapes"],
         metadata={"help": "Input keys the Trainer treats as labels (so evaluation computes the loss)."},

@@ -3,11 +3,9 @@
 Load it with ``evaluate.load(esarm.evaluation.metric_path("eve"))`` (or the folder's path). It works offline.
 """
 
-import datasets
 import evaluate
 
-from esarm.evaluation import metrics as esarm_metrics
-from esarm.evaluation.rig import FaceRig
+from esarm.evaluation import vertex_error_module
 
 _CITATION = """\
 @inproceedings{peng2023emotalk,
@@ -29,41 +27,15 @@ and the squared-L2 convention of FaceFormer / CodeTalker / UniTalker
 published on FLAME or BIWI meshes.
 """
 
-_KWARGS_DESCRIPTION = """
-Args:
-    predictions: list of sequences, each [frames, 52] ARKit coefficients (esarm.blendshapes.ARKIT_NAMES order).
-    references: list of sequences of the same lengths as the predictions.
-    rig: path of a rig (.npz, .glb/.gltf or ICT-FaceKit folder); default: FaceRig.default() ($ESARM_RIG, the
-        user cache, or a download of ICT-FaceKit).
-Returns:
-    eve_mm: mean over frames of the max eye/forehead-vertex L2 distance (mm).
-    eve_squared_mm2: the same with the squared distance (mm²).
-Examples:
-    >>> import evaluate
-    >>> from esarm.evaluation import metric_path
-    >>> eve = evaluate.load(metric_path("eve"))
-    >>> eve.compute(predictions=[[[0.0] * 52]], references=[[[0.0] * 52]])
-    {'eve_mm': 0.0, 'eve_squared_mm2': 0.0}
-"""
+_KWARGS_DESCRIPTION = vertex_error_module.kwargs_description("eve")
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class EVE(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Sequence(datasets.Sequence(datasets.Value("float32"))),
-                    "references": datasets.Sequence(datasets.Sequence(datasets.Value("float32"))),
-                }
-            ),
-            reference_urls=["https://github.com/psyai-net/EmoTalk_release"],
+        return vertex_error_module.metric_info(
+            "eve", _DESCRIPTION, _CITATION, "https://github.com/psyai-net/EmoTalk_release"
         )
 
     def _compute(self, predictions, references, rig=None):
-        face_rig = FaceRig.default() if rig is None else FaceRig.from_path(rig)
-        squared = esarm_metrics.eve(predictions, references, face_rig, squared=True, reduction="frames")
-        return {"eve_mm": float((squared**0.5).mean()), "eve_squared_mm2": float(squared.mean())}
+        return vertex_error_module.compute_scores("eve", predictions, references, rig)
