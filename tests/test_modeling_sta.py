@@ -14,15 +14,6 @@ from esarm.modeling_utils import build_audio_encoder, resample_features
 SAMPLING_RATE = 16000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The CI machine is shared: one intra-op thread keeps these tiny models fast and predictable."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture
 def model(tiny_sta_config):
     return ESARMSTAForGeneration(tiny_sta_config).eval()
@@ -83,6 +74,7 @@ def test_config_round_trip(tmp_path, tiny_sta_config):
         ("dropout", 1.0),
         ("previous_token_dropout", 1.0),
         ("previous_token_dropout", -0.1),
+        ("spectral_features", -1),
         ("emotion_loss_weight", -0.5),
         ("sampling_rate", 0),
         ("content_encoder_layers", -1),
@@ -271,6 +263,32 @@ def test_previous_token_dropout_masks_previous_tokens_in_training_only(tiny_sta_
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
     torch.testing.assert_close(model(**batch).logits, plain.train()(**batch).logits, rtol=0, atol=0)
+
+
+def test_spectral_features_follow_loudness_and_ignore_padding(tmp_path, tiny_sta_config, batch):
+    """``spectral_features`` adds a loudness / spectral path from the waveform: louder audio changes the features
+    (the layer-normalised tiny WavLM alone hardly sees loudness); a padded sequence gives the same features and tokens
+    as on its own; saved and loaded models agree. Off by default (no module, unchanged state dict)."""
+    assert ESARMSTAForGeneration(tiny_sta_config).spectral_features is None
+    config = ESARMSTAConfig.from_dict({**tiny_sta_config.to_dict(), "spectral_features": 8})
+    model = ESARMSTAForGeneration(config).eval()
+    audio, mask = batch["input_values"], batch["attention_mask"]
+    features, step_mask = model.encode_audio(audio, mask)
+    loud = audio.clone()
+    loud[0, : SAMPLING_RATE // 2] *= 10.0
+    changed, _ = model.encode_audio(loud, mask)
+    assert not torch.allclose(changed[0], features[0])
+    assert (features[~step_mask] == 0).all()
+    length = int(mask[1].sum())
+    alone, alone_mask = model.encode_audio(audio[1:, :length])
+    steps = int(alone_mask.sum())
+    torch.testing.assert_close(alone[0, :steps], features[1, :steps], rtol=1e-4, atol=1e-5)
+    both = model.generate(audio, mask, emotion_ids=batch["emotion_ids"])
+    single = model.generate(audio[1:, :length], emotion_ids=batch["emotion_ids"][1:])
+    assert torch.equal(single.motion_tokens[0], both.motion_tokens[1, :steps])
+    model.save_pretrained(tmp_path)
+    loaded = ESARMSTAForGeneration.from_pretrained(tmp_path).eval()
+    torch.testing.assert_close(loaded.encode_audio(audio, mask)[0], features, rtol=0, atol=0)
 
 
 def test_save_and_load_round_trip(tmp_path, model, batch):

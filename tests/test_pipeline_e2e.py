@@ -35,6 +35,7 @@ E2E_CONFIG = {
         "disable_tqdm": True,
     },  # fmt: skip
     "sta": {
+        "model_overrides": {"freeze_feature_encoder": False, "spectral_features": 16, "previous_token_dropout": 0.5},
         "max_steps": 500,
         "learning_rate": 0.002,
         "warmup_steps": 30,

@@ -304,6 +304,11 @@ class ESARMSTAConfig(PreTrainedConfig):
             the previous tokens predict the next ones, so the model ignores the audio) and the exposure bias of
             greedy generation. 0 disables it (no mask embedding is created). Inactive in ``eval()`` mode and when
             dropout is disabled (e.g. ``trl``'s ``disable_dropout_in_model`` in RL fine-tuning).
+        spectral_features (`int`, defaults to 0): Number of log band energies (bands evenly spaced on a log
+            frequency scale, 20 ms hop) computed directly from the waveform and added, through a linear projection,
+            to the speech-encoder features of every step. A loudness / spectral-envelope path for small or
+            random-init speech encoders (whose layer-normalised convolutional features discard loudness, the main
+            cue of the mouth opening); 0 disables it (paper setting with pretrained WavLM).
         emotion_loss_weight (`float`, defaults to 0.1): Weight of the emotion classification loss in `forward`.
         freeze_feature_encoder (`bool`, defaults to `True`): Freeze the convolutional feature encoder of the speech
             encoder (standard when fine-tuning WavLM).
@@ -334,6 +339,7 @@ class ESARMSTAConfig(PreTrainedConfig):
     attention_window: int | None = None
     dropout: float = 0.1
     previous_token_dropout: float = 0.0
+    spectral_features: int = 0
     emotion_loss_weight: float = 0.1
     freeze_feature_encoder: bool = True
     layer_norm_eps: float = 1e-5
@@ -354,7 +360,7 @@ class ESARMSTAConfig(PreTrainedConfig):
                f"divisible by num_attention_heads ({self.num_attention_heads})", self.hidden_size)  # fmt: skip
         _check((self.hidden_size // self.num_attention_heads) % 2 == 0, "hidden_size // num_attention_heads",
                "even (rotary positions)", self.hidden_size // self.num_attention_heads)  # fmt: skip
-        for name in ("content_encoder_layers", "emotion_encoder_layers", "num_speakers"):
+        for name in ("content_encoder_layers", "emotion_encoder_layers", "num_speakers", "spectral_features"):
             value = getattr(self, name)
             _check(isinstance(value, int) and value >= 0, name, "a non-negative integer", value)
         _check(self.num_emotions == len(EMOTIONS), "num_emotions", f"{len(EMOTIONS)} (MEAD's emotions)",

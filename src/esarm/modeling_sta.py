@@ -37,6 +37,7 @@ from .modeling_utils import (
     audio_frame_lengths,
     build_audio_encoder,
     init_module_weights,
+    resample_features,
     sequence_mask,
 )
 
@@ -168,6 +169,52 @@ class PreviousTokenDropout(nn.Dropout):
         return torch.where(drop[..., None], mask_embedding.to(inputs.dtype), inputs)
 
 
+class SpectralFeatures(nn.Module):
+    """Log band energies of the waveform per motion step, projected to the model width (``config.spectral_features``).
+
+    20 ms hop (as WavLM), 64 ms Hann window, ``num_bands`` rectangular bands evenly spaced on a log frequency scale
+    between 60 Hz and the Nyquist frequency; resampled to the motion steps like the speech-encoder features.
+    """
+
+    hop_length = 320  # samples at 16 kHz: 50 frames per second
+    window_length = 1024
+
+    def __init__(self, num_bands: int, sampling_rate: int, output_size: int):
+        super().__init__()
+        self.num_bands = num_bands
+        self.sampling_rate = sampling_rate
+        self.projection = nn.Linear(num_bands, output_size)
+
+    def band_matrix(self, device: torch.device | None = None) -> torch.Tensor:
+        """``[bins, num_bands]`` 0/1 matrix summing FFT power bins into bands (built on the fly rather than kept as
+        a buffer: ``from_pretrained`` creates modules on the meta device and would leave a buffer there)."""
+        bins = self.window_length // 2 + 1
+        frequencies = torch.linspace(0, self.sampling_rate / 2, bins)
+        edges = torch.logspace(math.log10(60.0), math.log10(self.sampling_rate / 2), self.num_bands + 1)
+        bands = torch.zeros(bins, self.num_bands)
+        for b in range(self.num_bands):
+            inside = (frequencies >= edges[b]) & (frequencies <= edges[b + 1])
+            if not inside.any():  # narrow low band: its nearest bin
+                inside[int((frequencies - edges[b : b + 2].mean()).abs().argmin())] = True
+            bands[inside, b] = 1.0
+        return bands.to(device)
+
+    def forward(
+        self, input_values: torch.Tensor, sample_lengths: torch.Tensor, num_steps: torch.Tensor
+    ) -> torch.Tensor:
+        """``[B, S]`` audio, ``[B]`` valid samples, ``[B]`` steps -> ``[B, max(num_steps), output_size]``."""
+        half = self.window_length // 2
+        padded = F.pad(input_values.float(), (half, half + self.hop_length))
+        frames = padded.unfold(1, self.window_length, self.hop_length)  # [B, F, window]
+        window = torch.hann_window(self.window_length, device=frames.device)
+        power = torch.fft.rfft(frames * window, dim=-1).abs().square()  # [B, F, bins]
+        energies = torch.log(power @ self.band_matrix(frames.device) + 1e-4) * 0.1  # [B, F, bands], ~unit scale
+        num_frames = (sample_lengths // self.hop_length + 1).clamp(min=1, max=energies.shape[1])
+        features, _ = resample_features(self.projection(energies.to(self.projection.weight.dtype)), num_frames,
+                                        num_steps.to(num_frames.device))  # fmt: skip
+        return features
+
+
 class ESARMSTAPreTrainedModel(PreTrainedModel):
     config_class = ESARMSTAConfig
     base_model_prefix = "sta"
@@ -196,6 +243,11 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         num_speaker_ids = config.num_speakers + 1  # id 0 = unknown speaker
         encoder = build_audio_encoder(config.audio_encoder_config, config.audio_encoder_name_or_path)
         self.speech_encoder = SpeechEncoder(encoder, hidden)
+        self.spectral_features = (
+            SpectralFeatures(config.spectral_features, config.sampling_rate, hidden)
+            if config.spectral_features
+            else None
+        )
 
         def encoder_branch(num_layers: int) -> CausalTransformer:
             return CausalTransformer(
@@ -413,7 +465,16 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         input_values, attention_mask, lengths = self._check_audio(input_values, attention_mask)
         if num_steps is None:
             num_steps = self.num_motion_steps(lengths)
-        return self.speech_encoder(input_values, attention_mask, torch.as_tensor(num_steps, device=lengths.device))
+        return self._speech_features(
+            input_values, attention_mask, lengths, torch.as_tensor(num_steps, device=lengths.device)
+        )
+
+    def _speech_features(self, input_values, attention_mask, lengths, num_steps) -> tuple[torch.Tensor, torch.Tensor]:
+        """Speech-encoder features (plus the spectral features when configured) on the step grid ``[B, T', H]``."""
+        features, mask = self.speech_encoder(input_values, attention_mask, num_steps)
+        if self.spectral_features is not None:
+            features = features + self.spectral_features(input_values, lengths, num_steps) * mask[..., None]
+        return features, mask
 
     def _audio_features_for(
         self, input_values, attention_mask, audio_features, feature_mask
@@ -599,7 +660,9 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
             raise ValueError("motion_mask must come with motion_tokens, got motion_mask without motion_tokens")
         # Audio features live on the audio's own step grid (step t covers t * frames_per_token / fps seconds), as
         # in generate; target tokens are aligned to it by time (cut or padded), not stretched.
-        audio_features, step_mask = self.speech_encoder(input_values, attention_mask, self.num_motion_steps(lengths))
+        audio_features, step_mask = self._speech_features(
+            input_values, attention_mask, lengths, self.num_motion_steps(lengths)
+        )
         content, _ = self.encode_content(audio_features=audio_features, feature_mask=step_mask)
         emotion_features = self.encode_emotion(audio_features=audio_features, feature_mask=step_mask)
         if motion_tokens is not None:
@@ -702,7 +765,7 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
 
         num_steps = self.num_motion_steps(lengths)  # [B]
         num_frames = self.num_animation_frames(lengths)  # [B]
-        audio_features, token_mask = self.speech_encoder(input_values, attention_mask, num_steps)
+        audio_features, token_mask = self._speech_features(input_values, attention_mask, lengths, num_steps)
         content, _ = self.encode_content(audio_features=audio_features, feature_mask=token_mask)
         emotion_features = self.encode_emotion(audio_features=audio_features, feature_mask=token_mask)
         emotion_logits = self.classify_emotion(emotion_features)
