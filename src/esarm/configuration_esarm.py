@@ -20,7 +20,17 @@ def _check(condition: bool, argument: str, expected: str, got: object) -> None:
         raise ValueError(f"{argument} must be {expected}, got {got!r}")
 
 
-# ---- ESARMMotionPriorConfig (owned by the motion-prior author) ----
+def _check_speech_input(config) -> None:
+    """Validate the speech side shared by the STA and reward configs: the nested encoder config and the rate."""
+    encoder = config.audio_encoder_config
+    for name in ("hidden_size", "num_hidden_layers"):
+        _check(isinstance(getattr(encoder, name, None), int), f"audio_encoder_config.{name}",
+               "an integer (a speech encoder config such as WavLMConfig)", getattr(encoder, name, None))  # fmt: skip
+    _check(config.sampling_rate > 0, "sampling_rate", "a positive number of samples per second (Hz)",
+           config.sampling_rate)  # fmt: skip
+
+
+# ---- ESARMMotionPriorConfig ----
 
 
 @strict
@@ -110,7 +120,7 @@ class ESARMMotionPriorConfig(PreTrainedConfig):
         return cls(**{**defaults, **kwargs})
 
 
-# ---- ESARMRewardModelConfig (owned by the motion-prior author) ----
+# ---- ESARMRewardModelConfig ----
 
 
 @strict
@@ -173,12 +183,7 @@ class ESARMRewardModelConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        encoder = self.audio_encoder_config
-        for name in ("hidden_size", "num_hidden_layers"):
-            _check(isinstance(getattr(encoder, name, None), int), f"audio_encoder_config.{name}",
-                   "an integer (a speech encoder config such as WavLMConfig)", getattr(encoder, name, None))  # fmt: skip
-        _check(self.sampling_rate > 0, "sampling_rate", "a positive number of samples per second (Hz)",
-               self.sampling_rate)  # fmt: skip
+        _check_speech_input(self)
         for name in ("num_groups", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
             value = getattr(self, name)
             _check(isinstance(value, int) and value >= 1, name, "a positive integer", value)
@@ -235,7 +240,7 @@ class ESARMRewardModelConfig(PreTrainedConfig):
         return cls.from_motion_prior_config(ESARMMotionPriorConfig.base(), **{**defaults, **kwargs})
 
 
-# ---- ESARMSTAConfig (owned by the STA author) ----
+# ---- ESARMSTAConfig ----
 
 
 def _tiny_wavlm_config() -> dict:
@@ -347,12 +352,7 @@ class ESARMSTAConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        encoder = self.audio_encoder_config
-        for name in ("hidden_size", "num_hidden_layers"):
-            _check(isinstance(getattr(encoder, name, None), int), f"audio_encoder_config.{name}",
-                   "an integer (a speech encoder config such as WavLMConfig)", getattr(encoder, name, None))  # fmt: skip
-        _check(self.sampling_rate > 0, "sampling_rate", "a positive number of samples per second (Hz)",
-               self.sampling_rate)  # fmt: skip
+        _check_speech_input(self)
         for name in ("hidden_size", "num_attention_heads", "intermediate_size", "style_size", "num_hidden_layers"):
             value = getattr(self, name)
             _check(isinstance(value, int) and value >= 1, name, "a positive integer", value)
