@@ -111,7 +111,10 @@ def test_cross_reconstruction_loss_trains_content_and_emotion_branches(micro_cor
     batch = collator([{**train[i], "__index__": i} for i in range(2)])
     trainer = STATrainer.__new__(STATrainer)
     trainer.cross_alignment = "resample"
-    loss = STATrainer.cross_reconstruction_loss(trainer, sta, batch)
+    main = {k: batch[k] for k in ("input_values", "attention_mask", "emotion_ids", "intensity_ids", "speaker_ids")}
+    tokens, token_mask = motion_targets(sta, batch["blendshapes"], batch["frame_mask"], batch["attention_mask"])
+    outputs = sta(**main, motion_tokens=tokens, motion_mask=token_mask)
+    loss = STATrainer.cross_reconstruction_loss(trainer, sta, batch, outputs)
     assert loss.ndim == 0 and torch.isfinite(loss)
     assert loss.item() == pytest.approx(np.log(sta.codebook_size), rel=0.5)  # untrained: near uniform
     loss.backward()

@@ -133,6 +133,21 @@ def _region_change(a: list[np.ndarray], b: list[np.ndarray], indices: list[int])
     return float(np.mean([np.abs(x[: len(y)][:, indices] - y[: len(x)][:, indices]).mean() for x, y in zip(a, b)]))
 
 
+def _motion_correlation(a: list[np.ndarray], b: list[np.ndarray], indices: list[int]) -> float:
+    """Mean over clip pairs of the correlation of the region's motion: the blendshapes of ``indices`` with each
+    clip's own mean pose removed (so a different resting pose, e.g. a smile, does not count; the timing and size of
+    the movements do), flattened over time and channels."""
+    values = []
+    for x, y in zip(a, b):
+        n = min(len(x), len(y))
+        u = x[:n, indices] - x[:n, indices].mean(0)
+        v = y[:n, indices] - y[:n, indices].mean(0)
+        denominator = float(np.sqrt((u**2).sum() * (v**2).sum()))
+        if denominator > 0:
+            values.append(float((u * v).sum()) / denominator)
+    return float(np.mean(values)) if values else float("nan")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # evaluation
 
@@ -207,6 +222,10 @@ def evaluate_pipeline(
     upper = region_indices("brows") + region_indices("eyes")
     results["swap_lip_change_mae"] = _region_change(sta_predictions, swapped_predictions, lips)
     results["swap_upper_change_mae"] = _region_change(sta_predictions, swapped_predictions, upper)
+    # lip *motion* (own mean pose removed): between the two labels, and against ground truth as the reference
+    results["swap_lip_motion_correlation"] = _motion_correlation(sta_predictions, swapped_predictions, lips)
+    results["swap_upper_motion_correlation"] = _motion_correlation(sta_predictions, swapped_predictions, upper)
+    results["sta_lip_motion_correlation_ground_truth"] = _motion_correlation(sta_predictions, targets, lips)
     if rig is not None:
         between = _errors(swapped_predictions, sta_predictions, rig)
         results["swap_lip_change_lve"] = between["lve"]
@@ -296,6 +315,14 @@ def results_markdown(results: dict[str, Any], stage_metrics: dict[str, dict[str,
             f"| vertex change (LVE / EVE between the two, mm) | {_fmt(r['swap_lip_change_lve'])} | "
             f"{_fmt(r['swap_upper_change_eve'])} |"
         )
+    if "swap_lip_motion_correlation" in r:
+        lines += [
+            f"| motion correlation between the two (own mean pose removed) | "
+            f"{_fmt(r['swap_lip_motion_correlation'])} | {_fmt(r.get('swap_upper_motion_correlation'))} |",
+            "",
+            f"Reference for the lips: the STA's lip motion correlates with the ground truth's at "
+            f"{_fmt(r.get('sta_lip_motion_correlation_ground_truth'))}.",
+        ]
     lines += ["", "### Table II: noise level of the epsilon-greedy policy", "", "| epsilon | MAE | LVE (mm) | EVE (mm) |",
               "|---|---|---|---|"]  # fmt: skip
     for key in sorted(k for k in r if k.startswith("eps_") and k.endswith("_mae")):

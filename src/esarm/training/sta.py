@@ -207,22 +207,23 @@ class STATrainer(Trainer):
                     (outputs.emotion_logits.argmax(-1) == inputs["emotion_ids"]).float().mean(),
                 )
         if self.cross_reconstruction_weight > 0 and "partner_input_values" in inputs and inputs["has_partner"].any():
-            cross = self.cross_reconstruction_loss(sta, inputs)
+            cross = self.cross_reconstruction_loss(sta, inputs, outputs)
             store.add(mode, "cross_reconstruction_loss", cross)
             loss = loss + self.cross_reconstruction_weight * cross
         store.add(mode, "loss_total", loss)
         return (loss, outputs) if return_outputs else loss
 
-    def cross_reconstruction_loss(self, sta, inputs) -> torch.Tensor:
-        """Content of clip A + emotion and style of its partner B -> B's motion tokens (cross-entropy)."""
+    def cross_reconstruction_loss(self, sta, inputs, outputs) -> torch.Tensor:
+        """Content of clip A + emotion and style of its partner B -> B's motion tokens (cross-entropy).
+
+        A's content features are the ones of the main forward pass (``outputs``), so each clip goes through the
+        speech encoder once per step.
+        """
         keep = inputs["has_partner"]
-        a = {k: v[keep] for k, v in inputs.items() if not k.startswith("partner_") and k != "has_partner"}
         b = {k[len("partner_") :]: v[keep] for k, v in inputs.items() if k.startswith("partner_")}
         tokens_b, mask_b = motion_targets(sta, b["blendshapes"], b["frame_mask"], b["attention_mask"])
-        # one pass of the speech encoder per clip; B's features on B's token grid
-        features_a, steps_a = sta.encode_audio(a["input_values"], a["attention_mask"])
+        content_a, steps_a = outputs.content_features[keep], outputs.motion_mask[keep]
         features_b, steps_b = sta.encode_audio(b["input_values"], b["attention_mask"], num_steps=mask_b.sum(1))
-        content_a, _ = sta.encode_content(audio_features=features_a, feature_mask=steps_a)
         content_b, _ = sta.encode_content(audio_features=features_b, feature_mask=steps_b)
         emotion_b = sta.encode_emotion(audio_features=features_b, feature_mask=steps_b)
         aligned = align_content(
