@@ -215,6 +215,18 @@ def test_resample_features_keeps_constant_sequences_and_masks():
     assert torch.all(out[1, 3:] == 0)
 
 
+def test_resample_features_averages_every_frame_when_shortening():
+    # an impulse between two sampled positions still shows (linear interpolation would drop it)
+    features = torch.zeros(1, 12, 1)
+    features[0, 4] = 3.0
+    out, _ = resample_features(features, torch.tensor([12]), torch.tensor([4]))
+    torch.testing.assert_close(out[0, :, 0], torch.tensor([0.0, 1.0, 0.0, 0.0]))
+    torch.testing.assert_close(out.sum(), features.sum() / 3)
+    ramp = torch.arange(4.0).view(1, 4, 1)  # lengthening stays linear
+    longer, _ = resample_features(ramp, torch.tensor([4]), torch.tensor([8]))
+    assert torch.all(longer[0, 1:, 0] >= longer[0, :-1, 0]) and longer[0, 0, 0] == 0
+
+
 # ---- training behaviour ---------------------------------------------------------------------------------------
 
 

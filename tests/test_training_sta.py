@@ -73,6 +73,20 @@ def test_collator_ids_and_speaker_dropout():
         STACollator(speaker_dropout=2.0)
 
 
+def test_collator_draws_differ_between_epochs_in_a_worker_process():
+    # a DataLoader worker holds a copy of the collator made at the start of each epoch: without reseeding from the
+    # worker's seed, every epoch would replay the same speaker-dropout draws
+    row = {"audio": np.zeros(1600, dtype=np.float32), "emotion": "sad", "intensity": 3, "speaker": "B"}
+    collator = STACollator(speakers=["A", "B"], speaker_dropout=0.5, seed=0)
+    torch.manual_seed(0)
+    loader = torch.utils.data.DataLoader([row] * 64, batch_size=64, collate_fn=collator, num_workers=1)
+    epochs = [next(iter(loader))["speaker_ids"].tolist() for _ in range(2)]
+    assert epochs[0] != epochs[1]
+    assert 0 < epochs[0].count(0) < 64
+    torch.manual_seed(0)  # reproducible for a seed
+    assert next(iter(loader))["speaker_ids"].tolist() == epochs[0]
+
+
 def test_motion_targets_match_the_prior_and_the_audio_grid(micro_corpus, prior_path, tmp_path):
     sta = _sta(prior_path, tmp_path)
     train = load_split(micro_corpus, "train")

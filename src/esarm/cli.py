@@ -263,7 +263,9 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
     logging.getLogger("esarm").setLevel(logging.INFO)
     config = _find_config(args.config)
-    results = run_pipeline(str(config), args.output_dir, resume=not args.no_resume, stages=args.stages)
+    results = run_pipeline(
+        str(config), args.output_dir, resume=not args.no_resume, stages=args.stages, overrides=args.set
+    )
     _say(json.dumps({"output_dir": results.get("output_dir"), "timings_s": results.get("timings_s")}, indent=2))
     _say(f"results: {Path(args.output_dir) / 'evaluation'}")
     return 0
@@ -411,6 +413,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", required=True, help="run folder")
     p.add_argument("--stages", nargs="+", help="run only these stages")
     p.add_argument("--no-resume", action="store_true", help="rerun the selected stages from scratch")
+    p.add_argument(
+        "--set", nargs="+", default=[], metavar="SECTION.KEY=VALUE",
+        help="config changes, e.g. sta.max_steps=500 sta.model_overrides.hidden_size=32 (values parsed as yaml)",
+    )  # fmt: skip
     p.set_defaults(handler=cmd_pipeline)
 
     p = commands.add_parser(

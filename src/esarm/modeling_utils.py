@@ -121,7 +121,9 @@ def sequence_mask(lengths: torch.Tensor, max_length: int | None = None) -> torch
 def resample_features(
     features: torch.Tensor, lengths: torch.Tensor, target_lengths: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Linearly resample each sequence's valid part to its target length.
+    """Resample each sequence's valid part to its target length: the mean over each target step's interval when
+    shortening (every frame counts; linear interpolation would skip frames between the sampled positions), linear
+    interpolation when lengthening.
 
     Args:
         features: ``[B, F, H]`` padded feature sequences.
@@ -137,7 +139,11 @@ def resample_features(
     for b in range(batch):
         valid = features[b : b + 1, : int(lengths[b])].transpose(1, 2)  # [1, H, F_b]
         steps = int(target_lengths[b])
-        out[b, :steps] = F.interpolate(valid, size=steps, mode="linear", align_corners=False)[0].transpose(0, 1)
+        if steps < valid.shape[-1]:
+            resampled = F.adaptive_avg_pool1d(valid, steps)
+        else:
+            resampled = F.interpolate(valid, size=steps, mode="linear", align_corners=False)
+        out[b, :steps] = resampled[0].transpose(0, 1)
     return out, sequence_mask(target_lengths, max_target)
 
 
@@ -145,7 +151,8 @@ class SpeechEncoder(nn.Module):
     """Audio -> one feature vector per motion step.
 
     Encoder hidden states (all layers incl. the input embeddings) are combined with learned softmax weights,
-    projected to ``output_size`` and linearly resampled to the requested number of steps per sequence.
+    projected to ``output_size`` and resampled to the requested number of steps per sequence (interval means,
+    :func:`resample_features`).
 
     Args:
         encoder: the speech encoder (see :func:`build_audio_encoder`).

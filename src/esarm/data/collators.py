@@ -58,8 +58,26 @@ def pad_audio(clips: Sequence[np.ndarray], normalize: bool = True) -> tuple[torc
     return values, mask
 
 
+class _SeededCollator:
+    """RNG of a collator (``seed``, ``_rng``): in a ``DataLoader`` worker it is reseeded from the worker's seed,
+    which differs per worker and epoch, so that worker copies do not replay the same draws every epoch (the main
+    process keeps the plain seeded sequence)."""
+
+    seed: int
+    _rng: random.Random
+    _worker_seed: int | None = None
+
+    @property
+    def rng(self) -> random.Random:
+        info = torch.utils.data.get_worker_info()
+        if info is not None and self._worker_seed != info.seed:
+            self._worker_seed = info.seed
+            self._rng = random.Random(f"{self.seed}-{info.seed}")
+        return self._rng
+
+
 @dataclass
-class MotionPriorCollator:
+class MotionPriorCollator(_SeededCollator):
     """Batches blendshape sequences for the motion prior; long ones are cropped to a random window.
 
     Args:
@@ -82,7 +100,7 @@ class MotionPriorCollator:
         for feature in features:
             seq = np.asarray(feature["blendshapes"], dtype=np.float32)
             if self.max_frames is not None and len(seq) > self.max_frames:
-                start = self._rng.randint(0, len(seq) - self.max_frames) if self.random_crop else 0
+                start = self.rng.randint(0, len(seq) - self.max_frames) if self.random_crop else 0
                 seq = seq[start : start + self.max_frames]
             sequences.append(seq)
         blendshapes, mask = pad_blendshapes(sequences)
@@ -110,7 +128,7 @@ class PartnerIndex:
 
 
 @dataclass
-class STACollator:
+class STACollator(_SeededCollator):
     """Batches clips for the STA model.
 
     Each feature needs ``audio`` (16 kHz float array), ``emotion``, ``intensity``, ``speaker`` and, for
@@ -154,7 +172,7 @@ class STACollator:
             return audio, blendshapes
         num_frames = int(self.max_seconds * fps)
         total_frames = num_frames_for(len(audio), fps)
-        start = self._rng.randint(0, max(0, total_frames - num_frames)) if self.random_crop else 0
+        start = self.rng.randint(0, max(0, total_frames - num_frames)) if self.random_crop else 0
         a0 = int(round(start / fps * SAMPLING_RATE))
         audio = audio[a0 : a0 + int(round(num_frames / fps * SAMPLING_RATE))]
         if blendshapes is not None:
@@ -179,7 +197,7 @@ class STACollator:
         input_values, attention_mask = pad_audio(clips, normalize=self.normalize)
         speaker_ids = [speaker_to_id(f["speaker"], self.speakers) for f in features]
         if self.speaker_dropout > 0:
-            speaker_ids = [0 if self._rng.random() < self.speaker_dropout else s for s in speaker_ids]
+            speaker_ids = [0 if self.rng.random() < self.speaker_dropout else s for s in speaker_ids]
         batch = {
             "input_values": input_values,
             "attention_mask": attention_mask,
@@ -202,7 +220,7 @@ class STACollator:
                 raise ValueError("STACollator with partner_index needs features with their row index '__index__'")
             candidates = self.partner_index.partners(int(feature["__index__"]), feature["speaker"], feature["sentence"])
             if candidates:
-                partners.append(self.partner_index.dataset[self._rng.choice(candidates)])
+                partners.append(self.partner_index.dataset[self.rng.choice(candidates)])
                 has_partner.append(True)
             else:
                 partners.append(feature)

@@ -237,11 +237,36 @@ class PipelineRunner:
         return summary
 
 
+def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """A copy of the config ``values`` with ``"section.key=value"`` overrides applied (dots reach into nested
+    mappings, e.g. ``sta.model_overrides.hidden_size=32``; values are parsed as yaml: ``500``, ``0.5``, ``false``,
+    ``[0.02, 1.0]``)."""
+    import copy
+
+    import yaml
+
+    values = copy.deepcopy(values)
+    for override in overrides:
+        path, sep, raw = override.partition("=")
+        keys = path.strip().split(".")
+        if not sep or not all(keys):
+            raise ValueError(f"overrides must look like 'section.key=value', got {override!r}")
+        node = values
+        for key in keys[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ValueError(f"override {override!r}: {key!r} holds {child!r}, not a mapping")
+            node = child
+        node[keys[-1]] = yaml.safe_load(raw)
+    return values
+
+
 def run_pipeline(
     config: str | os.PathLike | dict[str, Any],
     output_dir: str | os.PathLike,
     resume: bool = True,
     stages: list[str] | None = None,
+    overrides: list[str] | None = None,
 ) -> dict[str, Any]:
     """Run corpus -> motion prior -> STA -> demonstrations -> reward model -> RL -> evaluation.
 
@@ -251,10 +276,13 @@ def run_pipeline(
         resume: skip stages whose done marker exists and resume interrupted Trainer stages from their last
             checkpoint; ``False`` reruns every selected stage from scratch.
         stages: run only these stages (others must be complete or are skipped).
+        overrides: ``"section.key=value"`` changes to the config (:func:`apply_overrides`).
     Returns ``{"output_dir", "timings_s", "stages": {stage: metrics}}``; the evaluation's tables are in
     ``output_dir/evaluation/results.md``.
     """
     values = dict(config) if isinstance(config, dict) else load_config_file(config)
+    if overrides:
+        values = apply_overrides(values, overrides)
     top_level = ["seed", "rig_path", "num_threads"]
     unknown = sorted(set(values) - set(STAGES) - set(top_level))
     if unknown:
