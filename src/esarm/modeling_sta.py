@@ -204,11 +204,13 @@ class SpectralFeatures(nn.Module):
     ) -> torch.Tensor:
         """``[B, S]`` audio, ``[B]`` valid samples, ``[B]`` steps -> ``[B, max(num_steps), output_size]``."""
         half = self.window_length // 2
-        padded = F.pad(input_values.float(), (half, half + self.hop_length))
-        frames = padded.unfold(1, self.window_length, self.hop_length)  # [B, F, window]
-        window = torch.hann_window(self.window_length, device=frames.device)
-        power = torch.fft.rfft(frames * window, dim=-1).abs().square()  # [B, F, bins]
-        energies = torch.log(power @ self.band_matrix(frames.device) + 1e-4) * 0.1  # [B, F, bands], ~unit scale
+        with torch.no_grad():  # a fixed transform of the input: nothing to learn before the projection
+            padded = F.pad(input_values.float(), (half, half + self.hop_length))
+            frames = padded.unfold(1, self.window_length, self.hop_length)  # [B, F, window]
+            window = torch.hann_window(self.window_length, device=frames.device)
+            spectrum = torch.fft.rfft(frames * window, dim=-1)
+            power = spectrum.real.square() + spectrum.imag.square()  # [B, F, bins]
+            energies = torch.log(power @ self.band_matrix(frames.device) + 1e-4) * 0.1  # [B, F, bands], ~unit scale
         num_frames = (sample_lengths // self.hop_length + 1).clamp(min=1, max=energies.shape[1])
         features, _ = resample_features(self.projection(energies.to(self.projection.weight.dtype)), num_frames,
                                         num_steps.to(num_frames.device))  # fmt: skip
