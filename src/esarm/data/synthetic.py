@@ -239,7 +239,7 @@ def generate_clip(
     rng = np.random.default_rng([config.seed, 2, speaker_index, sentence_index, EMOTIONS.index(emotion), intensity])
     sentence = SENTENCES[sentence_index]
     utterance = (synthesizer or get_synthesizer()).synthesize(
-        sentence, voice=speaker.voice, **prosody(speaker, emotion, intensity, rng)
+        sentence, voice=speaker.voice, seed=int(rng.integers(2**31)), **prosody(speaker, emotion, intensity, rng)
     )
     up, down, taps = _resampling_filter(utterance.sampling_rate, config.sampling_rate)
     speech = resample_poly(utterance.audio, up, down, window=taps)

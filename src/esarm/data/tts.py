@@ -38,6 +38,7 @@ _EVENT_LIST_TERMINATED = 0
 _EVENT_WORD = 1
 _EVENT_PHONEME = 7
 
+
 # Parameter ranges accepted by eSpeak NG (rate in words per minute).
 PARAMETER_RANGES: dict[str, tuple[int, int]] = {
     "rate": (80, 450),
@@ -143,6 +144,7 @@ class EspeakSynthesizer:
         pitch_range: int = 50,
         volume: int = 100,
         wordgap: int = 0,
+        seed: int = 0,
     ) -> Utterance:
         """Synthesize ``text`` with eSpeak NG.
 
@@ -154,6 +156,7 @@ class EspeakSynthesizer:
             pitch_range: pitch range (0..99; 0 is monotone).
             volume: amplitude (0..200, 100 is eSpeak's default).
             wordgap: extra pause between words in units of 10 ms.
+            seed: seed of eSpeak NG's noise source (breathy voices): the same call gives the same audio.
         """
         if os.getpid() != self._pid:
             raise RuntimeError("an EspeakSynthesizer cannot be used in a forked child; call get_synthesizer()")
@@ -166,6 +169,9 @@ class EspeakSynthesizer:
             low, high = PARAMETER_RANGES[name]
             self._lib.espeak_SetParameter(_PARAMETERS[name], int(np.clip(round(value), low, high)), 0)
         self._chunks, self._events = [], []
+        # eSpeak NG draws the noise of breathy voices (``breath`` in the ``f*`` variants) from its own generator,
+        # seeded from the clock when it initialises: without this those voices differ from run to run
+        self._lib.espeak_ng_SetRandSeed(ctypes.c_long(seed))
         encoded = text.encode("utf-8")
         error = self._lib.espeak_Synth(encoded, len(encoded) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
         self._lib.espeak_Synchronize()
