@@ -215,6 +215,17 @@ def test_resample_features_keeps_constant_sequences_and_masks():
     assert torch.all(out[1, 3:] == 0)
 
 
+def test_speech_encoder_turns_layerdrop_off(tiny_sta_config):
+    # WavLM's default LayerDrop (0.1) would drop hidden states in training and break the learned layer weighting
+    encoder_config = {**tiny_sta_config.audio_encoder_config.to_dict(), "num_hidden_layers": 4, "layerdrop": 0.9}
+    model = ESARMSTAForGeneration(ESARMSTAConfig.tiny(audio_encoder_config=encoder_config)).train()
+    assert model.audio_encoder.config.layerdrop == 0.0
+    torch.manual_seed(0)
+    for _ in range(3):
+        features, _ = model.encode_audio(torch.randn(2, 8000))
+        assert torch.isfinite(features).all()
+
+
 def test_resample_features_averages_every_frame_when_shortening():
     # an impulse between two sampled positions still shows (linear interpolation would drop it)
     features = torch.zeros(1, 12, 1)

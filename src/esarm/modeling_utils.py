@@ -162,6 +162,10 @@ class SpeechEncoder(nn.Module):
     def __init__(self, encoder: PreTrainedModel, output_size: int):
         super().__init__()
         self.encoder = encoder
+        if getattr(encoder.config, "layerdrop", 0.0):
+            # LayerDrop (0.1 in WavLM's default config) skips layers in training, and transformers then returns
+            # fewer hidden states than the learned layer weights expect: off, as every layer is weighted
+            encoder.config.layerdrop = 0.0
         num_states = int(encoder.config.num_hidden_layers) + 1
         self.layer_weights = nn.Parameter(torch.zeros(num_states))
         self.projection = nn.Linear(int(encoder.config.hidden_size), output_size)
