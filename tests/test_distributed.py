@@ -18,15 +18,6 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def micro_corpus(tmp_path_factory):
-    from esarm.data import SyntheticCorpusConfig, build_synthetic_corpus
-
-    return build_synthetic_corpus(
-        SyntheticCorpusConfig.micro(), tmp_path_factory.mktemp("corpus") / "micro", progress=False
-    )
-
-
 def _env():
     env = dict(
         os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", MASTER_PORT=str(29500 + os.getpid() % 1000)

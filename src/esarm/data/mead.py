@@ -33,7 +33,6 @@ from .preparation import (
     UnparsedFile,
     card_configs_yaml,
     prepare_clips,
-    push_prepared_to_hub,
     select_clips,
     split_of_speaker,
     split_speakers,
@@ -233,7 +232,7 @@ def prepare_mead(
             return "test" if clip.id in test else "train"
 
     extractor = extractor or MediaPipeBlendshapeExtractor(model_asset_path)
-    result = prepare_clips(
+    return prepare_clips(
         clips,
         output_dir,
         extractor,
@@ -246,7 +245,6 @@ def prepare_mead(
         fps=MEAD_FPS,
         shard_size=shard_size,
         progress=progress,
+        push_to_hub=push_to_hub,
+        private=private,
     )
-    if push_to_hub:
-        push_prepared_to_hub(result.output_dir, push_to_hub, private=private)
-    return result

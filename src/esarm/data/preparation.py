@@ -308,13 +308,28 @@ def prepare_clips(
     fps: float | None = None,
     shard_size: int = 500,
     progress: bool = True,
+    push_to_hub: str | None = None,
+    private: bool = True,
 ) -> PreparationResult:
     """Process ``sources`` (resumably, in ``num_workers`` processes) and write the dataset to ``output_dir``.
 
     ``split_of`` names the split of each clip; ``splits`` is what ``splits.json`` publishes; ``card`` turns the
     report (a dict) into the README text. Reruns reuse every cached clip and rewrite nothing when the
-    dataset is already complete.
+    dataset is already complete. ``push_to_hub``: a dataset repo id to upload the result to (``private``).
     """
+    result = _prepare_clips(
+        sources, output_dir, extractor, split_of, splits, card, unparsed, num_workers, max_missing_fraction,
+        max_length_mismatch, fps, shard_size, progress,
+    )  # fmt: skip
+    if push_to_hub:
+        push_prepared_to_hub(result.output_dir, push_to_hub, private=private)
+    return result
+
+
+def _prepare_clips(
+    sources, output_dir, extractor, split_of, splits, card, unparsed, num_workers, max_missing_fraction,
+    max_length_mismatch, fps, shard_size, progress,
+) -> PreparationResult:  # fmt: skip
     from tqdm.auto import tqdm
 
     output_dir = Path(output_dir)

@@ -32,7 +32,6 @@ from .preparation import (
     UnparsedFile,
     card_configs_yaml,
     prepare_clips,
-    push_prepared_to_hub,
     select_clips,
     split_of_speaker,
     split_speakers,
@@ -214,7 +213,7 @@ def prepare_ravdess(
     splits = split_speakers(
         speakers, validation_fraction, test_fraction, seed, group=lambda s: "M" if int(s[1:]) % 2 else "W"
     )
-    result = prepare_clips(
+    return prepare_clips(
         clips,
         output_dir,
         extractor or MediaPipeBlendshapeExtractor(model_asset_path),
@@ -226,7 +225,6 @@ def prepare_ravdess(
         max_missing_fraction=max_missing_fraction,
         shard_size=shard_size,
         progress=progress,
+        push_to_hub=push_to_hub,
+        private=private,
     )
-    if push_to_hub:
-        push_prepared_to_hub(result.output_dir, push_to_hub, private=private)
-    return result
