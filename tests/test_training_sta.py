@@ -161,3 +161,8 @@ def test_train_sta_saves_model_processor_and_marker(micro_corpus, prior_path, tm
     log = json.loads((tmp_path / "sta" / "checkpoint-3" / "trainer_state.json").read_text())["log_history"]
     logged = {k for entry in log for k in entry}
     assert {"token_accuracy", "emotion_accuracy", "cross_reconstruction_loss"} <= logged
+
+
+@pytest.mark.skipif(torch.accelerator.is_available(), reason="an accelerator keeps pinned memory")
+def test_training_arguments_do_not_pin_memory_without_an_accelerator(tmp_path):
+    assert ESARMSTATrainingConfig(output_dir=str(tmp_path)).dataloader_pin_memory is False

@@ -43,6 +43,14 @@ class ESARMTrainingArguments(TrainingArguments):
         default=False, metadata={"help": "Keep dataset columns (the collator selects what it needs)."}
     )
 
+    def __post_init__(self):
+        super().__post_init__()
+        import torch
+
+        if self.dataloader_pin_memory and not torch.accelerator.is_available():
+            # pinned memory only speeds up copies to an accelerator; without one torch warns on every epoch
+            self.dataloader_pin_memory = False
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # files
