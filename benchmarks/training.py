@@ -4,9 +4,9 @@ For each preset and model, times full optimisation steps (forward, loss, backwar
 the shapes the pipeline configs use, after warm-up steps, and prints a markdown table: milliseconds per step and
 training examples per second.
 
-- ``tiny``: the models of ``configs/tiny.yaml`` (motion prior width 64, STA width 64 with its conv front end
-  trained and band energies, tiny reward model), that config's batch sizes.
-- ``base``: paper scale (``configs/base.yaml``): WavLM-base-plus-shaped encoders with random weights (nothing is
+- ``tiny``: the models and batch sizes of ``configs/tiny.yaml``, read from the file (motion prior width 64, STA
+  width 64 with its conv front end trained and band energies, tiny reward model).
+- ``base``: paper scale (``configs/base.yaml``, read likewise): WavLM-base-plus-shaped encoders with random weights (nothing is
   downloaded), its batch sizes.
 
 Inputs: ``--seconds`` of audio per clip (default 3 s, about the synthetic corpus's clips; MEAD's are 3-5 s) and
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.resources
 import platform
 import time
 
@@ -38,33 +39,20 @@ from esarm import (
     ESARMSTAForGeneration,
 )
 from esarm.modeling_reward import ranking_loss
+from esarm.training.common import build_model_config, load_config_file, parse_overrides
 
 SAMPLING_RATE = 16000
 
-# batch sizes and model settings of configs/tiny.yaml and configs/base.yaml
-PRESETS = {
-    "tiny": {
-        "prior": (ESARMMotionPriorConfig.tiny, {"hidden_size": 64}, 32, 64),
-        "sta": (
-            ESARMSTAConfig.tiny,
-            {
-                "hidden_size": 64,
-                "intermediate_size": 128,
-                "num_attention_heads": 4,
-                "freeze_feature_encoder": False,
-                "spectral_features": 16,
-                "previous_token_dropout": 0.5,
-            },
-            8,
-        ),  # fmt: skip
-        "reward": (ESARMRewardModelConfig.tiny, {}, 16),
-    },
-    "base": {
-        "prior": (ESARMMotionPriorConfig.base, {}, 64, 128),
-        "sta": (ESARMSTAConfig.base, {"audio_encoder_name_or_path": None}, 16),
-        "reward": (ESARMRewardModelConfig.base, {"audio_encoder_name_or_path": None}, 32),
-    },
-}
+PRESETS = ("tiny", "base")
+
+
+def stage_setup(preset: str, stage: str, config_class: type, **overrides) -> tuple:
+    """Model config and per-device batch size of a stage as ``configs/<preset>.yaml`` sets them (the same preset
+    and ``model_overrides`` that the pipeline builds the model from; ``overrides`` are added)."""
+    section = load_config_file(importlib.resources.files("esarm.configs") / f"{preset}.yaml")[stage]
+    overrides = {**parse_overrides(section.get("model_overrides")), **overrides}
+    config = build_model_config(config_class, section.get("model_config"), overrides)
+    return config, int(section["per_device_train_batch_size"]), section
 
 
 def time_steps(step, steps: int, warmup: int, device: torch.device) -> float:
@@ -104,16 +92,19 @@ def bench_preset(preset: str, args, device: torch.device) -> list[dict]:
         return torch.randn(batch, samples, generator=generator).to(device)
 
     # motion prior
-    make_config, overrides, batch, frames = PRESETS[preset]["prior"]
-    prior = ESARMMotionPrior(make_config(**overrides)).to(device).train()
+    config, batch, section = stage_setup(preset, "motion_prior", ESARMMotionPriorConfig)
+    frames = int(section.get("max_frames") or 64)
+    prior = ESARMMotionPrior(config).to(device).train()
     blendshapes = torch.rand(batch, frames, 52, generator=generator).to(device)
     seconds = time_steps(make_step(prior, lambda: prior(blendshapes).loss, autocast), args.steps, args.warmup, device)
     rows.append({"model": "motion prior", "batch": f"{batch} × {frames} frames", "params": prior, "s": seconds,
                  "examples": batch})  # fmt: skip
 
     # STA (prior frozen)
-    make_config, overrides, batch = PRESETS[preset]["sta"]
-    sta = ESARMSTAForGeneration(make_config(motion_prior_config=prior.config, **overrides)).to(device).train()
+    # random weights, nothing downloaded (audio_encoder_name_or_path=None keeps the encoder's architecture)
+    config, batch, _ = stage_setup(preset, "sta", ESARMSTAConfig, audio_encoder_name_or_path=None,
+                                   motion_prior_config=prior.config.to_dict())  # fmt: skip
+    sta = ESARMSTAForGeneration(config).to(device).train()
     sta.motion_prior.load_state_dict(prior.state_dict())
     input_values = audio(batch)
     steps = int(sta.num_motion_steps(samples))
@@ -130,8 +121,8 @@ def bench_preset(preset: str, args, device: torch.device) -> list[dict]:
                  "examples": batch})  # fmt: skip
 
     # reward model: a batch of pairs, both trajectories scored in one forward pass
-    make_config, overrides, batch = PRESETS[preset]["reward"]
-    reward = ESARMRewardModel(make_config(**overrides)).to(device).train()
+    config, batch, _ = stage_setup(preset, "reward", ESARMRewardModelConfig, audio_encoder_name_or_path=None)
+    reward = ESARMRewardModel(config).to(device).train()
     pair_audio = audio(batch).repeat(2, 1)
     tokens = torch.randint(0, reward.config.codebook_size, (2 * batch, steps, reward.config.num_groups),
                            generator=generator).to(device)  # fmt: skip
@@ -155,7 +146,7 @@ def bench_preset(preset: str, args, device: torch.device) -> list[dict]:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--presets", nargs="+", default=["tiny", "base"], choices=sorted(PRESETS))
+    parser.add_argument("--presets", nargs="+", default=["tiny", "base"], choices=PRESETS)
     parser.add_argument("--seconds", type=float, default=3.0, help="audio per clip (STA, reward model)")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per model")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
