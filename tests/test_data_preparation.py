@@ -28,6 +28,7 @@ from esarm.data.preparation import (
     decode_audio,
     interpolate_missing,
 )
+from esarm.data.schema import decode_audio_value
 from esarm.data.testing import (
     PixelBlendshapeExtractor,
     blendshapes_to_frames,
@@ -124,7 +125,7 @@ def test_prepare_mead_end_to_end_then_resume(mead_root, rows, tmp_path):
         got = np.asarray(row["blendshapes"])
         assert got.shape == expected.shape
         assert np.abs(got - expected).max() < 0.03
-        assert abs(len(row["audio"]) - len(got) / row["fps"] * 16000) <= 1
+        assert abs(len(decode_audio_value(row["audio"])) - len(got) / row["fps"] * 16000) <= 1
         assert row["sampling_rate"] == 16000 and row["fps"] == 30.0
     ramp = [r for split in dataset.values() for r in split if r["id"] == "M001_happy_level_3_005"][0]
     np.testing.assert_allclose(np.asarray(ramp["blendshapes"])[10:13, 0], np.linspace(0, 1, 40)[10:13], atol=0.03)
@@ -267,7 +268,7 @@ def test_prepare_ravdess_end_to_end(ravdess_root, tmp_path):
     assert {(r["emotion"], r["intensity"]) for r in rows} == {("neutral", 1), ("happy", 2), ("happy", 3)}
     assert {r["sentence"] for r in rows} == {"Kids are talking by the door.", "Dogs are sitting by the door."}
     for row in rows:
-        assert abs(len(row["audio"]) - len(row["blendshapes"]) / row["fps"] * 16000) <= 1
+        assert abs(len(decode_audio_value(row["audio"])) - len(row["blendshapes"]) / row["fps"] * 16000) <= 1
     assert prepare_ravdess(ravdess_root, output, extractor=PixelBlendshapeExtractor(), progress=False).processed == 0
 
     with_calm = prepare_ravdess(ravdess_root, tmp_path / "calm", extractor=PixelBlendshapeExtractor(), calm="neutral",

@@ -90,8 +90,8 @@ def load_splits(name_or_path: str | os.PathLike, streaming: bool = False, argume
         return _without_audio_decoding(data)
     try:
         data = load_dataset(str(name_or_path), streaming=streaming)
-    except FileNotFoundError as error:
-        # datasets raises DatasetNotFoundError (a FileNotFoundError) for an unknown id and when offline
+    except (FileNotFoundError, ConnectionError) as error:
+        # datasets raises DatasetNotFoundError (a FileNotFoundError) for an unknown id, ConnectionError offline
         raise ValueError(
             f"{argument} {str(name_or_path)!r} is neither a local dataset folder nor a Hub dataset that can be "
             f"reached ({type(error).__name__}: {error})"
