@@ -28,6 +28,7 @@ from esarm.data.preparation import (
     decode_audio,
     interpolate_missing,
 )
+from esarm.data.schema import decode_audio_value
 from esarm.data.testing import (
     PixelBlendshapeExtractor,
     blendshapes_to_frames,
@@ -124,7 +125,7 @@ def test_prepare_mead_end_to_end_then_resume(mead_root, rows, tmp_path):
         got = np.asarray(row["blendshapes"])
         assert got.shape == expected.shape
         assert np.abs(got - expected).max() < 0.03
-        assert abs(len(row["audio"]) - len(got) / row["fps"] * 16000) <= 1
+        assert abs(len(decode_audio_value(row["audio"])) - len(got) / row["fps"] * 16000) <= 1
         assert row["sampling_rate"] == 16000 and row["fps"] == 30.0
     ramp = [r for split in dataset.values() for r in split if r["id"] == "M001_happy_level_3_005"][0]
     np.testing.assert_allclose(np.asarray(ramp["blendshapes"])[10:13, 0], np.linspace(0, 1, 40)[10:13], atol=0.03)
@@ -267,7 +268,7 @@ def test_prepare_ravdess_end_to_end(ravdess_root, tmp_path):
     assert {(r["emotion"], r["intensity"]) for r in rows} == {("neutral", 1), ("happy", 2), ("happy", 3)}
     assert {r["sentence"] for r in rows} == {"Kids are talking by the door.", "Dogs are sitting by the door."}
     for row in rows:
-        assert abs(len(row["audio"]) - len(row["blendshapes"]) / row["fps"] * 16000) <= 1
+        assert abs(len(decode_audio_value(row["audio"])) - len(row["blendshapes"]) / row["fps"] * 16000) <= 1
     assert prepare_ravdess(ravdess_root, output, extractor=PixelBlendshapeExtractor(), progress=False).processed == 0
 
     with_calm = prepare_ravdess(ravdess_root, tmp_path / "calm", extractor=PixelBlendshapeExtractor(), calm="neutral",
@@ -339,3 +340,78 @@ def test_push_to_hub_uploads_the_folder_without_the_cache(mead_root, tmp_path, m
     assert calls["create"] == ("me/mead", {"repo_type": "dataset", "private": True, "exist_ok": True})
     assert calls["upload"]["folder_path"] == str(tmp_path / "mead")
     assert ".cache/*" in calls["upload"]["ignore_patterns"]
+
+
+# ----------------------------------------------------------------------------------- prepared MEAD into training
+def test_prepared_mead_loads_every_split_and_trains_one_sta_batch(mead_root, tmp_path):
+    import torch
+
+    from esarm import ESARMSTAConfig, ESARMSTAForGeneration
+    from esarm.data.collators import STACollator
+    from esarm.data.loading import load_split
+    from esarm.training.sta import motion_targets
+
+    output = tmp_path / "mead"
+    prepare_mead(mead_root, output, extractor=PixelBlendshapeExtractor(), progress=False)
+    splits = json.loads((output / "splits.json").read_text())
+    for split, speakers in splits.items():
+        dataset = load_split(output, split)
+        assert set(dataset["speaker"]) == set(speakers) and dataset.num_rows > 0
+        assert isinstance(dataset[0]["audio"]["bytes"], bytes)  # stored as FLAC
+    train = load_split(output, "train")
+    torch.manual_seed(0)
+    model = ESARMSTAForGeneration(ESARMSTAConfig.tiny(num_speakers=len(splits["train"])))
+    batch = STACollator(speakers=splits["train"], fps=30.0)([train[i] for i in range(3)])
+    assert batch["input_values"].shape[0] == 3 and batch["blendshapes"].shape[-1] == NUM_BLENDSHAPES
+    tokens, mask = motion_targets(model, batch["blendshapes"], batch["frame_mask"], batch["attention_mask"])
+    inputs = {k: batch[k] for k in ("input_values", "attention_mask", "emotion_ids", "intensity_ids", "speaker_ids")}
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    first = model(**inputs, motion_tokens=tokens, motion_mask=mask).loss
+    first.backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    second = model(**inputs, motion_tokens=tokens, motion_mask=mask).loss
+    assert torch.isfinite(first) and second.item() < first.item()
+
+
+@pytest.mark.slow
+def test_mead_tree_to_trained_pipeline_through_the_cli(mead_root, tmp_path):
+    """A miniature MEAD tree -> ``esarm prepare-mead`` -> ``esarm pipeline`` (every stage, shrunk) -> report."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo / "src")}
+    prepared = tmp_path / "mead"
+    prepare = [sys.executable, "-m", "esarm.cli", "prepare-mead", str(mead_root), "--output-dir", str(prepared),
+               "--extractor", "esarm.data.testing:PixelBlendshapeExtractor"]  # fmt: skip
+    done = subprocess.run(prepare, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((prepared / "report.json").read_text())["num_clips"] == NUM_GOOD_MEAD
+
+    shrunk = [
+        f"corpus.dataset_path={prepared}", "seed=0",
+        "motion_prior.max_steps=4", "motion_prior.per_device_train_batch_size=4",
+        "sta.max_steps=3", "sta.per_device_train_batch_size=2", "sta.warmup_steps=0",
+        "sta.dataloader_num_workers=0", "demos.epsilons=[0.0, 1.0]", "demos.max_clips=4", "demos.num_rollouts=1",
+        "reward.max_steps=2", "reward.per_device_train_batch_size=2",
+        "rl.max_steps=1", "rl.per_device_train_batch_size=2", "rl.num_rollouts=2", "rl.max_eval_clips=2",
+        "evaluation.max_clips=4", "evaluation.epsilons=[0.0, 1.0]",
+        *(f"{stage}.{key}" for stage in ("motion_prior", "sta", "reward", "rl")
+          for key in ("disable_tqdm=true", "save_steps=1000", "logging_steps=1")),
+    ]  # fmt: skip
+    run = tmp_path / "run"
+    pipeline = [sys.executable, "-m", "esarm.cli", "pipeline", "--config", str(repo / "configs" / "tiny.yaml"),
+                "--output-dir", str(run), "--set", *shrunk]  # fmt: skip
+    done = subprocess.run(pipeline, env=env, capture_output=True, text=True, timeout=1200, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-4000:]
+    summary = json.loads((run / "pipeline_results.json").read_text())
+    corpus = summary["stages"]["corpus"]
+    assert corpus["dataset_path"] == str(prepared)
+    assert (corpus["num_train"], corpus["num_validation"], corpus["num_test"]) == tuple(
+        json.loads((prepared / "report.json").read_text())["split_sizes"][s] for s in ("train", "validation", "test")
+    )
+    assert set(summary["stages"]) == {"corpus", "motion_prior", "sta", "demos", "reward", "rl", "evaluation"}
+    assert len(list(run.glob("*/esarm_stage_done.json"))) == 7  # every stage finished and marked done
+    results = json.loads((run / "evaluation" / "results.json").read_text())
+    assert results and (run / "evaluation" / "results.md").read_text().strip()

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from datasets import load_from_disk
 
+from esarm.data.schema import decode_audio_value
 from esarm.training.common import read_done_marker
 from esarm.training.demos import ESARMDemoConfig, collect_demos
 
@@ -56,10 +57,10 @@ def test_demonstrations_are_ranked_by_epsilon(sta_path, micro_corpus, tmp_path, 
     for row in rollouts.select(range(6)):
         source = corpus[row["source_index"]]
         assert row["id"] == source["id"] and row["emotion"] == source["emotion"]
-        np.testing.assert_allclose(row["audio"], source["audio"])
+        np.testing.assert_allclose(row["audio"], decode_audio_value(source["audio"]))
         tokens, blendshapes = np.asarray(row["motion_tokens"]), np.asarray(row["blendshapes"])
         assert tokens.shape[1] == 3 and blendshapes.shape[1] == 52
-        assert abs(len(blendshapes) - len(source["audio"]) / 16000 * 30) <= 1
+        assert abs(len(blendshapes) - len(row["audio"]) / 16000 * 30) <= 1
         assert abs(len(tokens) - np.ceil(len(blendshapes) / 2)) <= 1
     # at epsilon = 1 every code is uniform: tokens of two rollouts of a clip differ
     noisy = rollouts.filter(lambda r: r["epsilon"] == 1.0 and r["source_index"] == 0)

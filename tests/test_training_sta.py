@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from esarm.data.collators import PartnerIndex, STACollator, normalize_audio
+from esarm.data.schema import decode_audio_value
 from esarm.training.common import load_split, read_done_marker
 from esarm.training.sta import (
     ESARMSTATrainingConfig,
@@ -49,8 +50,9 @@ def test_collator_builds_partner_pairs(micro_corpus):
     for i, row in enumerate(rows):
         length = int(batch["partner_attention_mask"][i].sum())
         partner_audio = batch["partner_input_values"][i, :length].numpy()
-        matches = [j for j in range(len(train)) if len(train[j]["audio"]) == length
-                   and np.allclose(normalize_audio(train[j]["audio"]), partner_audio, atol=1e-5)]  # fmt: skip
+        audios = [decode_audio_value(train[j]["audio"]) for j in range(len(train))]
+        matches = [j for j, audio in enumerate(audios) if len(audio) == length
+                   and np.allclose(normalize_audio(audio), partner_audio, atol=1e-5)]  # fmt: skip
         assert matches and train[matches[0]]["sentence"] == row["sentence"]
         assert train[matches[0]]["speaker"] == row["speaker"] and train[matches[0]]["emotion"] != row["emotion"]
     # blendshapes are cut to the audio's duration and masked

@@ -211,12 +211,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     results = run_pipeline(str(config), output_dir, resume=not args.no_resume)
     _say(f"pipeline finished in {time.perf_counter() - started:.0f} s")
 
-    from datasets import load_from_disk
+    from esarm.data.loading import load_split
+    from esarm.data.schema import decode_audio_value
 
-    corpus_path = Path(results.get("stages", {}).get("corpus", {}).get("dataset_path", output_dir / "corpus"))
-    split = load_from_disk(str(corpus_path))["test"]
+    corpus_path = results.get("stages", {}).get("corpus", {}).get("dataset_path", str(output_dir / "corpus"))
+    split = load_split(corpus_path, "test")
     clip = split[int(args.clip) % len(split)]
-    audio = np.asarray(clip["audio"], np.float32)
+    audio = decode_audio_value(clip["audio"])
     truth = np.asarray(clip["blendshapes"], np.float32)
     models = {name: output_dir / name for name in ("sta", "rl") if (output_dir / name / "config.json").exists()}
     if not models:
@@ -317,7 +318,7 @@ def _prepare(module_name: str, function_name: str, args: argparse.Namespace) -> 
         raise CommandError(f"source folder not found: {args.source}")
     path = _call_with_supported(
         function, args.source, args.output_dir, num_workers=args.num_workers, overwrite=args.overwrite,
-        max_clips=args.max_clips, model_asset_path=args.model_asset_path, seed=args.seed,
+        max_clips=args.max_clips, model_asset_path=args.model_asset_path, seed=args.seed, extractor=args.extractor,
     )  # fmt: skip
     _say(f"{path}")
     return 0
@@ -464,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--num-workers", type=int, default=1)
         p.add_argument("--max-clips", type=int, help="stop after this many clips (a quick look)")
         p.add_argument("--model-asset-path", help="MediaPipe face_landmarker.task file (blendshape extraction)")
+        p.add_argument("--extractor", help="blendshape extractor 'package.module:ClassName' (default: MediaPipe)")
         p.add_argument("--seed", type=int, default=0, help="seed of the train / validation / test split")
         p.add_argument("--overwrite", action="store_true")
         p.set_defaults(handler=handler)

@@ -1,7 +1,7 @@
 """Data: the synthetic emotional talking-face corpus and MEAD / RAVDESS preparation.
 
 Every dataset has one row per clip: ``id``, ``speaker``, ``emotion`` (``esarm.blendshapes.EMOTIONS``),
-``intensity`` (1..3), ``sentence``, ``audio`` (float32 samples, 16 kHz mono), ``sampling_rate``,
+``intensity`` (1..3), ``sentence``, ``audio`` (16 kHz mono FLAC bytes: ``schema.decode_audio_value``), ``sampling_rate``,
 ``blendshapes`` (float32 [frames, 52], ARKit order) and ``fps``, in ``train`` / ``validation`` / ``test`` splits
 by speaker.
 """

@@ -20,6 +20,7 @@ import torch
 
 from ..blendshapes import NUM_BLENDSHAPES
 from ..training.common import emotion_to_id, intensity_to_id, speaker_to_id
+from .schema import decode_audio_value
 
 SAMPLING_RATE = 16000
 
@@ -183,7 +184,7 @@ class STACollator(_SeededCollator):
         clips, motions = [], []
         has_motion = all(f.get("blendshapes") is not None for f in features)
         for feature in features:
-            audio = np.asarray(feature["audio"], dtype=np.float32)
+            audio = decode_audio_value(feature["audio"])
             rate = int(feature.get("sampling_rate", SAMPLING_RATE) or SAMPLING_RATE)
             if rate != SAMPLING_RATE:
                 raise ValueError(f"audio must be sampled at {SAMPLING_RATE} Hz, got sampling_rate={rate}")

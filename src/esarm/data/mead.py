@@ -28,11 +28,11 @@ from ..blendshapes import EMOTIONS
 from .preparation import (
     BlendshapeExtractor,
     ClipSource,
-    MediaPipeBlendshapeExtractor,
     PreparationResult,
     UnparsedFile,
     card_configs_yaml,
     prepare_clips,
+    resolve_extractor,
     select_clips,
     split_of_speaker,
     split_speakers,
@@ -155,7 +155,7 @@ tags: [speech-driven-animation, blendshapes, arkit, emotion, mead]
 
 MEAD (Wang et al., *MEAD: A Large-scale Audio-visual Dataset for Emotional Talking-face Generation*, ECCV 2020)
 prepared by `esarm.data.mead.prepare_mead`: front-view video -> 52 ARKit blendshapes per frame (MediaPipe
-FaceLandmarker, ARKit order, `tongueOut` = 0), audio -> 16 kHz mono float32, lengths aligned. Respect MEAD's
+FaceLandmarker, ARKit order, `tongueOut` = 0), audio -> 16 kHz mono FLAC, lengths aligned. Respect MEAD's
 license: these files derive from it.
 
 | split | clips |
@@ -170,14 +170,15 @@ Frames without a face (interpolated): {report["missing_frames_interpolated"]}. C
 `splits.json`.
 
 Columns: `id`, `speaker`, `emotion`, `intensity` (MEAD level), `sentence` (`<emotion>_<nnn>` unless a sentence
-map was given), `audio` (float32, 16 kHz), `sampling_rate`, `blendshapes` (float32 [frames, 52]), `fps` (30).
+map was given), `audio` (`{{bytes, path}}`: 16-bit FLAC at 16 kHz; `esarm.data.schema.decode_audio_value` gives
+float32 samples), `sampling_rate`, `blendshapes` (float32 [frames, 52]), `fps` (30).
 """
 
 
 def prepare_mead(
     root: str | os.PathLike,
     output_dir: str | os.PathLike,
-    extractor: BlendshapeExtractor | None = None,
+    extractor: BlendshapeExtractor | str | None = None,
     model_asset_path: str | os.PathLike | None = None,
     view: str = "front",
     split_by: Literal["speaker", "sentence"] = "speaker",
@@ -199,7 +200,8 @@ def prepare_mead(
     Args:
         root: folder with the extracted speaker folders (``M003/video/front/...``, ``M003/audio/...``).
         output_dir: where the parquet shards, card, ``splits.json`` and ``report.json`` go (plus ``.cache``).
-        extractor: blendshapes from frames (default: MediaPipe with ``model_asset_path``).
+        extractor: blendshapes from frames, or ``"package.module:ClassName"`` of one (default: MediaPipe with
+            ``model_asset_path``).
         model_asset_path: MediaPipe's ``face_landmarker.task`` (default ``$ESARM_MEDIAPIPE_TASK``).
         view: camera view to use (``front``).
         split_by: ``"speaker"`` (train / validation / test speakers) or ``"sentence"`` (MEAD's test clips).
@@ -231,7 +233,7 @@ def prepare_mead(
         def split_of(clip: ClipSource) -> str:
             return "test" if clip.id in test else "train"
 
-    extractor = extractor or MediaPipeBlendshapeExtractor(model_asset_path)
+    extractor = resolve_extractor(extractor, model_asset_path)
     return prepare_clips(
         clips,
         output_dir,

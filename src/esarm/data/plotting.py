@@ -11,6 +11,7 @@ import numpy as np
 
 from ..blendshapes import BLENDSHAPE_INDEX
 from ..utils import atomic_write
+from .schema import decode_audio_value
 
 DEFAULT_GROUPS: dict[str, tuple[str, ...]] = {
     "jaw and lips": ("jawOpen", "mouthClose", "mouthFunnel", "mouthPucker", "mouthPressLeft", "mouthRollLower"),
@@ -36,7 +37,7 @@ def plot_clip(
     import matplotlib.pyplot as plt
 
     groups = groups or DEFAULT_GROUPS
-    audio = np.asarray(example["audio"], np.float32)
+    audio = decode_audio_value(example["audio"])
     sampling_rate = int(example["sampling_rate"])
     blendshapes = np.asarray(example["blendshapes"], np.float32)
     fps = float(example["fps"])

@@ -44,6 +44,7 @@ from .extraction import (
     download_face_landmarker,
     interpolate_missing,
 )
+from .loading import load_splits
 from .schema import SAMPLING_RATE, clip_features, rows_to_dataset
 
 logger = logging.getLogger(__name__)
@@ -457,16 +458,28 @@ def clear_prepared(output_dir: str | os.PathLike) -> None:
 
 
 def load_prepared(output_dir: str | os.PathLike):
-    """The prepared dataset as a ``datasets.DatasetDict`` (from its parquet shards)."""
-    from datasets import load_dataset
+    """The prepared dataset as a ``datasets.DatasetDict`` (its card maps each split to its parquet shards)."""
+    return load_splits(output_dir, argument="output_dir")
 
-    output_dir = Path(output_dir)
-    report = json.loads((output_dir / "report.json").read_text())
-    data_files: dict[str, list[str]] = {}
-    for name in report["files"]:
-        split = Path(name).name.split("-")[0]
-        data_files.setdefault(split, []).append(str(output_dir / name))
-    return load_dataset("parquet", data_files=data_files, features=clip_features())
+
+def resolve_extractor(extractor: BlendshapeExtractor | str | None, model_asset_path=None) -> BlendshapeExtractor:
+    """A ``BlendshapeExtractor``: ``extractor`` itself, one named ``"package.module:ClassName"`` (created with no
+    arguments: another face tracker, or ``esarm.data.testing:PixelBlendshapeExtractor`` for tests), or MediaPipe's
+    with ``model_asset_path`` when None."""
+    if extractor is None:
+        return MediaPipeBlendshapeExtractor(model_asset_path)
+    if not isinstance(extractor, str):
+        return extractor
+    import importlib
+
+    module_name, _, class_name = extractor.partition(":")
+    if not module_name or not class_name:
+        raise ValueError(f"extractor must be 'package.module:ClassName', got {extractor!r}")
+    try:
+        factory = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"extractor {extractor!r} cannot be imported: {error}") from error
+    return factory()
 
 
 def push_prepared_to_hub(output_dir: str | os.PathLike, repo_id: str, private: bool = True, token: str | None = None):
@@ -498,6 +511,8 @@ def add_preparation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model-asset-path", default=None, help="MediaPipe face_landmarker.task ($ESARM_MEDIAPIPE_TASK)"
     )
+    parser.add_argument("--extractor", default=None, help="blendshape extractor 'package.module:ClassName' "
+                        "(default: MediaPipe)")  # fmt: skip
     parser.add_argument("--validation-fraction", type=float, default=0.1)
     parser.add_argument("--test-fraction", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
@@ -512,6 +527,7 @@ def preparation_options(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of ``prepare_mead`` / ``prepare_ravdess`` set by :func:`add_preparation_arguments`."""
     return {
         "model_asset_path": args.model_asset_path,
+        "extractor": args.extractor,
         "validation_fraction": args.validation_fraction,
         "test_fraction": args.test_fraction,
         "seed": args.seed,
@@ -545,6 +561,7 @@ __all__ = [
     "preparation_options",
     "process_clip",
     "push_prepared_to_hub",
+    "resolve_extractor",
     "select_clips",
     "split_of_speaker",
     "split_speakers",

@@ -27,11 +27,11 @@ from typing import Any, Literal
 from .preparation import (
     BlendshapeExtractor,
     ClipSource,
-    MediaPipeBlendshapeExtractor,
     PreparationResult,
     UnparsedFile,
     card_configs_yaml,
     prepare_clips,
+    resolve_extractor,
     select_clips,
     split_of_speaker,
     split_speakers,
@@ -186,7 +186,7 @@ Frames without a face (interpolated): {report["missing_frames_interpolated"]}. C
 def prepare_ravdess(
     root: str | os.PathLike,
     output_dir: str | os.PathLike,
-    extractor: BlendshapeExtractor | None = None,
+    extractor: BlendshapeExtractor | str | None = None,
     model_asset_path: str | os.PathLike | None = None,
     calm: Literal["drop", "neutral"] = "drop",
     validation_fraction: float = 0.1,
@@ -216,7 +216,7 @@ def prepare_ravdess(
     return prepare_clips(
         clips,
         output_dir,
-        extractor or MediaPipeBlendshapeExtractor(model_asset_path),
+        resolve_extractor(extractor, model_asset_path),
         split_of_speaker(splits),
         splits,
         card=lambda report: _card(report, calm),

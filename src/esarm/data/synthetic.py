@@ -48,7 +48,7 @@ from .expressions import (
     make_speakers,
     prosody,
 )
-from .schema import clip_features, rows_to_dataset
+from .schema import clip_features, decode_audio_value, rows_to_dataset
 from .tts import EspeakSynthesizer, get_synthesizer, isolated_synthesizer
 
 logger = logging.getLogger(__name__)
@@ -348,7 +348,7 @@ def _card(config: SyntheticCorpusConfig, corpus, seconds: float) -> str:
     splits = speaker_splits(config)
     rows = "\n".join(
         f"| {name} | {corpus[name].num_rows} | {', '.join(splits[name])} | "
-        f"{sum(len(a) for a in corpus[name]['audio']) / config.sampling_rate / 60:.1f} |"
+        f"{sum(len(decode_audio_value(a)) for a in corpus[name]['audio']) / config.sampling_rate / 60:.1f} |"
         for name in corpus
     )
     return f"""---
@@ -371,7 +371,8 @@ Generated offline by `esarm.data.synthetic` (eSpeak NG speech + rule-based ARKit
 
 ## Columns
 - `id`, `speaker`, `emotion` (MEAD's names), `intensity` (1-3), `sentence`
-- `audio`: float32 samples at `sampling_rate` ({config.sampling_rate} Hz, mono)
+- `audio`: `{{bytes, path}}`, 16-bit FLAC bytes at `sampling_rate` ({config.sampling_rate} Hz, mono);
+  `esarm.data.schema.decode_audio_value` gives float32 samples
 - `blendshapes`: float32 [frames, 52] in ARKit order (`esarm.blendshapes.ARKIT_NAMES`) at `fps` ({config.fps:g})
 - `phonemes`: eSpeak NG phonemes (IPA, stress marks removed, `_` = pause); `phoneme_times`: start of each
   phoneme in seconds from the start of `audio`

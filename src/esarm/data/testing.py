@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..blendshapes import NUM_BLENDSHAPES
+from .schema import decode_audio_value
 
 BLOCK = 16
 COLUMNS = 8
@@ -133,7 +134,7 @@ def make_mead_tree(root: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> l
         video = root / row["speaker"] / "video" / "front" / row["emotion"] / level / f"{number}.mp4"
         encode_video(video, blendshapes_to_frames(np.asarray(row["blendshapes"])), row["fps"])
         encode_audio(
-            root / row["speaker"] / "audio" / row["emotion"] / level / f"{number}.m4a", np.asarray(row["audio"])
+            root / row["speaker"] / "audio" / row["emotion"] / level / f"{number}.m4a", decode_audio_value(row["audio"])
         )
         videos.append(video)
     return videos
@@ -160,6 +161,6 @@ def make_ravdess_tree(root: str | os.PathLike, rows: Iterable[dict[str, Any]], a
         name = f"01-01-{_RAVDESS_EMOTION_CODES[row['emotion']]}-{intensity}-{statement}-01-{actor:02d}.mp4"
         path = root / f"Actor_{actor:02d}" / name
         frames = blendshapes_to_frames(np.asarray(row["blendshapes"]))
-        encode_video(path, frames, row["fps"], audio=np.asarray(row["audio"]))
+        encode_video(path, frames, row["fps"], audio=decode_audio_value(row["audio"]))
         paths.append(path)
     return paths

@@ -435,6 +435,7 @@ def evaluate_model(
     from tqdm.auto import tqdm
 
     from ..data.collators import STACollator
+    from ..data.schema import decode_audio_value
 
     model.eval()
     device = next(model.parameters()).device
@@ -467,7 +468,7 @@ def evaluate_model(
             length = min(frames, len(target))
             predictions.append(out.blendshapes[i, :length].float().cpu().numpy())
             targets.append(target[:length])
-            audios.append(np.asarray(row["audio"], dtype=np.float32))
+            audios.append(decode_audio_value(row["audio"]))
             emotions.append(row["emotion"])
             if num_diversity_samples >= 2:
                 stack = np.stack([s[i, :frames] for s in samples])
@@ -535,8 +536,8 @@ def run_evaluation(
         The results dict (layout in the module docstring), also written as ``report.json``.
     """
     import torch
-    from datasets import load_from_disk
 
+    from ..data.loading import load_splits
     from ..modeling_sta import ESARMSTAForGeneration
     from .classifier import ExpressionClassifier
     from .rig import FaceRig
@@ -551,7 +552,7 @@ def run_evaluation(
         rig = FaceRig.default()
     elif isinstance(rig, (str, os.PathLike)):
         rig = FaceRig.from_path(rig)
-    corpus = load_from_disk(str(dataset_path))
+    corpus = load_splits(dataset_path, argument="dataset_path")
     if split not in corpus:
         raise ValueError(f"split must be one of {list(corpus)}, got {split!r}")
     dataset_name = dataset_name or Path(dataset_path).name

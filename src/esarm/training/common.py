@@ -21,6 +21,7 @@ import numpy as np
 from transformers import TrainingArguments
 
 from ..blendshapes import EMOTIONS, INTENSITIES
+from ..data.loading import load_split  # noqa: F401  (the stages' one way into a dataset)
 from ..utils import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -251,22 +252,6 @@ def speaker_to_id(speaker: str, speakers: Sequence[str]) -> int:
         return 1 + list(speakers).index(speaker)
     except ValueError:
         return 0
-
-
-def load_split(path: str | os.PathLike, split: str):
-    """One split of a ``save_to_disk`` DatasetDict (or the Dataset itself when the folder holds one)."""
-    from datasets import Dataset, DatasetDict, load_from_disk
-
-    if path is None or not Path(path).exists():
-        raise ValueError(f"dataset_path must be a folder written by save_to_disk, got {path!r}")
-    data = load_from_disk(str(path))
-    if isinstance(data, DatasetDict):
-        if split not in data:
-            raise ValueError(f"split must be one of {list(data)} for dataset {str(path)!r}, got {split!r}")
-        return data[split]
-    if isinstance(data, Dataset):
-        return data
-    raise ValueError(f"dataset_path {str(path)!r} holds {type(data).__name__}, expected a Dataset or DatasetDict")
 
 
 def speakers_of(dataset) -> list[str]:

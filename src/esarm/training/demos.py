@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +19,8 @@ from tqdm.auto import tqdm
 
 from ..blendshapes import NUM_BLENDSHAPES
 from ..data.collators import STACollator
+from ..data.loading import dataset_reference
+from ..data.schema import decode_audio_value
 from .common import (
     emotion_to_id,
     intensity_to_id,
@@ -117,9 +118,9 @@ def _base_row(row: dict[str, Any], config: ESARMDemoConfig, split: str, index: i
         "emotion": row["emotion"],
         "intensity": int(row["intensity"]),
         "sentence": row.get("sentence", ""),
-        "audio": np.asarray(row["audio"], dtype=np.float32) if config.store_audio else np.zeros(0, np.float32),
+        "audio": decode_audio_value(row["audio"]) if config.store_audio else np.zeros(0, np.float32),
         "sampling_rate": int(row.get("sampling_rate", 16000)),
-        "source_path": str(Path(config.dataset_path).resolve()),
+        "source_path": dataset_reference(config.dataset_path),
         "source_split": split,
         "source_index": index,
         "emotion_id": emotion_to_id(row["emotion"]),
@@ -233,7 +234,8 @@ def _ground_truth_rows(model, dataset, count, cache, config, split, speakers) ->
         seqs = []
         for clip in clips:
             gt = np.asarray(clip["blendshapes"], dtype=np.float32)
-            seqs.append(gt[: num_frames_for(len(clip["audio"]), float(clip.get("fps") or model.config.fps))])
+            num_samples = len(decode_audio_value(clip["audio"]))
+            seqs.append(gt[: num_frames_for(num_samples, float(clip.get("fps") or model.config.fps))])
         blendshapes, mask = pad_blendshapes(seqs)
         tokens = prior.encode(blendshapes.to(device), mask.to(device)).cpu().numpy()
         f = prior.frames_per_token

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from ..blendshapes import EMOTIONS, region_indices
 from ..data.collators import STACollator, num_frames_for
+from ..data.schema import decode_audio_value
 from .common import atomic_write_json, emotion_to_id, load_rig, load_split, vertex_errors
 from .demos import DEFAULT_EPSILONS, rollout_batch
 
@@ -59,7 +60,7 @@ def _ground_truth(dataset, count: int, fps: float) -> list[np.ndarray]:
     for i in range(count):
         row = dataset[i]
         gt = np.asarray(row["blendshapes"], dtype=np.float32)
-        out.append(gt[: num_frames_for(len(row["audio"]), float(row.get("fps") or fps))])
+        out.append(gt[: num_frames_for(len(decode_audio_value(row["audio"])), float(row.get("fps") or fps))])
     return out
 
 

@@ -113,11 +113,11 @@ class PipelineRunner:
 
     # ---- stages ------------------------------------------------------------------------------------------------
     def corpus(self) -> dict[str, Any]:
-        from datasets import load_from_disk
+        from ..data.loading import load_splits
 
         section = self.section("corpus")
         if section.get("dataset_path"):
-            path = Path(section["dataset_path"])
+            path = section["dataset_path"]
         else:
             from ..data import SyntheticCorpusConfig, build_synthetic_corpus
 
@@ -125,7 +125,7 @@ class PipelineRunner:
             section.setdefault("seed", self.seed)
             corpus_config = getattr(SyntheticCorpusConfig, preset)(**section)
             path = build_synthetic_corpus(corpus_config, self.dir("corpus"), progress=True)
-        corpus = load_from_disk(str(path))
+        corpus = load_splits(path, argument="corpus.dataset_path")
         metrics = {f"num_{split}": corpus[split].num_rows for split in corpus}
         metrics["dataset_path"] = str(path)
         return metrics

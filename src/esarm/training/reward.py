@@ -28,6 +28,7 @@ from torch.utils.data import Dataset as TorchDataset
 from transformers import Trainer, set_seed
 
 from ..data.collators import STACollator
+from ..data.schema import decode_audio_value
 from .common import (
     ESARMTrainingArguments,
     MetricStore,
@@ -235,7 +236,7 @@ class RolloutCollator:
         key = (row["source_path"], row["source_split"])
         if key not in self._sources:
             self._sources[key] = load_split(*key)
-        return np.asarray(self._sources[key][int(row["source_index"])]["audio"], dtype=np.float32)
+        return decode_audio_value(self._sources[key][int(row["source_index"])]["audio"])
 
     def encode(
         self, rows: Sequence[dict[str, Any]], windows: Sequence[tuple[int, int]] | None = None
