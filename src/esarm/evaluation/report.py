@@ -539,7 +539,7 @@ def run_evaluation(
 
     from ..modeling_sta import ESARMSTAForGeneration
     from .classifier import ExpressionClassifier
-    from .rig import FaceRig
+    from ..rig import FaceRig
 
     if isinstance(model_paths, (str, os.PathLike)):
         model_paths = [model_paths]
