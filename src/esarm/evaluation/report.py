@@ -538,8 +538,8 @@ def run_evaluation(
     from datasets import load_from_disk
 
     from ..modeling_sta import ESARMSTAForGeneration
-    from .classifier import ExpressionClassifier
     from ..rig import FaceRig
+    from .classifier import ExpressionClassifier
 
     if isinstance(model_paths, (str, os.PathLike)):
         model_paths = [model_paths]

@@ -31,9 +31,7 @@ from ..blendshapes import ARKIT_NAMES, ARKIT_NAMES_ALPHABETICAL, BLENDSHAPE_INDE
 from ..utils import atomic_write
 from .gltf import normalise_target_name, read_gltf_rig, units_scale
 from .ict_facekit import (
-    ICT_FACE_AREA_VERTICES,
     ICT_FACEKIT_COMMIT,
-    ICT_LANDMARKS_68,
     ICT_RIG_FILENAME,
     convert_ict_facekit,
     download_ict_facekit,
@@ -317,8 +315,8 @@ class FaceRig:
     def from_ict_facekit(
         cls,
         path: str | os.PathLike,
-        landmarks: Sequence[int] = ICT_LANDMARKS_68,
-        face_area_vertices: int = ICT_FACE_AREA_VERTICES,
+        landmarks: Sequence[int] | None = None,
+        face_area_vertices: int | None = None,
     ) -> FaceRig:
         """Convert an ICT-FaceKit checkout (or its ``FaceXModel`` folder): see
         :func:`esarm.rig.ict_facekit.convert_ict_facekit`."""

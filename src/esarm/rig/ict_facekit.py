@@ -127,8 +127,8 @@ def ict_name_for(arkit_name: str, available: Sequence[str]) -> list[str]:
 
 def convert_ict_facekit(
     path: str | os.PathLike,
-    landmarks: Sequence[int] = ICT_LANDMARKS_68,
-    face_area_vertices: int = ICT_FACE_AREA_VERTICES,
+    landmarks: Sequence[int] | None = None,
+    face_area_vertices: int | None = None,
 ) -> dict[str, Any]:
     """Convert an ICT-FaceKit checkout (or its ``FaceXModel`` folder) into the arrays of an ARKit rig in mm.
 
@@ -140,8 +140,11 @@ def convert_ict_facekit(
     Args:
         path: the checkout or its ``FaceXModel`` folder.
         landmarks: 68 iBUG landmark vertex ids (default ``ICT_LANDMARKS_68``, from ICT-FaceKit's README).
-        face_area_vertices: number of leading vertices forming the face area (default 9409).
+        face_area_vertices: number of leading vertices forming the face area (default ``ICT_FACE_AREA_VERTICES``,
+            9409).
     """
+    landmarks = ICT_LANDMARKS_68 if landmarks is None else landmarks
+    face_area_vertices = ICT_FACE_AREA_VERTICES if face_area_vertices is None else face_area_vertices
     folder = Path(path)
     if (folder / "FaceXModel").is_dir():
         folder = folder / "FaceXModel"
