@@ -7,8 +7,9 @@ and millimetres in the rig — are written and read by one module. ``esarm.expor
 files on top of it. pygltflib is imported on first use.
 
 Layout written: one mesh, one primitive (POSITION, uint16/uint32 indices), 52 morph targets (POSITION deltas) named
-in ``mesh.extras.targetNames`` (the convention both Blender and three.js read), one node, one scene and, with an
-animation, a LINEAR sampler (times in seconds -> 52 weights per frame).
+in ``mesh.extras.targetNames`` (the convention both Blender and three.js read), the rig's vertex regions in
+``mesh.extras.esarm_regions``, one node, one scene and, with an animation, a LINEAR sampler (times in seconds -> 52
+weights per frame).
 """
 
 from __future__ import annotations
@@ -292,7 +293,11 @@ def build_gltf(rig: FaceRig, blendshapes: np.ndarray | None, fps: float, name: s
         name=name,
         primitives=[primitive],
         weights=[0.0] * len(ARKIT_NAMES),
-        extras={"targetNames": list(ARKIT_NAMES)},
+        # The regions travel in the mesh's extras, so that read_gltf_rig gives back the same rig.
+        extras={
+            "targetNames": list(ARKIT_NAMES),
+            "esarm_regions": {region: ids.tolist() for region, ids in rig.regions.items()},
+        },
     )
     animations = []
     if blendshapes is not None and blendshapes.shape[0] > 0:
