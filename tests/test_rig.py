@@ -3,11 +3,13 @@ download, validation, vertices (numpy / torch)."""
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import io
 import json
 import stat
 import struct
+import tomllib
 import urllib.error
 from pathlib import Path
 
@@ -206,6 +208,14 @@ def test_embedded_rig_is_compact_and_ships_its_licence():
         assert data["deltas"].dtype == np.int16
     licence = (EMBEDDED_RIG.parent / "LICENSE-ICT-FaceKit.txt").read_text()
     assert "MIT License" in licence and "USC Institute for Creative Technologies" in licence
+
+
+def test_embedded_rig_and_licence_are_package_data():
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["esarm.rig"]
+    for path in (EMBEDDED_RIG, EMBEDDED_RIG.parent / "LICENSE-ICT-FaceKit.txt"):
+        relative = path.relative_to(EMBEDDED_RIG.parents[1]).as_posix()
+        assert any(fnmatch.fnmatch(relative, p) for p in patterns), f"{relative} is not in esarm.rig's package-data"
 
 
 def test_landmark_regions_reproduce_the_embedded_regions(rig):
