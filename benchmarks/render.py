@@ -1,7 +1,7 @@
 """Rendering speed of ``esarm.export.render`` on CPU: rasteriser frames per second (ICT-FaceKit face, 9.4k
 vertices, 18.5k triangles) at several heights, Gouraud and flat, and the whole MP4 path (render + H.264 + AAC).
 
-    ESARM_RIG=/path/to/ict_facekit_arkit.npz python benchmarks/render.py
+    python benchmarks/render.py [--rig PATH]      # default: esarm.rig.resolve_rig (the embedded rig if none set)
 """
 
 from __future__ import annotations
@@ -26,14 +26,15 @@ def animation(frames: int, seed: int = 0) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rig", default=os.environ.get("ESARM_RIG"))
+    parser.add_argument("--rig", default=None, help="rig file (default: $ESARM_RIG, the cache or the embedded rig)")
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--heights", type=int, nargs="+", default=[256, 384, 512])
     args = parser.parse_args()
-    if not args.rig:
-        raise SystemExit("set ESARM_RIG or pass --rig (an ICT-FaceKit ARKit .npz)")
 
     from esarm.export.render import FaceRenderer, render_video
+    from esarm.rig import resolve_rig
+
+    args.rig = resolve_rig(args.rig)
 
     weights = animation(args.frames)
     print(f"CPU, {os.cpu_count()} cores; {args.frames} frames per measurement\n")

@@ -3,7 +3,8 @@
     python scripts/evaluate.py --model_paths runs/sta runs/rl --dataset_path data/synthetic --split test \
         --output_dir runs/evaluation --epsilons 0.02 0.25 0.5 0.75 1.0 --reward_model_path runs/rm
 
-The face rig is --rig, else $ESARM_RIG, else the cached (or downloaded) ICT-FaceKit conversion (docs/evaluation.md).
+The face rig is --rig, else $ESARM_RIG, else a converted ICT-FaceKit rig in the user cache, else the rig embedded in
+esarm (docs/evaluation.md).
 """
 
 import json

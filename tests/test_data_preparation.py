@@ -415,3 +415,52 @@ def test_mead_tree_to_trained_pipeline_through_the_cli(mead_root, tmp_path):
     assert len(list(run.glob("*/esarm_stage_done.json"))) == 7  # every stage finished and marked done
     results = json.loads((run / "evaluation" / "results.json").read_text())
     assert results and (run / "evaluation" / "results.md").read_text().strip()
+
+
+# ---- MediaPipe model download: pinned URL, sha256 checked when one is configured ---------------------------------
+
+
+@pytest.fixture
+def served_task(monkeypatch):
+    """Replace only the network layer: every URL answers with the same bytes."""
+    import hashlib
+    import io
+
+    from esarm import utils
+    from esarm.data import extraction
+
+    payload = b"face landmarker task bytes"
+    urls = []
+
+    def fake_urlopen(url, timeout):
+        urls.append(url)
+        return io.BytesIO(payload)
+
+    monkeypatch.setattr(utils, "urlopen", fake_urlopen)
+    monkeypatch.setattr(extraction, "urlopen", fake_urlopen)
+    monkeypatch.delenv("ESARM_MEDIAPIPE_TASK_SHA256", raising=False)
+    return {"sha256": hashlib.sha256(payload).hexdigest(), "urls": urls}
+
+
+def test_face_landmarker_download_checks_a_configured_sha256(tmp_path, monkeypatch, served_task):
+    from esarm.data.extraction import FACE_LANDMARKER_URL, download_face_landmarker
+
+    assert "/latest/" not in FACE_LANDMARKER_URL and "/float16/1/" in FACE_LANDMARKER_URL
+    monkeypatch.setenv("ESARM_MEDIAPIPE_TASK_SHA256", "0" * 64)
+    assert download_face_landmarker(tmp_path) is None  # wrong checksum: refused, nothing kept
+    assert not list(tmp_path.iterdir())
+    monkeypatch.setenv("ESARM_MEDIAPIPE_TASK_SHA256", served_task["sha256"])
+    path = download_face_landmarker(tmp_path)
+    assert Path(path).read_bytes() == b"face landmarker task bytes"
+    assert served_task["urls"] == [FACE_LANDMARKER_URL] * 2
+
+
+def test_face_landmarker_download_without_checksum_logs_the_sha256(tmp_path, caplog, served_task):
+    from esarm.data.extraction import download_face_landmarker
+
+    with caplog.at_level("WARNING", logger="esarm.data.extraction"):
+        path = download_face_landmarker(tmp_path)
+    assert Path(path).is_file() and served_task["sha256"] in caplog.text
+    # a cached file that matches the configured checksum is used as it is
+    assert download_face_landmarker(tmp_path, sha256=served_task["sha256"]) == path
+    assert len(served_task["urls"]) == 1

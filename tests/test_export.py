@@ -10,7 +10,6 @@ import pytest
 
 from esarm.blendshapes import ARKIT_NAMES, ARKIT_NAMES_ALPHABETICAL, LIVE_LINK_NAMES, reorder
 from esarm.export import load_animation, save_animation
-from esarm.export._rig import MeshRig
 from esarm.export.csv import (
     BLEND_SHAPE_COUNT,
     LIVE_LINK_HEADER,
@@ -22,6 +21,7 @@ from esarm.export.csv import (
 )
 from esarm.export.gltf import read_gltf_animation, write_gltf
 from esarm.export.json import read_json, write_json
+from esarm.rig import FaceRig
 
 
 @pytest.fixture
@@ -31,10 +31,10 @@ def animation() -> np.ndarray:
 
 
 @pytest.fixture
-def grid_rig() -> MeshRig:
-    """A 4x4-vertex plane whose k-th blendshape lifts vertex k % 16 by k+1 mm."""
+def grid_rig() -> FaceRig:
+    """A 4x4-vertex plane, 30 mm between vertices, whose k-th blendshape lifts vertex k % 16 by k+1 mm."""
     xs, ys = np.meshgrid(np.arange(4, dtype=np.float32), np.arange(4, dtype=np.float32))
-    neutral = np.stack([xs.ravel(), ys.ravel(), np.zeros(16, np.float32)], axis=1) * 10
+    neutral = np.stack([xs.ravel(), ys.ravel(), np.zeros(16, np.float32)], axis=1) * 30
     faces = []
     for row in range(3):
         for col in range(3):
@@ -43,7 +43,8 @@ def grid_rig() -> MeshRig:
     deltas = np.zeros((52, 16, 3), np.float32)
     for k in range(52):
         deltas[k, k % 16, 2] = k + 1
-    return MeshRig(neutral, deltas, np.asarray(faces, np.int64))
+    regions = {"lips": np.arange(0, 4), "eye_forehead": np.arange(12, 16)}
+    return FaceRig(neutral=neutral, deltas=deltas, faces=np.asarray(faces, np.int64), regions=regions)
 
 
 # ---- Live Link Face CSV ------------------------------------------------------------------------------------
@@ -219,7 +220,17 @@ def test_gltf_json_with_embedded_buffer(tmp_path, animation, grid_rig):
     assert fps == pytest.approx(24)
 
 
-def test_glb_of_the_shared_rig(tmp_path, rig_path):
+@pytest.mark.parametrize("suffix", [".glb", ".gltf"])
+def test_written_gltf_reads_back_as_the_same_rig(tmp_path, grid_rig, suffix):
+    again = FaceRig.from_gltf(write_gltf(tmp_path / f"face{suffix}", rig=grid_rig))
+    np.testing.assert_allclose(again.neutral, grid_rig.neutral, atol=1e-4)
+    np.testing.assert_allclose(again.deltas, grid_rig.deltas, atol=1e-4)
+    np.testing.assert_array_equal(again.faces, grid_rig.faces)
+    for region in ("lips", "eye_forehead"):
+        np.testing.assert_array_equal(again.region(region), grid_rig.region(region))
+
+
+def test_glb_of_the_embedded_rig(tmp_path, rig_path):
     frames = np.zeros((3, 52), np.float32)
     frames[:, ARKIT_NAMES.index("jawOpen")] = [0.0, 0.5, 1.0]
     path = write_gltf(tmp_path / "rig.glb", frames, fps=30, rig=rig_path)
@@ -237,7 +248,7 @@ def test_gltf_rejects_bad_arguments(tmp_path, grid_rig, animation):
         write_gltf(tmp_path / "face.obj", animation, rig=grid_rig)
     with pytest.raises(ValueError, match="fps must be positive"):
         write_gltf(tmp_path / "face.glb", animation, fps=0, rig=grid_rig)
-    with pytest.raises(ValueError, match="neutral, deltas and faces"):
+    with pytest.raises(TypeError, match="rig must be a FaceRig, a path or None, got object"):
         write_gltf(tmp_path / "face.glb", animation, rig=object())
 
 

@@ -10,7 +10,7 @@ import torch
 from esarm.blendshapes import BLENDSHAPE_INDEX, EMOTIONS
 from esarm.evaluation import metrics as M
 from esarm.evaluation.classifier import ExpressionClassifier
-from esarm.evaluation.rig import FaceRig
+from esarm.rig import FaceRig
 
 JAW, BROW, BLINK, SMILE = (BLENDSHAPE_INDEX[n] for n in ("jawOpen", "browInnerUp", "eyeBlinkLeft", "mouthSmileLeft"))
 

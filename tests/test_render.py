@@ -12,13 +12,8 @@ FPS = 30
 
 
 @pytest.fixture(scope="module")
-def renderer():
-    import os
-
-    path = os.environ.get("ESARM_RIG")
-    if not path or not os.path.exists(path):
-        pytest.skip("no face rig: set ESARM_RIG")
-    return FaceRenderer(path, height=128)
+def renderer(rig):
+    return FaceRenderer(rig, height=128)
 
 
 def weights(**values: float) -> np.ndarray:

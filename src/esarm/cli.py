@@ -156,7 +156,7 @@ def cmd_animate(args: argparse.Namespace) -> int:
 
     rig = None
     if any(o.suffix.lower() in (".mp4", ".gif", ".glb", ".gltf") for o in outputs):
-        from esarm.export._rig import resolve_rig
+        from esarm.rig import resolve_rig
 
         rig = resolve_rig(args.rig)
     iterator = list(zip(files, outputs))

@@ -1,15 +1,18 @@
 """Small helpers shared by the library (not by the model files, which ship as remote code).
 
 Atomic writes: every output file is written to a temporary file in the same folder and then moved into place
-with ``os.replace``, so readers never see a half-written file and a crash leaves the old file intact.
+with ``os.replace``, so readers never see a half-written file and a crash leaves the old file intact. Downloads
+(:func:`fetch_verified`) are atomic writes that keep a file only when its sha256 is the pinned one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from urllib.request import urlopen
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], object], suffix: str | None = None) -> Path:
@@ -44,3 +47,35 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
     """Write ``text`` to ``path`` atomically (see :func:`atomic_write`). Returns ``path``."""
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding=encoding))
+
+
+def file_sha256(path: str | os.PathLike) -> str | None:
+    """Hex sha256 of a file, or ``None`` when there is no such file."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch_verified(url: str, destination: str | os.PathLike, sha256: str, timeout: float = 60.0) -> Path:
+    """Download ``url`` to ``destination`` atomically, keeping it only if its sha256 is ``sha256``.
+
+    Raises:
+        OSError: the download failed (``urllib.error.URLError`` is an ``OSError``) or the checksum differs; then
+            ``destination`` is left as it was.
+    """
+
+    def fetch(tmp: str) -> None:
+        digest = hashlib.sha256()
+        with open(tmp, "wb") as out, urlopen(url, timeout=timeout) as response:  # noqa: S310 (pinned https URLs)
+            while chunk := response.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+        if digest.hexdigest() != sha256:
+            raise OSError(f"checksum mismatch for {url}: expected sha256 {sha256}, got {digest.hexdigest()}")
+
+    return atomic_write(destination, fetch)

@@ -11,11 +11,12 @@ import logging
 import os
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.request import urlopen
 
 import numpy as np
 
 from ..blendshapes import ARKIT_NAMES, NUM_BLENDSHAPES, reorder
-from ..utils import atomic_write_bytes
+from ..utils import atomic_write_bytes, fetch_verified, file_sha256
 from .schema import SAMPLING_RATE
 
 logger = logging.getLogger(__name__)
@@ -32,28 +33,43 @@ class BlendshapeExtractor(Protocol):
     def __call__(self, frames: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]: ...
 
 
+# Version 1 of the float16 model, the one MediaPipe's model card lists (a "latest" URL would change under a pinned
+# checksum).
 FACE_LANDMARKER_URL = (
-    "https://storage.googleapis.com/mediapipe-models/face_landmarker/face_landmarker/float16/latest/"
-    "face_landmarker.task"
+    "https://storage.googleapis.com/mediapipe-models/face_landmarker/face_landmarker/float16/1/face_landmarker.task"
 )
+# Google publishes no checksum for its MediaPipe model files, so none is pinned here; set this environment variable to
+# the sha256 you trust and a download (or a cached file) that differs is refused.
+FACE_LANDMARKER_SHA256_ENV = "ESARM_MEDIAPIPE_TASK_SHA256"
 
 
-def download_face_landmarker(cache_dir: str | os.PathLike | None = None, timeout: float = 30.0) -> str | None:
-    """MediaPipe's ``face_landmarker.task`` in ``cache_dir`` (``~/.cache/esarm``), downloaded once; None offline."""
-    import urllib.request
+def download_face_landmarker(
+    cache_dir: str | os.PathLike | None = None, timeout: float = 30.0, sha256: str | None = None
+) -> str | None:
+    """MediaPipe's ``face_landmarker.task`` (``FACE_LANDMARKER_URL``) in ``cache_dir`` (``~/.cache/esarm``),
+    downloaded once, atomically; ``None`` when it cannot be downloaded or fails its checksum.
 
+    ``sha256`` (default ``$ESARM_MEDIAPIPE_TASK_SHA256``) is checked on the download and on a cached file; without
+    one the file is kept unverified and its sha256 is logged, so that it can be pinned.
+    """
     folder = Path(cache_dir or Path.home() / ".cache" / "esarm")
     path = folder / "face_landmarker.task"
-    if path.is_file():
+    sha256 = sha256 or os.environ.get(FACE_LANDMARKER_SHA256_ENV) or None
+    if path.is_file() and (sha256 is None or file_sha256(path) == sha256):
         return str(path)
     try:
-        with urllib.request.urlopen(FACE_LANDMARKER_URL, timeout=timeout) as response:
-            payload = response.read()
+        if sha256 is not None:
+            fetch_verified(FACE_LANDMARKER_URL, path, sha256, timeout=timeout)
+        else:
+            with urlopen(FACE_LANDMARKER_URL, timeout=timeout) as response:  # noqa: S310 (pinned https URL)
+                atomic_write_bytes(path, response.read())
+            logger.warning(
+                "%s downloaded without a checksum to compare (sha256 %s): set %s to pin it",
+                FACE_LANDMARKER_URL, file_sha256(path), FACE_LANDMARKER_SHA256_ENV,
+            )  # fmt: skip
     except OSError as error:
         logger.warning("cannot download %s: %s", FACE_LANDMARKER_URL, error)
         return None
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, payload)
     return str(path)
 
 

@@ -1,5 +1,5 @@
-"""Evaluation: the face rig (ARKit coefficients -> mesh vertices in mm), LVE / EVE and the other metrics, the
-expression classifier and the results report.
+"""Evaluation: LVE / EVE and the other metrics (on the face rig of :mod:`esarm.rig`), the expression classifier
+and the results report.
 
 Submodules import lazily so that ``import esarm.evaluation`` stays light (no torch / matplotlib until used).
 """
@@ -11,10 +11,6 @@ from pathlib import Path
 from typing import Any
 
 _EXPORTS = {
-    "FaceRig": "rig",
-    "default_cache_dir": "rig",
-    "regions_from_landmarks": "rig",
-    "regions_from_targets": "rig",
     "lve": "metrics",
     "lve_squared": "metrics",
     "eve": "metrics",

@@ -539,8 +539,8 @@ def run_evaluation(
 
     from ..data.loading import load_splits
     from ..modeling_sta import ESARMSTAForGeneration
+    from ..rig import FaceRig
     from .classifier import ExpressionClassifier
-    from .rig import FaceRig
 
     if isinstance(model_paths, (str, os.PathLike)):
         model_paths = [model_paths]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from ..rig import resolve_rig
+
 # metric name -> (rig region, how the docstring names its vertices)
 REGIONS: dict[str, tuple[str, str]] = {"lve": ("lips", "lip"), "eve": ("eye_forehead", "eye/forehead")}
 
@@ -27,8 +29,8 @@ def kwargs_description(name: str) -> str:
 Args:
     predictions: list of sequences, each [frames, 52] ARKit coefficients (esarm.blendshapes.ARKIT_NAMES order).
     references: list of sequences of the same lengths as the predictions.
-    rig: path of a rig (.npz, .glb/.gltf or ICT-FaceKit folder); default: FaceRig.default() ($ESARM_RIG, the
-        user cache, or a download of ICT-FaceKit).
+    rig: path of a rig (.npz, .glb/.gltf or ICT-FaceKit folder); default: $ESARM_RIG, else a converted
+        ICT-FaceKit rig in the user cache, else the rig embedded in esarm.
 Returns:
     {name}_mm: mean over frames of the max {vertices}-vertex L2 distance (mm).
     {name}_squared_mm2: the same with the squared distance (mm²).
@@ -65,12 +67,11 @@ def compute_scores(
 ) -> dict[str, float]:
     """``{name}_mm`` (mean over frames of the max region-vertex distance, mm) and ``{name}_squared_mm2`` (mm²).
 
-    ``rig``: a rig path for :meth:`FaceRig.from_path`; ``None``: :meth:`FaceRig.default`.
+    ``rig``: a rig path or ``None`` (:func:`esarm.rig.resolve_rig`).
     """
     from .metrics import region_vertex_error
-    from .rig import FaceRig
 
     region, _ = _check_name(name)
-    face_rig = FaceRig.default() if rig is None else FaceRig.from_path(rig)
+    face_rig = resolve_rig(rig)
     squared = region_vertex_error(predictions, references, face_rig, region, squared=True, reduction="frames")
     return {f"{name}_mm": float((squared**0.5).mean()), f"{name}_squared_mm2": float(squared.mean())}

@@ -19,12 +19,11 @@ import os
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from esarm.blendshapes import ARKIT_NAMES, BLENDSHAPE_INDEX, validate_blendshapes
-from esarm.export._rig import resolve_rig, rig_arrays
+from esarm.rig import FaceRig, resolve_rig
 from esarm.utils import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -42,20 +41,21 @@ class FaceRenderer:
     """Software rasteriser of a blendshape rig, front orthographic view fitted to the neutral face.
 
     Args:
-        rig: rig object (``neutral`` [V,3] mm, ``deltas`` [52,V,3] mm, ``faces`` [F,3]), path, or ``None``.
+        rig: a :class:`~esarm.rig.FaceRig`, a path to one, or ``None`` (:func:`esarm.rig.resolve_rig`).
         height: image height in pixels; the width follows the face's aspect ratio (both even, for H.264).
         shading: ``"gouraud"`` (smooth, per-vertex normals) or ``"flat"`` (per-triangle normals).
         margin: empty border around the neutral face, as a fraction of its size.
     """
 
-    def __init__(self, rig: Any = None, height: int = 512, shading: str = "gouraud", margin: float = 0.08):
+    def __init__(self, rig: FaceRig | str | os.PathLike | None = None, height: int = 512, shading: str = "gouraud", margin: float = 0.08):
         if shading not in ("gouraud", "flat"):
             raise ValueError(f"shading must be 'gouraud' or 'flat', got {shading!r}")
         if height < 16:
             raise ValueError(f"height must be at least 16 pixels, got {height}")
         from scipy import sparse
 
-        self.neutral, self.deltas, self.faces = rig_arrays(resolve_rig(rig))
+        face_rig = resolve_rig(rig)
+        self.neutral, self.deltas, self.faces = face_rig.neutral, face_rig.deltas, face_rig.faces
         self.shading = shading
         self._deltas_flat = self.deltas.reshape(len(ARKIT_NAMES), -1)  # [52, V*3]
         low, high = self.neutral.min(axis=0), self.neutral.max(axis=0)
@@ -181,7 +181,7 @@ class FaceRenderer:
         return image
 
 
-def render_frame(rig: Any, weights: np.ndarray, height: int = 512, shading: str = "gouraud") -> np.ndarray:
+def render_frame(rig: FaceRig | str | os.PathLike | None, weights: np.ndarray, height: int = 512, shading: str = "gouraud") -> np.ndarray:
     """Render the rig with one frame of blendshape weights [52] (ARKit order) -> uint8 RGB [H, W, 3]."""
     return FaceRenderer(rig, height=height, shading=shading).render(weights)
 
@@ -429,7 +429,7 @@ def render_video(
     fps: float = 30.0,
     audio: np.ndarray | None = None,
     sampling_rate: int = 16000,
-    rig: Any = None,
+    rig: FaceRig | str | os.PathLike | None = None,
     labels: Sequence[str] | None = None,
     curves: bool | Sequence[str] = False,
     height: int = 384,

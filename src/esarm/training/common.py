@@ -22,6 +22,7 @@ from transformers import TrainingArguments
 
 from ..blendshapes import EMOTIONS, INTENSITIES
 from ..data.loading import load_split  # noqa: F401  (the stages' one way into a dataset)
+from ..rig import resolve_rig
 from ..utils import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -266,17 +267,9 @@ def is_main_process() -> bool:
 
 
 def load_rig(rig_path: str | os.PathLike | None):
-    """The face rig for vertex metrics: ``rig_path``, else ``$ESARM_RIG``; ``None`` when there is no rig (or the
-    evaluation package is missing), in which case vertex metrics are skipped."""
-    path = rig_path or os.environ.get("ESARM_RIG")
-    if not path or not Path(path).exists():
-        return None
-    try:
-        from ..evaluation.rig import FaceRig
-    except ImportError:  # evaluation package not installed / not yet available
-        logger.warning("esarm.evaluation is not importable; skipping vertex metrics")
-        return None
-    return FaceRig.from_npz(path)
+    """The face rig for vertex metrics (:func:`esarm.rig.resolve_rig`): ``rig_path``, else ``$ESARM_RIG``, else a
+    converted rig in the user cache, else the rig embedded in esarm."""
+    return resolve_rig(rig_path)
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
