@@ -98,7 +98,9 @@ class FliteSynthesizer:
             command = [self.executable, "-voice", voice, "-psdur", *settings, "-t", text, "-o", path]
             result = subprocess.run(command, capture_output=True, text=True, check=False)
             if result.returncode != 0 or not os.path.exists(path):
-                raise RuntimeError(f"flite failed with status {result.returncode} for {text!r}: {result.stderr.strip()}")
+                raise RuntimeError(
+                    f"flite failed with status {result.returncode} for {text!r}: {result.stderr.strip()}"
+                )
             audio, sampling_rate = _read_wav(path)
         phonemes, starts = parse_segments(result.stdout)
         return Utterance(audio, sampling_rate, phonemes, starts, word_starts=np.zeros(0))

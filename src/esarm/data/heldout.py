@@ -165,7 +165,9 @@ def _synthesize(voice: HeldOutVoice, sentence: str, rng: np.random.Generator, es
         )  # fmt: skip
         phonemes = [p.replace("ˈ", "").replace("ˌ", "") or "_" for p in utterance.phonemes]
     else:
-        utterance = flite.synthesize(sentence, voice=voice.voice, duration_stretch=voice.rate / jitter, f0_mean=voice.pitch)
+        utterance = flite.synthesize(
+            sentence, voice=voice.voice, duration_stretch=voice.rate / jitter, f0_mean=voice.pitch
+        )
         phonemes = list(utterance.phonemes)
     return utterance, phonemes
 
@@ -246,7 +248,9 @@ def generate_heldout_sets(
                     rng = np.random.default_rng([seed, 7, list(SPLITS).index(split), voice_index, sentence_index])
                     rows.append(generate_clip(voice, style, sentence, sentence_index, rng, espeak, flite, fps))
         result[split] = rows_to_dataset(rows, features())
-    logger.info("generated held-out sets %s in %.1f s", {k: len(v) for k, v in result.items()}, time.perf_counter() - started)
+    logger.info(
+        "generated held-out sets %s in %.1f s", {k: len(v) for k, v in result.items()}, time.perf_counter() - started
+    )
     return DatasetDict(result)
 
 
