@@ -97,7 +97,7 @@ def _curves(a: Any, b: Any, names: tuple[str, str]) -> tuple[np.ndarray, np.ndar
 def pearson(mouth: Any, reference: Any) -> float:
     """Pearson correlation of two curves ``[T]``; NaN when either is constant or has fewer than 2 frames."""
     mouth, reference = _curves(mouth, reference, ("mouth", "reference"))
-    if len(mouth) < 2 or mouth.std() == 0 or reference.std() == 0:
+    if len(mouth) < 2 or np.ptp(mouth) == 0 or np.ptp(reference) == 0:
         return math.nan
     return float(np.corrcoef(mouth, reference)[0, 1])
 
