@@ -60,7 +60,9 @@ def _model(path: str | None):
     from esarm.processing_esarm import ESARMProcessor
 
     model = ESARMSTAForGeneration.from_pretrained(path).eval()
-    processor = ESARMProcessor.from_pretrained(path) if (Path(path) / "preprocessor_config.json").exists() else None
+    # A model folder written by the pipeline holds its processor (speaker names, fps); a bare model folder does not.
+    saved = any((Path(path) / name).exists() for name in ("processor_config.json", "preprocessor_config.json"))
+    processor = ESARMProcessor.from_pretrained(path) if saved else None
     return model, processor
 
 
