@@ -5,8 +5,8 @@
 
 --heldout is built there (esarm.data.heldout; the test split needs the Debian package `flite`) when it does not exist
 yet. --train is a corpus saved with save_to_disk whose `train` split fits the log-mel probe. Without --model, only the
-baselines and the ground-truth generator are measured. The face rig (lip aperture) is --rig, else $ESARM_RIG, else
-the cached ICT-FaceKit conversion; without one the aperture columns stay empty. --out writes markdown (.md) or JSON.
+baselines and the ground-truth generator are measured. The face rig (lip aperture) is --rig, else the one resolver of esarm.rig ($ESARM_RIG, the
+cached ICT-FaceKit conversion, the rig embedded in the package). --out writes markdown (.md) or JSON.
 """
 
 import json
@@ -21,7 +21,7 @@ from transformers import HfArgumentParser
 
 from esarm.data.heldout import build_heldout_sets
 from esarm.evaluation.lipsync import LogMelProbe, animate_rows, format_table, lipsync_table
-from esarm.evaluation.rig import FaceRig
+from esarm.rig import resolve_rig
 
 logger = logging.getLogger("evaluate_lipsync")
 
@@ -41,16 +41,6 @@ class LipSyncArguments:
     emotion: str = field(default="neutral", metadata={"help": "Emotion label given to the model."})
     max_lag_frames: int = field(default=6, metadata={"help": "Search the lag within +-this many frames."})
     seed: int = field(default=0, metadata={"help": "Seed of the held-out sets and of the model's rollouts."})
-
-
-def _rig(path: str | None):
-    if path:
-        return FaceRig.from_path(path)
-    try:
-        return FaceRig.default(download=False)
-    except FileNotFoundError as error:
-        logger.warning("no face rig, the lip-aperture columns stay empty: %s", error)
-        return None
 
 
 def _model(path: str | None):
@@ -79,7 +69,7 @@ def main(args=None) -> dict:
         if arguments.max_train_clips is not None:
             train = train.select(range(min(arguments.max_train_clips, len(train))))
         probe = LogMelProbe().fit(train.with_format("numpy"))
-    rig = _rig(arguments.rig)
+    rig = resolve_rig(arguments.rig)
     model, processor = _model(arguments.model)
     results = {}
     for split in arguments.splits:

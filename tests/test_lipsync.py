@@ -28,7 +28,7 @@ from esarm.evaluation.lipsync import (
     silence_closure,
     stack_context,
 )
-from esarm.evaluation.rig import FaceRig
+from esarm.rig import FaceRig
 
 RATE, FPS = 16000, 30.0
 

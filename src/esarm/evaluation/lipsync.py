@@ -28,6 +28,7 @@ import numpy as np
 
 from ..blendshapes import BLENDSHAPE_INDEX, NUM_BLENDSHAPES
 from ..data.phones import frame_classes, openness_curve
+from ..data.schema import decode_audio_value
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,11 @@ DEFAULT_MAX_LAG_FRAMES = 6  # +-200 ms at 30 fps: wider than any coarticulation 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Mouth signals
+
+
+def row_audio(row: dict[str, Any]) -> np.ndarray:
+    """A clip's float32 samples at its ``sampling_rate``, whatever the layout of its ``audio`` column."""
+    return decode_audio_value(row["audio"], int(row["sampling_rate"]))
 
 
 def jaw_open(blendshapes: Any) -> np.ndarray:
@@ -267,7 +273,7 @@ class LogMelProbe:
         gram, cross, frames = None, None, 0
         for row in rows:
             target = np.asarray(row["blendshapes"], np.float64)
-            x = self.features(row["audio"], int(row["sampling_rate"]), len(target), float(row["fps"]))
+            x = self.features(row_audio(row), int(row["sampling_rate"]), len(target), float(row["fps"]))
             gram = x.T @ x if gram is None else gram + x.T @ x
             cross = x.T @ target if cross is None else cross + x.T @ target
             frames += len(target)
@@ -292,7 +298,7 @@ class LogMelProbe:
 
 def reference_curves(row: dict[str, Any], num_frames: int) -> tuple[np.ndarray, list[str]]:
     """The openness curve and the frame classes of a row with ``phonemes`` and ``phoneme_times``."""
-    duration = len(row["audio"]) / float(row["sampling_rate"])
+    duration = len(row_audio(row)) / float(row["sampling_rate"])
     fps = float(row["fps"])
     curve = openness_curve(row["phonemes"], row["phoneme_times"], duration, fps, num_frames)
     return curve, frame_classes(row["phonemes"], row["phoneme_times"], duration, fps, num_frames)
@@ -314,7 +320,7 @@ def animate_rows(
     outputs = []
     for row in rows:
         result = animate_audio(
-            model, np.asarray(row["audio"], np.float32), sampling_rate=int(row["sampling_rate"]), processor=processor,
+            model, row_audio(row), sampling_rate=int(row["sampling_rate"]), processor=processor,
             emotion=emotion, intensity=intensity, seed=seed, **generate_kwargs,
         )  # fmt: skip
         if abs(result.fps - float(row["fps"])) > 1e-6:
@@ -367,7 +373,7 @@ def set_scores(
     fps = float(rows[0]["fps"]) if rows else 30.0
     for row, curves in zip(rows, mouths):
         num_frames = len(curves["jaw"])
-        loudness = loudness_envelope(row["audio"], int(row["sampling_rate"]), num_frames, float(row["fps"]))
+        loudness = loudness_envelope(row_audio(row), int(row["sampling_rate"]), num_frames, float(row["fps"]))
         main = curves.get("aperture", curves["jaw"])
         envelope_r.append(pearson(main, loudness))
         envelope_curves.append(cross_correlation(main, loudness, max_lag_frames))
@@ -423,14 +429,14 @@ def lipsync_table(
             )
         table["model"] = set_scores(rows, [_mouths(b, rig) for b in model_blendshapes], max_lag_frames)
     loudness = [
-        {"jaw": loudness_envelope(r["audio"], int(r["sampling_rate"]), len(r["blendshapes"]), float(r["fps"]))}
+        {"jaw": loudness_envelope(row_audio(r), int(r["sampling_rate"]), len(r["blendshapes"]), float(r["fps"]))}
         for r in rows
     ]
     table["loudness"] = set_scores(rows, loudness, max_lag_frames)
     table["loudness"].update(envelope_r=math.nan, envelope_lag_ms=math.nan, silence_closure=math.nan)
     if probe is not None:
         predictions = [
-            probe.predict(r["audio"], int(r["sampling_rate"]), len(r["blendshapes"]), float(r["fps"])) for r in rows
+            probe.predict(row_audio(r), int(r["sampling_rate"]), len(r["blendshapes"]), float(r["fps"])) for r in rows
         ]
         table["log-mel probe"] = set_scores(rows, [_mouths(p, rig) for p in predictions], max_lag_frames)
     table["ground truth"] = set_scores(rows, [_mouths(np.asarray(r["blendshapes"]), rig) for r in rows], max_lag_frames)

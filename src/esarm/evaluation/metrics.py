@@ -8,7 +8,7 @@ and ground truth must have the same number of frames: the metrics do not align s
 resample first; :func:`esarm.evaluation.report.evaluate_model` trims to the shorter one). NaN / inf coefficients
 raise ``ValueError``.
 
-Vertex errors use the rig (:class:`~esarm.evaluation.rig.FaceRig`, millimetres). Since ``vertices = neutral +
+Vertex errors use the rig (:class:`~esarm.rig.FaceRig`, millimetres). Since ``vertices = neutral +
 weights @ deltas``, the vertex difference of two frames is ``(w_pred - w_target) @ deltas``: the neutral mesh
 cancels.
 
@@ -149,7 +149,7 @@ def region_vertex_error(
 
     Args:
         pred, target: blendshapes (see module docstring), equal lengths.
-        rig: :class:`~esarm.evaluation.rig.FaceRig`.
+        rig: :class:`~esarm.rig.FaceRig`.
         region: a region of the rig (``"lips"`` for LVE, ``"eye_forehead"`` for EVE).
         mask: optional frame mask (1 = real frame).
         squared: ``True``: squared L2 distance (mm², FaceFormer / CodeTalker / UniTalker convention);

@@ -414,7 +414,7 @@ def evaluate_model(
     Args:
         model: an ``ESARMSTAForGeneration`` (eval mode is set here).
         dataset_split: a ``datasets.Dataset`` split (or list of rows) in the package's schema.
-        rig: :class:`~esarm.evaluation.rig.FaceRig` for the vertex metrics (``None``: blendshape metrics only).
+        rig: :class:`~esarm.rig.FaceRig` for the vertex metrics (``None``: blendshape metrics only).
         speakers: the model's known speakers (default: read from the processor saved with the model).
         epsilon: epsilon-greedy noise of the rollouts (0 = greedy policy).
         batch_size: clips generated together.
