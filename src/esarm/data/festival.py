@@ -65,10 +65,11 @@ class FestivalRequest:
             raise ValueError(f"voice must be one of {sorted(FESTIVAL_VOICES)}, got {self.voice!r}")
         if not 0.8 <= self.formant_scale <= 1.25:
             raise ValueError(f"formant_scale must be in [0.8, 1.25], got {self.formant_scale}")
-        if self.speed <= 0 or self.f0_mean <= 0 or self.f0_std < 0:
-            raise ValueError(
-                f"speed and f0_mean must be > 0 and f0_std >= 0, got {self.speed}, {self.f0_mean}, {self.f0_std}"
-            )
+        # below 70-80 Hz (after the formant scale's compensation) the diphone voices place no pitch marks and crash
+        if not 80.0 <= self.f0_mean <= 400.0:
+            raise ValueError(f"f0_mean must be in [80, 400] Hz, got {self.f0_mean}")
+        if self.speed <= 0 or self.f0_std < 0:
+            raise ValueError(f"speed must be > 0 and f0_std >= 0, got {self.speed} and {self.f0_std}")
         if not self.text.strip():
             raise ValueError(f"text must be a non-empty sentence, got {self.text!r}")
 

@@ -294,9 +294,10 @@ def festival_request(speaker: SpeakerStyle, sentence: str, parameters: dict) -> 
 
     eSpeak's pitch 0..99 maps to ``110 * 2 ** ((pitch - 45) / 25)`` Hz (pitch 40: 96 Hz, 60: 167 Hz; an emotion's
     +15 raises it by half), its range 0..99 to a standard deviation of ``0.26 * range / 100`` of that, and its
-    rate to a speed relative to 175 words per minute (eSpeak's default).
+    rate to a speed relative to 175 words per minute (eSpeak's default). The pitch is kept within 90..350 Hz.
     """
-    f0 = 110.0 * 2.0 ** ((parameters["pitch"] - 45.0) / 25.0)
+    # clamped to 90..350 Hz: Festival's diphone voices place no pitch marks (and crash) below 70-80 Hz
+    f0 = float(np.clip(110.0 * 2.0 ** ((parameters["pitch"] - 45.0) / 25.0), 90.0, 350.0))
     return FestivalRequest(
         text=sentence, voice=speaker.voice, f0_mean=f0, f0_std=f0 * 0.26 * max(parameters["pitch_range"], 0) / 100,
         speed=max(parameters["rate"], 80.0) / 175.0, formant_scale=speaker.formant_scale,
