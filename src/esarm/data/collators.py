@@ -20,6 +20,7 @@ import torch
 
 from ..blendshapes import NUM_BLENDSHAPES
 from ..training.common import emotion_to_id, intensity_to_id, speaker_to_id
+from .augmentation import AudioAugmenter, resample_timeline
 from .schema import decode_audio_value
 
 SAMPLING_RATE = 16000
@@ -149,7 +150,10 @@ class STACollator(_SeededCollator):
             ``random_crop``), ``None`` keeps whole clips.
         normalize: zero-mean unit-variance audio per clip (the processor's ``do_normalize``).
         partner_index: enables partner clips for cross-reconstruction (whole clips: no cropping then).
-        seed: seed of the collator's RNG (speaker dropout, crops, partner choice).
+        seed: seed of the collator's RNG (speaker dropout, crops, partner choice, augmentation seeds).
+        augmentation: an :class:`~esarm.data.augmentation.AudioAugmenter` applied to each clip's audio (training
+            only; ``None``: off), seeded per clip from the collator's RNG; a speed change resamples the clip's
+            blendshapes to the new duration.
     """
 
     speakers: Sequence[str] = ()
@@ -160,6 +164,7 @@ class STACollator(_SeededCollator):
     normalize: bool = True
     partner_index: PartnerIndex | None = None
     seed: int = 0
+    augmentation: AudioAugmenter | None = None
     _rng: random.Random = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -190,6 +195,10 @@ class STACollator(_SeededCollator):
                 raise ValueError(f"audio must be sampled at {SAMPLING_RATE} Hz, got sampling_rate={rate}")
             fps = float(feature.get("fps", self.fps) or self.fps)
             motion = np.asarray(feature["blendshapes"], dtype=np.float32) if has_motion else None
+            if self.augmentation is not None:
+                audio, speed = self.augmentation(audio, SAMPLING_RATE, seed=self.rng.getrandbits(64))
+                if motion is not None and speed != 1.0:
+                    motion = resample_timeline(motion, speed)
             if crop:
                 audio, motion = self._crop(audio, motion, fps)
             clips.append(audio)

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..blendshapes import ARKIT_NAMES, BLENDSHAPE_INDEX, EMOTIONS, NUM_BLENDSHAPES
+from .festival import FESTIVAL_VOICES
 from .visemes import OPENING_NAMES, coarticulate, phoneme_segments, stress_curve
+from .voices import HELD_OUT_ACCENTS, TRAINING_ACCENTS, random_voice
 
 # (eSpeak language voice, variant, "M"/"W") per speaker; more speakers than listed cycle with other pitches.
 VOICES: tuple[tuple[str, str, str], ...] = (
@@ -126,43 +128,105 @@ class SpeakerStyle:
     brow_accent: float  # brow raise per pitch accent
     blink_rate: float  # blinks per second
     rest: dict[str, float]  # resting offsets (the speaker's neutral face)
+    engine: str = "espeak"  # "espeak" or "festival"
+    variant: str = ""  # eSpeak variant file of a random voice ("" for a stock variant or another engine)
+    formant_scale: float = 1.0  # Festival voices: factor on the formant frequencies
 
 
-def make_speakers(num_speakers: int, seed: int = 0) -> list[SpeakerStyle]:
-    """Speaker styles, deterministic for ``seed``; speaker ``i`` is the same whatever ``num_speakers`` is."""
-    speakers = []
-    for index in range(num_speakers):
-        rng = np.random.default_rng([seed, 1, index])
-        language, variant, sex = VOICES[index % len(VOICES)]
-        cycle = index // len(VOICES)
-        base_pitch = (40.0 if sex == "M" else 62.0) + rng.uniform(-6, 6) + 4.0 * ((cycle % 3) - 1) * (cycle > 0)
-        speakers.append(
-            SpeakerStyle(
-                name=f"{sex}{index + 1:03d}",
-                voice=f"{language}+{variant}",
-                pitch=base_pitch,
-                pitch_range=rng.uniform(40, 60),
-                rate=rng.uniform(165, 190),
-                volume=rng.uniform(95, 110),
-                articulation=rng.uniform(0.8, 1.2),
-                jaw_share=rng.uniform(0.85, 1.15),
-                asymmetry=rng.uniform(-0.12, 0.12),
-                expressivity=rng.uniform(0.8, 1.2),
-                loudness_coupling=rng.uniform(0.35, 0.6),
-                brow_accent=rng.uniform(0.1, 0.3),
-                blink_rate=rng.uniform(0.2, 0.45),
-                rest={
-                    "browInnerUp": rng.uniform(0, 0.06),
-                    "mouthSmileLeft": rng.uniform(0, 0.05),
-                    "mouthSmileRight": rng.uniform(0, 0.05),
-                    "eyeSquintLeft": rng.uniform(0, 0.05),
-                    "eyeSquintRight": rng.uniform(0, 0.05),
-                    "mouthFrownLeft": rng.uniform(0, 0.04),
-                    "mouthFrownRight": rng.uniform(0, 0.04),
-                },
-            )
-        )
-    return speakers
+VOICE_SPACES = ("fixed", "random")
+"""``make_speakers`` voices: ``"fixed"``, the :data:`VOICES` list; ``"random"``, drawn from :mod:`esarm.data.voices`
+(and Festival's voices, see ``engines``)."""
+
+
+def make_speakers(num_speakers: int, seed: int = 0, voices: str = "fixed", engines: tuple[str, ...] = ("espeak",),
+                  num_held_out: int = 0, festival_share: float = 0.3) -> list[SpeakerStyle]:  # fmt: skip
+    """Speaker styles, deterministic for ``seed``.
+
+    Args:
+        num_speakers: speakers in all splits.
+        seed: seed of every draw; speaker ``i`` is the same whatever ``num_speakers`` is (with ``"random"`` voices,
+            a held-out speaker is the same for the same position among the ``num_held_out`` last ones).
+        voices: one of :data:`VOICE_SPACES`.
+        engines: with ``"random"`` voices, the engines of training speakers (``"espeak"``, ``"festival"``).
+        num_held_out: with ``"random"`` voices, the last speakers (validation and test) get eSpeak voices of the
+            reserved accents (:data:`esarm.data.voices.HELD_OUT_ACCENTS`); training speakers never do.
+        festival_share: with ``"festival"`` among several engines, the chance that a training speaker is Festival's.
+    """
+    if voices not in VOICE_SPACES:
+        raise ValueError(f"voices must be one of {VOICE_SPACES}, got {voices!r}")
+    if voices == "fixed":
+        return [_fixed_speaker(index, seed) for index in range(num_speakers)]
+    num_train = num_speakers - num_held_out
+    return [
+        _random_speaker(index, seed, engines, festival_share, held_out=False)
+        if index < num_train
+        else _random_speaker(index - num_train, seed, ("espeak",), 0.0, held_out=True, number=index)
+        for index in range(num_speakers)
+    ]
+
+
+def _fixed_speaker(index: int, seed: int) -> SpeakerStyle:
+    rng = np.random.default_rng([seed, 1, index])
+    language, variant, sex = VOICES[index % len(VOICES)]
+    cycle = index // len(VOICES)
+    base_pitch = (40.0 if sex == "M" else 62.0) + rng.uniform(-6, 6) + 4.0 * ((cycle % 3) - 1) * (cycle > 0)
+    return SpeakerStyle(
+        name=f"{sex}{index + 1:03d}",
+        voice=f"{language}+{variant}",
+        pitch=base_pitch,
+        pitch_range=rng.uniform(40, 60),
+        rate=rng.uniform(165, 190),
+        volume=rng.uniform(95, 110),
+        **_face_style(rng),
+    )
+
+
+def _random_speaker(index: int, seed: int, engines: tuple[str, ...], festival_share: float, held_out: bool,
+                    number: int | None = None) -> SpeakerStyle:  # fmt: skip
+    """A speaker of the random voice space: stream 3 (training) or 4 (held-out) of ``seed``, then its face."""
+    voice_rng = np.random.default_rng([seed, 4 if held_out else 3, index])
+    festival = "festival" in engines and (engines == ("festival",) or voice_rng.random() < festival_share)
+    if festival:
+        voice = str(voice_rng.choice(sorted(FESTIVAL_VOICES)))
+        sex, variant, formant_scale = FESTIVAL_VOICES[voice], "", round(voice_rng.uniform(0.9, 1.1) * 40) / 40
+    else:
+        espeak_voice = random_voice(voice_rng, HELD_OUT_ACCENTS if held_out else TRAINING_ACCENTS)
+        voice, sex, variant, formant_scale = espeak_voice.name, espeak_voice.sex, espeak_voice.variant_text(), 1.0
+    rng = np.random.default_rng([seed, 1, index] if not held_out else [seed, 5, index])
+    return SpeakerStyle(
+        name=f"{sex}{(index if number is None else number) + 1:03d}",
+        voice=voice,
+        # eSpeak's pitch parameter moves within the variant's Hz range; Festival maps it to Hz (esarm.data.synthetic)
+        pitch=(40.0 if sex == "M" else 60.0) + rng.uniform(-10, 10),
+        pitch_range=rng.uniform(25, 75),
+        rate=rng.uniform(145, 210),
+        volume=rng.uniform(90, 115),
+        engine="festival" if festival else "espeak",
+        variant=variant,
+        formant_scale=formant_scale,
+        **_face_style(rng),
+    )
+
+
+def _face_style(rng: np.random.Generator) -> dict:
+    return dict(
+        articulation=rng.uniform(0.8, 1.2),
+        jaw_share=rng.uniform(0.85, 1.15),
+        asymmetry=rng.uniform(-0.12, 0.12),
+        expressivity=rng.uniform(0.8, 1.2),
+        loudness_coupling=rng.uniform(0.35, 0.6),
+        brow_accent=rng.uniform(0.1, 0.3),
+        blink_rate=rng.uniform(0.2, 0.45),
+        rest={
+            "browInnerUp": rng.uniform(0, 0.06),
+            "mouthSmileLeft": rng.uniform(0, 0.05),
+            "mouthSmileRight": rng.uniform(0, 0.05),
+            "eyeSquintLeft": rng.uniform(0, 0.05),
+            "eyeSquintRight": rng.uniform(0, 0.05),
+            "mouthFrownLeft": rng.uniform(0, 0.04),
+            "mouthFrownRight": rng.uniform(0, 0.04),
+        },
+    )
 
 
 def _vector(weights: dict[str, float]) -> np.ndarray:

@@ -1,8 +1,11 @@
 """A synthetic emotional talking-face corpus shaped like MEAD, generated offline in seconds.
 
 Every speaker reads the same sentences in each of MEAD's 8 emotions at 3 intensities (neutral at intensity 1
-only). Speech comes from eSpeak NG (a distinct voice and variant per speaker); the emotion changes the voice's
-prosody (pitch level and range, rate, volume). Ground-truth ARKit blendshapes at ``fps`` combine
+only). Speech comes from eSpeak NG (a stock voice and variant per speaker, or with ``voices="random"`` a random
+voice per speaker from :mod:`esarm.data.voices`) and optionally Festival (:mod:`esarm.data.festival`); the emotion
+changes the voice's prosody (pitch level and range, rate, volume). Sentences come from
+:mod:`esarm.data.sentences`; each speaker reads the same sentences in every emotion. Ground-truth ARKit
+blendshapes at ``fps`` combine
 
 - lips and jaw from the phoneme timing through a viseme table with coarticulation
   (:mod:`esarm.data.visemes`), the mouth opening scaled by the loudness envelope of the audio;
@@ -12,7 +15,7 @@ prosody (pitch level and range, rate, volume). Ground-truth ARKit blendshapes at
   left/right asymmetry, expressivity, resting offsets, blink rate).
 
 The generative model lives in :mod:`esarm.data.expressions`. The schema is the package's (``id``, ``speaker``, ``emotion``, ``intensity``, ``sentence``, ``audio``,
-``sampling_rate``, ``blendshapes``, ``fps``) plus ``phonemes`` (IPA, eSpeak NG) and ``phoneme_times``
+``sampling_rate``, ``blendshapes``, ``fps``) plus ``phonemes`` (IPA, stress marks removed) and ``phoneme_times``
 (start of each phoneme in seconds). Everything is deterministic for a seed, whatever the number of workers.
 """
 
@@ -40,6 +43,7 @@ from ..blendshapes import EMOTIONS, INTENSITIES
 from .expressions import (
     EMOTION_PROFILES,
     INTENSITY_SCALE,
+    VOICE_SPACES,
     VOICES,
     EmotionProfile,
     SpeakerStyle,
@@ -48,46 +52,19 @@ from .expressions import (
     make_speakers,
     prosody,
 )
+from .festival import DEBIAN_PACKAGES, FestivalRequest, festival_available, require_festival, synthesize_batch
 from .schema import clip_features, decode_audio_value, rows_to_dataset
-from .tts import EspeakSynthesizer, get_synthesizer, isolated_synthesizer
+from .sentences import HARVARD_SENTENCES, sentence_pool
+from .tts import EspeakSynthesizer, Utterance, get_synthesizer, isolated_synthesizer
 
 logger = logging.getLogger(__name__)
 
 ENGINE_SAMPLING_RATE = 22050
 
-# Harvard sentences (IEEE 1969, public domain), shortest first so that small corpora have short clips.
-SENTENCES: tuple[str, ...] = (
-    "Two blue fish swam in the tank.",
-    "Read verse out loud for pleasure.",
-    "Smoky fires lack flame and heat.",
-    "Her purse was full of useless trash.",
-    "The boy was there when the sun rose.",
-    "Rice is often served in round bowls.",
-    "Kick the ball straight and follow through.",
-    "Help the woman get back to her feet.",
-    "The juice of lemons makes fine punch.",
-    "Glue the sheet to the dark blue background.",
-    "A pot of tea helps to pass the evening.",
-    "The soft cushion broke the man's fall.",
-    "The salt breeze came across from the sea.",
-    "The girl at the booth sold fifty bonds.",
-    "The small pup gnawed a hole in the sock.",
-    "The swan dive was far short of perfect.",
-    "The birch canoe slid on the smooth planks.",
-    "The box was thrown beside the parked truck.",
-    "Four hours of steady work faced us.",
-    "A rod is used to catch pink salmon.",
-    "The fish twisted and turned on the bent hook.",
-    "Press the pants and sew a button on the vest.",
-    "The beauty of the view stunned the young boy.",
-    "The colt reared and threw the tall rider.",
-    "It snowed, rained, and hailed the same morning.",
-    "These days a chicken leg is a rare dish.",
-    "The hogs were fed chopped corn and garbage.",
-    "A large size in stockings is hard to sell.",
-    "The source of the huge river is the clear spring.",
-    "It's easy to tell the depth of a well.",
-)
+SENTENCES: tuple[str, ...] = HARVARD_SENTENCES
+"""The first sentences of every pool (:data:`esarm.data.sentences.HARVARD_SENTENCES`)."""
+
+ENGINES: tuple[str, ...] = ("espeak", "festival")
 
 
 @dataclass
@@ -98,7 +75,18 @@ class SyntheticCorpusConfig:
         num_speakers: speakers in all splits (train gets what validation and test do not).
         num_validation_speakers: speakers held out for the ``validation`` split.
         num_test_speakers: speakers held out for the ``test`` split.
-        num_sentences: sentences per speaker, the first of ``SENTENCES`` (shortest first; 1..30).
+        num_sentences: sentences per speaker (each reads them in every emotion: MEAD's pairs).
+        sentence_pool_size: ``None``: every speaker reads the first ``num_sentences`` of the pool (``SENTENCES``
+            first, shortest first). A number: the pool's first ``sentence_pool_size`` sentences
+            (:func:`esarm.data.sentences.sentence_pool`: Harvard, then generated and phonetically balanced), of
+            which each speaker reads ``num_sentences`` drawn for that speaker.
+        exclude_sentences: sentences never used (e.g. a held-out set's validation and test lists).
+        voices: ``"fixed"``: eSpeak NG stock voice + variant pairs (``VOICES``); ``"random"``: a random voice per
+            speaker, training speakers from the training region of the voice space and validation / test
+            speakers from its reserved accents (:mod:`esarm.data.voices`).
+        engines: synthesisers of the training speakers with ``"random"`` voices: ``("espeak",)`` or
+            ``("espeak", "festival")`` (Festival: Debian packages, see :mod:`esarm.data.festival`).
+        festival_share: with both engines, the chance that a training speaker speaks with Festival.
         emotions: emotions to generate, a subset of ``EMOTIONS``.
         intensities: intensities (1..3) for every emotion but neutral, which has intensity 1 only (as MEAD).
         fps: blendshape frame rate (frames per second).
@@ -114,6 +102,11 @@ class SyntheticCorpusConfig:
     num_validation_speakers: int = 1
     num_test_speakers: int = 1
     num_sentences: int = 8
+    sentence_pool_size: int | None = None
+    exclude_sentences: tuple[str, ...] = ()
+    voices: str = "fixed"
+    engines: tuple[str, ...] = ("espeak",)
+    festival_share: float = 0.3
     emotions: tuple[str, ...] = EMOTIONS
     intensities: tuple[int, ...] = INTENSITIES
     fps: float = 30.0
@@ -125,6 +118,8 @@ class SyntheticCorpusConfig:
 
     def __post_init__(self) -> None:
         self.emotions = tuple(self.emotions)
+        self.engines = tuple(self.engines)
+        self.exclude_sentences = tuple(self.exclude_sentences)
         self.intensities = tuple(int(i) for i in self.intensities)
         self.leading_silence = tuple(float(s) for s in self.leading_silence)
         held_out = self.num_validation_speakers + self.num_test_speakers
@@ -138,8 +133,28 @@ class SyntheticCorpusConfig:
                 f"num_speakers must be at least num_validation_speakers + num_test_speakers + 1 = {held_out + 1}, "
                 f"got {self.num_speakers}"
             )
-        if not 1 <= self.num_sentences <= len(SENTENCES):
-            raise ValueError(f"num_sentences must be in 1..{len(SENTENCES)}, got {self.num_sentences}")
+        if self.num_sentences < 1:
+            raise ValueError(f"num_sentences must be >= 1, got {self.num_sentences}")
+        if self.sentence_pool_size is not None and self.sentence_pool_size < self.num_sentences:
+            raise ValueError(
+                f"sentence_pool_size must be None or >= num_sentences = {self.num_sentences}, "
+                f"got {self.sentence_pool_size}"
+            )
+        if self.voices not in VOICE_SPACES:
+            raise ValueError(f"voices must be one of {VOICE_SPACES}, got {self.voices!r}")
+        if (
+            not self.engines
+            or any(e not in ENGINES for e in self.engines)
+            or len(set(self.engines)) < len(self.engines)
+        ):
+            raise ValueError(f"engines must be distinct names among {ENGINES}, got {self.engines}")
+        # the stock voice list is eSpeak's: other engines come with the random voice space
+        if self.voices == "fixed" and self.engines != ("espeak",):
+            raise ValueError(f"engines must be ('espeak',) with voices='fixed', got {self.engines}")
+        if not 0.0 <= self.festival_share <= 1.0:
+            raise ValueError(f"festival_share must be in [0, 1], got {self.festival_share}")
+        if "festival" in self.engines:
+            require_festival()
         unknown = [e for e in self.emotions if e not in EMOTIONS]
         if unknown or not self.emotions:
             raise ValueError(f"emotions must be a non-empty subset of {EMOTIONS}, got {self.emotions}")
@@ -172,14 +187,22 @@ class SyntheticCorpusConfig:
 
     @classmethod
     def small(cls, **overrides: Any) -> SyntheticCorpusConfig:
-        """12 speakers (8 / 2 / 2), 16 sentences, all conditions: ~4k clips."""
-        values = dict(num_speakers=12, num_validation_speakers=2, num_test_speakers=2, num_sentences=16)
+        """Many voices and sentences for the CPU ``small`` model: 36 random-voice speakers (32 / 2 / 2; Festival
+        for ~30 % of the training speakers where it is installed), 12 sentences each out of a pool of 192, the
+        8 emotions at intensity 3: 3,456 clips, ~2 hours of audio."""
+        values = dict(
+            num_speakers=36, num_validation_speakers=2, num_test_speakers=2, num_sentences=12,
+            sentence_pool_size=192, voices="random", engines=available_engines(), intensities=(3,),
+        )  # fmt: skip
         return cls(**{**values, **overrides})
 
     @classmethod
     def mead_like(cls, **overrides: Any) -> SyntheticCorpusConfig:
-        """MEAD's shape: 48 speakers (40 / 4 / 4), 30 sentences, all conditions: ~32k clips."""
-        values = dict(num_speakers=48, num_validation_speakers=4, num_test_speakers=4, num_sentences=30)
+        """MEAD's shape: 48 random-voice speakers (40 / 4 / 4), the same 30 sentences, all conditions: ~32k clips."""
+        values = dict(
+            num_speakers=48, num_validation_speakers=4, num_test_speakers=4, num_sentences=30, voices="random",
+            engines=available_engines(),
+        )  # fmt: skip
         return cls(**{**values, **overrides})
 
     def to_dict(self) -> dict[str, Any]:
@@ -199,9 +222,38 @@ class SyntheticCorpusConfig:
         return self.num_speakers * self.num_sentences * len(self.conditions)
 
 
+def available_engines() -> tuple[str, ...]:
+    """``("espeak", "festival")`` where Festival and its voices are installed, else ``("espeak",)`` (logged)."""
+    if festival_available():
+        return ENGINES
+    logger.warning("Festival is not installed (apt-get install %s): eSpeak NG voices only", DEBIAN_PACKAGES)
+    return ("espeak",)
+
+
+def corpus_speakers(config: SyntheticCorpusConfig) -> list[SpeakerStyle]:
+    """The speakers of a corpus, in split order (train, validation, test)."""
+    return make_speakers(
+        config.num_speakers, config.seed, voices=config.voices, engines=config.engines,
+        num_held_out=config.num_validation_speakers + config.num_test_speakers, festival_share=config.festival_share,
+    )  # fmt: skip
+
+
+def corpus_sentences(config: SyntheticCorpusConfig) -> list[str]:
+    """The sentence pool of a corpus (``sentence_pool_size`` sentences, or ``num_sentences`` without a pool)."""
+    return sentence_pool(config.sentence_pool_size or config.num_sentences, config.seed, config.exclude_sentences)
+
+
+def speaker_sentences(config: SyntheticCorpusConfig, speaker_index: int) -> list[int]:
+    """Indices (into ``corpus_sentences``) of the sentences a speaker reads, in every emotion."""
+    if config.sentence_pool_size is None:
+        return list(range(config.num_sentences))
+    rng = np.random.default_rng([config.seed, 6, speaker_index])
+    return sorted(int(i) for i in rng.choice(config.sentence_pool_size, config.num_sentences, replace=False))
+
+
 def speaker_splits(config: SyntheticCorpusConfig) -> dict[str, list[str]]:
     """Speaker names per split: the last speakers are test, the ones before them validation."""
-    names = [s.name for s in make_speakers(config.num_speakers, config.seed)]
+    names = [s.name for s in corpus_speakers(config)]
     num_train = config.num_speakers - config.num_validation_speakers - config.num_test_speakers
     return {
         "train": names[:num_train],
@@ -229,20 +281,38 @@ class _ClipJob:
     intensity: int
 
 
-def generate_clip(
-    config: SyntheticCorpusConfig, speaker: SpeakerStyle, speaker_index: int, sentence_index: int, emotion: str,
-    intensity: int, synthesizer: EspeakSynthesizer | None = None,
+def _plan(config: SyntheticCorpusConfig, speaker: SpeakerStyle, job: _ClipJob) -> tuple[np.random.Generator, dict]:
+    """The clip's generator and its synthesis parameters (seed and prosody), drawn first from it."""
+    rng = np.random.default_rng(
+        [config.seed, 2, job.speaker_index, job.sentence_index, EMOTIONS.index(job.emotion), job.intensity]
+    )
+    return rng, {"seed": int(rng.integers(2**31)), **prosody(speaker, job.emotion, job.intensity, rng)}
+
+
+def festival_request(speaker: SpeakerStyle, sentence: str, parameters: dict) -> FestivalRequest:
+    """A Festival utterance for a speaker's prosody (eSpeak NG units, see ``prosody``) mapped to Hz and speed.
+
+    eSpeak's pitch 0..99 maps to ``110 * 2 ** ((pitch - 45) / 25)`` Hz (pitch 40: 96 Hz, 60: 167 Hz; an emotion's
+    +15 raises it by half), its range 0..99 to a standard deviation of ``0.26 * range / 100`` of that, and its
+    rate to a speed relative to 175 words per minute (eSpeak's default). The pitch is kept within 90..350 Hz.
+    """
+    # clamped to 90..350 Hz: Festival's diphone voices place no pitch marks (and crash) below 70-80 Hz
+    f0 = float(np.clip(110.0 * 2.0 ** ((parameters["pitch"] - 45.0) / 25.0), 90.0, 350.0))
+    return FestivalRequest(
+        text=sentence, voice=speaker.voice, f0_mean=f0, f0_std=f0 * 0.26 * max(parameters["pitch_range"], 0) / 100,
+        speed=max(parameters["rate"], 80.0) / 175.0, formant_scale=speaker.formant_scale,
+    )  # fmt: skip
+
+
+def _clip(
+    config: SyntheticCorpusConfig, speaker: SpeakerStyle, job: _ClipJob, sentence: str, rng: np.random.Generator,
+    utterance: Utterance, gain: float = 1.0,
 ) -> dict[str, Any]:  # fmt: skip
-    """One row of the corpus (see the module docstring for the columns)."""
+    """One row from a synthesized utterance (see the module docstring for the columns)."""
     from scipy.signal import resample_poly
 
-    rng = np.random.default_rng([config.seed, 2, speaker_index, sentence_index, EMOTIONS.index(emotion), intensity])
-    sentence = SENTENCES[sentence_index]
-    utterance = (synthesizer or get_synthesizer()).synthesize(
-        sentence, voice=speaker.voice, seed=int(rng.integers(2**31)), **prosody(speaker, emotion, intensity, rng)
-    )
     up, down, taps = _resampling_filter(utterance.sampling_rate, config.sampling_rate)
-    speech = resample_poly(utterance.audio, up, down, window=taps)
+    speech = gain * resample_poly(utterance.audio, up, down, window=taps)
     lead = int(rng.uniform(*config.leading_silence) * config.sampling_rate)
     audio = np.concatenate([np.zeros(lead, np.float32), speech.astype(np.float32)])
     phoneme_times = utterance.phoneme_starts + lead / config.sampling_rate
@@ -250,13 +320,14 @@ def generate_clip(
         audio = audio + config.noise_level * rng.standard_normal(len(audio)).astype(np.float32)
     audio = np.clip(audio, -1.0, 1.0).astype(np.float32)
     blendshapes = animate(
-        utterance.phonemes, phoneme_times, audio, config.sampling_rate, speaker, emotion, intensity, config.fps, rng
-    )
+        utterance.phonemes, phoneme_times, audio, config.sampling_rate, speaker, job.emotion, job.intensity,
+        config.fps, rng,
+    )  # fmt: skip
     return {
-        "id": f"{speaker.name}_{emotion}_level_{intensity}_{sentence_index + 1:03d}",
+        "id": f"{speaker.name}_{job.emotion}_level_{job.intensity}_{job.sentence_index + 1:03d}",
         "speaker": speaker.name,
-        "emotion": emotion,
-        "intensity": intensity,
+        "emotion": job.emotion,
+        "intensity": job.intensity,
         "sentence": sentence,
         "audio": audio,
         "sampling_rate": config.sampling_rate,
@@ -265,6 +336,46 @@ def generate_clip(
         "phonemes": [p.replace("ˈ", "").replace("ˌ", "") or "_" for p in utterance.phonemes],
         "phoneme_times": phoneme_times.astype(np.float32),
     }
+
+
+def generate_clip(
+    config: SyntheticCorpusConfig, speaker: SpeakerStyle, speaker_index: int, sentence_index: int, emotion: str,
+    intensity: int, synthesizer: EspeakSynthesizer | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """One row of the corpus (see the module docstring for the columns); ``sentence_index`` into the pool.
+
+    A speaker with a random eSpeak voice needs a ``synthesizer`` of ``isolated_synthesizer`` (its variant file is
+    installed there).
+    """
+    job = _ClipJob(speaker_index, sentence_index, emotion, intensity)
+    return _run_batch(config, speaker, corpus_sentences(config)[sentence_index], [job], synthesizer)[0]
+
+
+# Festival's waves peak near full scale (eSpeak NG's at ~0.5 at volume 100): this gain matches their loudness.
+_FESTIVAL_GAIN = 0.5
+
+
+def _run_batch(
+    config: SyntheticCorpusConfig, speaker: SpeakerStyle, sentence: str, jobs: list[_ClipJob],
+    synthesizer: EspeakSynthesizer | None,
+) -> list[dict[str, Any]]:  # fmt: skip
+    plans = [_plan(config, speaker, job) for job in jobs]
+    if speaker.engine == "festival":
+        requests = [festival_request(speaker, sentence, parameters) for _, parameters in plans]
+        utterances = synthesize_batch(requests)
+        gains = [_FESTIVAL_GAIN * parameters["volume"] / 100.0 for _, parameters in plans]
+        return [
+            _clip(config, speaker, job, sentence, rng, utterance, gain)
+            for job, (rng, _), utterance, gain in zip(jobs, plans, utterances, gains)
+        ]
+    synthesizer = synthesizer or get_synthesizer()
+    if speaker.variant:
+        synthesizer.install_variant(speaker.voice.split("+", 1)[1], speaker.variant)
+    rows = []
+    for job, (rng, parameters) in zip(jobs, plans):
+        utterance = synthesizer.synthesize(sentence, voice=speaker.voice, **parameters)
+        rows.append(_clip(config, speaker, job, sentence, rng, utterance))
+    return rows
 
 
 def features():
@@ -278,27 +389,20 @@ def _jobs(config: SyntheticCorpusConfig) -> list[_ClipJob]:
     return [
         _ClipJob(speaker_index, sentence_index, emotion, intensity)
         for speaker_index in range(config.num_speakers)
-        for sentence_index in range(config.num_sentences)
+        for sentence_index in speaker_sentences(config, speaker_index)
         for emotion, intensity in config.conditions
     ]
 
 
 def _run_jobs(config: SyntheticCorpusConfig, jobs: list[_ClipJob]) -> list[dict[str, Any]]:
-    # A fresh eSpeak NG state per (speaker, sentence) batch makes the audio reproducible (see esarm.data.tts).
-    speakers = make_speakers(config.num_speakers, config.seed)
+    # One (speaker, sentence) batch. A fresh eSpeak NG state per batch makes the audio reproducible (see
+    # esarm.data.tts); Festival runs one process per batch.
+    speaker = corpus_speakers(config)[jobs[0].speaker_index]
+    sentence = corpus_sentences(config)[jobs[0].sentence_index]
+    if speaker.engine == "festival":
+        return _run_batch(config, speaker, sentence, jobs, None)
     with isolated_synthesizer() as synthesizer:
-        return [
-            generate_clip(
-                config,
-                speakers[j.speaker_index],
-                j.speaker_index,
-                j.sentence_index,
-                j.emotion,
-                j.intensity,
-                synthesizer,
-            )
-            for j in jobs
-        ]
+        return _run_batch(config, speaker, sentence, jobs, synthesizer)
 
 
 def _batches(items: list, size: int) -> Iterable[list]:
@@ -317,6 +421,7 @@ def generate_synthetic_corpus(config: SyntheticCorpusConfig | None = None, progr
 
     config = config or SyntheticCorpusConfig.tiny()
     jobs = _jobs(config)
+    corpus_sentences(config)  # the pool is cached: computed once here, inherited by forked workers
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
     bar = tqdm(total=len(jobs), desc="synthetic clips", unit="clip", disable=not progress)
@@ -346,6 +451,15 @@ def generate_synthetic_corpus(config: SyntheticCorpusConfig | None = None, progr
 
 def _card(config: SyntheticCorpusConfig, corpus, seconds: float) -> str:
     splits = speaker_splits(config)
+    sentences = (
+        "the same for every speaker" if config.sentence_pool_size is None
+        else f"drawn per speaker from a pool of {config.sentence_pool_size}: Harvard sentences, then generated ones"
+    )  # fmt: skip
+    engines = " and ".join({"espeak": "eSpeak NG", "festival": "Festival"}[e] for e in config.engines)
+    voices = (
+        "eSpeak NG stock voice + variant pairs" if config.voices == "fixed"
+        else f"a random voice per speaker ({engines}); validation and test speakers use reserved eSpeak accents"
+    )  # fmt: skip
     rows = "\n".join(
         f"| {name} | {corpus[name].num_rows} | {', '.join(splits[name])} | "
         f"{sum(len(decode_audio_value(a)) for a in corpus[name]['audio']) / config.sampling_rate / 60:.1f} |"
@@ -361,9 +475,10 @@ task_categories: [audio-to-audio]
 # esarm synthetic emotional talking-face corpus
 
 Generated offline by `esarm.data.synthetic` (eSpeak NG speech + rule-based ARKit blendshapes) in
-{seconds:.1f} s. Shaped like MEAD: every speaker reads the same {config.num_sentences} Harvard sentences in
+{seconds:.1f} s. Shaped like MEAD: every speaker reads {config.num_sentences} sentences ({sentences}) in
 {len(config.emotions)} emotions ({", ".join(config.emotions)}) at intensities {list(config.intensities)}
-(neutral at intensity 1 only). Load with `datasets.load_from_disk(path)`.
+(neutral at intensity 1 only), the same sentences in every emotion. Voices: {voices}.
+Load with `datasets.load_from_disk(path)`.
 
 | split | clips | speakers | minutes of audio |
 |---|---|---|---|
@@ -374,12 +489,12 @@ Generated offline by `esarm.data.synthetic` (eSpeak NG speech + rule-based ARKit
 - `audio`: `{{bytes, path}}`, 16-bit FLAC bytes at `sampling_rate` ({config.sampling_rate} Hz, mono);
   `esarm.data.schema.decode_audio_value` gives float32 samples
 - `blendshapes`: float32 [frames, 52] in ARKit order (`esarm.blendshapes.ARKIT_NAMES`) at `fps` ({config.fps:g})
-- `phonemes`: eSpeak NG phonemes (IPA, stress marks removed, `_` = pause); `phoneme_times`: start of each
-  phoneme in seconds from the start of `audio`
+- `phonemes`: the synthesiser's phonemes in IPA (Festival's ARPAbet mapped to IPA; stress marks removed,
+  `_` = pause); `phoneme_times`: start of each phoneme in seconds from the start of `audio`
 
 ## How it is generated
-Speech: one eSpeak NG voice and variant per speaker; the emotion changes pitch level, pitch range, rate and
-volume (scaled by intensity). Lips and jaw: a viseme per phoneme blended with dominance functions
+Speech: one voice per speaker (see above); the emotion changes pitch level, pitch range, rate and volume
+(scaled by intensity). Lips and jaw: a viseme per phoneme blended with dominance functions
 (coarticulation), mouth opening scaled by the loudness envelope. Upper face and cheeks: a fixed expression per
 emotion scaled by intensity and speaker expressivity, with an onset, slow drift and brow raises on stressed
 vowels. Blinks, gaze and per-speaker style (articulation, asymmetry, resting face). It is a test corpus, not
@@ -410,7 +525,11 @@ def build_synthetic_corpus(
     wanted = {k: v for k, v in config.to_dict().items() if k != "num_workers"}
     config_path = output_dir / CONFIG_FILE
     if config_path.exists() and (output_dir / "dataset_dict.json").exists():
-        existing = {k: v for k, v in json.loads(config_path.read_text()).items() if k != "num_workers"}
+        # a field that an older corpus's config lacks had its default value then
+        saved = json.loads(config_path.read_text())
+        defaults = SyntheticCorpusConfig().to_dict()
+        existing = {**{k: defaults[k] for k in wanted if k not in saved}, **saved}
+        existing.pop("num_workers", None)
         if existing == wanted and not overwrite:
             logger.info("reusing the synthetic corpus in %s", output_dir)
             return output_dir
@@ -463,6 +582,7 @@ def plot_example(
 
 __all__ = [
     "EMOTION_PROFILES",
+    "ENGINES",
     "INTENSITY_SCALE",
     "SENTENCES",
     "VOICES",
@@ -470,11 +590,16 @@ __all__ = [
     "SpeakerStyle",
     "SyntheticCorpusConfig",
     "animate",
+    "available_engines",
     "build_synthetic_corpus",
+    "corpus_sentences",
+    "corpus_speakers",
+    "festival_request",
     "generate_clip",
     "generate_synthetic_corpus",
     "loudness_envelope",
     "make_speakers",
     "plot_example",
+    "speaker_sentences",
     "speaker_splits",
 ]

@@ -9,6 +9,10 @@ eSpeak keeps global state and is not thread-safe: use one synthesizer per proces
 returns a per-process singleton) and parallelise with processes. Its output also depends slightly on what it
 synthesized before (a few samples of timing and phase carry over, even across ``espeak_Initialize``); for
 reproducible output ``isolated_synthesizer`` loads a private copy of the library whose state starts fresh.
+
+That private copy also gets a private data folder (links to the shared voice data, plus its own ``voices/!v``
+folder), into which :meth:`EspeakSynthesizer.install_variant` writes variant files: the random voices of
+:mod:`esarm.data.voices`.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -91,10 +96,15 @@ class Utterance:
 class EspeakSynthesizer:
     """A handle on the eSpeak NG library of this process (see module docstring: one per process)."""
 
-    def __init__(self, library_path: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self, library_path: str | os.PathLike | None = None, data_path: str | os.PathLike | None = None
+    ) -> None:
         import espeakng_loader
 
         self._lib = ctypes.CDLL(str(library_path or espeakng_loader.get_library_path()))
+        self.data_path = Path(data_path or espeakng_loader.get_data_path())
+        # only a private data folder (isolated_synthesizer's) may receive variant files
+        self._private_data = data_path is not None
         self._lib.espeak_Initialize.restype = ctypes.c_int
         self._lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         self._lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
@@ -109,10 +119,10 @@ class EspeakSynthesizer:
             ctypes.c_void_p,
             ctypes.c_void_p,
         ]
+        self._lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        self._lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
         options = _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_PHONEME_IPA | _INITIALIZE_DONT_EXIT
-        rate = self._lib.espeak_Initialize(
-            _AUDIO_OUTPUT_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), options
-        )
+        rate = self._lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, str(self.data_path).encode(), options)
         if rate <= 0:
             raise RuntimeError(f"espeak_Initialize failed (returned {rate})")
         self.sampling_rate = int(rate)
@@ -134,6 +144,30 @@ class EspeakSynthesizer:
                 self._events.append((_EVENT_WORD, "", event.sample))
             i += 1
         return 0
+
+    def install_variant(self, name: str, text: str) -> None:
+        """Write a variant file ``voices/!v/<name>`` (then ``"<language>+<name>"`` is a voice of this synthesizer).
+
+        Only for a synthesizer of ``isolated_synthesizer`` (its data folder is private); ``text`` is the file, as
+        :meth:`esarm.data.voices.EspeakVoice.variant_text` writes it.
+        """
+        if not self._private_data:
+            raise RuntimeError("install_variant needs a private data folder: use isolated_synthesizer()")
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"name must be a plain file name, got {name!r}")
+        (self.data_path / "voices" / "!v" / name).write_text(text)
+
+    def phonemize(self, text: str, voice: str = "en-us") -> list[str]:
+        """IPA phonemes of ``text`` (eSpeak's pronunciation, no audio), one string per word, stress marks kept."""
+        if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            raise ValueError(f"voice must be an eSpeak NG voice name such as 'en-us', got {voice!r}")
+        pointer = ctypes.c_char_p(text.encode("utf-8"))
+        words: list[str] = []
+        while pointer.value:  # one clause per call; eSpeak advances the pointer (NULL at the end)
+            # phonememode 0x02: IPA; bits 8-23: the separator between phonemes (a space)
+            clause = self._lib.espeak_TextToPhonemes(ctypes.byref(pointer), _CHARS_UTF8, 0x02 | (ord(" ") << 8))
+            words.extend((clause or b"").decode("utf-8", "replace").split())
+        return words
 
     def synthesize(
         self,
@@ -201,6 +235,26 @@ def get_synthesizer() -> EspeakSynthesizer:
     return _SYNTHESIZER
 
 
+def _private_data_folder(shared: Path, folder: str) -> Path:
+    """``folder/espeak-ng-data``: links to every entry of ``shared`` but ``voices/!v``, a real folder of links.
+
+    Linking costs ~2 ms (about 240 links) against ~20 ms for copying the 19 MB of voice data.
+    """
+    private = Path(folder) / "espeak-ng-data"
+    private.mkdir()
+    for entry in shared.iterdir():
+        if entry.name != "voices":
+            (private / entry.name).symlink_to(entry)
+    (private / "voices").mkdir()
+    for entry in (shared / "voices").iterdir():
+        if entry.name != "!v":
+            (private / "voices" / entry.name).symlink_to(entry)
+    (private / "voices" / "!v").mkdir()
+    for entry in (shared / "voices" / "!v").iterdir():
+        (private / "voices" / "!v" / entry.name).symlink_to(entry)
+    return private
+
+
 @contextlib.contextmanager
 def isolated_synthesizer() -> Iterator[EspeakSynthesizer]:
     """A synthesizer on a private copy of ``libespeak-ng`` (fresh static state): reproducible output.
@@ -216,7 +270,7 @@ def isolated_synthesizer() -> Iterator[EspeakSynthesizer]:
     try:
         path = os.path.join(folder, os.path.basename(espeakng_loader.get_library_path()))
         shutil.copyfile(espeakng_loader.get_library_path(), path)
-        synthesizer = EspeakSynthesizer(path)
+        synthesizer = EspeakSynthesizer(path, _private_data_folder(Path(espeakng_loader.get_data_path()), folder))
         try:
             yield synthesizer
         finally:
