@@ -18,7 +18,8 @@ from esarm.data.heldout import (
     generate_heldout_sets,
 )
 from esarm.data.phones import openness_curve
-from esarm.data.synthetic import SENTENCES
+from esarm.data.synthetic import SENTENCES, SyntheticCorpusConfig, corpus_sentences
+from esarm.data.voices import HELD_OUT_ACCENTS, TRAINING_ACCENTS
 from esarm.evaluation.lipsync import jaw_open, pearson, row_audio
 
 needs_flite = pytest.mark.skipif(find_flite() is None, reason="flite is not installed (Debian package 'flite')")
@@ -36,6 +37,9 @@ def test_sentences_are_disjoint_from_each_other_and_from_training():
     assert len(test) == len(TEST_SENTENCES) and 16 <= len(test) <= 24
     assert not validation & test
     assert not (validation | test) & training
+    # the random-voice presets draw from a larger pool of Harvard and generated sentences
+    for preset in (SyntheticCorpusConfig.small(), SyntheticCorpusConfig.mead_like()):
+        assert not (validation | test) & {words(s) for s in corpus_sentences(preset)}
 
 
 def test_voices_are_disjoint_from_training():
@@ -43,6 +47,8 @@ def test_voices_are_disjoint_from_training():
     for voice in VALIDATION_VOICES:
         language, variant = voice.voice.split("+")
         assert voice.engine == "espeak" and (language, variant) not in training_pairs
+        # and no random training voice uses its accent
+        assert language in HELD_OUT_ACCENTS and language not in TRAINING_ACCENTS
     assert {v.engine for v in TEST_VOICES} == {"flite"}
     assert {v.voice for v in TEST_VOICES} <= set(FLITE_VOICES)
 

@@ -3,7 +3,8 @@
 Two splits, built deterministically for a seed by :func:`build_heldout_sets`:
 
 - ``validation``: eSpeak NG, the corpus's engine, but accent + variant pairs that :data:`esarm.data.expressions.VOICES`
-  does not list (the Welsh English accent, the Klatt and named variants such as ``Annie``, ``adam``, ``linda``),
+  does not list, in the accents that random training voices never use (:data:`esarm.data.voices.HELD_OUT_ACCENTS`:
+  Caribbean and Welsh English), with the Klatt and named variants such as ``Annie``, ``adam``, ``linda``,
   at pitches and rates outside the training speakers' ranges, reading :data:`VALIDATION_SENTENCES`;
 - ``test``: CMU Flite (:mod:`esarm.data.flite`), a different synthesiser family whose ``awb``, ``rms`` and ``slt``
   voices are built from recordings of real people, reading :data:`TEST_SENTENCES`.
@@ -119,10 +120,10 @@ class HeldOutVoice:
 VALIDATION_VOICES: tuple[HeldOutVoice, ...] = (
     HeldOutVoice("espeak", "en-gb-x-gbcwmd+m8", "M", 32.0, 150.0),
     HeldOutVoice("espeak", "en-gb-x-gbcwmd+Annie", "W", 72.0, 200.0),
-    HeldOutVoice("espeak", "en-us-nyc+adam", "M", 48.0, 205.0),
+    HeldOutVoice("espeak", "en-029+adam", "M", 48.0, 205.0),
     HeldOutVoice("espeak", "en-029+belinda", "W", 54.0, 155.0),
-    HeldOutVoice("espeak", "en-gb-scotland+klatt4", "M", 30.0, 160.0),
-    HeldOutVoice("espeak", "en-gb-x-rp+linda", "W", 74.0, 195.0),
+    HeldOutVoice("espeak", "en-gb-x-gbcwmd+klatt4", "M", 30.0, 160.0),
+    HeldOutVoice("espeak", "en-029+linda", "W", 74.0, 195.0),
 )
 TEST_VOICES: tuple[HeldOutVoice, ...] = (
     HeldOutVoice("flite", "awb", "M", None, 1.0),
