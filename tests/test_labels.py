@@ -26,7 +26,9 @@ def test_emotion_names_in_any_case_ids_and_digit_strings():
 
 @pytest.mark.parametrize("emotion", ["joyful", 8, -1, "8", True, None, 2.0])
 def test_bad_emotions_name_the_argument_and_the_value(emotion):
-    with pytest.raises(ValueError, match=rf"emotion must be one of \['neutral', .*\] or an id in \[0, 8\), got {emotion!r}"):
+    with pytest.raises(
+        ValueError, match=rf"emotion must be one of \['neutral', .*\] or an id in \[0, 8\), got {emotion!r}"
+    ):
         emotion_to_id(emotion)
 
 

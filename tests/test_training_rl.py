@@ -6,12 +6,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import datasets
 import numpy as np
 import pytest
 import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
+from esarm import ESARMProcessor
 from esarm.training.rl import (
     CONDITION_KEYS,
     ESARMRLConfig,
@@ -21,8 +23,6 @@ from esarm.training.rl import (
     rloo_advantages,
     token_log_probs,
 )
-
-datasets = pytest.importorskip("datasets")
 
 
 @dataclass
@@ -276,12 +276,11 @@ def test_checkpoint_resume_continues_from_the_saved_step(tmp_path, policy, tiny_
 def test_train_rl_from_saved_folders_reports_before_and_after(tmp_path, policy, tiny_reward_config, rig_path):
     from esarm import ESARMRewardModel
     from esarm.modeling_sta import ESARMSTAForGeneration
-    from esarm.training.common import read_done_marker
+    from esarm.training.checkpoints import read_done_marker
     from esarm.training.rl import train_rl
-    from esarm.training.sta import save_processor
 
     policy.save_pretrained(tmp_path / "sta")
-    save_processor(str(tmp_path / "sta"), ["spk1"], policy.config.fps)  # spk1 -> speaker id 1
+    ESARMProcessor(speakers=["spk1"], fps=policy.config.fps).save_pretrained(tmp_path / "sta")  # spk1 -> speaker id 1
     ESARMRewardModel(tiny_reward_config).save_pretrained(tmp_path / "reward_model")
     datasets.DatasetDict({"train": _clips(4, seed=0), "validation": _clips(2, seed=1)}).save_to_disk(
         str(tmp_path / "corpus")
@@ -307,13 +306,12 @@ def test_train_rl_from_saved_folders_reports_before_and_after(tmp_path, policy, 
     assert read_done_marker(config.output_dir)["reward_after"] == metrics["reward_after"]
     tuned = ESARMSTAForGeneration.from_pretrained(config.output_dir)
     assert tuned.config.num_groups == policy.config.num_groups
-    from esarm import ESARMProcessor
 
     assert ESARMProcessor.from_pretrained(config.output_dir).speakers == ["spk1"]
 
 
 def test_command_line_parses_into_the_config(tmp_path):
-    from esarm.training.common import parse_stage_args
+    from esarm.training.args import parse_stage_args
 
     config = parse_stage_args(
         ESARMRLConfig, section="rl", args=["--output_dir", str(tmp_path), "--num_rollouts", "3", "--top_k", "5"]

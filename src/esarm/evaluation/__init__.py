@@ -1,5 +1,6 @@
 """Evaluation: the face rig (ARKit coefficients -> mesh vertices in mm), LVE / EVE and the other metrics, the
-expression classifier and the results report.
+expression classifier, the drivers that run models over a split (:mod:`~esarm.evaluation.run`) and the one report
+writer (:mod:`~esarm.evaluation.report`).
 
 Submodules import lazily so that ``import esarm.evaluation`` stays light (no torch / matplotlib until used).
 """
@@ -28,8 +29,10 @@ _EXPORTS = {
     "diversity": "metrics",
     "emotion_accuracy": "metrics",
     "ExpressionClassifier": "classifier",
-    "evaluate_model": "report",
-    "run_evaluation": "report",
+    "evaluate_model": "run",
+    "run_evaluation": "run",
+    "evaluate_pipeline": "run",
+    "ESARMEvaluationConfig": "run",
     "write_report": "report",
 }
 
