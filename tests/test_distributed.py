@@ -70,7 +70,8 @@ def test_demo_collection_is_identical_with_two_processes(micro_corpus, tmp_path)
     ESARMMotionPrior(ESARMMotionPriorConfig.tiny()).save_pretrained(tmp_path / "prior")
     speakers = dataset_speakers(load_split(micro_corpus, "train"))
     model = build_sta_model(
-        ESARMSTATrainingConfig(output_dir=str(tmp_path / "sta"), motion_prior_name_or_path=str(tmp_path / "prior")), speakers
+        ESARMSTATrainingConfig(output_dir=str(tmp_path / "sta"), motion_prior_name_or_path=str(tmp_path / "prior")),
+        speakers,
     )
     model.save_pretrained(tmp_path / "sta")
     ESARMProcessor(speakers=speakers, fps=model.config.fps).save_pretrained(tmp_path / "sta")

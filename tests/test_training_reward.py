@@ -250,7 +250,16 @@ def test_command_line_parses_into_the_config(tmp_path):
     config = parse_stage_args(
         ESARMRewardConfig,
         section="reward",
-        args=["--demos_name_or_path", "d", "--output_dir", str(tmp_path), "--snippet_length", "8", "--max_pairs_per_clip", "3"],
+        args=[
+            "--demos_name_or_path",
+            "d",
+            "--output_dir",
+            str(tmp_path),
+            "--snippet_length",
+            "8",
+            "--max_pairs_per_clip",
+            "3",
+        ],
     )
     assert (config.demos_name_or_path, config.snippet_length, config.max_pairs_per_clip) == ("d", 8, 3)
     assert config.report_to == [] or config.report_to in ("none", ["none"])

@@ -160,9 +160,8 @@ def test_kl_is_zero_when_policy_equals_reference(tmp_path, policy):
     trainer.model.train()
     rollouts = trainer._prepare_inputs(batch)
     assert rollouts["motion_tokens"].shape[0] == 2 * 4  # clips x rollouts
-    metrics = trainer._metrics["train"]
-    assert metrics["kl"] == [0.0]
-    assert metrics["kl_sequence"] == [0.0]
+    metrics = trainer._metric_store.pop("train")
+    assert metrics["kl"] == 0.0 and metrics["kl_sequence"] == 0.0
     # the reference is a frozen copy; the policy's tempered log-probs of its own samples are finite and <= 0
     assert not any(p.requires_grad for p in trainer.ref_model.parameters())
     assert torch.isfinite(rollouts["old_logps"]).all() and (rollouts["old_logps"] <= 0).all()
@@ -183,7 +182,7 @@ def test_kl_is_positive_after_the_policy_moved(tmp_path, policy):
     trainer.model.train()
     trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
     # k1 estimate on the policy's own samples: E_pi[log pi - log pi_ref] = KL(pi || pi_ref) > 0
-    assert trainer._metrics["train"]["kl"][0] > 0.01
+    assert trainer._metric_store.pop("train")["kl"] > 0.01
 
 
 def test_policy_never_receives_ground_truth(tmp_path, policy):
@@ -254,7 +253,8 @@ def test_checkpoint_resume_continues_from_the_saved_step(tmp_path, policy, tiny_
     from esarm.modeling_sta import ESARMSTAForGeneration
 
     reward_model = LowerHalfCodeReward(policy.codebook_size)
-    args = _args(tmp_path, max_steps=4, save_strategy="steps", save_steps=2, learning_rate=1e-3)
+    # keep both checkpoints (the stages' shared default keeps only the last one)
+    args = _args(tmp_path, max_steps=4, save_strategy="steps", save_steps=2, save_total_limit=None, learning_rate=1e-3)
     ESARMRLTrainer(model=policy, reward_model=reward_model, args=args, train_dataset=_clips()).train()
     checkpoint = tmp_path / "rl" / "checkpoint-2"
     assert checkpoint.is_dir() and (tmp_path / "rl" / "checkpoint-4").is_dir()
