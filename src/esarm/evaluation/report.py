@@ -401,6 +401,7 @@ def render_rig_poses(
     """PNG grid of the rig rendered (``esarm.export.render``) at neutral and at the given poses, labelled."""
     from PIL import Image
 
+    # the renderer lives in the export package (with its rig resolver); only this documentation picture needs it
     from ..export.render import FaceRenderer, apply_label, label_mask
 
     renderer = FaceRenderer(rig, height=height)

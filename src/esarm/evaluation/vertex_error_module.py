@@ -10,6 +10,11 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+import datasets
+import evaluate
+
+from .metrics import region_vertex_error
+
 # metric name -> (rig region, how the docstring names its vertices)
 REGIONS: dict[str, tuple[str, str]] = {"lve": ("lips", "lip"), "eve": ("eye_forehead", "eye/forehead")}
 
@@ -43,9 +48,6 @@ Examples:
 
 def metric_info(name: str, description: str, citation: str, reference_url: str):
     """``evaluate.MetricInfo`` of the ``name`` module: inputs are lists of ``[frames, 52]`` float32 sequences."""
-    import datasets
-    import evaluate
-
     _check_name(name)
     sequences = datasets.Sequence(datasets.Sequence(datasets.Value("float32")))
     return evaluate.MetricInfo(
@@ -67,7 +69,6 @@ def compute_scores(
 
     ``rig``: a rig path for :meth:`FaceRig.from_path`; ``None``: :meth:`FaceRig.default`.
     """
-    from .metrics import region_vertex_error
     from .rig import FaceRig
 
     region, _ = _check_name(name)

@@ -208,7 +208,7 @@ class RankingPairDataset(TorchDataset):
 
 @dataclass
 class RolloutCollator:
-    """Batches rollouts for the reward model: audio + condition (E1's :class:`STACollator`, so ids and audio
+    """Batches rollouts for the reward model: audio + condition (:class:`STACollator`, so ids and audio
     normalisation match STA training) and padded ``motion_tokens [B, T', G]`` with ``motion_mask [B, T']``.
 
     A rollout row needs ``motion_tokens`` (or ``tokens``) ``[T', G]``, ``emotion``, ``intensity``, ``speaker`` and
