@@ -125,8 +125,11 @@ def test_condition_ids_and_their_errors():
         resolve_condition_ids("joyful", None, None)
     with pytest.raises(ValueError, match="intensity must be"):
         resolve_condition_ids("happy", 4, None)
-    with pytest.raises(ValueError, match="speaker must be one of"):
-        resolve_condition_ids(None, None, "carol", ["ann"])
+    # names match in any case; a speaker the model does not know is the unknown speaker, an id out of range fails
+    assert resolve_condition_ids("HAPPY", "2", "Bob", ["ann", "bob"]) == (EMOTIONS.index("happy"), 1, 2)
+    assert resolve_condition_ids(None, None, "carol", ["ann"]) == (None, None, 0)
+    with pytest.raises(ValueError, match=r"speaker must be one of the known speakers \['ann'\], an id in \[0, 1\]"):
+        resolve_condition_ids(None, None, 2, ["ann"])
     with pytest.raises(ValueError, match="overlap_seconds"):
         StreamingAnimator(LocalModel(), chunk_seconds=1.0, overlap_seconds=1.0)
 

@@ -26,8 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from esarm.blendshapes import EMOTIONS, INTENSITIES
+from .blendshapes import EMOTIONS
+from .labels import emotion_to_id, intensity_to_id, speaker_to_id
 
 logger = logging.getLogger(__name__)
 
@@ -48,36 +50,13 @@ def resolve_condition_ids(
 ) -> tuple[int | None, int | None, int]:
     """Emotion id (``None`` = heard in the audio), intensity id (``None`` = model default), speaker id (0 = unknown).
 
-    ``emotion`` is a name of ``EMOTIONS``, an id, or ``"auto"`` / ``None``; ``intensity`` is 1..3; ``speaker`` a
-    name in ``speakers`` (the processor's list), an id 0..len(speakers), or ``None``.
+    ``emotion`` is a name of ``EMOTIONS``, an id, or ``"auto"`` / ``None``; ``intensity`` is 1..3 or ``None``;
+    ``speaker`` a name in ``speakers`` (the processor's list), an id 0..len(speakers), or ``None``. Labels follow
+    :mod:`esarm.labels` (names in any case, digit strings read as numbers, unknown speaker names -> 0).
     """
-    emotion_id = None
-    if emotion is not None and emotion != "auto":
-        if isinstance(emotion, str) and emotion in EMOTIONS:
-            emotion_id = EMOTIONS.index(emotion)
-        elif isinstance(emotion, (int, np.integer)) and 0 <= int(emotion) < len(EMOTIONS):
-            emotion_id = int(emotion)
-        else:
-            raise ValueError(f"emotion must be 'auto' or one of {list(EMOTIONS)} (or an id 0..7), got {emotion!r}")
-    intensity_id = None
-    if intensity is not None:
-        if intensity not in INTENSITIES:
-            raise ValueError(f"intensity must be one of {list(INTENSITIES)}, got {intensity!r}")
-        intensity_id = INTENSITIES.index(intensity)
-    speakers = list(speakers or [])
-    speaker_id = 0
-    if speaker is not None:
-        if isinstance(speaker, str) and speaker in speakers:
-            speaker_id = speakers.index(speaker) + 1
-        elif isinstance(speaker, str) and speaker.isdigit():
-            speaker_id = int(speaker)
-        elif isinstance(speaker, (int, np.integer)):
-            speaker_id = int(speaker)
-        else:
-            raise ValueError(f"speaker must be one of {speakers} or an id 0..{len(speakers)}, got {speaker!r}")
-        if not 0 <= speaker_id <= max(len(speakers), speaker_id if not speakers else 0):
-            raise ValueError(f"speaker id must be in 0..{len(speakers)} (0 = unknown speaker), got {speaker_id}")
-    return emotion_id, intensity_id, speaker_id
+    emotion_id = None if emotion is None or emotion == "auto" else emotion_to_id(emotion)
+    intensity_id = None if intensity is None else intensity_to_id(intensity)
+    return emotion_id, intensity_id, speaker_to_id(speaker, speakers or [])
 
 
 def _alignment_frames(fps: float, sampling_rate: int, frames_per_token: int) -> int:
@@ -306,8 +285,6 @@ def animate_audio(
     starts = range(0, audio.shape[-1], step)
     iterator = starts
     if progress and len(starts) > 1:
-        from tqdm.auto import tqdm
-
         iterator = tqdm(starts, desc="animating", unit="window")
     for begin in iterator:
         pieces.append(animator.push(audio[..., begin : begin + step]))

@@ -19,22 +19,16 @@ import numpy as np
 import torch
 
 from ..blendshapes import NUM_BLENDSHAPES
-from ..training.common import emotion_to_id, intensity_to_id, speaker_to_id
+from ..frames import num_frames
+from ..labels import UNKNOWN_SPEAKER_ID, emotion_to_id, intensity_to_id, speaker_to_id
 from .augmentation import AudioAugmenter, resample_timeline
-from .schema import decode_audio_value
-
-SAMPLING_RATE = 16000
+from .schema import SAMPLING_RATE, decode_audio_value
 
 
 def normalize_audio(audio: np.ndarray) -> np.ndarray:
     """Zero-mean unit-variance normalisation of one clip, as ``Wav2Vec2FeatureExtractor(do_normalize=True)``."""
     audio = np.asarray(audio, dtype=np.float32)
     return ((audio - audio.mean()) / np.sqrt(audio.var() + 1e-7)).astype(np.float32)
-
-
-def num_frames_for(num_samples: int, fps: float, sampling_rate: int = SAMPLING_RATE) -> int:
-    """Animation frames covering ``num_samples`` of audio: ``round(seconds * fps)``, at least one."""
-    return max(1, int(round(num_samples / sampling_rate * fps)))
 
 
 def pad_blendshapes(sequences: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -177,7 +171,7 @@ class STACollator(_SeededCollator):
         if self.max_seconds is None or len(audio) <= self.max_seconds * SAMPLING_RATE:
             return audio, blendshapes
         num_frames = int(self.max_seconds * fps)
-        total_frames = num_frames_for(len(audio), fps)
+        total_frames = num_frames(len(audio), fps, SAMPLING_RATE)
         start = self.rng.randint(0, max(0, total_frames - num_frames)) if self.random_crop else 0
         a0 = int(round(start / fps * SAMPLING_RATE))
         audio = audio[a0 : a0 + int(round(num_frames / fps * SAMPLING_RATE))]
@@ -203,11 +197,11 @@ class STACollator(_SeededCollator):
                 audio, motion = self._crop(audio, motion, fps)
             clips.append(audio)
             if motion is not None:
-                motions.append(motion[: num_frames_for(len(audio), fps)])
+                motions.append(motion[: num_frames(len(audio), fps, SAMPLING_RATE)])
         input_values, attention_mask = pad_audio(clips, normalize=self.normalize)
         speaker_ids = [speaker_to_id(f["speaker"], self.speakers) for f in features]
         if self.speaker_dropout > 0:
-            speaker_ids = [0 if self.rng.random() < self.speaker_dropout else s for s in speaker_ids]
+            speaker_ids = [UNKNOWN_SPEAKER_ID if self.rng.random() < self.speaker_dropout else s for s in speaker_ids]
         batch = {
             "input_values": input_values,
             "attention_mask": attention_mask,
