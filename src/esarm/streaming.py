@@ -199,7 +199,8 @@ class StreamingAnimator:
         The latency is ``lookahead_seconds`` + one motion token (67 ms at 30 fps, 2 frames per token) + the compute
         of one window (``context_seconds + lookahead_seconds`` of audio, tens of ms for the tiny model on a CPU).
         ``kwargs`` go to the constructor (conditions, sampling, ``sampling_rate``; ``chunk_seconds`` and
-        ``overlap_seconds`` may be given to trade latency for fewer, smoother windows).
+        ``overlap_seconds`` may be given to trade latency for fewer, smoother windows). Give the emotion: with
+        ``emotion="auto"`` it is heard in the first window, only one token plus the look-ahead of audio.
         """
         frames_per_token = int(model.config.frames_per_token)
         kwargs.setdefault("chunk_seconds", frames_per_token / float(model.config.fps))
