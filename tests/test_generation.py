@@ -8,7 +8,7 @@ from scipy.stats import chisquare
 
 from esarm import EpsilonGreedyLogitsProcessor, ESARMSTAConfig, ESARMSTAForGeneration
 from esarm.generation import build_logits_processor, make_generator, sample_tokens
-from esarm.modeling_utils import CausalTransformer
+from esarm.modules import CausalTransformer
 
 SAMPLING_RATE = 16000
 

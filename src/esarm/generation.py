@@ -1,6 +1,6 @@
 """Autoregressive sampling of motion tokens: greedy, temperature / top-k sampling and epsilon-greedy exploration.
 
-The loop drives the STA model's own causal transformer and :class:`~esarm.modeling_utils.KeyValueCache`, so it
+The loop drives the STA model's own causal transformer and :class:`~esarm.modules.KeyValueCache`, so it
 does not depend on the cache classes or output field names of a particular transformers version. Logits have
 one row per (sequence, face-region group): ``[batch * G, K]`` when they go through logits processors.
 
