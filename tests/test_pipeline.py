@@ -98,3 +98,14 @@ def test_bad_arguments_raise_value_errors(model, speech):
         animate(speech, epsilon=2.0)
     with pytest.raises(ValueError, match="'raw' or 'array'"):
         animate({"samples": speech, "sampling_rate": SAMPLING_RATE})
+
+
+def test_input_values_are_checked_at_the_boundary(model, speech):
+    """The pipeline (through the processor) rejects what forward no longer reads: NaN audio, too short a clip."""
+    animate = pipeline("speech-to-animation", model=model)
+    broken = speech.copy()
+    broken[[3, 7]] = np.nan
+    with pytest.raises(ValueError, match=r"audio\[0\]: audio must be finite, got 2 NaN/inf samples"):
+        animate(broken)
+    with pytest.raises(ValueError, match=r"audio\[0\] must be at least one animation frame long"):
+        animate(speech[:100])
