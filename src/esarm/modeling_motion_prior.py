@@ -114,6 +114,18 @@ def _check_values(blendshapes: torch.Tensor, mask: torch.Tensor | None, argument
             raise ValueError("blendshapes must be finite at valid frames, got NaN or inf values")
 
 
+def initial_codes(num_codes: int, dim: int) -> torch.Tensor:
+    """Codes ``[num_codes, dim]`` of an untrained codebook, before k-means on the first training batch replaces them.
+
+    Distinct codes (about the scale of fresh encoder latents: std 0.5) so an untrained prior still maps different
+    tokens to different motion. A fixed sinusoidal pattern rather than random draws: the codebook is a buffer, and
+    a buffer must come out the same whether the model is built directly or on the meta device and initialised later.
+    """
+    code = torch.arange(num_codes, dtype=torch.float32)[:, None]
+    channel = torch.arange(dim, dtype=torch.float32)[None, :]
+    return 0.7 * torch.sin(0.9 * code * (channel + 1.0) + channel)
+
+
 class ESARMMotionPriorResBlock(GradientCheckpointingLayer):
     """Pre-activation residual block of two masked 1-D convolutions (channels first: ``[batch, channels, time]``)."""
 
@@ -219,10 +231,8 @@ class ESARMMotionPriorPreTrainedModel(PreTrainedModel):
                 init.zeros_(module.bias)
         elif isinstance(module, VectorQuantize):
             init.zeros_(module.zero)  # non-persistent scalar the library adds losses to
-            # Random codes (about the scale of fresh encoder latents) so an untrained prior still maps different
-            # tokens to different motion; k-means on the first training batch replaces them.
             codebook = module._codebook
-            init.normal_(codebook.embed, mean=0.0, std=0.5)
+            init.copy_(codebook.embed, initial_codes(*codebook.embed.shape[-2:]).expand_as(codebook.embed))
             # The EMA state too: a checkpoint without these buffers must start from the library's fresh state
             # (one count per code, k-means still to run), not from uninitialised memory.
             init.copy_(codebook.embed_avg, codebook.embed)
@@ -247,7 +257,7 @@ class ESARMMotionPrior(ESARMMotionPriorPreTrainedModel):
 
     @staticmethod
     def _make_quantizer(config: ESARMMotionPriorConfig) -> VectorQuantize:
-        return VectorQuantize(
+        quantizer = VectorQuantize(
             dim=config.latent_dim,
             codebook_size=config.codebook_size,
             decay=config.ema_decay,
@@ -258,6 +268,12 @@ class ESARMMotionPrior(ESARMMotionPriorPreTrainedModel):
             # are broadcast from rank 0 before every forward, so all ranks still share one codebook.
             sync_codebook=False,
         )
+        codebook = quantizer._codebook
+        if codebook.embed.device.type != "meta":  # the initial state _init_weights also sets (see initial_codes)
+            with torch.no_grad():
+                codebook.embed.copy_(initial_codes(*codebook.embed.shape[-2:]).expand_as(codebook.embed))
+                codebook.embed_avg.copy_(codebook.embed)
+        return quantizer
 
     # ---- properties -------------------------------------------------------------------------------------------
     @property
@@ -306,9 +322,8 @@ class ESARMMotionPrior(ESARMMotionPriorPreTrainedModel):
     def _quantize(
         self, group: int, latents: torch.Tensor, token_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Latents ``[B, D, T']`` -> (quantized ``[B, D, T']``, ids ``[B, T']``, loss)."""
+        """Latents ``[B, T', D]`` -> (quantized ``[B, D, T']``, ids ``[B, T']``, loss)."""
         quantizer = self.quantizers[group]
-        latents = latents.transpose(1, 2)  # [B, T', D]
         codebook = quantizer._codebook
         # k-means initialisation belongs to training: in eval mode an untrained codebook is used as is, so
         # encoding never changes the model (and is deterministic).
@@ -330,12 +345,12 @@ class ESARMMotionPrior(ESARMMotionPriorPreTrainedModel):
         token_mask_f = token_mask[:, None, :].to(inputs.dtype)
         quantized, ids, losses, latents_per_group = [], [], [], []
         for group, indices in enumerate(self.groups):
-            latents = self.encoders[group](inputs[:, indices], frame_mask_f) * token_mask_f
+            latents = (self.encoders[group](inputs[:, indices], frame_mask_f) * token_mask_f).transpose(1, 2)
             group_quantized, group_ids, group_loss = self._quantize(group, latents, token_mask)
             quantized.append(group_quantized)
             ids.append(group_ids)
             losses.append(group_loss)
-            latents_per_group.append(latents.transpose(1, 2))
+            latents_per_group.append(latents)  # [B, T', D], the tensor the quantizer reads
         return quantized, torch.stack(ids, dim=-1), torch.stack(losses).sum(), tuple(latents_per_group)
 
     @torch.no_grad()
