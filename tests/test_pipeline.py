@@ -109,3 +109,25 @@ def test_input_values_are_checked_at_the_boundary(model, speech):
         animate(broken)
     with pytest.raises(ValueError, match=r"audio\[0\] must be at least one animation frame long"):
         animate(speech[:100])
+
+
+def test_generate_kwargs_are_forwarded(model, speech):
+    from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+
+    class OnlyCode3(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            forced = torch.full_like(scores, -float("inf"))
+            forced[:, 3] = 0.0
+            return forced
+
+    animate = pipeline("speech-to-animation", model=model)
+    forced = animate(speech, generate_kwargs={"logits_processor": LogitsProcessorList([OnlyCode3()])})
+    frames = forced["blendshapes"].shape[0]
+    expected = model.motion_prior.decode(torch.full((1, model.motion_prior.num_tokens(frames), 3), 3))[0].numpy()
+    np.testing.assert_allclose(forced["blendshapes"], expected[:frames], atol=1e-6)
+    explored = animate(speech, seed=0, generate_kwargs={"generation_config": GenerationConfig(epsilon=1.0)})
+    assert not np.allclose(explored["blendshapes"], animate(speech)["blendshapes"])
+    with pytest.raises(ValueError, match="max_new_tokens: the number of motion steps is fixed by the audio"):
+        animate(speech, generate_kwargs={"max_new_tokens": 5})
+    with pytest.raises(ValueError, match=r"\['seed'\] given both"):
+        animate(speech, seed=0, generate_kwargs={"seed": 1})

@@ -24,12 +24,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_esarm import ESARMSTAConfig
-from .generation import build_logits_processor, decode_autoregressively, make_generator
+from .generation import (
+    build_logits_processor,
+    decode_autoregressively,
+    default_generation_config,
+    make_generator,
+    resolve_generation_settings,
+)
 from .modeling_motion_prior import ESARMMotionPrior
 from .modules import (
     CausalTransformer,
@@ -293,10 +299,35 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         self.motion_head = nn.Linear(hidden, config.num_groups * config.codebook_size)
         self.motion_prior = ESARMMotionPrior(config.motion_prior_config)
         self.post_init()
+        # ESARM's own sampling settings (epsilon beside do_sample / temperature / top_k), saved beside the weights as
+        # generation_config.json; from_pretrained replaces them with the saved ones.
+        self.generation_config = default_generation_config()
         self.motion_prior.requires_grad_(False)
         self.motion_prior.eval()
         if config.freeze_feature_encoder and hasattr(self.audio_encoder, "freeze_feature_encoder"):
             self.audio_encoder.freeze_feature_encoder()
+
+    @classmethod
+    def can_generate(cls) -> bool:
+        """True: :meth:`generate` follows transformers' conventions where they fit (see its docstring)."""
+        return True
+
+    def adjust_generation_fn(self, generation_config, from_auto_class, from_pipeline, pretrained_model_name_or_path,
+                             **kwargs) -> None:  # fmt: skip
+        """Called by ``from_pretrained`` on models that can generate: load the saved ``generation_config.json``.
+
+        A ``generation_config`` passed to ``from_pretrained`` wins; a folder saved without one keeps the defaults.
+        """
+        if generation_config is not None:
+            self.generation_config = generation_config
+            return
+        download = ("cache_dir", "force_download", "proxies", "token", "revision", "subfolder", "local_files_only")
+        try:
+            self.generation_config = GenerationConfig.from_pretrained(
+                pretrained_model_name_or_path, **{key: kwargs[key] for key in download if kwargs.get(key) is not None}
+            )
+        except OSError:
+            logger.info("%s has no generation_config.json: default generation settings", pretrained_model_name_or_path)
 
     # ---- properties ------------------------------------------------------------------------------------------
 
@@ -771,16 +802,21 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         intensity_ids: torch.Tensor | None = None,
         speaker_ids: torch.Tensor | None = None,
         emotion: str | None = "auto",
-        epsilon: float = 0.0,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_k: int | None = None,
+        generation_config: GenerationConfig | None = None,
+        logits_processor: LogitsProcessorList | None = None,
         generator: torch.Generator | None = None,
         seed: int | None = None,
         use_cache: bool = True,
         decode_blendshapes: bool = True,
+        **kwargs,
     ) -> ESARMSTAGenerateOutput:
         """Generate motion tokens autoregressively and decode them to blendshapes.
+
+        transformers' conventions where they fit: settings come from ``generation_config`` (default: the model's
+        ``generation_config``, saved as ``generation_config.json``), overridden by keyword arguments
+        (``do_sample``, ``temperature``, ``top_k``, ``epsilon``), plus any ``logits_processor``. Where ESARM
+        differs, arguments are rejected with the reason: the number of steps is fixed by the audio (no
+        ``max_new_tokens`` / ``max_length``), and each step emits G tokens at once, one per face region (no beams).
 
         Args:
             input_values: ``[B, S]`` (or ``[S]``) 16 kHz audio; sequences of different lengths are right-padded
@@ -791,15 +827,20 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
             intensity_ids: ``[B]`` intensity ids (default: :meth:`default_intensity_ids`).
             speaker_ids: ``[B]`` speaker ids (default 0 = unknown speaker).
             emotion: ``"auto"`` or ``None`` (then ``emotion_ids`` is required).
-            epsilon: epsilon-greedy noise: per step and group, a uniformly random code with probability
-                ``epsilon`` (0 = the policy, 1 = uniform; paper Sec. III-B2).
-            do_sample: sample from the (temperature / top-k processed) policy instead of taking the argmax.
-            temperature: softmax temperature when sampling (> 0).
-            top_k: keep the ``top_k`` most likely codes when sampling.
+            generation_config: a ``GenerationConfig`` with ``do_sample``, ``temperature``, ``top_k`` and
+                ``epsilon`` (missing ones from the model's ``generation_config``).
+            logits_processor: extra processors, applied to scores ``[batch * G, K]`` after temperature / top-k.
             generator: random generator for sampling and exploration (reproducible rollouts) ...
             seed: ... or a seed for a new one (not both).
             use_cache: reuse keys/values of past steps (``False`` recomputes everything; same tokens).
             decode_blendshapes: also decode the tokens with the motion prior.
+            kwargs: generation settings overriding ``generation_config``:
+
+                - epsilon: epsilon-greedy noise: per step and group, a uniformly random code with probability
+                  ``epsilon`` (0 = the policy, 1 = uniform; paper Sec. III-B2).
+                - do_sample: sample from the (temperature / top-k processed) policy instead of the argmax.
+                - temperature: softmax temperature when sampling (> 0).
+                - top_k: keep the ``top_k`` most likely codes when sampling.
 
         Returns:
             :class:`ESARMSTAGenerateOutput` with ``motion_tokens [B, T', G]``, ``blendshapes [B, T, 52]`` (at
@@ -812,8 +853,12 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         emotion_ids, intensity_ids, speaker_ids = self._check_conditions(emotion_ids, intensity_ids, speaker_ids, batch)
         if emotion_ids is None and emotion != "auto":
             raise ValueError("emotion_ids must be given when emotion is not 'auto', got None")
-        logits_processor = build_logits_processor(do_sample, temperature, top_k, epsilon)
-        sample = bool(do_sample) or epsilon > 0.0
+        settings = resolve_generation_settings(generation_config, self.generation_config, **kwargs)
+        epsilon = settings["epsilon"]
+        logits_processor = build_logits_processor(
+            settings["do_sample"], settings["temperature"], settings["top_k"], epsilon, logits_processor
+        )
+        sample = settings["do_sample"] or epsilon > 0.0
         device = input_values.device
         generator = make_generator(generator, seed)
 
