@@ -112,7 +112,7 @@ def test_saved_folders_load_with_remote_code_without_esarm(tmp_path):
     torch.save({"audio": audio, "tokens": output.motion_tokens, "blendshapes": output.blendshapes,
                 "checksums": checksums}, tmp_path / "expected.pt")  # fmt: skip
     copied = {path.name for path in (tmp_path / "sta").glob("*.py")}
-    assert {"modeling_sta.py", "configuration_esarm.py", "modeling_utils.py", "generation.py"} <= copied
+    assert {"modeling_sta.py", "configuration_esarm.py", "modules.py", "generation.py"} <= copied
     env = dict(os.environ, HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1",
                OMP_NUM_THREADS="1", PYTHONPATH="")  # fmt: skip
     result = subprocess.run(

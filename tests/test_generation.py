@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 from scipy.stats import chisquare
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from esarm import EpsilonGreedyLogitsProcessor, ESARMSTAConfig, ESARMSTAForGeneration
 from esarm.generation import build_logits_processor, make_generator, sample_tokens
-from esarm.modeling_utils import CausalTransformer
+from esarm.modules import CausalTransformer
 
 SAMPLING_RATE = 16000
 
@@ -186,3 +187,57 @@ def test_make_generator_seeds():
     first = torch.rand(3, generator=make_generator(None, 4))
     assert torch.equal(first, torch.rand(3, generator=make_generator(None, 4)))
     assert make_generator(None, None) is None
+
+
+# ---- transformers' generation conventions ----------------------------------------------------------------------
+
+
+def test_generation_config_is_saved_and_loaded(tmp_path, model):
+    assert model.can_generate()
+    assert model.generation_config.epsilon == 0.0 and model.generation_config.do_sample is False
+    model.generation_config.update(epsilon=0.25, do_sample=True, top_k=5)
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "generation_config.json").exists()
+    loaded = ESARMSTAForGeneration.from_pretrained(tmp_path)
+    assert (loaded.generation_config.epsilon, loaded.generation_config.top_k) == (0.25, 5)
+    # the saved settings are the defaults of generate
+    audio = torch.randn(1, 12000, generator=torch.Generator().manual_seed(0)) * 0.1
+    default = loaded.generate(audio, seed=3).motion_tokens
+    assert torch.equal(default, loaded.generate(audio, seed=3, epsilon=0.25, do_sample=True, top_k=5).motion_tokens)
+    assert not torch.equal(default, loaded.generate(audio, seed=3, epsilon=0.0, do_sample=False).motion_tokens)
+
+
+def test_generation_config_argument_and_keyword_overrides(model, audio):
+    from_config = model.generate(*audio, seed=0, generation_config=GenerationConfig(epsilon=0.5, do_sample=True))
+    from_kwargs = model.generate(*audio, seed=0, epsilon=0.5, do_sample=True)
+    assert torch.equal(from_config.motion_tokens, from_kwargs.motion_tokens)
+    greedy = model.generate(*audio, seed=0, generation_config=GenerationConfig(epsilon=0.5), epsilon=0.0)
+    assert torch.equal(greedy.motion_tokens, model.generate(*audio).motion_tokens)
+
+
+def test_logits_processor_is_applied(model, audio):
+    class OnlyCode7(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            forced = torch.full_like(scores, -float("inf"))
+            forced[:, 7] = 0.0
+            return forced
+
+    tokens = model.generate(*audio, logits_processor=LogitsProcessorList([OnlyCode7()])).motion_tokens
+    valid = model.generate(*audio).token_mask
+    assert bool((tokens[valid] == 7).all())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        (dict(max_new_tokens=5), ValueError, "max_new_tokens: the number of motion steps is fixed by the audio"),
+        (dict(max_length=5), ValueError, "max_length: the number of motion steps is fixed by the audio"),
+        (dict(num_beams=2), ValueError, "num_beams: each step emits G tokens at once"),
+        (dict(top_p=0.9), ValueError, "top_p: ESARM samples with temperature, top_k and epsilon"),
+        (dict(colour="blue"), TypeError, "unexpected keyword argument 'colour'"),
+        (dict(generation_config={"epsilon": 0.1}), ValueError, "generation_config must be a transformers"),
+    ],
+)
+def test_generate_rejects_what_cannot_apply(model, audio, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        model.generate(*audio, **kwargs)

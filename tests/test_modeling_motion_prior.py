@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from huggingface_hub.errors import StrictDataclassError
 
 from esarm.blendshapes import FACE_REGIONS, NUM_BLENDSHAPES
 from esarm.configuration_esarm import ESARMMotionPriorConfig
@@ -170,8 +171,9 @@ def test_save_and_load_round_trip(prior, tmp_path):
 )
 def test_bad_blendshapes(tiny_motion_prior_config, blendshapes, message):
     prior = ESARMMotionPrior(tiny_motion_prior_config)
-    with pytest.raises(ValueError, match=message):
-        prior(blendshapes)
+    if "finite" not in message:  # value checks belong to encode (user input), not to forward (no device sync)
+        with pytest.raises(ValueError, match=message):
+            prior(blendshapes)
     with pytest.raises(ValueError, match=message):
         prior.encode(blendshapes)
 
@@ -202,18 +204,21 @@ def test_bad_tokens(tiny_motion_prior_config):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        (dict(frames_per_token=3), "frames_per_token must be 1, 2 or 4, got 3"),
-        (dict(codebook_size=1), "codebook_size must be an integer >= 2, got 1"),
-        (dict(num_blendshapes=51), "num_blendshapes must be 52"),
-        (dict(kernel_size=4), "kernel_size must be an odd positive integer, got 4"),
-        (dict(fps=0), "fps must be a positive number"),
-        (dict(ema_decay=1.5), r"ema_decay must be in \(0, 1\), got 1.5"),
-        (dict(threshold_ema_dead_code=-1), "threshold_ema_dead_code must be >= 0, got -1"),
-        (dict(velocity_loss_weight=-0.1), "velocity_loss_weight must be >= 0, got -0.1"),
+        (dict(frames_per_token=3), r"'frames_per_token'.*must be one of \[1, 2, 4\], got 3"),
+        (dict(codebook_size=1), r"'codebook_size'.*greater or equal to 2, got 1"),
+        (dict(num_blendshapes=51), r"'num_blendshapes'.*must be one of \[52\], got 51"),
+        (dict(kernel_size=4), r"'kernel_size'.*must be an odd positive integer, got 4"),
+        (dict(fps=0), r"'fps'.*greater than 0.0, got 0"),
+        (dict(fps="30"), r"'fps'.*expected float, got str"),
+        (dict(hidden_size=3.5), r"'hidden_size' expected int, got float"),
+        (dict(group_by_region="yes"), r"'group_by_region' expected bool, got str"),
+        (dict(ema_decay=1.5), r"'ema_decay'.*greater than 0.0 and smaller than 1.0, got 1.5"),
+        (dict(threshold_ema_dead_code=-1), r"'threshold_ema_dead_code'.*greater or equal to 0, got -1"),
+        (dict(velocity_loss_weight=-0.1), r"'velocity_loss_weight'.*greater or equal to 0.0, got -0.1"),
     ],
 )
 def test_config_validation(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(StrictDataclassError, match=f"(?s){message}"):  # the field name and the reason: two lines
         ESARMMotionPriorConfig(**kwargs)
 
 
@@ -237,3 +242,82 @@ def test_untrained_vq_prior_is_deterministic_in_eval(tiny_motion_prior_config):
     assert not bool(prior.quantizers[0]._codebook.initted), "k-means still runs on the first training batch"
     decoded = prior.decode(torch.tensor([[[0, 0, 0]], [[1, 1, 1]]]))
     assert not torch.allclose(decoded[0], decoded[1])
+
+
+# ---- transformers' model conventions ---------------------------------------------------------------------------
+
+
+def test_return_dict_false_gives_a_tuple(prior):
+    blendshapes = smooth_blendshapes(2, 10)
+    with torch.no_grad():
+        expected = prior(blendshapes)
+        as_tuple = prior(blendshapes, return_dict=False)
+        prior.config.return_dict = False
+        from_config = prior(blendshapes)
+    assert isinstance(as_tuple, tuple) and isinstance(from_config, tuple)
+    assert len(as_tuple) == len(expected.to_tuple())
+    torch.testing.assert_close(as_tuple[1], expected.reconstruction)
+
+
+def test_unknown_keyword_arguments_are_rejected(prior):
+    blendshapes = smooth_blendshapes(1, 6)
+    with pytest.raises(TypeError, match="attention_maks"):
+        prior(blendshapes, attention_maks=torch.ones(1, 6))
+
+
+def test_output_hidden_states(prior):
+    with torch.no_grad():
+        out = prior(smooth_blendshapes(2, 10), output_hidden_states=True)
+        plain = prior(smooth_blendshapes(2, 10))
+    assert plain.hidden_states is None
+    assert len(out.hidden_states) == prior.num_groups
+    assert all(h.shape == (2, 5, prior.config.latent_dim) for h in out.hidden_states)
+
+
+def test_checkpoint_without_codebook_state_loads_a_fresh_one(tmp_path, prior):
+    """The EMA buffers are set by _init_weights: a checkpoint without them does not load uninitialised memory."""
+    from safetensors.torch import load_file, save_file
+
+    prior.save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    dropped = [key for key in weights if key.endswith(("cluster_size", "initted", "embed_avg"))]
+    assert len(dropped) == 3 * prior.num_groups
+    save_file({k: v for k, v in weights.items() if k not in dropped}, tmp_path / "model.safetensors",
+              metadata={"format": "pt"})  # fmt: skip
+    loaded = ESARMMotionPrior.from_pretrained(tmp_path)
+    for quantizer in loaded.quantizers:
+        codebook = quantizer._codebook
+        assert torch.equal(codebook.cluster_size, torch.ones_like(codebook.cluster_size))
+        assert not bool(codebook.initted)  # k-means still to run (kmeans_init=True)
+        torch.testing.assert_close(codebook.embed_avg, codebook.embed)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_motion_prior_config):
+    assert ESARMMotionPrior.supports_gradient_checkpointing
+    blendshapes = smooth_blendshapes(2, 12)
+    gradients = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        prior = ESARMMotionPrior(tiny_motion_prior_config.__class__.tiny(kmeans_init=False)).train()
+        if checkpointing:
+            prior.activation_checkpointing_enable()
+        prior(blendshapes).loss.backward()
+        gradients.append(prior.encoders[0].conv_in.weight.grad.clone())
+    torch.testing.assert_close(gradients[0], gradients[1])
+
+
+def test_bf16_forward_and_backward():
+    prior = ESARMMotionPrior(ESARMMotionPriorConfig.tiny()).to(torch.bfloat16).train()
+    out = prior(smooth_blendshapes(2, 10).to(torch.bfloat16))
+    out.loss.backward()
+    assert out.reconstruction.dtype == torch.bfloat16 and torch.isfinite(out.loss.float())
+    assert prior.decode(out.motion_tokens).dtype == torch.bfloat16
+
+
+def test_bf16_autocast_forward_and_backward():
+    """Mixed precision as the Trainer's ``bf16=True`` runs it: float32 weights, bf16 convolutions."""
+    prior = ESARMMotionPrior(ESARMMotionPriorConfig.tiny()).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = prior(smooth_blendshapes(2, 10))
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and prior.decoders[0].conv_out.weight.grad is not None

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from huggingface_hub.errors import StrictDataclassError
 
 from esarm.configuration_esarm import ESARMMotionPriorConfig, ESARMRewardModelConfig
 from esarm.modeling_reward import ESARMRewardModel, ranking_loss
@@ -177,7 +178,6 @@ def test_ranking_loss_bad_inputs(args, message):
     ("change", "message"),
     [
         (dict(input_values=torch.zeros(SAMPLES)), r"input_values must be a float tensor \[batch, samples\]"),
-        (dict(input_values=torch.full((2, SAMPLES), float("nan"))), "input_values must be finite"),
         (
             dict(input_values=torch.zeros(2, 500), attention_mask=None),
             r"at least one animation frame of audio \(534 samples at 16000 Hz and 30 fps\), got lengths 500",
@@ -189,17 +189,9 @@ def test_ranking_loss_bad_inputs(args, message):
             r"motion_tokens must have shape \[batch=2, tokens >= 1, G=3\]",
         ),
         (dict(motion_tokens=torch.zeros(3, 8, 3, dtype=torch.long)), r"motion_tokens must have shape \[batch=2"),
-        (
-            dict(motion_tokens=torch.full((2, 8, 3), 32)),
-            r"motion_tokens must be code ids in \[0, 32\), got values in \[32, 32\]",
-        ),
         (dict(motion_tokens=torch.zeros(2, 8, 3)), "integer code ids"),
         (dict(motion_mask=torch.ones(2, 7)), r"motion_mask must have shape \[batch, tokens\] = \[2, 8\]"),
-        (dict(motion_mask=torch.zeros(2, 8)), "first step of every trajectory"),
         (dict(emotion_ids=None), "emotion_ids must be given"),
-        (dict(emotion_ids=torch.tensor([0, 8])), r"emotion_ids must be ids in \[0, 8\), got \[0, 8\]"),
-        (dict(intensity_ids=torch.tensor([3, 0])), r"intensity_ids must be ids in \[0, 3\)"),
-        (dict(speaker_ids=torch.tensor([1, 0])), r"speaker_ids must be ids in \[0, 1\)"),
         (dict(emotion_ids=torch.tensor([0, 1, 2])), r"emotion_ids must be an integer tensor \[batch=2\]"),
     ],
 )
@@ -212,16 +204,16 @@ def test_bad_inputs(model, change, message):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        (dict(gamma=0.0), r"gamma must be in \(0, 1\], got 0.0"),
-        (dict(frames_per_token=3), "frames_per_token must be 1, 2 or 4, got 3"),
+        (dict(gamma=0.0), r"'gamma'.*greater than 0.0 and smaller or equal to 1.0, got 0.0"),
+        (dict(frames_per_token=3), r"'frames_per_token'.*must be one of \[1, 2, 4\], got 3"),
         (dict(hidden_size=30, num_attention_heads=4), r"hidden_size must be divisible by num_attention_heads \(4\)"),
-        (dict(num_emotions=7), "num_emotions must be 8"),
-        (dict(num_speakers=-1), "num_speakers must be a non-negative integer, got -1"),
-        (dict(codebook_size=1), "codebook_size must be an integer >= 2, got 1"),
+        (dict(num_emotions=7), r"'num_emotions'.*must be one of \[8\], got 7"),
+        (dict(num_speakers=-1), r"'num_speakers'.*greater or equal to 0, got -1"),
+        (dict(codebook_size=1), r"'codebook_size'.*greater or equal to 2, got 1"),
     ],
 )
 def test_config_validation(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(StrictDataclassError, match=f"(?s){message}"):  # the field name and the reason: two lines
         ESARMRewardModelConfig.tiny(**kwargs)
 
 
@@ -250,3 +242,60 @@ def test_padded_audio_batch_equals_single(model):
         batched, single = model(**inputs), model(**alone)
     torch.testing.assert_close(batched.rewards[1, :short_steps], single.rewards[0], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(batched.returns[1], single.returns[0], atol=1e-4, rtol=1e-4)
+
+
+# ---- transformers' model conventions ---------------------------------------------------------------------------
+
+
+def test_return_dict_false_gives_a_tuple(model):
+    inputs = make_inputs(model.config)
+    with torch.no_grad():
+        expected = model(**inputs)
+        as_tuple = model(**inputs, return_dict=False)
+        model.config.return_dict = False
+        from_config = model(**inputs)
+    assert isinstance(as_tuple, tuple) and isinstance(from_config, tuple)
+    torch.testing.assert_close(as_tuple[0], expected.rewards)
+    torch.testing.assert_close(from_config[1], expected.returns)
+
+
+def test_unknown_keyword_arguments_are_rejected(model):
+    inputs = make_inputs(model.config)
+    inputs["attention_maks"] = inputs.pop("attention_mask")
+    with pytest.raises(TypeError, match="attention_maks"):
+        model(**inputs)
+
+
+def test_output_hidden_states(model):
+    inputs = make_inputs(model.config)
+    steps = inputs["motion_tokens"].shape[1]
+    with torch.no_grad():
+        out = model(**inputs, output_hidden_states=True)
+    assert len(out.hidden_states) == model.config.num_hidden_layers + 1
+    assert out.hidden_states[-1].shape == (2, 3 + 2 * steps, model.config.hidden_size)
+    torch.testing.assert_close(out.hidden_states[-1][:, 4::2], out.last_hidden_state)
+
+
+def test_declared_features_hold(tiny_reward_config):
+    """SDPA is what the attention calls; gradient checkpointing recomputes the blocks with the same gradients."""
+    assert ESARMRewardModel._supports_sdpa and ESARMRewardModel.supports_gradient_checkpointing
+    inputs = make_inputs(tiny_reward_config)
+    gradients = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = ESARMRewardModel(tiny_reward_config).train()
+        if checkpointing:
+            model.activation_checkpointing_enable()
+            assert all(block.gradient_checkpointing for block in model.transformer.layers)
+        model(**inputs).returns.sum().backward()
+        gradients.append(model.transformer.layers[0].attention.qkv.weight.grad.clone())
+    torch.testing.assert_close(gradients[0], gradients[1])
+
+
+def test_bf16_forward_and_backward(tiny_reward_config):
+    model = ESARMRewardModel(tiny_reward_config).to(torch.bfloat16).train()
+    inputs = make_inputs(tiny_reward_config)
+    inputs["input_values"] = inputs["input_values"].to(torch.bfloat16)
+    out = model(**inputs)
+    out.returns.sum().backward()
+    assert out.returns.dtype == torch.bfloat16 and model.reward_head.weight.grad is not None

@@ -98,3 +98,36 @@ def test_bad_arguments_raise_value_errors(model, speech):
         animate(speech, epsilon=2.0)
     with pytest.raises(ValueError, match="'raw' or 'array'"):
         animate({"samples": speech, "sampling_rate": SAMPLING_RATE})
+
+
+def test_input_values_are_checked_at_the_boundary(model, speech):
+    """The pipeline (through the processor) rejects what forward no longer reads: NaN audio, too short a clip."""
+    animate = pipeline("speech-to-animation", model=model)
+    broken = speech.copy()
+    broken[[3, 7]] = np.nan
+    with pytest.raises(ValueError, match=r"audio\[0\]: audio must be finite, got 2 NaN/inf samples"):
+        animate(broken)
+    with pytest.raises(ValueError, match=r"audio\[0\] must be at least one animation frame long"):
+        animate(speech[:100])
+
+
+def test_generate_kwargs_are_forwarded(model, speech):
+    from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+
+    class OnlyCode3(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            forced = torch.full_like(scores, -float("inf"))
+            forced[:, 3] = 0.0
+            return forced
+
+    animate = pipeline("speech-to-animation", model=model)
+    forced = animate(speech, generate_kwargs={"logits_processor": LogitsProcessorList([OnlyCode3()])})
+    frames = forced["blendshapes"].shape[0]
+    expected = model.motion_prior.decode(torch.full((1, model.motion_prior.num_tokens(frames), 3), 3))[0].numpy()
+    np.testing.assert_allclose(forced["blendshapes"], expected[:frames], atol=1e-6)
+    explored = animate(speech, seed=0, generate_kwargs={"generation_config": GenerationConfig(epsilon=1.0)})
+    assert not np.allclose(explored["blendshapes"], animate(speech)["blendshapes"])
+    with pytest.raises(ValueError, match="max_new_tokens: the number of motion steps is fixed by the audio"):
+        animate(speech, generate_kwargs={"max_new_tokens": 5})
+    with pytest.raises(ValueError, match=r"\['seed'\] given both"):
+        animate(speech, seed=0, generate_kwargs={"seed": 1})

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub.errors import StrictDataclassError
+
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus", ".aac", ".aif", ".aiff", ".mp4", ".webm")
 OUTPUT_FORMATS = ("csv", "json", "glb", "gltf", "mp4", "gif")
 
@@ -505,10 +507,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"esarm {args.command}: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError, ImportError, KeyError) as error:
+    except (ValueError, OSError, ImportError, KeyError, StrictDataclassError) as error:
         if args.debug:
             raise
         message = str(error) if not isinstance(error, KeyError) else f"missing field {error}"
+        message = " ".join(message.split())  # a config field's error spans two lines: one line on the terminal
         if isinstance(error, ImportError):
             message = f"{message} (this part of esarm is not installed or not available)"
         print(f"esarm {args.command}: error: {message}", file=sys.stderr)

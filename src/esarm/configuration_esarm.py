@@ -1,33 +1,79 @@
 """Configurations of the three ESARM models.
 
-Each config holds every hyper-parameter of its model with a default, validates its fields on construction
-(raising ``ValueError`` that names the field, the expected and the given value) and offers named presets as
-classmethods: ``tiny()`` (CPU tests, seconds) and ``base()`` (paper scale).
+Each config holds every hyper-parameter of its model with a default and offers named presets as classmethods:
+``tiny()`` (CPU tests, seconds) and ``base()`` (paper scale). Validation follows transformers' v5 configs: ``@strict``
+typed fields check each value on construction and on assignment (type, range), and one ``validate_architecture()``
+holds the rules that span fields. Both raise ``huggingface_hub.errors.StrictDataclassError`` naming the field, the
+expected and the given value.
 """
 
-from __future__ import annotations
 
-from huggingface_hub.dataclasses import strict
+from huggingface_hub.dataclasses import as_validated_field, strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
+from transformers.utils.type_validators import interval
 
 from .blendshapes import EMOTIONS, FACE_REGIONS, INTENSITIES, NUM_BLENDSHAPES
 
 
-def _check(condition: bool, argument: str, expected: str, got: object) -> None:
-    """Raise ``ValueError`` naming the config field, what it should be and what it is."""
-    if not condition:
-        raise ValueError(f"{argument} must be {expected}, got {got!r}")
+@as_validated_field
+def _odd_positive(value: int) -> None:
+    if value < 1 or value % 2 == 0:
+        raise ValueError(f"must be an odd positive integer, got {value!r}")
 
 
-def _check_speech_input(config) -> None:
-    """Validate the speech side shared by the STA and reward configs: the nested encoder config and the rate."""
+@as_validated_field
+def _optional_positive(value: int | None) -> None:
+    if value is not None and value < 1:
+        raise ValueError(f"must be None or a positive number of steps, got {value!r}")
+
+
+def _one_of(*values):
+    """A field restricted to a few values (``Literal`` annotations are not checked under postponed annotations)."""
+
+    @as_validated_field
+    def _inner(value) -> None:
+        if isinstance(value, bool) or value not in values:
+            raise ValueError(f"must be one of {list(values)}, got {value!r}")
+
+    return _inner
+
+
+def _positive(default):
+    return interval(min=1)(default=default)
+
+
+def _non_negative(default):
+    return interval(min=0)(default=default)
+
+
+def _probability(default):
+    """A dropout-like probability in [0, 1): 1 would drop everything."""
+    return interval(min=0.0, max=1.0, exclude_max=True)(default=default)
+
+
+def _validate_speech_input(config) -> None:
+    """Cross-field rule of the STA and reward configs: the nested config must be a speech encoder's."""
     encoder = config.audio_encoder_config
     for name in ("hidden_size", "num_hidden_layers"):
-        _check(isinstance(getattr(encoder, name, None), int), f"audio_encoder_config.{name}",
-               "an integer (a speech encoder config such as WavLMConfig)", getattr(encoder, name, None))  # fmt: skip
-    _check(config.sampling_rate > 0, "sampling_rate", "a positive number of samples per second (Hz)",
-           config.sampling_rate)  # fmt: skip
+        value = getattr(encoder, name, None)
+        if not isinstance(value, int):
+            raise ValueError(
+                f"audio_encoder_config.{name} must be an integer (a speech encoder config such as WavLMConfig), "
+                f"got {value!r}"
+            )
+
+
+def _validate_heads(config) -> None:
+    """The attention width splits into heads of an even size (rotary positions rotate pairs of channels)."""
+    if config.hidden_size % config.num_attention_heads:
+        raise ValueError(
+            f"hidden_size must be divisible by num_attention_heads ({config.num_attention_heads}), "
+            f"got {config.hidden_size}"
+        )
+    head_dim = config.hidden_size // config.num_attention_heads
+    if head_dim % 2:
+        raise ValueError(f"hidden_size // num_attention_heads must be even (rotary positions), got {head_dim}")
 
 
 # ---- ESARMMotionPriorConfig ----
@@ -65,42 +111,23 @@ class ESARMMotionPriorConfig(PreTrainedConfig):
 
     model_type = "esarm_motion_prior"
 
-    num_blendshapes: int = NUM_BLENDSHAPES
+    num_blendshapes: int = _one_of(NUM_BLENDSHAPES)(default=NUM_BLENDSHAPES)
     group_by_region: bool = True
-    hidden_size: int = 128
-    latent_dim: int = 64
-    num_res_blocks: int = 2
-    kernel_size: int = 3
-    frames_per_token: int = 2
-    codebook_size: int = 256
-    ema_decay: float = 0.99
+    hidden_size: int = _positive(128)
+    latent_dim: int = _positive(64)
+    num_res_blocks: int = _non_negative(2)
+    kernel_size: int = _odd_positive(default=3)
+    frames_per_token: int = _one_of(1, 2, 4)(default=2)
+    codebook_size: int = interval(min=2)(default=256)
+    ema_decay: int | float = interval(min=0.0, max=1.0, exclude_min=True, exclude_max=True)(default=0.99)
     kmeans_init: bool = True
-    threshold_ema_dead_code: int = 2
-    commitment_weight: float = 0.25
-    velocity_loss_weight: float = 1.0
-    quantizer_loss_weight: float = 1.0
-    dropout: float = 0.0
-    fps: float = 30.0
-    initializer_range: float = 0.02
-
-    def __post_init__(self, **kwargs):
-        super().__post_init__(**kwargs)
-        _check(self.num_blendshapes == NUM_BLENDSHAPES, "num_blendshapes", "52 (ARKit)", self.num_blendshapes)
-        for name in ("hidden_size", "latent_dim"):
-            value = getattr(self, name)
-            _check(value >= 1, name, "a positive integer", value)
-        _check(self.num_res_blocks >= 0, "num_res_blocks", "a non-negative integer", self.num_res_blocks)
-        _check(self.kernel_size >= 1 and self.kernel_size % 2 == 1, "kernel_size", "an odd positive integer",
-               self.kernel_size)  # fmt: skip
-        _check(self.frames_per_token in (1, 2, 4), "frames_per_token", "1, 2 or 4", self.frames_per_token)
-        _check(self.codebook_size >= 2, "codebook_size", "an integer >= 2", self.codebook_size)
-        _check(0.0 < self.ema_decay < 1.0, "ema_decay", "in (0, 1)", self.ema_decay)
-        _check(self.threshold_ema_dead_code >= 0, "threshold_ema_dead_code", ">= 0", self.threshold_ema_dead_code)
-        for name in ("commitment_weight", "velocity_loss_weight", "quantizer_loss_weight"):
-            value = getattr(self, name)
-            _check(value >= 0.0, name, ">= 0", value)
-        _check(0.0 <= self.dropout < 1.0, "dropout", "in [0, 1)", self.dropout)
-        _check(self.fps > 0, "fps", "a positive number of frames per second", self.fps)
+    threshold_ema_dead_code: int = _non_negative(2)
+    commitment_weight: int | float = interval(min=0.0)(default=0.25)
+    velocity_loss_weight: int | float = interval(min=0.0)(default=1.0)
+    quantizer_loss_weight: int | float = interval(min=0.0)(default=1.0)
+    dropout: int | float = _probability(0.0)
+    fps: int | float = interval(min=0.0, exclude_min=True)(default=30.0)
+    initializer_range: int | float = interval(min=0.0, max=1.0)(default=0.02)
 
     @property
     def num_groups(self) -> int:
@@ -108,13 +135,13 @@ class ESARMMotionPriorConfig(PreTrainedConfig):
         return len(FACE_REGIONS) if self.group_by_region else 1
 
     @classmethod
-    def tiny(cls, **kwargs) -> ESARMMotionPriorConfig:
+    def tiny(cls, **kwargs) -> "ESARMMotionPriorConfig":
         """A prior small enough to train in seconds on a CPU (tests, demos)."""
         defaults = dict(hidden_size=32, latent_dim=8, num_res_blocks=1, codebook_size=32, frames_per_token=2)
         return cls(**{**defaults, **kwargs})
 
     @classmethod
-    def base(cls, **kwargs) -> ESARMMotionPriorConfig:
+    def base(cls, **kwargs) -> "ESARMMotionPriorConfig":
         """Paper-scale prior: 3 region codebooks of 512 codes, 2 frames per token at 30 fps."""
         defaults = dict(hidden_size=256, latent_dim=64, num_res_blocks=3, codebook_size=512, frames_per_token=2)
         return cls(**{**defaults, **kwargs})
@@ -163,46 +190,29 @@ class ESARMRewardModelConfig(PreTrainedConfig):
 
     audio_encoder_config: dict | PreTrainedConfig | None = None
     audio_encoder_name_or_path: str | None = None
-    sampling_rate: int = 16000
-    num_groups: int = len(FACE_REGIONS)
-    codebook_size: int = 256
-    frames_per_token: int = 2
-    fps: float = 30.0
-    hidden_size: int = 256
-    num_hidden_layers: int = 4
-    num_attention_heads: int = 4
-    intermediate_size: int = 1024
-    num_emotions: int = len(EMOTIONS)
-    num_intensities: int = len(INTENSITIES)
-    num_speakers: int = 0
-    gamma: float = 0.99
-    dropout: float = 0.1
+    sampling_rate: int = _positive(16000)
+    num_groups: int = _positive(len(FACE_REGIONS))
+    codebook_size: int = interval(min=2)(default=256)
+    frames_per_token: int = _one_of(1, 2, 4)(default=2)
+    fps: int | float = interval(min=0.0, exclude_min=True)(default=30.0)
+    hidden_size: int = _positive(256)
+    num_hidden_layers: int = _positive(4)
+    num_attention_heads: int = _positive(4)
+    intermediate_size: int = _positive(1024)
+    num_emotions: int = _one_of(len(EMOTIONS))(default=len(EMOTIONS))
+    num_intensities: int = _one_of(len(INTENSITIES))(default=len(INTENSITIES))
+    num_speakers: int = _non_negative(0)
+    gamma: int | float = interval(min=0.0, max=1.0, exclude_min=True)(default=0.99)
+    dropout: int | float = _probability(0.1)
     freeze_feature_encoder: bool = True
-    layer_norm_eps: float = 1e-5
-    initializer_range: float = 0.02
+    layer_norm_eps: int | float = interval(min=0.0, exclude_min=True)(default=1e-5)
+    initializer_range: int | float = interval(min=0.0, max=1.0)(default=0.02)
 
-    def __post_init__(self, **kwargs):
-        super().__post_init__(**kwargs)
-        _check_speech_input(self)
-        for name in ("num_groups", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
-            value = getattr(self, name)
-            _check(isinstance(value, int) and value >= 1, name, "a positive integer", value)
-        _check(isinstance(self.codebook_size, int) and self.codebook_size >= 2, "codebook_size", "an integer >= 2",
-               self.codebook_size)  # fmt: skip
-        _check(self.frames_per_token in (1, 2, 4), "frames_per_token", "1, 2 or 4", self.frames_per_token)
-        _check(self.fps > 0, "fps", "a positive number of frames per second", self.fps)
-        _check(self.hidden_size % self.num_attention_heads == 0, "hidden_size",
-               f"divisible by num_attention_heads ({self.num_attention_heads})", self.hidden_size)  # fmt: skip
-        _check((self.hidden_size // self.num_attention_heads) % 2 == 0, "hidden_size // num_attention_heads",
-               "even (rotary positions)", self.hidden_size // self.num_attention_heads)  # fmt: skip
-        _check(self.num_emotions == len(EMOTIONS), "num_emotions", f"{len(EMOTIONS)} (MEAD's emotions)",
-               self.num_emotions)  # fmt: skip
-        _check(self.num_intensities == len(INTENSITIES), "num_intensities", f"{len(INTENSITIES)}",
-               self.num_intensities)  # fmt: skip
-        _check(isinstance(self.num_speakers, int) and self.num_speakers >= 0, "num_speakers",
-               "a non-negative integer", self.num_speakers)  # fmt: skip
-        _check(0.0 < self.gamma <= 1.0, "gamma", "in (0, 1]", self.gamma)
-        _check(0.0 <= self.dropout < 1.0, "dropout", "in [0, 1)", self.dropout)
+    def validate_architecture(self):
+        """Rules that span fields (``@strict`` calls it after construction)."""
+        super().validate_architecture()
+        _validate_speech_input(self)
+        _validate_heads(self)
 
     @classmethod
     def from_motion_prior_config(cls, motion_prior_config: ESARMMotionPriorConfig | dict, **kwargs):
@@ -218,7 +228,7 @@ class ESARMRewardModelConfig(PreTrainedConfig):
         return cls(**{**prior, **kwargs})
 
     @classmethod
-    def tiny(cls, **kwargs) -> ESARMRewardModelConfig:
+    def tiny(cls, **kwargs) -> "ESARMRewardModelConfig":
         """A random-init reward model small enough to train in seconds on a CPU (tests, demos).
 
         Matches ``ESARMMotionPriorConfig.tiny()`` (G, K, frames per token, fps) and uses a tiny WavLM.
@@ -234,7 +244,7 @@ class ESARMRewardModelConfig(PreTrainedConfig):
         return cls.from_motion_prior_config(ESARMMotionPriorConfig.tiny(), **{**defaults, **kwargs})
 
     @classmethod
-    def base(cls, **kwargs) -> ESARMRewardModelConfig:
+    def base(cls, **kwargs) -> "ESARMRewardModelConfig":
         """Paper scale: pretrained ``microsoft/wavlm-base-plus`` encoder, matches ``ESARMMotionPriorConfig.base()``."""
         defaults = dict(audio_encoder_name_or_path="microsoft/wavlm-base-plus", hidden_size=256, num_hidden_layers=4)
         return cls.from_motion_prior_config(ESARMMotionPriorConfig.base(), **{**defaults, **kwargs})
@@ -330,50 +340,31 @@ class ESARMSTAConfig(PreTrainedConfig):
     audio_encoder_config: dict | PreTrainedConfig | None = None
     audio_encoder_name_or_path: str | None = None
     motion_prior_config: dict | PreTrainedConfig | None = None
-    sampling_rate: int = 16000
-    hidden_size: int = 256
-    num_hidden_layers: int = 6
-    num_attention_heads: int = 4
-    intermediate_size: int = 1024
-    content_encoder_layers: int = 2
-    emotion_encoder_layers: int = 2
-    style_size: int = 64
-    num_emotions: int = len(EMOTIONS)
-    num_intensities: int = len(INTENSITIES)
-    num_speakers: int = 0
-    attention_window: int | None = None
-    dropout: float = 0.1
-    previous_token_dropout: float = 0.0
-    spectral_features: int = 0
-    emotion_loss_weight: float = 0.1
+    sampling_rate: int = _positive(16000)
+    hidden_size: int = _positive(256)
+    num_hidden_layers: int = _positive(6)
+    num_attention_heads: int = _positive(4)
+    intermediate_size: int = _positive(1024)
+    content_encoder_layers: int = _non_negative(2)
+    emotion_encoder_layers: int = _non_negative(2)
+    style_size: int = _positive(64)
+    num_emotions: int = _one_of(len(EMOTIONS))(default=len(EMOTIONS))
+    num_intensities: int = _one_of(len(INTENSITIES))(default=len(INTENSITIES))
+    num_speakers: int = _non_negative(0)
+    attention_window: int | None = _optional_positive(default=None)
+    dropout: int | float = _probability(0.1)
+    previous_token_dropout: int | float = _probability(0.0)
+    spectral_features: int = _non_negative(0)
+    emotion_loss_weight: int | float = interval(min=0.0)(default=0.1)
     freeze_feature_encoder: bool = True
-    layer_norm_eps: float = 1e-5
-    initializer_range: float = 0.02
+    layer_norm_eps: int | float = interval(min=0.0, exclude_min=True)(default=1e-5)
+    initializer_range: int | float = interval(min=0.0, max=1.0)(default=0.02)
 
-    def __post_init__(self, **kwargs):
-        super().__post_init__(**kwargs)
-        _check_speech_input(self)
-        for name in ("hidden_size", "num_attention_heads", "intermediate_size", "style_size", "num_hidden_layers"):
-            value = getattr(self, name)
-            _check(isinstance(value, int) and value >= 1, name, "a positive integer", value)
-        _check(self.hidden_size % self.num_attention_heads == 0, "hidden_size",
-               f"divisible by num_attention_heads ({self.num_attention_heads})", self.hidden_size)  # fmt: skip
-        _check((self.hidden_size // self.num_attention_heads) % 2 == 0, "hidden_size // num_attention_heads",
-               "even (rotary positions)", self.hidden_size // self.num_attention_heads)  # fmt: skip
-        for name in ("content_encoder_layers", "emotion_encoder_layers", "num_speakers", "spectral_features"):
-            value = getattr(self, name)
-            _check(isinstance(value, int) and value >= 0, name, "a non-negative integer", value)
-        _check(self.num_emotions == len(EMOTIONS), "num_emotions", f"{len(EMOTIONS)} (MEAD's emotions)",
-               self.num_emotions)  # fmt: skip
-        _check(self.num_intensities == len(INTENSITIES), "num_intensities", f"{len(INTENSITIES)}",
-               self.num_intensities)  # fmt: skip
-        _check(self.attention_window is None or self.attention_window >= 1, "attention_window",
-               "None or a positive number of steps", self.attention_window)  # fmt: skip
-        _check(0.0 <= self.dropout < 1.0, "dropout", "in [0, 1)", self.dropout)
-        value = self.previous_token_dropout
-        _check(isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value < 1.0,
-               "previous_token_dropout", "a probability in [0, 1)", value)  # fmt: skip
-        _check(self.emotion_loss_weight >= 0.0, "emotion_loss_weight", ">= 0", self.emotion_loss_weight)
+    def validate_architecture(self):
+        """Rules that span fields (``@strict`` calls it after construction)."""
+        super().validate_architecture()
+        _validate_speech_input(self)
+        _validate_heads(self)
 
     @property
     def fps(self) -> float:
@@ -396,7 +387,7 @@ class ESARMSTAConfig(PreTrainedConfig):
         return int(self.motion_prior_config.frames_per_token)
 
     @classmethod
-    def tiny(cls, **kwargs) -> ESARMSTAConfig:
+    def tiny(cls, **kwargs) -> "ESARMSTAConfig":
         """A random-init model small enough to train and generate in seconds on a CPU (tests, demos)."""
         defaults = dict(
             audio_encoder_config=_tiny_wavlm_config(),
@@ -414,7 +405,7 @@ class ESARMSTAConfig(PreTrainedConfig):
         return cls(**{**defaults, **kwargs})
 
     @classmethod
-    def base(cls, **kwargs) -> ESARMSTAConfig:
+    def base(cls, **kwargs) -> "ESARMSTAConfig":
         """Paper scale: WavLM base plus (pretrained weights loaded when online), 6-block transformer of width 256."""
         defaults = dict(
             audio_encoder_config=dict(model_type="wavlm"),

@@ -1,6 +1,6 @@
 """Autoregressive sampling of motion tokens: greedy, temperature / top-k sampling and epsilon-greedy exploration.
 
-The loop drives the STA model's own causal transformer and :class:`~esarm.modeling_utils.KeyValueCache`, so it
+The loop drives the STA model's own causal transformer and :class:`~esarm.modules.KeyValueCache`, so it
 does not depend on the cache classes or output field names of a particular transformers version. Logits have
 one row per (sequence, face-region group): ``[batch * G, K]`` when they go through logits processors.
 
@@ -16,15 +16,81 @@ import math
 from collections.abc import Callable
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper
+from transformers import (
+    GenerationConfig,
+    LogitsProcessor,
+    LogitsProcessorList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+)
 
 __all__ = [
+    "GENERATION_FIELDS",
     "EpsilonGreedyLogitsProcessor",
     "build_logits_processor",
     "decode_autoregressively",
     "make_generator",
     "sample_tokens",
 ]
+
+
+# The generation settings ESARM reads: transformers' sampling fields plus epsilon (epsilon-greedy exploration).
+GENERATION_FIELDS = ("do_sample", "temperature", "top_k", "epsilon")
+
+# GenerationConfig fields that cannot apply, and why. The number of steps is set by the audio (one step per
+# frames_per_token animation frames) and each step emits G tokens at once, one per face-region codebook.
+_UNSUPPORTED = {
+    **dict.fromkeys(
+        ("max_length", "max_new_tokens", "min_length", "min_new_tokens", "max_time", "stop_strings", "eos_token_id",
+         "early_stopping"),
+        "the number of motion steps is fixed by the audio length (one step per frames_per_token frames)",
+    ),
+    **dict.fromkeys(
+        ("num_beams", "num_beam_groups", "diversity_penalty", "length_penalty", "num_return_sequences",
+         "penalty_alpha", "assistant_model", "prompt_lookup_num_tokens"),
+        "each step emits G tokens at once (one per face region) from the speech of that step: there is no beam, "
+        "candidate or assistant decoding",
+    ),
+    **dict.fromkeys(
+        ("top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff", "repetition_penalty", "no_repeat_ngram_size",
+         "bad_words_ids", "force_words_ids", "forced_bos_token_id", "forced_eos_token_id", "suppress_tokens",
+         "begin_suppress_tokens", "sequence_bias", "guidance_scale"),
+        "ESARM samples with temperature, top_k and epsilon; pass any other LogitsProcessor as logits_processor",
+    ),
+}  # fmt: skip
+
+
+def default_generation_config() -> GenerationConfig:
+    """The generation settings of a fresh STA model: greedy, no exploration (saved as ``generation_config.json``)."""
+    return GenerationConfig(do_sample=False, temperature=1.0, top_k=None, epsilon=0.0)
+
+
+def resolve_generation_settings(generation_config: GenerationConfig | None, default: GenerationConfig, **kwargs):
+    """The ``do_sample``, ``temperature``, ``top_k`` and ``epsilon`` of one ``generate`` call.
+
+    Explicit keyword arguments win over ``generation_config``, which wins over the model's ``default``. A keyword
+    argument of ``GenerationConfig`` that cannot apply to ESARM raises ``ValueError`` saying why; any other raises
+    ``TypeError`` (as an unknown argument of a Python function does).
+    """
+    for name in kwargs:
+        if name in _UNSUPPORTED:
+            raise ValueError(f"generate() does not support {name}: {_UNSUPPORTED[name]}")
+        if name not in GENERATION_FIELDS:
+            raise TypeError(f"generate() got an unexpected keyword argument {name!r}; generation settings are "
+                            f"{list(GENERATION_FIELDS)}")  # fmt: skip
+    if generation_config is not None and not isinstance(generation_config, GenerationConfig):
+        raise ValueError(f"generation_config must be a transformers.GenerationConfig, got {type(generation_config)}")
+    settings = {}
+    for name in GENERATION_FIELDS:
+        value = kwargs.get(name)
+        for source in (generation_config, default):
+            if value is None and source is not None:
+                value = getattr(source, name, None)
+        settings[name] = value
+    settings["do_sample"] = bool(settings["do_sample"])
+    settings["temperature"] = 1.0 if settings["temperature"] is None else settings["temperature"]
+    settings["epsilon"] = 0.0 if settings["epsilon"] is None else settings["epsilon"]
+    return settings
 
 
 class EpsilonGreedyLogitsProcessor(LogitsProcessor):
@@ -62,12 +128,15 @@ def build_logits_processor(
     temperature: float = 1.0,
     top_k: int | None = None,
     epsilon: float = 0.0,
+    logits_processor: LogitsProcessorList | list | None = None,
 ) -> LogitsProcessorList:
     """Processors for one decoding configuration, validating each argument.
 
     Greedy decoding with ``epsilon == 0`` needs none (argmax of the raw logits). Temperature and top-k only apply
     when ``do_sample``. ``epsilon > 0`` adds :class:`EpsilonGreedyLogitsProcessor` last (and sampling is then
-    required to draw from the mixture, see :func:`sample_tokens`).
+    required to draw from the mixture, see :func:`sample_tokens`). User ``logits_processor`` entries run after
+    temperature / top-k and before epsilon-greedy (exploration mixes in the uniform distribution last). They see
+    scores ``[batch * G, K]`` and ``input_ids=None``.
     """
     if (
         isinstance(temperature, bool)
@@ -85,6 +154,8 @@ def build_logits_processor(
             processors.append(TemperatureLogitsWarper(float(temperature)))
         if top_k is not None:
             processors.append(TopKLogitsWarper(top_k=top_k, min_tokens_to_keep=1))
+    if logits_processor is not None:
+        processors.extend(logits_processor)
     if epsilon > 0.0:
         processors.append(EpsilonGreedyLogitsProcessor(epsilon, greedy=not do_sample))
     return processors

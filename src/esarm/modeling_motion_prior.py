@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 from vector_quantize_pytorch import VectorQuantize
 
@@ -57,6 +58,8 @@ class ESARMMotionPriorOutput(ModelOutput):
         token_mask: ``[batch, tokens]`` bool, True at tokens that cover at least one valid frame.
         codebook_usage: Fraction of each group's codes used by the valid tokens of the batch ``[G]``.
         perplexity: Perplexity of each group's code distribution over the valid tokens ``[G]`` (K at best).
+        hidden_states: With ``output_hidden_states=True``: the encoder latents of each group before quantization,
+            a tuple of G tensors ``[batch, tokens, latent_dim]``.
     """
 
     loss: torch.FloatTensor | None = None
@@ -67,6 +70,7 @@ class ESARMMotionPriorOutput(ModelOutput):
     token_mask: torch.BoolTensor | None = None
     codebook_usage: torch.FloatTensor | None = None
     perplexity: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
 def group_indices(config: ESARMMotionPriorConfig) -> list[list[int]]:
@@ -91,18 +95,38 @@ def _validate_blendshapes(blendshapes: torch.Tensor) -> None:
 
 
 def _validate_mask(mask: torch.Tensor | None, shape: tuple[int, int], argument: str) -> torch.Tensor | None:
+    """Shape check only (no read of the values: ``forward`` stays free of device syncs)."""
     if mask is None:
         return None
     if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != tuple(shape):
         got = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
         raise ValueError(f"{argument} must have shape {list(shape)}, got {got}")
-    mask = mask.bool()
-    if not bool(mask[:, 0].all()):
+    return mask.bool()
+
+
+def _check_values(blendshapes: torch.Tensor, mask: torch.Tensor | None, argument: str) -> None:
+    """Value checks of the user-facing entry points (``encode``, ``decode``); they read the tensors (a sync)."""
+    if mask is not None and not bool(mask[:, 0].all()):
         raise ValueError(f"{argument} must mark at least the first step of every sequence as valid, got {mask}")
-    return mask
+    if blendshapes is not None:
+        valid = blendshapes if mask is None else blendshapes[mask.bool()]
+        if not bool(torch.isfinite(valid).all()):
+            raise ValueError("blendshapes must be finite at valid frames, got NaN or inf values")
 
 
-class ESARMMotionPriorResBlock(nn.Module):
+def initial_codes(num_codes: int, dim: int) -> torch.Tensor:
+    """Codes ``[num_codes, dim]`` of an untrained codebook, before k-means on the first training batch replaces them.
+
+    Distinct codes (about the scale of fresh encoder latents: std 0.5) so an untrained prior still maps different
+    tokens to different motion. A fixed sinusoidal pattern rather than random draws: the codebook is a buffer, and
+    a buffer must come out the same whether the model is built directly or on the meta device and initialised later.
+    """
+    code = torch.arange(num_codes, dtype=torch.float32)[:, None]
+    channel = torch.arange(dim, dtype=torch.float32)[None, :]
+    return 0.7 * torch.sin(0.9 * code * (channel + 1.0) + channel)
+
+
+class ESARMMotionPriorResBlock(GradientCheckpointingLayer):
     """Pre-activation residual block of two masked 1-D convolutions (channels first: ``[batch, channels, time]``)."""
 
     def __init__(self, channels: int, kernel_size: int, dropout: float):
@@ -190,6 +214,7 @@ class ESARMMotionPriorPreTrainedModel(PreTrainedModel):
     config: ESARMMotionPriorConfig
     base_model_prefix = "motion_prior"
     main_input_name = "blendshapes"
+    supports_gradient_checkpointing = True
     _no_split_modules = ["ESARMMotionPriorEncoder", "ESARMMotionPriorDecoder"]
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -206,11 +231,13 @@ class ESARMMotionPriorPreTrainedModel(PreTrainedModel):
                 init.zeros_(module.bias)
         elif isinstance(module, VectorQuantize):
             init.zeros_(module.zero)  # non-persistent scalar the library adds losses to
-            # Random codes (about the scale of fresh encoder latents) so an untrained prior still maps different
-            # tokens to different motion; k-means on the first training batch replaces them.
             codebook = module._codebook
-            init.normal_(codebook.embed, mean=0.0, std=0.5)
+            init.copy_(codebook.embed, initial_codes(*codebook.embed.shape[-2:]).expand_as(codebook.embed))
+            # The EMA state too: a checkpoint without these buffers must start from the library's fresh state
+            # (one count per code, k-means still to run), not from uninitialised memory.
             init.copy_(codebook.embed_avg, codebook.embed)
+            init.ones_(codebook.cluster_size)
+            init.constant_(codebook.initted, not self.config.kmeans_init)
 
 
 class ESARMMotionPrior(ESARMMotionPriorPreTrainedModel):
@@ -230,7 +257,7 @@ class ESARMMotionPrior(ESARMMotionPriorPreTrainedModel):
 
     @staticmethod
     def _make_quantizer(config: ESARMMotionPriorConfig) -> VectorQuantize:
-        return VectorQuantize(
+        quantizer = VectorQuantize(
             dim=config.latent_dim,
             codebook_size=config.codebook_size,
             decay=config.ema_decay,
@@ -241,6 +268,12 @@ class ESARMMotionPrior(ESARMMotionPriorPreTrainedModel):
             # are broadcast from rank 0 before every forward, so all ranks still share one codebook.
             sync_codebook=False,
         )
+        codebook = quantizer._codebook
+        if codebook.embed.device.type != "meta":  # the initial state _init_weights also sets (see initial_codes)
+            with torch.no_grad():
+                codebook.embed.copy_(initial_codes(*codebook.embed.shape[-2:]).expand_as(codebook.embed))
+                codebook.embed_avg.copy_(codebook.embed)
+        return quantizer
 
     # ---- properties -------------------------------------------------------------------------------------------
     @property
@@ -271,14 +304,12 @@ class ESARMMotionPrior(ESARMMotionPriorPreTrainedModel):
     def _prepare(
         self, blendshapes: torch.Tensor, attention_mask: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Validate, pad the time axis to a multiple of frames_per_token and build the frame / token masks."""
+        """Check shapes, pad the time axis to a multiple of frames_per_token and build the frame / token masks."""
         _validate_blendshapes(blendshapes)
         batch, frames, _ = blendshapes.shape
         mask = _validate_mask(attention_mask, (batch, frames), "attention_mask")
         if mask is None:
             mask = torch.ones(batch, frames, dtype=torch.bool, device=blendshapes.device)
-        if bool(torch.isnan(blendshapes[mask]).any() or torch.isinf(blendshapes[mask]).any()):
-            raise ValueError("blendshapes must be finite at valid frames, got NaN or inf values")
         # Padded frames may hold anything (NaN included): replace them before any arithmetic.
         blendshapes = torch.where(mask[..., None], blendshapes, torch.zeros_like(blendshapes))
         padded = self.num_tokens(frames) * self.frames_per_token
@@ -291,9 +322,8 @@ class ESARMMotionPrior(ESARMMotionPriorPreTrainedModel):
     def _quantize(
         self, group: int, latents: torch.Tensor, token_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Latents ``[B, D, T']`` -> (quantized ``[B, D, T']``, ids ``[B, T']``, loss)."""
+        """Latents ``[B, T', D]`` -> (quantized ``[B, D, T']``, ids ``[B, T']``, loss)."""
         quantizer = self.quantizers[group]
-        latents = latents.transpose(1, 2)  # [B, T', D]
         codebook = quantizer._codebook
         # k-means initialisation belongs to training: in eval mode an untrained codebook is used as is, so
         # encoding never changes the model (and is deterministic).
@@ -310,17 +340,18 @@ class ESARMMotionPrior(ESARMMotionPriorPreTrainedModel):
         return quantized.transpose(1, 2), ids, loss
 
     def _encode(self, blendshapes: torch.Tensor, frame_mask: torch.Tensor, token_mask: torch.Tensor):
-        inputs = blendshapes.transpose(1, 2)  # [B, 52, frames]
+        inputs = blendshapes.transpose(1, 2).to(self.encoders[0].conv_in.weight.dtype)  # [B, 52, frames]
         frame_mask_f = frame_mask[:, None, :].to(inputs.dtype)
         token_mask_f = token_mask[:, None, :].to(inputs.dtype)
-        quantized, ids, losses = [], [], []
+        quantized, ids, losses, latents_per_group = [], [], [], []
         for group, indices in enumerate(self.groups):
-            latents = self.encoders[group](inputs[:, indices], frame_mask_f) * token_mask_f
+            latents = (self.encoders[group](inputs[:, indices], frame_mask_f) * token_mask_f).transpose(1, 2)
             group_quantized, group_ids, group_loss = self._quantize(group, latents, token_mask)
             quantized.append(group_quantized)
             ids.append(group_ids)
             losses.append(group_loss)
-        return quantized, torch.stack(ids, dim=-1), torch.stack(losses).sum()
+            latents_per_group.append(latents)  # [B, T', D], the tensor the quantizer reads
+        return quantized, torch.stack(ids, dim=-1), torch.stack(losses).sum(), tuple(latents_per_group)
 
     @torch.no_grad()
     def encode(self, blendshapes: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.LongTensor:
@@ -329,11 +360,13 @@ class ESARMMotionPrior(ESARMMotionPriorPreTrainedModel):
         ``attention_mask`` ``[batch, frames]`` marks valid frames (1) and padding (0); tokens that cover no valid
         frame are 0. Deterministic (codebooks are not updated).
         """
+        _validate_blendshapes(blendshapes)
+        _check_values(blendshapes, attention_mask, "attention_mask")
         was_training = self.training
         self.eval()
         try:
             blendshapes, frame_mask, token_mask = self._prepare(blendshapes, attention_mask)
-            _, ids, _ = self._encode(blendshapes, frame_mask, token_mask)
+            _, ids, _, _ = self._encode(blendshapes, frame_mask, token_mask)
         finally:
             self.train(was_training)
         return ids
@@ -361,11 +394,14 @@ class ESARMMotionPrior(ESARMMotionPriorPreTrainedModel):
 
     def _decode(self, quantized: list[torch.Tensor], token_mask: torch.Tensor) -> torch.Tensor:
         """Per-group quantized latents -> blendshapes ``[B, T' * frames_per_token, 52]`` in [0, 1]."""
-        token_mask_f = token_mask[:, None, :].to(quantized[0].dtype)
+        # The decoders run in their own dtype (bf16 under mixed precision) whatever the codebook's dtype (float32
+        # buffers in the quantizer library): one dtype for the latents, the mask and the output.
+        dtype = self.decoders[0].conv_in.weight.dtype
+        token_mask_f = token_mask[:, None, :].to(dtype)
         batch, tokens = token_mask.shape
-        out = quantized[0].new_zeros(batch, NUM_BLENDSHAPES, tokens * self.frames_per_token)
+        out = torch.zeros(batch, NUM_BLENDSHAPES, tokens * self.frames_per_token, dtype=dtype, device=token_mask.device)
         for group, indices in enumerate(self.groups):
-            out[:, indices] = self.decoders[group](quantized[group], token_mask_f)
+            out[:, indices] = self.decoders[group](quantized[group].to(dtype), token_mask_f).to(dtype)
         return (out + (out.clamp(0.0, 1.0) - out).detach()).transpose(1, 2)  # straight-through clamp to [0, 1]
 
     def decode(
@@ -392,6 +428,7 @@ class ESARMMotionPrior(ESARMMotionPriorPreTrainedModel):
                 f"num_frames must be an int in [1, {max_frames}] (tokens * frames_per_token), got {num_frames!r}"
             )
         token_mask = _validate_mask(motion_mask, (batch, tokens), "motion_mask")
+        _check_values(None, token_mask, "motion_mask")
         if token_mask is None:
             token_mask = torch.ones(batch, tokens, dtype=torch.bool, device=motion_tokens.device)
         ids = motion_tokens.long().masked_fill(~token_mask[..., None], 0)
@@ -405,17 +442,29 @@ class ESARMMotionPrior(ESARMMotionPriorPreTrainedModel):
         self,
         blendshapes: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
-    ) -> ESARMMotionPriorOutput:
+    ) -> ESARMMotionPriorOutput | tuple:
         """Encode, quantize and decode ``blendshapes`` ``[batch, frames, 52]``; return reconstruction and losses.
 
-        ``attention_mask`` ``[batch, frames]``: 1 at valid frames, 0 at padding (ignored by losses and outputs).
+        Args:
+            blendshapes: ``[batch, frames, 52]`` ARKit coefficients; padded frames may hold anything.
+            attention_mask: ``[batch, frames]``: 1 at valid frames, 0 at padding (ignored by losses and outputs).
+                The first frame of every sequence must be valid (checked by :meth:`encode`, not here: ``forward``
+                reads no tensor values).
+            output_hidden_states: Also return the encoder latents of each group (``config.output_hidden_states``
+                by default).
+            return_dict: Return an :class:`ESARMMotionPriorOutput` (default, ``config.return_dict``) or a tuple.
         """
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
         frames = blendshapes.shape[1] if isinstance(blendshapes, torch.Tensor) and blendshapes.ndim == 3 else 0
         prepared, frame_mask, token_mask = self._prepare(blendshapes, attention_mask)
-        quantized, ids, quantizer_loss = self._encode(prepared, frame_mask, token_mask)
+        quantized, ids, quantizer_loss, latents = self._encode(prepared, frame_mask, token_mask)
         reconstruction = self._decode(quantized, token_mask) * frame_mask[..., None]
+        prepared = prepared.to(reconstruction.dtype)
 
         # Masked losses over valid frames (value) and valid consecutive frame pairs (velocity).
         weight = frame_mask[..., None].to(reconstruction.dtype)
@@ -428,7 +477,7 @@ class ESARMMotionPrior(ESARMMotionPriorPreTrainedModel):
         loss = reconstruction_loss + self.config.quantizer_loss_weight * quantizer_loss
 
         usage, perplexity = self._codebook_statistics(ids, token_mask)
-        return ESARMMotionPriorOutput(
+        output = ESARMMotionPriorOutput(
             loss=loss,
             reconstruction=reconstruction[:, :frames],
             reconstruction_loss=reconstruction_loss,
@@ -437,15 +486,18 @@ class ESARMMotionPrior(ESARMMotionPriorPreTrainedModel):
             token_mask=token_mask,
             codebook_usage=usage,
             perplexity=perplexity,
+            hidden_states=latents if output_hidden_states else None,
         )
+        return output if return_dict else output.to_tuple()
 
     @torch.no_grad()
     def _codebook_statistics(self, ids: torch.Tensor, token_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Fraction of codes used and perplexity per group ``[G]`` over the valid tokens."""
-        valid = ids[token_mask]  # [n, G]
+        # Masked one-hot counts rather than boolean indexing: no data-dependent shape, so no device sync.
+        weight = token_mask[..., None].float()  # [B, T', 1]
         usage, perplexity = [], []
         for group in range(self.num_groups):
-            counts = torch.bincount(valid[:, group], minlength=self.codebook_size).float()
+            counts = (F.one_hot(ids[..., group], self.codebook_size).float() * weight).sum((0, 1))
             probs = counts / counts.sum().clamp_min(1.0)
             entropy = -(probs * probs.clamp_min(1e-12).log()).sum()
             usage.append((counts > 0).float().mean())

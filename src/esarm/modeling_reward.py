@@ -7,7 +7,7 @@ reward. Here the sequence is
     [emotion, intensity, speaker, audio_1, motion_1, audio_2, motion_2, ..., audio_T', motion_T']
 
 where ``audio_t`` is the speech encoder's feature (learned layer weighting, resampled to the motion steps; shared
-:class:`~esarm.modeling_utils.SpeechEncoder`) and ``motion_t`` the sum of the G per-group embeddings of the motion
+:class:`~esarm.modules.SpeechEncoder`) and ``motion_t`` the sum of the G per-group embeddings of the motion
 token ``[G]`` of step ``t``. The reward ``r_t`` is read at ``motion_t`` (it sees the condition and the audio and
 motion of steps ``<= t``) and the return is ``R(tau) = sum_t gamma^t r_t`` over valid steps (paper eq. 2).
 
@@ -28,7 +28,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_esarm import ESARMRewardModelConfig
 from .frames import num_motion_steps
-from .modeling_utils import CausalTransformer, SpeechEncoder, build_audio_encoder, init_module_weights
+from .modules import CausalTransformer, SpeechEncoder, build_audio_encoder, init_module_weights
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +45,15 @@ class ESARMRewardOutput(ModelOutput):
         returns: Discounted returns ``sum_t gamma^t rewards[:, t]`` over valid steps ``[batch]``.
         motion_mask: ``[batch, tokens]`` bool mask of the valid steps used.
         last_hidden_state: Transformer outputs at the motion positions ``[batch, tokens, hidden]``.
+        hidden_states: With ``output_hidden_states=True``: the transformer's input to each block and its normalised
+            output over the whole sequence, ``num_hidden_layers + 1`` tensors ``[batch, 3 + 2 * tokens, hidden]``.
     """
 
     rewards: torch.FloatTensor | None = None
     returns: torch.FloatTensor | None = None
     motion_mask: torch.BoolTensor | None = None
     last_hidden_state: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
 def ranking_loss(returns_i: torch.Tensor, returns_j: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -92,7 +95,9 @@ class ESARMRewardPreTrainedModel(PreTrainedModel):
     config: ESARMRewardModelConfig
     base_model_prefix = "reward_model"
     main_input_name = "input_values"
-    supports_gradient_checkpointing = False
+    supports_gradient_checkpointing = True
+    # every attention layer calls F.scaled_dot_product_attention (esarm.modules.CausalSelfAttention)
+    _supports_sdpa = True
     _no_split_modules = ["TransformerBlock"]
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -146,24 +151,26 @@ class ESARMRewardModel(ESARMRewardPreTrainedModel):
         motion_tokens,
         motion_mask,
     ) -> tuple[torch.Tensor, ...]:
+        """Argument conflicts, types and shapes (no read of tensor values: a device sync in ``forward``).
+
+        Values (finite audio, ids and codes in range, a valid first step) are checked where the data enters: the
+        processor for audio and labels, the motion prior's ``encode`` for tokens.
+        """
         config = self.config
         if not isinstance(input_values, torch.Tensor) or input_values.ndim != 2 or input_values.shape[1] == 0:
             got = tuple(input_values.shape) if isinstance(input_values, torch.Tensor) else type(input_values).__name__
             raise ValueError(f"input_values must be a float tensor [batch, samples] of 16 kHz audio, got {got}")
-        if not torch.isfinite(input_values).all():
-            raise ValueError("input_values must be finite, got NaN or inf samples")
         batch = input_values.shape[0]
         if attention_mask is not None and tuple(attention_mask.shape) != tuple(input_values.shape):
             raise ValueError(
                 f"attention_mask must have the shape of input_values {list(input_values.shape)}, "
                 f"got {list(attention_mask.shape)}"
             )
-        lengths = input_values.shape[1] if attention_mask is None else attention_mask.long().sum(-1)
         min_samples = math.ceil(config.sampling_rate / config.fps)
-        if bool((torch.as_tensor(lengths) < min_samples).any()):
+        if input_values.shape[1] < min_samples:
             raise ValueError(
                 f"input_values must hold at least one animation frame of audio ({min_samples} samples at "
-                f"{config.sampling_rate} Hz and {config.fps:g} fps), got lengths {torch.as_tensor(lengths).tolist()}"
+                f"{config.sampling_rate} Hz and {config.fps:g} fps), got lengths {input_values.shape[1]}"
             )
         if motion_tokens is None:
             raise ValueError("motion_tokens must be given ([batch, tokens, G] code ids), got None")
@@ -191,23 +198,11 @@ class ESARMRewardModel(ESARMRewardPreTrainedModel):
                 f"motion_mask must have shape [batch, tokens] = {[batch, steps]}, got {list(motion_mask.shape)}"
             )
         motion_mask = motion_mask.bool()
-        if not bool(motion_mask[:, 0].all()):
-            raise ValueError("motion_mask must mark the first step of every trajectory as valid, got an empty one")
-        valid = motion_tokens[motion_mask]
-        if valid.numel() and (valid.min() < 0 or valid.max() >= config.codebook_size):
-            raise ValueError(
-                f"motion_tokens must be code ids in [0, {config.codebook_size}), got values in "
-                f"[{int(valid.min())}, {int(valid.max())}]"
-            )
         ids = []
-        for name, value, size in (
-            ("emotion_ids", emotion_ids, config.num_emotions),
-            ("intensity_ids", intensity_ids, config.num_intensities),
-            ("speaker_ids", speaker_ids, config.num_speakers + 1),
-        ):
+        for name, value in (("emotion_ids", emotion_ids), ("intensity_ids", intensity_ids), ("speaker_ids", speaker_ids)):
             if value is None:
                 if name != "speaker_ids":
-                    raise ValueError(f"{name} must be given (a [batch] tensor of ids in [0, {size})), got None")
+                    raise ValueError(f"{name} must be given (a [batch] tensor of ids), got None")
                 value = torch.zeros(batch, dtype=torch.long, device=input_values.device)  # unknown speaker
             value = torch.as_tensor(value, device=input_values.device)
             if value.ndim == 0:
@@ -215,8 +210,6 @@ class ESARMRewardModel(ESARMRewardPreTrainedModel):
             if tuple(value.shape) != (batch,) or torch.is_floating_point(value):
                 raise ValueError(f"{name} must be an integer tensor [batch={batch}], got shape {list(value.shape)} "
                                  f"and dtype {value.dtype}")  # fmt: skip
-            if bool(((value < 0) | (value >= size)).any()):
-                raise ValueError(f"{name} must be ids in [0, {size}), got {value.tolist()}")
             ids.append(value.long())
         return (*ids, motion_tokens.long().masked_fill(~motion_mask[..., None], 0), motion_mask)
 
@@ -229,9 +222,9 @@ class ESARMRewardModel(ESARMRewardPreTrainedModel):
         speaker_ids: torch.Tensor | None = None,
         motion_tokens: torch.Tensor | None = None,
         motion_mask: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
-    ) -> ESARMRewardOutput:
+    ) -> ESARMRewardOutput | tuple:
         """Per-step rewards and discounted returns of trajectories.
 
         Args:
@@ -242,10 +235,16 @@ class ESARMRewardModel(ESARMRewardPreTrainedModel):
             speaker_ids: ``[batch]`` ids, 0 = unknown speaker (default).
             motion_tokens: ``[batch, tokens, G]`` code ids of the motion prior.
             motion_mask: ``[batch, tokens]`` 1 at valid steps (right padding); default all valid.
+            output_hidden_states: Return the transformer's hidden states (``config.output_hidden_states``).
+            return_dict: Return an :class:`ESARMRewardOutput` (default, ``config.return_dict``) or a tuple.
 
         Returns:
             :class:`ESARMRewardOutput` with ``rewards`` ``[batch, tokens]`` and ``returns`` ``[batch]``.
         """
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
         emotion_ids, intensity_ids, speaker_ids, motion_tokens, motion_mask = self._check_inputs(
             input_values, attention_mask, emotion_ids, intensity_ids, speaker_ids, motion_tokens, motion_mask
         )
@@ -266,15 +265,22 @@ class ESARMRewardModel(ESARMRewardPreTrainedModel):
         ) + types[0]  # fmt: skip
         interleaved = torch.stack([audio + types[1], motion + types[2]], dim=2).reshape(batch, 2 * steps, -1)
         # Right padding only: causal attention never reads a later (padded) position, so no key mask is needed.
-        hidden = self.transformer(torch.cat([prefix, interleaved], dim=1))  # [B, 3 + 2T', H]
+        hidden_states = [] if output_hidden_states else None
+        hidden = self.transformer(torch.cat([prefix, interleaved], dim=1), all_hidden_states=hidden_states)
+        # hidden: [B, 3 + 2T', H]
         motion_hidden = hidden[:, _PREFIX_LENGTH + 1 :: 2]  # outputs at motion_t: [B, T', H]
 
         rewards = self.reward_head(motion_hidden).squeeze(-1) * motion_mask
         discounts = self.config.gamma ** torch.arange(steps, device=rewards.device, dtype=rewards.dtype)
         returns = (rewards * discounts).sum(-1)
-        return ESARMRewardOutput(
-            rewards=rewards, returns=returns, motion_mask=motion_mask, last_hidden_state=motion_hidden
+        output = ESARMRewardOutput(
+            rewards=rewards,
+            returns=returns,
+            motion_mask=motion_mask,
+            last_hidden_state=motion_hidden,
+            hidden_states=tuple(hidden_states) if hidden_states else None,
         )
+        return output if return_dict else output.to_tuple()
 
 
 __all__ = ["ESARMRewardModel", "ESARMRewardOutput", "ESARMRewardPreTrainedModel", "ranking_loss"]

@@ -24,15 +24,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_esarm import ESARMSTAConfig
 from .frames import num_frames, num_motion_steps, resample
-from .generation import build_logits_processor, decode_autoregressively, make_generator
+from .generation import (
+    build_logits_processor,
+    decode_autoregressively,
+    default_generation_config,
+    make_generator,
+    resolve_generation_settings,
+)
 from .modeling_motion_prior import ESARMMotionPrior
-from .modeling_utils import (
+from .modules import (
     CausalTransformer,
     SpeechEncoder,
     audio_frame_lengths,
@@ -62,6 +68,8 @@ class ESARMSTAOutput(ModelOutput):
         style: ``[B, style_size]`` style vector ``S(c)``.
         audio_features: ``[B, T', H]`` weighted, projected and resampled speech-encoder features.
         motion_mask: ``[B, T']`` True at valid steps (inside the audio and, with targets, inside ``motion_mask``).
+        hidden_states: With ``output_hidden_states=True`` and ``motion_tokens``: the motion transformer's input to
+            each block and its normalised output, ``num_hidden_layers + 1`` tensors ``[B, T', H]``.
     """
 
     loss: torch.FloatTensor | None = None
@@ -74,6 +82,7 @@ class ESARMSTAOutput(ModelOutput):
     style: torch.FloatTensor | None = None
     audio_features: torch.FloatTensor | None = None
     motion_mask: torch.BoolTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -115,9 +124,18 @@ def _as_tensor(value, argument: str) -> torch.Tensor:
 
 
 def _check_labels(
-    ids, argument: str, num_classes: int, batch_size: int, device: torch.device, default: int | None = None
+    ids,
+    argument: str,
+    num_classes: int,
+    batch_size: int,
+    device: torch.device,
+    default: int | None = None,
+    check_values: bool = True,
 ) -> torch.LongTensor | None:
-    """Validate class ids ``[B]`` (an int or a 0-d tensor is broadcast); ``None`` -> ``default`` or ``None``."""
+    """Validate class ids ``[B]`` (an int or a 0-d tensor is broadcast); ``None`` -> ``default`` or ``None``.
+
+    ``check_values=False`` checks types and shapes only (no read of the values, so no device sync).
+    """
     if ids is None:
         if default is None:
             return None
@@ -134,7 +152,7 @@ def _check_labels(
             f"{argument} must have shape [batch] = [{batch_size}] (one id per sequence of input_values), "
             f"got shape {list(ids.shape)}"
         )
-    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= num_classes):
+    if check_values and ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= num_classes):
         raise ValueError(
             f"{argument} must be ids in [0, {num_classes}), got values in [{int(ids.min())}, {int(ids.max())}]"
         )
@@ -222,6 +240,9 @@ class ESARMSTAPreTrainedModel(PreTrainedModel):
     base_model_prefix = "sta"
     main_input_name = "input_values"
     _no_split_modules = ["TransformerBlock"]
+    supports_gradient_checkpointing = True
+    # every attention layer calls F.scaled_dot_product_attention (esarm.modules.CausalSelfAttention)
+    _supports_sdpa = True
 
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
@@ -278,10 +299,35 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         self.motion_head = nn.Linear(hidden, config.num_groups * config.codebook_size)
         self.motion_prior = ESARMMotionPrior(config.motion_prior_config)
         self.post_init()
+        # ESARM's own sampling settings (epsilon beside do_sample / temperature / top_k), saved beside the weights as
+        # generation_config.json; from_pretrained replaces them with the saved ones.
+        self.generation_config = default_generation_config()
         self.motion_prior.requires_grad_(False)
         self.motion_prior.eval()
         if config.freeze_feature_encoder and hasattr(self.audio_encoder, "freeze_feature_encoder"):
             self.audio_encoder.freeze_feature_encoder()
+
+    @classmethod
+    def can_generate(cls) -> bool:
+        """True: :meth:`generate` follows transformers' conventions where they fit (see its docstring)."""
+        return True
+
+    def adjust_generation_fn(self, generation_config, from_auto_class, from_pipeline, pretrained_model_name_or_path,
+                             **kwargs) -> None:  # fmt: skip
+        """Called by ``from_pretrained`` on models that can generate: load the saved ``generation_config.json``.
+
+        A ``generation_config`` passed to ``from_pretrained`` wins; a folder saved without one keeps the defaults.
+        """
+        if generation_config is not None:
+            self.generation_config = generation_config
+            return
+        download = ("cache_dir", "force_download", "proxies", "token", "revision", "subfolder", "local_files_only")
+        try:
+            self.generation_config = GenerationConfig.from_pretrained(
+                pretrained_model_name_or_path, **{key: kwargs[key] for key in download if kwargs.get(key) is not None}
+            )
+        except OSError:
+            logger.info("%s has no generation_config.json: default generation settings", pretrained_model_name_or_path)
 
     # ---- properties ------------------------------------------------------------------------------------------
 
@@ -353,8 +399,15 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
 
     # ---- validation --------------------------------------------------------------------------------------------
 
-    def _check_audio(self, input_values, attention_mask) -> tuple[torch.Tensor, torch.Tensor | None, torch.LongTensor]:
-        """Validate ``input_values [B, S]`` (or ``[S]``) and its mask; returns them and the lengths ``[B]``."""
+    def _check_audio(
+        self, input_values, attention_mask, check_values: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.LongTensor]:
+        """Validate ``input_values [B, S]`` (or ``[S]``) and its mask; returns them and the lengths ``[B]``.
+
+        ``check_values=False`` (``forward``) checks types and shapes only; the value checks (finite samples, at
+        least one animation frame per sequence) read the tensors, a device sync, and belong to the entry points
+        that take user input (``generate``, ``encode_audio``, the processor, the pipeline).
+        """
         input_values = _as_tensor(input_values, "input_values")
         if input_values.ndim == 1:
             input_values = input_values[None]
@@ -366,9 +419,10 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
             raise ValueError(f"input_values must be floating point audio samples, got dtype {input_values.dtype}")
         if input_values.shape[0] == 0 or input_values.shape[1] == 0:
             raise ValueError(f"input_values must not be empty, got shape {list(input_values.shape)}")
-        finite = torch.isfinite(input_values)
-        if not bool(finite.all()):
-            raise ValueError(f"input_values must be finite, got {int((~finite).sum())} NaN/inf samples")
+        if check_values:
+            finite = torch.isfinite(input_values)
+            if not bool(finite.all()):
+                raise ValueError(f"input_values must be finite, got {int((~finite).sum())} NaN/inf samples")
         param = next(self.parameters())
         input_values = input_values.to(device=param.device, dtype=param.dtype)
         batch, samples = input_values.shape
@@ -385,19 +439,19 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
             lengths = attention_mask.sum(-1)
         else:
             lengths = torch.full((batch,), samples, dtype=torch.long, device=param.device)
-        if int(lengths.min()) < self.min_num_samples:
+        if samples < self.min_num_samples or (check_values and int(lengths.min()) < self.min_num_samples):
             raise ValueError(
                 f"input_values must hold at least one animation frame of audio per sequence ({self.min_num_samples} "
                 f"samples at {self.config.sampling_rate} Hz and {self.fps:g} fps), got lengths {lengths.tolist()}"
             )
         frames = audio_frame_lengths(self.audio_encoder, lengths)
-        if int(frames.min()) < 1:
+        if check_values and int(frames.min()) < 1:
             raise ValueError(
                 f"input_values is too short for the audio encoder (no feature frame), got lengths {lengths.tolist()}"
             )
         return input_values, attention_mask, lengths
 
-    def _check_motion_tokens(self, motion_tokens, motion_mask, batch_size: int):
+    def _check_motion_tokens(self, motion_tokens, motion_mask, batch_size: int, check_values: bool = True):
         motion_tokens = _as_tensor(motion_tokens, "motion_tokens")
         if motion_tokens.ndim != 3 or motion_tokens.shape[-1] != self.num_groups or motion_tokens.shape[1] == 0:
             raise ValueError(
@@ -421,10 +475,10 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
                     f"motion_mask must have shape [batch, steps] = {[batch_size, steps]}, got {list(motion_mask.shape)}"
                 )
             motion_mask = motion_mask.to(device=device).bool()
-            if int(motion_mask.sum(-1).min()) < 1:
+            if check_values and int(motion_mask.sum(-1).min()) < 1:
                 raise ValueError("motion_mask must mark at least one valid step per sequence, got an empty row")
         motion_tokens = motion_tokens.to(device=device, dtype=torch.long)
-        valid = motion_tokens[motion_mask]
+        valid = motion_tokens[motion_mask] if check_values else motion_tokens[:0]
         if valid.numel() and (int(valid.min()) < 0 or int(valid.max()) >= self.codebook_size):
             raise ValueError(
                 f"motion_tokens must be code ids in [0, {self.codebook_size}) (K = codebook_size), "
@@ -432,13 +486,15 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
             )
         return motion_tokens.masked_fill(~motion_mask[..., None], 0), motion_mask
 
-    def _check_conditions(self, emotion_ids, intensity_ids, speaker_ids, batch_size: int):
+    def _check_conditions(self, emotion_ids, intensity_ids, speaker_ids, batch_size: int, check_values: bool = True):
         device = next(self.parameters()).device
-        emotion_ids = _check_labels(emotion_ids, "emotion_ids", self.config.num_emotions, batch_size, device)
-        intensity_ids = _check_labels(intensity_ids, "intensity_ids", self.config.num_intensities, batch_size, device)
-        speaker_ids = _check_labels(
-            speaker_ids, "speaker_ids", self.config.num_speakers + 1, batch_size, device, default=0
-        )
+        config = self.config
+        emotion_ids = _check_labels(emotion_ids, "emotion_ids", config.num_emotions, batch_size, device,
+                                    check_values=check_values)  # fmt: skip
+        intensity_ids = _check_labels(intensity_ids, "intensity_ids", config.num_intensities, batch_size, device,
+                                      check_values=check_values)  # fmt: skip
+        speaker_ids = _check_labels(speaker_ids, "speaker_ids", config.num_speakers + 1, batch_size, device,
+                                    default=0, check_values=check_values)  # fmt: skip
         return emotion_ids, intensity_ids, speaker_ids
 
     @staticmethod
@@ -546,7 +602,14 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         expanded = [content, emotion[:, None].expand(-1, steps, -1), style[:, None].expand(-1, steps, -1)]
         return self.decoder_input(torch.cat(expanded, dim=-1))
 
-    def embed_tokens(self, motion_tokens: torch.LongTensor) -> torch.FloatTensor:
+    def get_input_embeddings(self) -> nn.ModuleList:
+        """The per-group motion-token embeddings (``G`` tables of ``K`` codes), the inputs of the transformer."""
+        return self.token_embeddings
+
+    def set_input_embeddings(self, value: nn.ModuleList) -> None:
+        self.token_embeddings = value
+
+    def embed_motion_tokens(self, motion_tokens: torch.LongTensor) -> torch.FloatTensor:
         """Sum of the per-group token embeddings: ``[B, L, G]`` -> ``[B, L, H]``."""
         return sum(embedding(motion_tokens[..., g]) for g, embedding in enumerate(self.token_embeddings))
 
@@ -556,7 +619,7 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         bos = self.bos_embedding[None, None].expand(batch, 1, -1)
         if length == 1:
             return bos
-        previous = self.embed_tokens(motion_tokens[:, : length - 1])
+        previous = self.embed_motion_tokens(motion_tokens[:, : length - 1])
         previous = self.previous_token_dropout(previous, self.mask_embedding)  # identity in eval mode
         return torch.cat([bos, previous], dim=1)
 
@@ -576,6 +639,7 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         motion_mask: torch.Tensor | None = None,
         *,
         style: torch.Tensor | None = None,
+        all_hidden_states: list[torch.Tensor] | None = None,
     ) -> torch.FloatTensor:
         """Teacher-forced next-token logits ``[B, T', G, K]`` from disentangled features.
 
@@ -591,11 +655,12 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
             motion_tokens: ``[B, T', G]`` target tokens (inputs shifted right by one step).
             motion_mask: ``[B, T']`` valid steps (right padding; padded tokens are ignored).
             style: a precomputed ``S(c)`` ``[B, style_size]`` instead of the ids.
+            all_hidden_states: if given, the motion transformer's hidden states are appended to it.
         """
         if motion_tokens is None:
             raise ValueError("motion_tokens must be given to decode_features (teacher forcing), got None")
         batch = content_features.shape[0]
-        motion_tokens, motion_mask = self._check_motion_tokens(motion_tokens, motion_mask, batch)
+        motion_tokens, motion_mask = self._check_motion_tokens(motion_tokens, motion_mask, batch, check_values=False)
         if motion_tokens.shape[1] != content_features.shape[1]:
             raise ValueError(
                 f"motion_tokens must have the steps of content_features ({content_features.shape[1]}), "
@@ -603,7 +668,7 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
             )
         if style is None:
             emotion_ids, intensity_ids, speaker_ids = self._check_conditions(
-                emotion_ids, intensity_ids, speaker_ids, batch
+                emotion_ids, intensity_ids, speaker_ids, batch, check_values=False
             )
             if emotion_ids is None:
                 emotion_ids = self.classify_emotion(emotion_features).argmax(-1)
@@ -613,7 +678,7 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         conditioning = self._conditioning(content_features, emotion_features, style)
         inputs = conditioning + self._previous_token_inputs(motion_tokens, conditioning.shape[1])
         # right padding: causal attention never lets valid steps see padded ones, so no mask is needed
-        return self._token_logits(self.motion_transformer(inputs))
+        return self._token_logits(self.motion_transformer(inputs, all_hidden_states=all_hidden_states))
 
     # ---- forward -----------------------------------------------------------------------------------------------
 
@@ -626,10 +691,14 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         speaker_ids: torch.Tensor | None = None,
         motion_tokens: torch.LongTensor | None = None,
         motion_mask: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
-    ) -> ESARMSTAOutput:
+    ) -> ESARMSTAOutput | tuple:
         """Teacher-forced pass.
+
+        Checks argument conflicts, types and shapes only: no check reads tensor values (a device sync that also
+        breaks ``torch.compile``). Values (finite audio, ids in range, at least one frame) are checked where user
+        input enters: :class:`~esarm.ESARMProcessor`, the pipeline, :meth:`generate`.
 
         Args:
             input_values: ``[B, S]`` 16 kHz audio (``ESARMProcessor`` output).
@@ -642,16 +711,24 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
                 the audio: step ``t`` covers ``t * frames_per_token / fps`` seconds (steps beyond the audio are
                 ignored, like padded ones).
             motion_mask: ``[B, T']`` True at valid steps.
+            output_hidden_states: Return the motion transformer's hidden states (``config.output_hidden_states``).
+            return_dict: Return an :class:`ESARMSTAOutput` (default, ``config.return_dict``) or a tuple.
 
         Returns:
             :class:`ESARMSTAOutput`; ``logits[:, t]`` is the distribution of the tokens of step ``t`` given the
             audio and the tokens before ``t`` (RL log-probabilities come from it).
         """
-        input_values, attention_mask, lengths = self._check_audio(input_values, attention_mask)
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        input_values, attention_mask, lengths = self._check_audio(input_values, attention_mask, check_values=False)
         batch = input_values.shape[0]
-        emotion_ids, intensity_ids, speaker_ids = self._check_conditions(emotion_ids, intensity_ids, speaker_ids, batch)
+        emotion_ids, intensity_ids, speaker_ids = self._check_conditions(
+            emotion_ids, intensity_ids, speaker_ids, batch, check_values=False
+        )
         if motion_tokens is not None:
-            motion_tokens, motion_mask = self._check_motion_tokens(motion_tokens, motion_mask, batch)
+            motion_tokens, motion_mask = self._check_motion_tokens(motion_tokens, motion_mask, batch, check_values=False)
         elif motion_mask is not None:
             raise ValueError("motion_mask must come with motion_tokens, got motion_mask without motion_tokens")
         # Audio features live on the audio's own step grid (step t covers t * frames_per_token / fps seconds), as
@@ -678,10 +755,14 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         style = self.style_vector(conditioning_emotions, intensity_ids, speaker_ids)
 
         logits = token_loss = None
+        hidden_states = [] if output_hidden_states else None
         if motion_tokens is not None:
-            logits = self.decode_features(content, emotion_features, motion_tokens=motion_tokens, style=style)
-            valid = step_mask[..., None].expand(-1, -1, self.num_groups)
-            token_loss = F.cross_entropy(logits[valid].float(), motion_tokens[valid])
+            logits = self.decode_features(
+                content, emotion_features, motion_tokens=motion_tokens, style=style, all_hidden_states=hidden_states
+            )
+            # padded steps are ignored through ignore_index rather than boolean indexing (no data-dependent shape)
+            targets = motion_tokens.masked_fill(~step_mask[..., None], -100)
+            token_loss = F.cross_entropy(logits.flatten(0, 2).float(), targets.flatten(), ignore_index=-100)
 
         loss = None
         if token_loss is not None:
@@ -689,7 +770,7 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         if emotion_loss is not None and (self.config.emotion_loss_weight > 0 or loss is None):
             weighted = self.config.emotion_loss_weight * emotion_loss
             loss = weighted if loss is None else loss + weighted
-        return ESARMSTAOutput(
+        output = ESARMSTAOutput(
             loss=loss,
             token_loss=token_loss,
             emotion_loss=emotion_loss,
@@ -700,7 +781,9 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
             style=style,
             audio_features=audio_features,
             motion_mask=step_mask,
+            hidden_states=tuple(hidden_states) if hidden_states else None,
         )
+        return output if return_dict else output.to_tuple()
 
     # ---- generation --------------------------------------------------------------------------------------------
 
@@ -713,16 +796,21 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         intensity_ids: torch.Tensor | None = None,
         speaker_ids: torch.Tensor | None = None,
         emotion: str | None = "auto",
-        epsilon: float = 0.0,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_k: int | None = None,
+        generation_config: GenerationConfig | None = None,
+        logits_processor: LogitsProcessorList | None = None,
         generator: torch.Generator | None = None,
         seed: int | None = None,
         use_cache: bool = True,
         decode_blendshapes: bool = True,
+        **kwargs,
     ) -> ESARMSTAGenerateOutput:
         """Generate motion tokens autoregressively and decode them to blendshapes.
+
+        transformers' conventions where they fit: settings come from ``generation_config`` (default: the model's
+        ``generation_config``, saved as ``generation_config.json``), overridden by keyword arguments
+        (``do_sample``, ``temperature``, ``top_k``, ``epsilon``), plus any ``logits_processor``. Where ESARM
+        differs, arguments are rejected with the reason: the number of steps is fixed by the audio (no
+        ``max_new_tokens`` / ``max_length``), and each step emits G tokens at once, one per face region (no beams).
 
         Args:
             input_values: ``[B, S]`` (or ``[S]``) 16 kHz audio; sequences of different lengths are right-padded
@@ -733,15 +821,20 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
             intensity_ids: ``[B]`` intensity ids (default: :meth:`default_intensity_ids`).
             speaker_ids: ``[B]`` speaker ids (default 0 = unknown speaker).
             emotion: ``"auto"`` or ``None`` (then ``emotion_ids`` is required).
-            epsilon: epsilon-greedy noise: per step and group, a uniformly random code with probability
-                ``epsilon`` (0 = the policy, 1 = uniform; paper Sec. III-B2).
-            do_sample: sample from the (temperature / top-k processed) policy instead of taking the argmax.
-            temperature: softmax temperature when sampling (> 0).
-            top_k: keep the ``top_k`` most likely codes when sampling.
+            generation_config: a ``GenerationConfig`` with ``do_sample``, ``temperature``, ``top_k`` and
+                ``epsilon`` (missing ones from the model's ``generation_config``).
+            logits_processor: extra processors, applied to scores ``[batch * G, K]`` after temperature / top-k.
             generator: random generator for sampling and exploration (reproducible rollouts) ...
             seed: ... or a seed for a new one (not both).
             use_cache: reuse keys/values of past steps (``False`` recomputes everything; same tokens).
             decode_blendshapes: also decode the tokens with the motion prior.
+            kwargs: generation settings overriding ``generation_config``:
+
+                - epsilon: epsilon-greedy noise: per step and group, a uniformly random code with probability
+                  ``epsilon`` (0 = the policy, 1 = uniform; paper Sec. III-B2).
+                - do_sample: sample from the (temperature / top-k processed) policy instead of the argmax.
+                - temperature: softmax temperature when sampling (> 0).
+                - top_k: keep the ``top_k`` most likely codes when sampling.
 
         Returns:
             :class:`ESARMSTAGenerateOutput` with ``motion_tokens [B, T', G]``, ``blendshapes [B, T, 52]`` (at
@@ -754,8 +847,12 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         emotion_ids, intensity_ids, speaker_ids = self._check_conditions(emotion_ids, intensity_ids, speaker_ids, batch)
         if emotion_ids is None and emotion != "auto":
             raise ValueError("emotion_ids must be given when emotion is not 'auto', got None")
-        logits_processor = build_logits_processor(do_sample, temperature, top_k, epsilon)
-        sample = bool(do_sample) or epsilon > 0.0
+        settings = resolve_generation_settings(generation_config, self.generation_config, **kwargs)
+        epsilon = settings["epsilon"]
+        logits_processor = build_logits_processor(
+            settings["do_sample"], settings["temperature"], settings["top_k"], epsilon, logits_processor
+        )
+        sample = settings["do_sample"] or epsilon > 0.0
         device = input_values.device
         generator = make_generator(generator, seed)
 
@@ -779,7 +876,7 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
                 if t == 0:
                     previous = self.bos_embedding[None, None].expand(batch, 1, -1)
                 else:
-                    previous = self.embed_tokens(tokens_so_far[:, -1:])
+                    previous = self.embed_motion_tokens(tokens_so_far[:, -1:])
                 hidden = self.motion_transformer(conditioning[:, t : t + 1] + previous, cache=cache)
             else:
                 inputs = conditioning[:, : t + 1] + self._previous_token_inputs(tokens_so_far, t + 1)

@@ -47,6 +47,8 @@ class SpeechToAnimationPipeline(Pipeline):
         speaker: a known speaker name / id (default: unknown speaker).
         epsilon: epsilon-greedy noise in [0, 1] (0 = the model's greedy animation).
         seed: random seed (sampling, epsilon); ``do_sample``, ``temperature``, ``top_k`` as in ``generate``.
+        generate_kwargs: a dict of further ``generate`` arguments (``generation_config``, ``logits_processor``,
+            generation settings), as in transformers' ASR pipeline.
 
     Returns:
         ``{"blendshapes": float32 [T, 52], "names": list of the 52 ARKit names, "fps": float, "emotion": str}``.
@@ -75,13 +77,16 @@ class SpeechToAnimationPipeline(Pipeline):
         do_sample: bool | None = None,
         temperature: float | None = None,
         top_k: int | None = None,
+        generate_kwargs: dict | None = None,
         **kwargs,
     ):
         if kwargs:
             raise ValueError(
                 f"speech-to-animation got unknown arguments {sorted(kwargs)}; expected sampling_rate, emotion, "
-                "intensity, speaker, epsilon, seed, do_sample, temperature, top_k"
+                "intensity, speaker, epsilon, seed, do_sample, temperature, top_k, generate_kwargs"
             )
+        if generate_kwargs is not None and not isinstance(generate_kwargs, dict):
+            raise ValueError(f"generate_kwargs must be a dict of generate() arguments, got {type(generate_kwargs)}")
         preprocess = {}
         for name, value in (
             ("sampling_rate", sampling_rate),
@@ -101,6 +106,11 @@ class SpeechToAnimationPipeline(Pipeline):
         ):
             if value is not None:
                 forward[name] = value
+        if generate_kwargs:
+            duplicated = sorted(set(generate_kwargs) & set(forward))
+            if duplicated:
+                raise ValueError(f"{duplicated} given both as pipeline arguments and in generate_kwargs: pass each once")
+            forward.update(generate_kwargs)
         return preprocess, forward, {}
 
     def preprocess(self, inputs, sampling_rate=None, emotion=None, intensity=None, speaker=None):

@@ -1,4 +1,4 @@
-"""Building blocks shared by the ESARM models (STA model and reward model).
+"""Layers shared by the ESARM models (STA model and reward model).
 
 - :func:`build_audio_encoder` creates the speech encoder (WavLM by default, any ``AutoModel`` speech encoder) from
   a nested config, or loads pretrained weights (e.g. ``microsoft/wavlm-base-plus``) when a name is given.
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 from .frames import resample
 
@@ -297,8 +298,12 @@ class CausalSelfAttention(nn.Module):
         return self.out(attended.transpose(1, 2).reshape(batch, length, hidden))
 
 
-class TransformerBlock(nn.Module):
-    """Pre-norm block: x + attn(norm(x)); x + mlp(norm(x))."""
+class TransformerBlock(GradientCheckpointingLayer):
+    """Pre-norm block: x + attn(norm(x)); x + mlp(norm(x)).
+
+    A ``GradientCheckpointingLayer``: ``model.gradient_checkpointing_enable()`` recomputes it in the backward pass
+    (the cache is only used without gradients, in generation, so checkpointing never meets it).
+    """
 
     def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int, dropout: float, eps: float):
         super().__init__()
@@ -310,7 +315,7 @@ class TransformerBlock(nn.Module):
         )
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, hidden_states, cos, sin, mask, is_causal, cache, layer, key_start=0):
+    def forward(self, hidden_states, cos, sin, mask, is_causal, cache=None, layer=0, key_start=0):
         hidden_states = hidden_states + self.dropout(
             self.attention(self.attention_norm(hidden_states), cos, sin, mask, is_causal, cache, layer, key_start)
         )
@@ -365,6 +370,7 @@ class CausalTransformer(nn.Module):
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         cache: KeyValueCache | None = None,
+        all_hidden_states: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """
         Args:
@@ -372,6 +378,8 @@ class CausalTransformer(nn.Module):
             attention_mask: ``[B, past + L]`` True/1 for real steps, False/0 for padding keys (``None``: all real).
                 With right padding (the usual case) no mask is needed: causal attention never looks ahead.
             cache: if given, the new steps are appended to it and attend to the cached ones.
+            all_hidden_states: if given, the input of every block and the normalised output are appended to it
+                (``num_layers + 1`` tensors ``[B, L, H]``, transformers' ``output_hidden_states`` convention).
 
         Returns:
             ``[B, L, H]`` normalised outputs.
@@ -409,10 +417,15 @@ class CausalTransformer(nn.Module):
             mask = self._causal_mask(positions, total, attention_mask, window)
 
         for index, block in enumerate(self.layers):
-            hidden_states = block(hidden_states, cos, sin, mask, is_causal, cache, index, key_start)
+            if all_hidden_states is not None:
+                all_hidden_states.append(hidden_states)
+            hidden_states = block(hidden_states, cos, sin, mask, is_causal, cache=cache, layer=index, key_start=key_start)
         if cache is not None:
             cache.advance(length)
-        return self.norm(hidden_states)
+        hidden_states = self.norm(hidden_states)
+        if all_hidden_states is not None:
+            all_hidden_states.append(hidden_states)
+        return hidden_states
 
     @staticmethod
     def _causal_mask(
