@@ -228,9 +228,7 @@ def _file_names(emotions: list[str]) -> list[str]:
     return names
 
 
-def curves_figure(
-    animations: list[np.ndarray], labels: list[str], fps: float, names: tuple[str, ...] = DEFAULT_CURVES
-):
+def curves_figure(animations: list[np.ndarray], labels: list[str], fps: float, names: tuple[str, ...] = DEFAULT_CURVES):
     """A matplotlib ``Figure`` of some blendshape curves over time: one colour per blendshape, one line style per
     animation (solid, dashed, ...)."""
     from matplotlib.figure import Figure
@@ -238,10 +236,12 @@ def curves_figure(
     unknown = [n for n in names if n not in BLENDSHAPE_INDEX]
     if unknown:
         raise ValueError(f"names must be ARKit blendshape names, got unknown names {unknown}")
+    if len(labels) != len(animations):
+        raise ValueError(f"labels must have one label per animation ({len(animations)}), got {len(labels)}")
     figure = Figure(figsize=(9, 3.2), dpi=100, layout="constrained")
     axes = figure.add_subplot()
     styles = ["-", "--", ":", "-."]
-    for a, (animation, label) in enumerate(zip(animations, labels)):
+    for a, animation in enumerate(animations):
         seconds = np.arange(len(animation)) / fps
         for c, name in enumerate(names):
             axes.plot(
