@@ -246,11 +246,15 @@ def _chromium(download_dir: Path, profile: Path):
     return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
 
 
-def _canvas_png(driver):
+def _canvas_png(driver) -> np.ndarray:
+    """A screenshot of the 3D view: the WebGL canvas as PNG (its drawing buffer is preserved), as int16 RGB."""
+    import base64
+
     from PIL import Image
 
-    canvas = driver.find_element("css selector", "#stage canvas")
-    return np.asarray(Image.open(io.BytesIO(canvas.screenshot_as_png)).convert("RGB"), dtype=np.int16)
+    url = driver.execute_script("return document.querySelector('#stage canvas').toDataURL('image/png')")
+    png = base64.b64decode(url.split(",", 1)[1])
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
 
 
 def _fetch(url: str, destination: Path) -> Path:
@@ -308,28 +312,31 @@ def test_the_page_in_a_real_browser(model_dir, tmp_path, request):
     labels = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#labels span")]
     assert labels[0].startswith("auto: heard ") and labels[1] == "happy"
     assert driver.execute_script("return window.esarmViewer.duration") == pytest.approx(seconds - 1 / 30, abs=0.02)
-    # Playing: the clock runs (the audio's, or the wall clock where the browser has no sound device).
-    driver.find_element(By.CSS_SELECTOR, "#play").click()
-    times = []
-    for _ in range(2):
-        time.sleep(0.25)
-        times.append(driver.execute_script("return window.esarmViewer.time()"))
-    assert 0 < times[0] < times[1] < seconds, times
-    driver.find_element(By.CSS_SELECTOR, "#play").click()  # pause
-    # The face at two moments, reached with the position slider (screenshots take seconds on a busy machine, too
-    # long to catch two moments of a 3 s clip while it plays).
+    # Playing: the clock runs (the audio's, or the wall clock where the browser has no sound device). Clicks are
+    # dispatched in the page: WebDriver's native clicks wait for frames, which take long in software WebGL.
+    viewer = "return window.esarmViewer."
+    drawn = driver.execute_script(viewer + "frames")
+    driver.execute_script("document.getElementById('play').click()")
+    WebDriverWait(driver, 20).until(lambda d: d.execute_script(viewer + "frames") > drawn)
+    WebDriverWait(driver, 20).until(lambda d: d.execute_script(viewer + "time()") > 0)
+    if driver.execute_script(viewer + "playing()"):  # a busy machine may have played the whole clip already
+        driver.execute_script("document.getElementById('play').click()")
+    assert not driver.execute_script(viewer + "playing()")
+    played = driver.execute_script(viewer + "time()")
+    assert 0 < played <= seconds
+    # The face at two moments, reached with the position slider; each picture is taken once a frame at that
+    # moment has been drawn.
     pictures, weights = [], []
     for moment in (0.4, 2.0):
+        drawn = driver.execute_script(viewer + "frames")
         driver.execute_script(
             "const seek = document.getElementById('seek'); seek.value = arguments[0];"
             "seek.dispatchEvent(new Event('input'));",
-            moment / driver.execute_script("return window.esarmViewer.duration"),
+            moment / driver.execute_script(viewer + "duration"),
         )  # fmt: skip
-        WebDriverWait(driver, 10).until(
-            lambda d, moment=moment: abs(d.execute_script("return window.esarmViewer.time()") - moment) < 0.01
-        )
-        time.sleep(0.3)  # a few animation frames
-        weights.append(driver.execute_script("return window.esarmViewer.influenceSum()"))
+        WebDriverWait(driver, 20).until(lambda d, drawn=drawn: d.execute_script(viewer + "frames") > drawn)
+        assert driver.execute_script(viewer + "time()") == pytest.approx(moment, abs=0.01)
+        weights.append(driver.execute_script(viewer + "influenceSum()"))
         pictures.append(_canvas_png(driver))
     assert weights[0] != weights[1], weights
     still = pictures[0]

@@ -38,15 +38,20 @@ scene.add(key);
 const camera = new THREE.PerspectiveCamera(28, 1, 0.001, 100);
 const controls = new OrbitControls(camera, renderer.domElement);
 controls.enableDamping = true;
+// Draw only when something moved: without a GPU (WebGL on Chromium's software rasteriser) one frame of this
+// 9409-vertex, 52-target face costs tens of milliseconds of CPU, which an idle page should not spend.
+let dirty = true;
+controls.addEventListener('change', () => { dirty = true; });
 
 const viewer = {
-  state: 'loading', duration: 0, models: 0, mixers: [], meshes: [], clock: 'audio', error: null,
+  state: 'loading', duration: 0, models: 0, frames: 0, mixers: [], meshes: [], clock: 'audio', error: null,
   // Sum of the morph-target weights currently applied to the first face: changes while the face moves.
   influenceSum() {
     const mesh = this.meshes[0];
     return mesh ? mesh.morphTargetInfluences.reduce((a, b) => a + b, 0) : 0;
   },
   time() { return currentTime(); },
+  playing() { return isPlaying(); },
 };
 window.esarmViewer = viewer;
 
@@ -79,6 +84,7 @@ async function play() {
       showPlaying(true);
       return;
     } catch (error) {
+      if (error.name === 'AbortError') return; // paused (or seeked) before the sound started: nothing to do
       viewer.clock = 'wall';
       wallOffset = audio.currentTime || 0;
       statusText.textContent = `sound unavailable (${error.name}): playing without it`;
@@ -93,6 +99,7 @@ function pause() {
   showPlaying(false);
 }
 function seekTo(t) {
+  dirty = true;
   t = Math.max(0, Math.min(t, viewer.duration));
   if (viewer.clock === 'wall') { wallOffset = t; if (wallStart !== null) wallStart = performance.now(); }
   if (audio.src) audio.currentTime = t;
@@ -107,6 +114,7 @@ function resize() {
   renderer.setSize(width, height, false);
   camera.aspect = width / height;
   camera.updateProjectionMatrix();
+  dirty = true;
 }
 new ResizeObserver(resize).observe(stage);
 
@@ -180,8 +188,14 @@ async function load() {
 }
 
 const projected = new THREE.Vector3();
+let shownTime = -1;
 function frame() {
+  requestAnimationFrame(frame);
   const t = currentTime();
+  const moving = controls.update(); // true while the camera glides after a drag (damping)
+  if (!dirty && !moving && t === shownTime) return;
+  dirty = false;
+  shownTime = t;
   // Hold the last frame at the end instead of wrapping around to the first.
   const clamped = Math.min(t, Math.max(0, viewer.duration - 1e-4));
   for (const mixer of viewer.mixers) mixer.setTime(clamped);
@@ -191,9 +205,8 @@ function frame() {
     projected.copy(position).project(camera);
     span.style.left = `${((projected.x + 1) / 2) * stage.clientWidth}px`;
   }
-  controls.update();
   renderer.render(scene, camera);
-  requestAnimationFrame(frame);
+  viewer.frames += 1;
 }
 
 load()
