@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -360,26 +361,34 @@ def test_the_page_in_a_real_browser(model_dir, tmp_path, request):
     wait.until(lambda d: "video" in d.find_element(By.CSS_SELECTOR, "#esarm-summary").text)
 
     links = {
-        Path(a.text.strip()).suffix: a.get_attribute("href")
-        for a in driver.find_elements(By.CSS_SELECTOR, "#esarm-downloads a[href]")
-        if a.text.strip()
+        Path(urllib.parse.unquote(urllib.parse.urlparse(href).path)).name: href
+        for href in {a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "#esarm-downloads a[href]")}
     }
-    assert {".csv", ".glb", ".json"} <= set(links), links
-    table = _fetch(links[".csv"], tmp_path / "face.csv").read_text()
-    rows = list(csv.DictReader(io.StringIO(table)))
-    assert len(rows) == round(seconds * 30) and {"Timecode", *LIVE_LINK_NAMES} <= set(rows[0])
-    gltf = pygltflib.GLTF2().load(str(_fetch(links[".glb"], tmp_path / "face.glb")))
-    assert len(gltf.meshes[0].primitives[0].targets) == 52 and gltf.animations[0].channels[0].target.path == "weights"
-    document = json.loads(_fetch(links[".json"], tmp_path / "face.json").read_text())
-    assert document["names"] == list(ARKIT_NAMES) and len(document["frames"]) == round(seconds * 30)
+    names = {f"face_{emotion}.{kind}" for emotion in ("auto", "happy") for kind in ("csv", "glb", "json")}
+    assert set(links) == names, links
+    for name, href in sorted(links.items()):
+        path = _fetch(href, tmp_path / name)
+        if path.suffix == ".csv":
+            rows = list(csv.DictReader(io.StringIO(path.read_text())))
+            assert len(rows) == round(seconds * 30) and {"Timecode", *LIVE_LINK_NAMES} <= set(rows[0]), name
+            float(rows[-1]["JawOpen"])
+        elif path.suffix == ".glb":
+            gltf = pygltflib.GLTF2().load(str(path))
+            assert len(gltf.meshes[0].primitives[0].targets) == 52, name
+            assert gltf.animations[0].channels[0].target.path == "weights", name
+        else:
+            document = json.loads(path.read_text())
+            assert document["names"] == list(ARKIT_NAMES) and len(document["frames"]) == round(seconds * 30), name
 
-    # Offline: every request the page made went to this server.
-    hosts = set()
-    for entry in driver.get_log("performance"):
-        message = json.loads(entry["message"])["message"]
-        if message["method"] == "Network.requestWillBeSent":
-            hosts.add(re.match(r"^(\w+:(?://[^/]*)?)", message["params"]["request"]["url"]).group(1))
-    assert hosts <= {f"http://127.0.0.1:{port}", "data:", "blob:"}, hosts
+    # Offline: every network request the page made went to this server (chrome:// pages are the browser's own).
+    urls = [
+        json.loads(entry["message"])["message"]["params"]["request"]["url"]
+        for entry in driver.get_log("performance")
+        if json.loads(entry["message"])["message"]["method"] == "Network.requestWillBeSent"
+    ]
+    local = (f"http://127.0.0.1:{port}/", f"ws://127.0.0.1:{port}/")
+    elsewhere = [u for u in urls if re.match(r"^(https?|wss?)://", u) and not u.startswith(local)]
+    assert len(urls) > 10 and not elsewhere, elsewhere
     print(
         f"app start {start_seconds:.1f} s; after the click: 3D view {viewer_seconds:.1f} s, video "
         f"{video_seconds:.1f} s; whole test {time.perf_counter() - started:.1f} s; {summary}"
