@@ -214,3 +214,35 @@ def staged_folder(output_dir: str | os.PathLike) -> Iterator[Path]:
             os.replace(staging, output_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def check_safetensors(path: str | os.PathLike) -> Path:
+    """Check that a ``.safetensors`` file is whole: its header parses and the file is as long as the header says
+    (a truncated or corrupted download fails here instead of deep inside ``from_pretrained``). Reads only the
+    header. Raises ``ValueError`` naming the file and what is wrong."""
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        prefix = handle.read(8)
+        header_size = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
+        if not 0 < header_size <= size - 8:
+            raise ValueError(
+                f"weights file {str(path)!r} must be a safetensors file, got {size} bytes without a valid header"
+            )
+        try:
+            header = json.loads(handle.read(header_size))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise ValueError(
+                f"weights file {str(path)!r} must be a safetensors file, got an unreadable header"
+            ) from None
+    if not isinstance(header, dict):
+        raise ValueError(f"weights file {str(path)!r} must be a safetensors file, got a header that is not a mapping")
+    ends = [
+        entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__" and isinstance(entry, dict)
+    ]
+    expected = 8 + header_size + max(ends, default=0)
+    if size != expected:
+        raise ValueError(
+            f"weights file {str(path)!r} must hold {expected} bytes as its header says, got {size} (truncated or corrupted)"
+        )
+    return path

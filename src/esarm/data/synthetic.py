@@ -66,6 +66,9 @@ SENTENCES: tuple[str, ...] = HARVARD_SENTENCES
 ENGINES: tuple[str, ...] = ("espeak", "festival")
 
 
+CORPUS_PRESETS = ("micro", "tiny", "small", "mead_like")  # the classmethods of SyntheticCorpusConfig
+
+
 @dataclass
 class SyntheticCorpusConfig:
     """Size and generative parameters of the synthetic corpus.
