@@ -117,9 +117,9 @@ def test_killed_stage_resumes_and_finished_stages_are_skipped(tmp_path, monkeypa
     from esarm.training import motion_prior as motion_prior_module
 
     run = tmp_path / "run"
-    config = _small_config(max_steps=400)
+    config = _small_config(max_steps=60)
     killed_at = _kill_after_first_checkpoint(config, run)
-    assert killed_at < 400
+    assert killed_at < 60
 
     calls = []
     original_train = motion_prior_module.ESARMMotionPriorTrainer.train
@@ -131,7 +131,7 @@ def test_killed_stage_resumes_and_finished_stages_are_skipped(tmp_path, monkeypa
     monkeypatch.setattr(motion_prior_module.ESARMMotionPriorTrainer, "train", spy)
     summary = run_pipeline(config, run, stages=["corpus", "motion_prior"])
     assert calls and calls[0] is not None and int(calls[0].rsplit("-", 1)[1]) >= killed_at
-    assert read_done_marker(run / "motion_prior")["train_steps"] == 400
+    assert read_done_marker(run / "motion_prior")["train_steps"] == 60
     assert summary["stages"]["corpus"]["num_train"] > 0
 
     # a second run skips both; resume=False reruns the selected stage from scratch
