@@ -139,3 +139,37 @@ def test_bad_files(tmp_path):
     soundfile.write(path, tone(440, 0.1, 16000), 16000)
     with pytest.raises(ValueError, match=r"sampling_rate must match the file's rate \(16000 Hz\).*got 8000"):
         load_audio(path, sampling_rate=8000)
+
+
+def test_unsigned_integer_audio_is_centred():
+    from esarm.audio import validate_audio
+
+    pcm = np.array([0, 64, 128, 192, 255], dtype=np.uint8)  # 8-bit WAV: silence is 128
+    np.testing.assert_allclose(validate_audio(pcm), [-1.0, -0.5, 0.0, 0.5, 127 / 128], atol=1e-7)
+    np.testing.assert_allclose(validate_audio(np.array([0, 32768], np.uint16)), [-1.0, 0.0])
+    np.testing.assert_allclose(validate_audio(np.array([-32768, 16384], np.int16)), [-1.0, 0.5])
+
+
+def test_a_folder_is_not_an_audio_file(tmp_path):
+    from esarm import ESARMProcessor
+    from esarm.audio import load_audio
+
+    with pytest.raises(ValueError, match="must be an audio file, got a folder"):
+        load_audio(tmp_path)
+    with pytest.raises(ValueError, match=r"audio\[0\]: path .* must be an audio file, got a folder"):
+        ESARMProcessor()(str(tmp_path))
+
+
+def test_one_minimum_duration_for_processor_and_cli():
+    from esarm import ESARMProcessor
+    from esarm.audio import check_duration, min_samples
+
+    processor = ESARMProcessor()
+    assert processor.min_samples == min_samples(16000, 30.0) == 534
+    check_duration(np.zeros(534, np.float32), 16000, 30.0)
+    with pytest.raises(
+        ValueError, match=r"at least one animation frame long \(534 samples = 1/30 s at 16000 Hz\), got 533"
+    ):
+        check_duration(np.zeros(533, np.float32), 16000, 30.0)
+    with pytest.raises(ValueError, match="534 samples"):
+        processor(np.zeros(533, np.float32), sampling_rate=16000)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 
 from esarm.cli import build_parser, main
 
@@ -96,7 +97,6 @@ def tiny_model_dir(tmp_path_factory):
 
 
 def test_animate_one_file_to_each_format(capsys, tmp_path, speech, tiny_model_dir):
-    pytest.importorskip("esarm.audio", reason="esarm.audio (load_audio) not available yet")
     from esarm.export import load_animation
 
     results = {}
@@ -115,8 +115,22 @@ def test_animate_one_file_to_each_format(capsys, tmp_path, speech, tiny_model_di
     assert document["metadata"]["emotion"] == "happy"
 
 
+def test_labels_follow_one_rule_in_any_case(capsys, tmp_path, speech, tiny_model_dir):
+    """``--emotion HAPPY`` and ``--emotion Auto`` are accepted like the processor accepts them (esarm.labels)."""
+    from esarm import ESARMProcessor
+
+    assert ESARMProcessor().emotion_to_id("HAPPY") == ESARMProcessor().emotion_to_id("happy")
+    for emotion, written in (("HAPPY", "happy"), ("Auto", None)):
+        out = tmp_path / f"{emotion}.json"
+        status = main(["animate", str(speech), "--model", str(tiny_model_dir), "--emotion", emotion, "--out", str(out),
+                       "--threads", "1"])  # fmt: skip
+        assert status == 0, capsys.readouterr().err
+        document = json.loads(out.read_text())
+        if written is not None:
+            assert document["metadata"]["emotion"] == written
+
+
 def test_animate_a_folder_to_mp4(capsys, tmp_path, speech, tiny_model_dir):
-    pytest.importorskip("esarm.audio", reason="esarm.audio (load_audio) not available yet")
     import av
 
     folder = tmp_path / "clips"
@@ -172,21 +186,31 @@ def test_demo_after_the_pipeline(capsys, tmp_path, monkeypatch, tiny_model_dir, 
 
     output_dir = tmp_path / "demo"
 
-    def fake_run_pipeline(config, out, resume=True, stages=None):
+    def fake_run_pipeline(config, out, resume=True, stages=None, overrides=None):
         out = Path(out)
         rng = np.random.default_rng(0)
-        row = {
-            "id": "spk05_happy_3_001", "speaker": "spk05", "emotion": "happy", "intensity": 3, "sentence": "Hello.",
-            "audio": (0.1 * rng.normal(size=8000)).astype(np.float32).tolist(), "sampling_rate": 16000,
-            "blendshapes": rng.uniform(0, 1, (15, 52)).astype(np.float32).tolist(), "fps": 30.0,
-        }  # fmt: skip
-        split = datasets.Dataset.from_list([row])
+        rows = [
+            {
+                "id": f"spk05_{emotion}_{intensity}_001", "speaker": "spk05", "emotion": emotion,
+                "intensity": intensity, "sentence": "Hello.",
+                "audio": (0.1 * rng.normal(size=8000)).astype(np.float32).tolist(), "sampling_rate": 16000,
+                "blendshapes": rng.uniform(0, 1, (15, 52)).astype(np.float32).tolist(), "fps": 30.0,
+            }
+            for emotion, intensity in (("neutral", 1), ("sad", 1), ("happy", 3))
+        ]  # fmt: skip
+        split = datasets.Dataset.from_list(rows)
         datasets.DatasetDict({"train": split, "validation": split, "test": split}).save_to_disk(str(out / "corpus"))
         for name in ("sta", "rl"):
             shutil.copytree(tiny_model_dir, out / name)
         (out / "evaluation").mkdir(parents=True)
         (out / "evaluation" / "results.md").write_text("| model | LVE |\n")
-        return {"output_dir": str(out), "stages": {"corpus": {"dataset_name_or_path": str(out / "corpus")}}}
+        return {
+            "output_dir": str(out),
+            "stages": {
+                "corpus": {"dataset_name_or_path": str(out / "corpus")},
+                "evaluation": {"sta_lve": 3.25, "rl_lve": 3.125, "sta_emotion_accuracy": 0.5},
+            },
+        }
 
     monkeypatch.setattr(runner, "run_pipeline", fake_run_pipeline)
     monkeypatch.setenv("ESARM_RIG", str(rig_path))
@@ -194,7 +218,17 @@ def test_demo_after_the_pipeline(capsys, tmp_path, monkeypatch, tiny_model_dir, 
     config.write_text("seed: 0\n")
     assert main(["demo", "--output-dir", str(output_dir), "--config", str(config)]) == 0
     out = capsys.readouterr().out
-    assert "held-out clip spk05_happy_3_001" in out and "results.md" in out
+    # the clip with the strongest emotion, not the neutral one at index 0; headline numbers, not tables
+    assert "animated clip spk05_happy_3_001" in out and "results.md" in out
+    assert "STA lip vertex error (mm)  3.250" in out and "RL lip vertex error (mm)   3.125" in out
+    assert len(out.splitlines()) < 25
+    sample = output_dir / "demo" / "sample.wav"
+    audio, rate = soundfile.read(sample)
+    assert rate == 16000 and len(audio) == 8000
+    next_command = out.strip().splitlines()[-1]
+    assert next_command == (
+        f"next: esarm animate {sample} --model {output_dir / 'rl'} --emotion happy --out {output_dir / 'demo' / 'sample.mp4'}"
+    )
     video = output_dir / "demo" / "spk05_happy_3_001.mp4"
     assert str(video) in out and (output_dir / "demo" / "spk05_happy_3_001_rl.csv").exists()
     import av

@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -86,14 +91,35 @@ def _small_config(**motion_prior):
     }
 
 
-def test_interrupted_stage_resumes_and_finished_stages_are_skipped(tmp_path, monkeypatch):
+def _kill_after_first_checkpoint(config: dict, run: Path) -> int:
+    """Run corpus + motion prior in a subprocess and SIGKILL it once the stage has written a checkpoint; returns
+    the step of the last checkpoint at that moment."""
+    script = (
+        "import json, sys; from esarm.training.runner import run_pipeline; "
+        "run_pipeline(json.loads(sys.argv[1]), sys.argv[2], stages=['corpus', 'motion_prior'])"
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(runner.__file__).resolve().parents[2]))
+    process = subprocess.Popen([sys.executable, "-c", script, json.dumps(config), str(run)], env=env)
+    deadline = time.monotonic() + 300
+    try:
+        while not list((run / "motion_prior").glob("checkpoint-*/trainer_state.json")):
+            assert process.poll() is None, "the stage ended before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint after 300 s"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    assert not (run / "motion_prior" / DONE_MARKER).exists()
+    return max(int(c.name.split("-")[1]) for c in (run / "motion_prior").glob("checkpoint-*"))
+
+
+def test_killed_stage_resumes_and_finished_stages_are_skipped(tmp_path, monkeypatch):
     from esarm.training import motion_prior as motion_prior_module
 
     run = tmp_path / "run"
-    # a stage "killed" after its step-2 checkpoint: the checkpoint exists, the done marker does not
-    run_pipeline(_small_config(max_steps=2), run, stages=["corpus", "motion_prior"])
-    (run / "motion_prior" / DONE_MARKER).unlink()
-    assert (run / "motion_prior" / "checkpoint-2" / "trainer_state.json").is_file()
+    config = _small_config(max_steps=60)
+    killed_at = _kill_after_first_checkpoint(config, run)
+    assert killed_at < 60
 
     calls = []
     original_train = motion_prior_module.ESARMMotionPriorTrainer.train
@@ -103,32 +129,69 @@ def test_interrupted_stage_resumes_and_finished_stages_are_skipped(tmp_path, mon
         return original_train(self, *args, **kwargs)
 
     monkeypatch.setattr(motion_prior_module.ESARMMotionPriorTrainer, "train", spy)
+    summary = run_pipeline(config, run, stages=["corpus", "motion_prior"])
+    assert calls and calls[0] is not None and int(calls[0].rsplit("-", 1)[1]) >= killed_at
+    assert read_done_marker(run / "motion_prior")["train_steps"] == 60
+    assert summary["stages"]["corpus"]["num_train"] > 0
 
-    def corpus_must_be_skipped(self):
-        raise AssertionError("a finished stage was run again")
-
-    monkeypatch.setattr(runner.PipelineRunner, "corpus", corpus_must_be_skipped)
-    summary = run_pipeline(_small_config(), run, stages=["corpus", "motion_prior"])
-    assert calls and calls[0].endswith("checkpoint-2")
-    state = json.loads((run / "motion_prior" / "checkpoint-4" / "trainer_state.json").read_text())
-    assert state["global_step"] == 4
-    assert read_done_marker(run / "motion_prior")["train_steps"] == 4
-    assert summary["stages"]["corpus"]["num_train"] > 0  # read back from the skipped stage's marker
-
-    # a third run skips both; resume=False reruns the selected stage from scratch
+    # a second run skips both; resume=False reruns the selected stage from scratch
     calls.clear()
-    run_pipeline(_small_config(), run, stages=["corpus", "motion_prior"])
+    run_pipeline(config, run, stages=["corpus", "motion_prior"])
     assert calls == []
     run_pipeline(_small_config(max_steps=1), run, resume=False, stages=["motion_prior"])
     assert calls == [None]
     assert read_done_marker(run / "motion_prior")["train_steps"] == 1
 
 
-def test_pipeline_config_is_validated(tmp_path):
+def test_a_stage_whose_inputs_changed_reruns(tmp_path, monkeypatch, rig):
+    run = tmp_path / "run"
+    ran = []
+    for stage in ("corpus", "motion_prior"):
+        original = getattr(runner.PipelineRunner, stage)
+        monkeypatch.setattr(runner.PipelineRunner, stage, lambda self, s=stage, f=original: ran.append(s) or f(self))
+    run_pipeline(_small_config(max_steps=1), run, stages=["corpus", "motion_prior"])
+    run_pipeline(_small_config(max_steps=1), run, stages=["corpus", "motion_prior"])
+    assert ran == ["corpus", "motion_prior"]  # unchanged: skipped
+    run_pipeline(_small_config(max_steps=2), run, stages=["corpus", "motion_prior"])
+    assert ran[2:] == ["motion_prior"]  # its section changed
+    assert read_done_marker(run / "motion_prior")["train_steps"] == 2
+    config = {**_small_config(max_steps=2), "corpus": {"preset": "micro", "num_sentences": 1}}
+    run_pipeline(config, run, stages=["corpus", "motion_prior"])
+    assert ran[3:] == ["corpus", "motion_prior"]  # the corpus changed, so did what was trained on it
+
+    # the evaluation's inputs include the rig: another rig makes its fingerprint differ
+    other = tmp_path / "other_rig.npz"
+    type(rig)(rig.neutral + 1.0, rig.deltas, rig.faces, rig.regions, rig.landmarks).save_npz(other)
+    embedded = runner.PipelineRunner(config, run).fingerprint("evaluation")
+    assert runner.PipelineRunner({**config, "rig_path": str(other)}, run).fingerprint("evaluation") != embedded
+    assert runner.PipelineRunner(config, run).fingerprint("evaluation") == embedded
+
+
+def test_pipeline_config_is_checked_before_the_first_stage(tmp_path, monkeypatch):
+    def must_not_run(self):
+        raise AssertionError("a stage ran although the config is invalid")
+
+    monkeypatch.setattr(runner.PipelineRunner, "corpus", must_not_run)
     with pytest.raises(ValueError, match="unknown"):
         run_pipeline({"corpus": {}, "motion_priors": {}}, tmp_path)
     with pytest.raises(ValueError, match="stages must be among"):
         run_pipeline({"corpus": {}}, tmp_path, stages=["warmup"])
+    with pytest.raises(ValueError, match=r"corpus.preset must be one of .* got 'to_dict'"):
+        run_pipeline({"corpus": {"preset": "to_dict"}}, tmp_path)
+    with pytest.raises(ValueError, match=r"'sta' has unknown keys \['max_stepz'\]"):
+        run_pipeline({"sta": {"max_stepz": 3}}, tmp_path)
+    with pytest.raises(ValueError, match="'rl' must be a mapping"):
+        run_pipeline({"rl": 3}, tmp_path)
+    malformed = tmp_path / "bad.yaml"
+    malformed.write_text("corpus:\n  preset: tiny\n   num_workers: 2\n")
+    with pytest.raises(ValueError, match="must be valid yaml, got: .*line 3") as error:
+        run_pipeline(malformed, tmp_path)
+    assert "\n" not in str(error.value)
+    with pytest.raises(FileNotFoundError, match="no such path"):
+        run_pipeline({"rig_path": str(tmp_path / "missing.npz")}, tmp_path / "run")
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(OSError, match="output_dir must be a folder esarm can write in, got .*a_file"):
+        run_pipeline({}, tmp_path / "a_file" / "run")
 
 
 def test_config_overrides_reach_nested_sections():

@@ -19,7 +19,34 @@ logger = logging.getLogger(__name__)
 TARGET_SAMPLING_RATE = 16000
 MAX_CHANNELS = 16
 
-__all__ = ["TARGET_SAMPLING_RATE", "load_audio", "resample", "to_mono", "validate_audio"]
+__all__ = [
+    "TARGET_SAMPLING_RATE",
+    "check_duration",
+    "load_audio",
+    "min_samples",
+    "resample",
+    "to_mono",
+    "validate_audio",
+]
+
+
+def min_samples(sampling_rate: int, fps: float) -> int:
+    """Shortest audio that can be animated, in samples at ``sampling_rate``: one animation frame at ``fps``
+    (534 samples at 16 kHz and 30 fps)."""
+    return math.ceil(sampling_rate / fps)
+
+
+def check_duration(audio: np.ndarray, sampling_rate: int, fps: float, argument: str = "audio") -> np.ndarray:
+    """Return ``audio`` (``[samples]`` at ``sampling_rate``) if it lasts at least one animation frame at ``fps``;
+    raise ``ValueError`` naming ``argument``, the minimum and the length otherwise. The processor and the CLI
+    apply this one rule."""
+    shortest = min_samples(sampling_rate, fps)
+    if audio.shape[-1] < shortest:
+        raise ValueError(
+            f"{argument} must be at least one animation frame long ({shortest} samples = 1/{fps:g} s at "
+            f"{sampling_rate} Hz), got {audio.shape[-1]} samples"
+        )
+    return audio
 
 
 def validate_audio(audio, argument: str = "audio") -> np.ndarray:
@@ -46,9 +73,13 @@ def validate_audio(audio, argument: str = "audio") -> np.ndarray:
         )
     if array.size == 0 or array.shape[-1] == 0:
         raise ValueError(f"{argument} must hold at least one sample, got shape {array.shape}")
-    if np.issubdtype(array.dtype, np.integer):
-        # PCM integers -> [-1, 1]
-        array = array.astype(np.float32) / float(-np.iinfo(array.dtype).min)
+    if np.issubdtype(array.dtype, np.unsignedinteger):
+        # unsigned PCM (8-bit WAV) is offset by half its range: silence is 128 for uint8
+        midpoint = (float(np.iinfo(array.dtype).max) + 1.0) / 2.0
+        array = (array.astype(np.float64) - midpoint) / midpoint
+    elif np.issubdtype(array.dtype, np.integer):
+        # signed PCM integers -> [-1, 1]
+        array = array.astype(np.float64) / float(-np.iinfo(array.dtype).min)
     array = array.astype(np.float32, copy=False)
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{argument} must be finite, got {int((~np.isfinite(array)).sum())} NaN/inf samples")
@@ -136,6 +167,8 @@ def load_audio(
     """
     if isinstance(path_or_array, (str, os.PathLike)):
         path = Path(path_or_array)
+        if path.is_dir():
+            raise ValueError(f"path {str(path)!r} must be an audio file, got a folder")
         if not path.is_file():
             raise FileNotFoundError(f"audio file {str(path)!r} does not exist")
         try:

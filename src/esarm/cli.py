@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.resources
+import json
 import logging
 import os
 import sys
@@ -86,20 +87,78 @@ def _unique_names(files: list[Path]) -> list[str]:
     return unique
 
 
+MODEL_KINDS = {
+    "esarm_sta": "an STA model (train_sta / train_rl output)",
+    "esarm_motion_prior": "a motion prior",
+    "esarm_reward": "a reward model",
+}
+
+
+def check_model_folder(path: str | os.PathLike, model_type: str, argument: str) -> None:
+    """For a local folder: config.json is readable and names ``model_type``, and model.safetensors is whole. A Hub
+    id (no such local path) is left to ``from_pretrained``. Raises :class:`CommandError` naming ``argument``."""
+    from esarm.utils import check_safetensors
+
+    folder = Path(path).expanduser()
+    if not folder.exists():
+        if Path(path).is_absolute() or str(path).startswith((".", "~")) or str(path).count("/") != 1:
+            raise CommandError(f"{argument} must be a saved model folder or a Hub id (user/name), got {str(path)!r}")
+        return
+    if not folder.is_dir() or not (folder / "config.json").is_file():
+        raise CommandError(f"{argument} {folder} has no config.json: not a saved model folder")
+    try:
+        found = json.loads((folder / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError) as error:
+        raise CommandError(
+            f"{argument} {folder}: config.json must be a JSON object, got an unreadable file ({error})"
+        ) from None
+    if found != model_type:
+        given = MODEL_KINDS.get(found, f"model_type {found!r}")
+        raise CommandError(
+            f"{argument} must be {MODEL_KINDS[model_type]} (config.json model_type {model_type!r}), got {given} in "
+            f"{folder}"
+        )
+    weights = folder / "model.safetensors"
+    if weights.is_file():
+        try:
+            check_safetensors(weights)
+        except ValueError as error:
+            raise CommandError(f"{argument}: {error}") from None
+
+
+def resolve_device(device: str | None) -> str:
+    """``device`` checked against this machine (``None``: cuda when available, else cpu)."""
+    import torch
+
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        raise CommandError(f"--device must be a torch device such as cpu, cuda or cuda:1, got {device!r}") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise CommandError(
+            f"--device {device} needs a CUDA GPU and a CUDA build of torch; this machine has none (use --device cpu)"
+        )
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise CommandError(f"--device {device} needs Apple's MPS backend, which is not available here")
+    return device
+
+
 def load_model_and_processor(model_name_or_path: str, device: str | None = None) -> tuple[Any, Any]:
     """An ``ESARMSTAForGeneration`` (folder or Hub id) and its processor (``None`` when the folder has none)."""
-    import torch
+    from safetensors import SafetensorError
 
     from esarm.modeling_sta import ESARMSTAForGeneration
 
+    check_model_folder(model_name_or_path, "esarm_sta", "--model")
+    device = resolve_device(device)
     path = Path(model_name_or_path).expanduser()
-    if path.exists() and not (path / "config.json").exists():
-        raise CommandError(f"--model {path} has no config.json: not a saved model folder")
     try:
         model = ESARMSTAForGeneration.from_pretrained(str(path) if path.exists() else model_name_or_path)
-    except OSError as error:
+    except (OSError, SafetensorError) as error:
         raise CommandError(f"could not load the model {model_name_or_path!r}: {error}") from None
-    model = model.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval()
+    model = model.to(device).eval()
     processor = None
     try:
         from esarm.processing_esarm import ESARMProcessor
@@ -108,6 +167,15 @@ def load_model_and_processor(model_name_or_path: str, device: str | None = None)
     except Exception as error:  # noqa: BLE001 - a folder without processor files is fine
         logging.getLogger(__name__).info("no processor with the model (%s); using the defaults", error)
     return model, processor
+
+
+def _apply_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        if threads < 1:
+            raise CommandError(f"--threads must be a positive number of torch threads, got {threads}")
+        torch.set_num_threads(threads)
 
 
 def _find_config(name: str) -> Path:
@@ -130,16 +198,22 @@ def _find_config(name: str) -> Path:
 
 
 def cmd_animate(args: argparse.Namespace) -> int:
+    from esarm.audio import check_duration, load_audio
     from esarm.export import save_animation
     from esarm.streaming import animate_audio, resolve_condition_ids
+    from esarm.utils import check_writable_folder
 
+    if args.emotion.strip().casefold() == "auto":
+        args.emotion = "auto"
     resolve_condition_ids(args.emotion, args.intensity, None)  # bad labels fail before the model loads
     files = _audio_files(args.inputs, args.recursive)
     outputs = _output_paths(files, args.out, args.format)
     if args.epsilon is not None and not 0.0 <= args.epsilon <= 1.0:
         raise CommandError(f"--epsilon must be in [0, 1], got {args.epsilon}")
+    for folder in sorted({o.parent for o in outputs}):
+        check_writable_folder(folder, argument="--out")
+    _apply_threads(args.threads)
     model, processor = load_model_and_processor(args.model, args.device)
-    from esarm.audio import load_audio
 
     rig = None
     if any(o.suffix.lower() in (".mp4", ".gif", ".glb", ".gltf") for o in outputs):
@@ -154,7 +228,9 @@ def cmd_animate(args: argparse.Namespace) -> int:
     rate = int(model.config.sampling_rate)
     for source, target in iterator:
         started = time.perf_counter()
-        audio = load_audio(str(source), target_rate=rate)
+        audio = check_duration(
+            load_audio(str(source), target_rate=rate), rate, float(model.config.fps), argument=f"audio in {source}"
+        )
         result = animate_audio(
             model, audio, sampling_rate=rate, processor=processor, emotion=args.emotion, intensity=args.intensity,
             speaker=args.speaker, chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds,
@@ -182,9 +258,33 @@ def cmd_animate(args: argparse.Namespace) -> int:
 # demo
 
 
+DEMO_HEADLINES = (
+    ("sta_lve", "STA lip vertex error (mm)"),
+    ("rl_lve", "RL lip vertex error (mm)"),
+    ("condition_baseline_lve", "audio-free baseline LVE (mm)"),
+    ("sta_eve", "STA emotion vertex error (mm)"),
+    ("rl_eve", "RL emotion vertex error (mm)"),
+    ("sta_emotion_accuracy", "STA emotion accuracy"),
+)
+
+
+def _demo_clip(split, start: int) -> dict[str, Any]:
+    """The first held-out clip from index ``start`` on that shows an emotion (strongest intensity first), so the
+    video shows more than lip sync; the clip at ``start`` when the split is all neutral."""
+    rows = [(i % len(split)) for i in range(start, start + len(split))]
+    emotional = [i for i in rows if split[i]["emotion"] != "neutral"]
+    if not emotional:
+        return split[start % len(split)]
+    strongest = max(int(split[i]["intensity"]) for i in emotional)
+    return split[next(i for i in emotional if int(split[i]["intensity"]) == strongest)]
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     import numpy as np
+    import soundfile
 
+    from esarm.data.loading import load_split
+    from esarm.data.schema import decode_audio_value
     from esarm.export import save_animation
     from esarm.export.render import render_video
     from esarm.streaming import animate_audio
@@ -194,49 +294,62 @@ def cmd_demo(args: argparse.Namespace) -> int:
     output_dir = Path(args.output_dir)
     config = _find_config(args.config)
     _say(f"esarm demo: training the '{config.stem}' pipeline in {output_dir} (config {config}) ...")
+    _apply_threads(args.threads)
     started = time.perf_counter()
-    results = run_pipeline(str(config), output_dir, resume=not args.no_resume)
+    overrides = [f"num_threads={args.threads}"] if args.threads else []
+    results = run_pipeline(str(config), output_dir, resume=not args.no_resume, overrides=overrides)
     _say(f"pipeline finished in {time.perf_counter() - started:.0f} s")
 
-    from esarm.data.loading import load_split
-    from esarm.data.schema import decode_audio_value
-
     corpus_path = results.get("stages", {}).get("corpus", {}).get("dataset_name_or_path", str(output_dir / "corpus"))
-    split = load_split(corpus_path, "test")
-    clip = split[int(args.clip) % len(split)]
+    clip = _demo_clip(load_split(corpus_path, "test"), int(args.clip))
     audio = decode_audio_value(clip["audio"])
+    rate = int(clip.get("sampling_rate", 16000))
     truth = np.asarray(clip["blendshapes"], np.float32)
     models = {name: output_dir / name for name in ("sta", "rl") if (output_dir / name / "config.json").exists()}
     if not models:
         raise CommandError(f"the pipeline left no model folder (sta/ or rl/ with config.json) in {output_dir}")
+    demo_dir = output_dir / "demo"
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    sample = demo_dir / "sample.wav"
+    soundfile.write(sample, audio, rate)
     animations, labels = [truth], ["ground truth"]
-    files: dict[str, Path] = {}
+    files: dict[str, Path] = {"sample speech (try esarm animate on it)": sample}
     for name, folder in models.items():
         model, processor = load_model_and_processor(str(folder))
         result = animate_audio(
-            model, audio, sampling_rate=int(clip.get("sampling_rate", 16000)), processor=processor,
-            emotion=clip["emotion"], intensity=int(clip["intensity"]), seed=args.seed,
+            model, audio, sampling_rate=rate, processor=processor, emotion=clip["emotion"],
+            intensity=int(clip["intensity"]), seed=args.seed,
         )  # fmt: skip
         frames = min(len(result.blendshapes), len(truth))
         animations.append(result.blendshapes[:frames])
         labels.append(name.upper())
         files[f"{name.upper()} animation (Live Link Face CSV)"] = save_animation(
-            output_dir / "demo" / f"{clip['id']}_{name}.csv", result.blendshapes, result.fps
+            demo_dir / f"{clip['id']}_{name}.csv", result.blendshapes, result.fps
         )
     fps = float(clip.get("fps", 30.0))
     files["side-by-side video (ground truth | STA | RL, with audio)"] = render_video(
-        output_dir / "demo" / f"{clip['id']}.mp4", animations, fps, audio=audio,
-        sampling_rate=int(clip.get("sampling_rate", 16000)), labels=labels, curves=True, rig=args.rig,
+        demo_dir / f"{clip['id']}.mp4", animations, fps, audio=audio, sampling_rate=rate, labels=labels, curves=True,
+        rig=args.rig,
     )  # fmt: skip
     evaluation = output_dir / "evaluation"
     for report in sorted(evaluation.glob("*.md")) + sorted(evaluation.glob("*.json")):
         files[f"evaluation {report.suffix[1:]} ({report.stem})"] = report
     for name, folder in models.items():
         files[f"{name.upper()} model folder (from_pretrained)"] = folder
-    _say(f"\nheld-out clip {clip['id']} (speaker {clip['speaker']}, {clip['emotion']}, intensity {clip['intensity']})")
+
+    numbers = results.get("stages", {}).get("evaluation", {})
+    headlines = [(label, numbers[key]) for key, label in DEMO_HEADLINES if isinstance(numbers.get(key), float)]
+    if headlines:
+        _say("\nheld-out test speakers (all tables: evaluation/results.md)")
+        width = max(len(label) for label, _ in headlines)
+        for label, value in headlines:
+            _say(f"  {label:<{width}}  {value:.3f}")
+    _say(f"\nanimated clip {clip['id']} (speaker {clip['speaker']}, {clip['emotion']}, intensity {clip['intensity']})")
     width = max(len(k) for k in files)
     for label, path in files.items():
         _say(f"  {label:<{width}}  {path}")
+    best = models.get("rl", models.get("sta"))
+    _say(f"\nnext: esarm animate {sample} --model {best} --emotion {clip['emotion']} --out {demo_dir / 'sample.mp4'}")
     return 0
 
 
@@ -251,8 +364,10 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
     logging.getLogger("esarm").setLevel(logging.INFO)
     config = _find_config(args.config)
+    _apply_threads(args.threads)
+    overrides = [*args.set, *([f"num_threads={args.threads}"] if args.threads else [])]
     results = run_pipeline(
-        str(config), args.output_dir, resume=not args.no_resume, stages=args.stages, overrides=args.set
+        str(config), args.output_dir, resume=not args.no_resume, stages=args.stages, overrides=overrides
     )
     _say(json.dumps({"output_dir": results.get("output_dir"), "timings_s": results.get("timings_s")}, indent=2))
     _say(f"results: {Path(args.output_dir) / 'evaluation'}")
@@ -265,8 +380,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for model in args.model:
         if not Path(model).exists():
             raise CommandError(f"--model folder not found: {model}")
+        check_model_folder(model, "esarm_sta", "--model")
+    if args.reward_model is not None:
+        check_model_folder(args.reward_model, "esarm_reward", "--reward-model")
     if not Path(args.dataset).exists():
         raise CommandError(f"--dataset not found: {args.dataset}")
+    args.device = resolve_device(args.device)
+    _apply_threads(args.threads)
     results = run_evaluation(
         args.model, args.dataset, split=args.split, output_dir=args.output_dir, rig=args.rig, epsilons=args.epsilons,
         reward_model_path=args.reward_model, batch_size=args.batch_size, max_samples=args.max_samples,
@@ -280,11 +400,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from esarm.data.synthetic import SyntheticCorpusConfig, build_synthetic_corpus
+    from esarm.data.synthetic import CORPUS_PRESETS, SyntheticCorpusConfig, build_synthetic_corpus
+    from esarm.utils import check_writable_folder
 
-    preset = getattr(SyntheticCorpusConfig, args.preset, None)
-    if preset is None:
-        raise CommandError(f"--preset must be one of tiny, micro, small, mead_like, got {args.preset!r}")
+    if args.preset not in CORPUS_PRESETS:
+        raise CommandError(f"--preset must be one of {', '.join(CORPUS_PRESETS)}, got {args.preset!r}")
+    preset = getattr(SyntheticCorpusConfig, args.preset)
+    # the corpus is written beside --output-dir and renamed into place: check before building it
+    check_writable_folder(Path(args.output_dir).expanduser().resolve().parent, argument="--output-dir")
     overrides = {"seed": args.seed}
     if args.num_workers is not None:
         overrides["num_workers"] = args.num_workers
@@ -387,12 +510,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="random seed (sampling, --epsilon)")
     p.add_argument("--epsilon", type=float, help="epsilon-greedy noise in [0, 1] (default 0: the model's animation)")
     p.add_argument("--sample", action="store_true", help="sample from the policy instead of taking the argmax")
-    p.add_argument("--rig", help="face rig (.npz/.glb/ICT-FaceKit folder) for .glb/.mp4/.gif (default: $ESARM_RIG)")
+    p.add_argument(
+        "--rig", help="face rig (.npz/.glb/ICT-FaceKit folder) for .glb/.mp4/.gif (default: $ESARM_RIG, else embedded)"
+    )
     p.add_argument("--video-height", type=int, default=384, help="height of .mp4/.gif videos in pixels")
     p.add_argument("--chunk-seconds", type=float, default=10.0, help="window length for long audio (s)")
     p.add_argument("--overlap-seconds", type=float, default=1.0, help="cross-fade between windows (s)")
     p.add_argument("--recursive", action="store_true", help="also look in sub-folders of input folders")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, usually the number of cores)")
     p.set_defaults(handler=cmd_animate)
 
     p = commands.add_parser(
@@ -405,8 +531,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="tiny", help="pipeline config path or preset name (default: tiny)")
     p.add_argument("--clip", type=int, default=0, help="index of the held-out test clip to animate")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rig", help="face rig for the video (default: $ESARM_RIG / cached ICT-FaceKit)")
+    p.add_argument("--rig", help="face rig for the video (default: $ESARM_RIG, else the rig embedded in esarm)")
     p.add_argument("--no-resume", action="store_true", help="rerun every stage from scratch")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, usually the number of cores)")
     p.set_defaults(handler=cmd_demo)
 
     p = commands.add_parser(
@@ -422,6 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", nargs="+", default=[], metavar="SECTION.KEY=VALUE",
         help="config changes, e.g. sta.max_steps=500 sta.model_overrides.hidden_size=32 (values parsed as yaml)",
     )  # fmt: skip
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, usually the number of cores)")
     p.set_defaults(handler=cmd_pipeline)
 
     p = commands.add_parser(
@@ -432,7 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="corpus saved with save_to_disk (synthetic, MEAD, RAVDESS)")
     p.add_argument("--split", default="test")
     p.add_argument("--output-dir", default="evaluation")
-    p.add_argument("--rig", help="face rig (default: $ESARM_RIG / cached ICT-FaceKit)")
+    p.add_argument("--rig", help="face rig (default: $ESARM_RIG, else the rig embedded in esarm)")
     p.add_argument(
         "--epsilons", type=float, nargs="*", help="also roll out the first model at these epsilons (Table II)"
     )
@@ -441,6 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-samples", type=int)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, usually the number of cores)")
     p.set_defaults(handler=cmd_evaluate)
 
     p = commands.add_parser(

@@ -17,7 +17,6 @@ A single label applies to every clip of the batch; a list gives one label per cl
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -26,7 +25,7 @@ import numpy as np
 from transformers import BatchFeature, Wav2Vec2FeatureExtractor
 from transformers.processing_utils import ProcessorMixin
 
-from .audio import load_audio
+from .audio import check_duration, load_audio, min_samples
 from .labels import UNKNOWN_SPEAKER_ID, emotion_to_id, intensity_to_id, speaker_to_id
 
 logger = logging.getLogger(__name__)
@@ -86,7 +85,7 @@ class ESARMProcessor(ProcessorMixin):
     @property
     def min_samples(self) -> int:
         """Shortest accepted audio in samples: one animation frame."""
-        return math.ceil(self.sampling_rate / self.fps)
+        return min_samples(self.sampling_rate, self.fps)
 
     @property
     def num_speakers(self) -> int:
@@ -139,12 +138,7 @@ class ESARMProcessor(ProcessorMixin):
                 samples = load_audio(clip, None if is_path else sampling_rate, target_rate=self.sampling_rate)
             except ValueError as error:
                 raise ValueError(f"audio[{index}]: {error}") from None
-            if len(samples) < self.min_samples:
-                raise ValueError(
-                    f"audio[{index}] must be at least one animation frame long ({self.min_samples} samples = "
-                    f"1/{self.fps:g} s at {self.sampling_rate} Hz), got {len(samples)} samples"
-                )
-            loaded.append(samples)
+            loaded.append(check_duration(samples, self.sampling_rate, self.fps, argument=f"audio[{index}]"))
         return loaded
 
     def __call__(

@@ -2,22 +2,60 @@
 
 Atomic writes: every output file is written to a temporary file in the same folder and then moved into place
 with ``os.replace``, so readers never see a half-written file and a crash leaves the old file intact. Downloads
-(:func:`fetch_verified`) are atomic writes that keep a file only when its sha256 is the pinned one.
+(:func:`fetch_verified`) are atomic writes that keep a file only when its sha256 is the pinned one. Whole folders
+(a saved dataset) are written the same way: :func:`staged_folder` builds them in a hidden sibling folder and moves
+it into place; staging folders that a killed process left behind are removed by the next writer.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
+import secrets
+import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.request import urlopen
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+_TEMPORARY_MARK = ".tmp-"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files of :func:`atomic_write` in ``folder`` whose writing process no longer runs (a
+    killed writer leaves its ``.<name>.tmp-<pid>-...`` file behind). Returns the removed files."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for candidate in folder.glob(f".*{_TEMPORARY_MARK}*"):
+        pid = candidate.name.rsplit(_TEMPORARY_MARK, 1)[1].split("-", 1)[0]
+        if candidate.is_file() and pid.isdigit() and not _process_alive(int(pid)):
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    if removed:
+        logger.info("removed %d temporary files of interrupted writes in %s", len(removed), folder)
+    return removed
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], object], suffix: str | None = None) -> Path:
@@ -26,13 +64,19 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object], suffix
     The temporary file lies in ``path``'s folder (created if missing) and ends with ``suffix`` (``path``'s own
     suffix by default), for writers that pick the format from the file name (``np.savez``, ``savefig``). The
     written file gets mode 0644 (``mkstemp`` creates 0600 files). If ``write`` raises, the temporary file is
-    removed, ``path`` is left as it was and the error propagates. Returns ``path``.
+    removed, ``path`` is left as it was and the error propagates; if the process is killed instead, the
+    temporary file (named after the process) is removed by :func:`remove_stale_temporaries`. Returns ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix if suffix is None else suffix
-    )
+    try:
+        fd, tmp = tempfile.mkstemp(
+            dir=path.parent,
+            prefix=f".{path.name}{_TEMPORARY_MARK}{os.getpid()}-",
+            suffix=path.suffix if suffix is None else suffix,
+        )
+    except OSError as error:  # name the user's file, not the temporary one
+        raise type(error)(f"cannot write {str(path)!r}: {error.strerror or error}") from None
     os.close(fd)
     try:
         write(tmp)
@@ -107,3 +151,98 @@ def to_jsonable(value: Any) -> Any:
 def atomic_write_json(path: str | os.PathLike, obj: Any, sort_keys: bool = True) -> Path:
     """Write ``obj`` as indented JSON (see :func:`to_jsonable`) to ``path`` atomically. Returns ``path``."""
     return atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=sort_keys) + "\n")
+
+
+def check_writable_folder(path: str | os.PathLike, argument: str = "output_dir") -> Path:
+    """Create ``path`` (and its parents) if needed and check that files can be written in it, by writing and
+    removing a small file there. Raises ``OSError`` naming ``argument`` and the user's path (not the probe's)."""
+    path = Path(path).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".esarm-write-check.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise OSError(f"{argument} must be a folder esarm can write in, got {str(path)!r} ({reason})") from None
+    return path
+
+
+_STAGING_MARK = ".staging-"
+
+
+def remove_stale_staging(output_dir: str | os.PathLike) -> list[Path]:
+    """Delete the staging folders of ``output_dir`` (``.<name>.staging-<pid>-<random>`` beside it) whose writing
+    process no longer runs: what a killed :func:`staged_folder` left behind. Returns the removed folders."""
+    output_dir = Path(output_dir)
+    if not output_dir.parent.is_dir():
+        return []
+    removed = []
+    for candidate in output_dir.parent.glob(f".{output_dir.name}{_STAGING_MARK}*"):
+        pid = candidate.name[len(f".{output_dir.name}{_STAGING_MARK}") :].split("-", 1)[0]
+        if candidate.is_dir() and pid.isdigit() and not _process_alive(int(pid)):
+            logger.info("removing %s, left behind by an interrupted write of %s", candidate, output_dir)
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed.append(candidate)
+    return removed
+
+
+@contextmanager
+def staged_folder(output_dir: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty hidden folder beside ``output_dir`` to write into; when the block ends without an error,
+    ``output_dir`` is replaced by it (the old one, if any, is moved aside and then deleted). On an error the
+    staging folder is deleted and ``output_dir`` is left as it was.
+
+    The staging folder is created with ``os.mkdir``'s mode (0777 less the umask: usually 0755, where
+    ``tempfile.mkdtemp`` would give 0700) and named after the writing process, so that the next writer removes
+    it if this process is killed (:func:`remove_stale_staging`).
+    """
+    output_dir = Path(output_dir)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(output_dir)
+    tag = f"{os.getpid()}-{secrets.token_hex(4)}"
+    staging = output_dir.parent / f".{output_dir.name}{_STAGING_MARK}{tag}"
+    os.mkdir(staging)
+    try:
+        yield staging
+        if output_dir.exists():
+            old = output_dir.parent / f".{output_dir.name}{_STAGING_MARK}{tag}-old"
+            os.replace(output_dir, old)
+            os.replace(staging, output_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, output_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def check_safetensors(path: str | os.PathLike) -> Path:
+    """Check that a ``.safetensors`` file is whole: its header parses and the file is as long as the header says
+    (a truncated or corrupted download fails here instead of deep inside ``from_pretrained``). Reads only the
+    header. Raises ``ValueError`` naming the file and what is wrong."""
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        prefix = handle.read(8)
+        header_size = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
+        if not 0 < header_size <= size - 8:
+            raise ValueError(
+                f"weights file {str(path)!r} must be a safetensors file, got {size} bytes without a valid header"
+            )
+        try:
+            header = json.loads(handle.read(header_size))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise ValueError(
+                f"weights file {str(path)!r} must be a safetensors file, got an unreadable header"
+            ) from None
+    if not isinstance(header, dict):
+        raise ValueError(f"weights file {str(path)!r} must be a safetensors file, got a header that is not a mapping")
+    ends = [
+        entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__" and isinstance(entry, dict)
+    ]
+    expected = 8 + header_size + max(ends, default=0)
+    if size != expected:
+        raise ValueError(
+            f"weights file {str(path)!r} must hold {expected} bytes as its header says, got {size} (truncated or corrupted)"
+        )
+    return path

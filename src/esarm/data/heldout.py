@@ -25,8 +25,6 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..audio import resample
+from ..utils import staged_folder
 from .expressions import SpeakerStyle, animate, make_speakers
 from .flite import INSTALL_HINT, FliteSynthesizer, find_flite
 from .schema import SAMPLING_RATE, clip_features, rows_to_dataset
@@ -296,20 +295,9 @@ def build_heldout_sets(
         raise ValueError(f"output_dir {output_dir} exists and does not hold held-out sets; pass overwrite=True")
 
     sets = generate_heldout_sets(seed, splits, fps, num_sentences)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    try:
+    with staged_folder(output_dir) as staging:
         sets.save_to_disk(str(staging))
         (staging / CONFIG_FILE).write_text(json.dumps(wanted, indent=2))
-        if output_dir.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.old.", dir=output_dir.parent))
-            os.replace(output_dir, trash / output_dir.name)
-            os.replace(staging, output_dir)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(staging, output_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     logger.info("saved held-out sets to %s", output_dir)
     return output_dir
 

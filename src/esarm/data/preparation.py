@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..blendshapes import NUM_BLENDSHAPES
-from ..utils import atomic_write, atomic_write_text
+from ..utils import atomic_write, atomic_write_text, remove_stale_temporaries
 from .extraction import (
     FACE_LANDMARKER_URL,
     MEDIAPIPE_TASK_ENV,
@@ -150,6 +150,7 @@ class ClipCache:
     def __init__(self, output_dir: str | os.PathLike) -> None:
         self.folder = Path(output_dir) / CACHE_DIR
         self.folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.folder)  # clips a killed run was writing
 
     def _done(self, clip_id: str) -> Path:
         return self.folder / f"{clip_id}.npz"
@@ -423,6 +424,7 @@ def _write_shards(
     """Parquet shards ``data/<split>-XXXXX-of-YYYYY.parquet``; old shards are removed after the new ones land."""
     data_dir = output_dir / "data"
     data_dir.mkdir(exist_ok=True)
+    remove_stale_temporaries(data_dir)  # shards a killed run was writing
     schema = clip_features()
     files, missing_frames, sizes = [], 0, {}
     for split, sources in sorted(by_split.items()):

@@ -27,8 +27,6 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -40,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..blendshapes import EMOTIONS, INTENSITIES
+from ..utils import staged_folder
 from .expressions import (
     EMOTION_PROFILES,
     INTENSITY_SCALE,
@@ -65,6 +64,9 @@ SENTENCES: tuple[str, ...] = HARVARD_SENTENCES
 """The first sentences of every pool (:data:`esarm.data.sentences.HARVARD_SENTENCES`)."""
 
 ENGINES: tuple[str, ...] = ("espeak", "festival")
+
+
+CORPUS_PRESETS = ("micro", "tiny", "small", "mead_like")  # the classmethods of SyntheticCorpusConfig
 
 
 @dataclass
@@ -518,7 +520,8 @@ def build_synthetic_corpus(
 
     Idempotent: a complete corpus already in ``output_dir`` built from the same config is reused (workers do
     not count). A different config there raises ``ValueError`` unless ``overwrite``. The corpus is built in a
-    temporary folder beside ``output_dir`` and renamed into place, so ``output_dir`` is never half-written.
+    hidden folder beside ``output_dir`` and renamed into place (:func:`esarm.utils.staged_folder`), so
+    ``output_dir`` is never half-written; a staging folder that a killed build left behind is removed.
     """
     config = config or SyntheticCorpusConfig.tiny()
     output_dir = Path(output_dir)
@@ -544,21 +547,10 @@ def build_synthetic_corpus(
     started = time.perf_counter()
     corpus = generate_synthetic_corpus(config, progress=progress)
     seconds = time.perf_counter() - started
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    try:
+    with staged_folder(output_dir) as staging:
         corpus.save_to_disk(str(staging))
         (staging / "README.md").write_text(_card(config, corpus, seconds))
         (staging / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2))
-        if output_dir.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.old.", dir=output_dir.parent))
-            os.replace(output_dir, trash / output_dir.name)
-            os.replace(staging, output_dir)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(staging, output_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     logger.info("saved %d clips to %s", sum(corpus.num_rows.values()), output_dir)
     return output_dir
 

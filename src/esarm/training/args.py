@@ -80,9 +80,14 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise ValueError(f"config file must be an existing .yaml/.json file, got {str(path)!r}")
     text = path.read_text()
-    if path.suffix == ".json":
-        return json.loads(text)
-    values = yaml.safe_load(text) or {}
+    try:
+        values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text) or {}
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        # one line: yaml's message spans several, with the position in its last line
+        problem = " ".join(str(error).split())
+        raise ValueError(
+            f"config file {str(path)!r} must be valid {path.suffix[1:] or 'yaml'}, got: {problem}"
+        ) from None
     if not isinstance(values, dict):
         raise ValueError(f"config file {str(path)!r} must hold a mapping, got {type(values).__name__}")
     return values

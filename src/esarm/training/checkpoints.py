@@ -22,13 +22,29 @@ DONE_MARKER = "esarm_stage_done.json"
 METRICS_FILE = "metrics.json"
 
 
-def write_done_marker(output_dir: str | os.PathLike, metrics: dict[str, Any] | None = None) -> Path:
-    """Mark ``output_dir`` complete: writes ``metrics.json`` and then, last, ``esarm_stage_done.json``."""
+def write_done_marker(
+    output_dir: str | os.PathLike, metrics: dict[str, Any] | None = None, inputs: str | None = None
+) -> Path:
+    """Mark ``output_dir`` complete: writes ``metrics.json`` and then, last, ``esarm_stage_done.json``.
+
+    ``inputs`` is the fingerprint of what the stage was run from (the pipeline runner's; see
+    :func:`esarm.training.runner.stage_fingerprint`): a stage whose inputs have changed since is run again.
+    """
     metrics = dict(metrics or {})
     atomic_write_json(Path(output_dir) / METRICS_FILE, metrics)
-    return atomic_write_json(
-        Path(output_dir) / DONE_MARKER, {"finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "metrics": metrics}
-    )
+    record = {"finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "metrics": metrics}
+    if inputs is not None:
+        record["inputs"] = inputs
+    return atomic_write_json(Path(output_dir) / DONE_MARKER, record)
+
+
+def read_done_inputs(output_dir: str | os.PathLike) -> str | None:
+    """The inputs fingerprint stored in a finished stage's marker (``None``: no marker, or written without one)."""
+    path = Path(output_dir) / DONE_MARKER
+    try:
+        return json.loads(path.read_text()).get("inputs")
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def read_done_marker(output_dir: str | os.PathLike) -> dict[str, Any] | None:
