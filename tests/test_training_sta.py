@@ -224,3 +224,21 @@ def test_train_sta_with_log_mel_phone_loss_and_content_mouth(micro_corpus, prior
     assert np.isfinite(metrics["eval_phone_loss"]) and metrics["eval_phone_loss"] > 0
     model = ESARMSTAForGeneration.from_pretrained(tmp_path / "sta")
     assert model.speech_encoder is None and model.phone_head is not None and model.mouth_transformer is not None
+
+
+@pytest.mark.parametrize("name", ["tiny", "small"])
+def test_shipped_configs_build_their_sta_model(name, tmp_path):
+    """configs/<name>.yaml's `sta` section parses into the stage config and its model overrides into a valid STA
+    config (a typo in a field name or value fails here, not after the corpus and the prior have been built)."""
+    from pathlib import Path
+
+    from esarm import ESARMSTAConfig
+    from esarm.training.common import build_model_config, parse_stage_args
+
+    path = Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml"
+    config = parse_stage_args(ESARMSTATrainingConfig, section="sta", args=[str(path), "--output_dir", str(tmp_path)])
+    model_config = build_model_config(ESARMSTAConfig, config.model_config, config.model_overrides)
+    assert model_config.hidden_size == 64
+    if name == "small":
+        assert model_config.audio_front_end == "log_mel" and model_config.mouth_conditioning == "content"
+        assert model_config.phone_loss_weight > 0
