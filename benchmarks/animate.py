@@ -8,6 +8,10 @@ memory does not grow with the length (windows of ``--chunk-seconds``).
 
     python benchmarks/animate.py                       # tiny + base, 10 s clip, 10-minute file (tiny)
     python benchmarks/animate.py --presets tiny --long-minutes 0
+    python benchmarks/animate.py --presets base --long-minutes 0 --levers fp32 int8+sdpa   # inference levers
+
+``--levers`` times the generation once per lever of :func:`esarm.inference.optimize_for_inference` (``fp32``,
+``sdpa``, ``int8``, ``int8+sdpa``); the command row always runs the CLI as it ships.
 """
 
 from __future__ import annotations
@@ -64,11 +68,16 @@ def time_cli(model_dir: Path, wav: Path, out: Path, chunk: float) -> float:
     return time.perf_counter() - started
 
 
-def time_generation(model_dir: Path, audio: np.ndarray, chunk: float, repeats: int = 2) -> float:
+def time_generation(model_dir: Path, audio: np.ndarray, chunk: float, repeats: int = 2, lever: str = "fp32") -> float:
+    from esarm.inference import optimize_for_inference
     from esarm.modeling_sta import ESARMSTAForGeneration
     from esarm.streaming import animate_audio
 
     model = ESARMSTAForGeneration.from_pretrained(str(model_dir)).eval()
+    names = set(lever.split("+"))
+    if not names <= {"fp32", "sdpa", "int8"}:
+        raise ValueError(f"lever must combine fp32, sdpa and int8 with '+', got {lever!r}")
+    optimize_for_inference(model, int8="int8" in names, attention="sdpa" if "sdpa" in names else "eager")
     animate_audio(model, audio[:16000], emotion="happy")  # warm-up
     times = []
     for _ in range(repeats):
@@ -122,6 +131,7 @@ def main() -> None:
     parser.add_argument("--long-presets", nargs="+", default=["tiny"])
     parser.add_argument("--chunk-seconds", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the CPU is shared)")
+    parser.add_argument("--levers", nargs="+", default=["fp32"], help="generation timed with each: fp32 sdpa int8 ...")
     args = parser.parse_args()
 
     import torch
@@ -141,8 +151,9 @@ def main() -> None:
 
             parameters = sum(p.numel() for p in ESARMSTAForGeneration.from_pretrained(str(model_dir)).parameters())
             cli_seconds = time_cli(model_dir, wav, tmp / f"{preset}.csv", args.chunk_seconds)
-            generation_seconds = time_generation(model_dir, audio, args.chunk_seconds)
-            rows.append((preset, parameters, cli_seconds, generation_seconds))
+            for lever in args.levers:
+                generation_seconds = time_generation(model_dir, audio, args.chunk_seconds, lever=lever)
+                rows.append((f"{preset} ({lever})", parameters, cli_seconds, generation_seconds))
             if args.long_minutes > 0 and preset in args.long_presets:
                 for minutes in (1.0, args.long_minutes):
                     measured = long_file(model_dir, minutes, args.chunk_seconds, args.threads)

@@ -8,19 +8,31 @@ and each audio duration, prints a markdown table with:
 - per-frame: time of the autoregressive token loop per animation frame (timed inside ``generate``), which the
   key/value cache keeps roughly flat as the audio gets longer (``--uncached`` shows it growing without the cache).
 
+``--levers`` adds a table of the CPU inference levers of :func:`esarm.inference.optimize_for_inference` (each on
+and off: ``fp32``, ``sdpa``, ``int8``, ``int8+sdpa``; ``window10`` = 10 s windows of ``esarm.streaming``): the
+median over ``--repeats`` runs of the process CPU time (``time.process_time``, all threads together; the honest
+measure on a shared, loaded machine) and of the wall time, and the accuracy against the float model on the same
+input: motion-token agreement and blendshape MAE.
+
 Usage: ``python benchmarks/generation.py [--presets tiny base] [--durations 5 60] [--threads 1] [--repeats 1]``
+       ``python benchmarks/generation.py --levers fp32 sdpa int8 int8+sdpa window10 --repeats 3 --threads 1 2``
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import platform
+import statistics
 import time
 
+import numpy as np
 import torch
 
 import esarm.modeling_sta
 from esarm import ESARMSTAConfig, ESARMSTAForGeneration
+from esarm.inference import optimize_for_inference
+from esarm.streaming import animate_audio
 
 SAMPLING_RATE = 16000
 
@@ -94,16 +106,87 @@ def measure(model: ESARMSTAForGeneration, seconds: float, repeats: int, use_cach
     }
 
 
+def apply_lever(model: ESARMSTAForGeneration, lever: str) -> ESARMSTAForGeneration:
+    """A copy of ``model`` with the lever's optimisations (``window10`` only changes how it is called)."""
+    names = set(lever.split("+"))
+    if not names <= {"fp32", "sdpa", "int8", "window10"}:
+        raise ValueError(f"lever must combine fp32, sdpa, int8 and window10 with '+', got {lever!r}")
+    attention = "sdpa" if "sdpa" in names else "eager"
+    return optimize_for_inference(copy.deepcopy(model), int8="int8" in names, attention=attention)
+
+
+def run_lever(model: ESARMSTAForGeneration, lever: str, audio: torch.Tensor) -> tuple[np.ndarray | None, np.ndarray]:
+    """(motion tokens ``[T', G]`` or ``None`` for windowed runs, blendshapes ``[T, 52]``) of one clip."""
+    if "window10" in lever:
+        result = animate_audio(model, audio[0].numpy(), emotion=1, processor=None, chunk_seconds=10.0)
+        return None, result.blendshapes
+    normalised = (audio - audio.mean()) / torch.sqrt(audio.var(unbiased=False) + 1e-7)  # as animate_audio does
+    output = model.generate(normalised, emotion_ids=[1])
+    return output.motion_tokens[0].numpy(), output.blendshapes[0].numpy()
+
+
+@torch.no_grad()
+def measure_levers(preset: str, levers: list[str], durations: list[float], repeats: int) -> list[dict]:
+    torch.manual_seed(0)
+    reference_model = build(preset)
+    rows = []
+    for seconds in durations:
+        audio = torch.randn(1, int(seconds * SAMPLING_RATE), generator=torch.Generator().manual_seed(0)) * 0.1
+        reference = None
+        for lever in levers:
+            model = apply_lever(reference_model, lever)
+            run_lever(model, lever, audio[:, :SAMPLING_RATE])  # warm-up
+            cpu, wall = [], []
+            for _ in range(repeats):
+                started_cpu, started_wall = time.process_time(), time.perf_counter()
+                tokens, blendshapes = run_lever(model, lever, audio)
+                cpu.append(time.process_time() - started_cpu)
+                wall.append(time.perf_counter() - started_wall)
+            if reference is None:
+                if lever != "fp32":
+                    raise ValueError(f"the first lever must be fp32 (the accuracy reference), got {lever!r}")
+                reference = tokens, blendshapes
+            agreement = None if tokens is None else float((tokens == reference[0]).mean())
+            mae = float(np.abs(blendshapes - reference[1]).mean())
+            rows.append(dict(preset=preset, threads=torch.get_num_threads(), seconds=seconds, lever=lever,
+                             cpu=statistics.median(cpu),
+                             wall=statistics.median(wall), agreement=agreement, mae=mae))  # fmt: skip
+            print(format_lever_row(rows[-1]), flush=True)
+    return rows
+
+
+def format_lever_row(row: dict) -> str:
+    agreement = "–" if row["agreement"] is None else f"{100 * row['agreement']:.1f} %"
+    return (
+        f"| {row['preset']} | {row['threads']} | {row['seconds']:g} | {row['lever']} | {row['cpu']:.2f} | "
+        f"{row['cpu'] / row['seconds']:.3f} | {row['wall']:.2f} | {row['wall'] / row['seconds']:.3f} | "
+        f"{agreement} | {row['mae']:.4f} |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=["tiny", "base"])
     parser.add_argument("--durations", nargs="+", type=float, default=[5.0, 60.0], help="audio seconds")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    parser.add_argument("--repeats", type=int, default=1, help="runs per measurement (best is reported)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1], help="torch intra-op threads (each)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per measurement (best, or median for levers)")
+    parser.add_argument("--levers", nargs="+", default=None, help="fp32 first, then e.g. sdpa int8 int8+sdpa window10")
     parser.add_argument("--uncached", action="store_true", help="also time use_cache=False at every duration")
     parser.add_argument("--attention-window", type=int, default=None, help="sliding attention window (steps)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.levers:
+        print(f"CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}; medians of "
+              f"{args.repeats} runs; CPU time = time.process_time (all threads), the machine is shared")  # fmt: skip
+        print()
+        print("| preset | threads | audio (s) | lever | CPU time (s) | CPU RTF | wall (s) | wall RTF | "
+              "token agreement | blendshape MAE |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            for preset in args.presets:
+                measure_levers(preset, args.levers, args.durations, args.repeats)
+        return
+    torch.set_num_threads(args.threads[0])
 
     print(
         f"CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}, threads={args.threads}, "

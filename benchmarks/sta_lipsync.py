@@ -27,10 +27,10 @@ from esarm.blendshapes import region_indices
 from esarm.data import heldout
 from esarm.data.expressions import animate
 from esarm.evaluation.lipsync import JAW_OPEN, LogMelProbe, animate_rows, lipsync_table, row_audio
+from esarm.evaluation.run import _motion_correlation
 from esarm.modeling_sta import ESARMSTAForGeneration
 from esarm.processing_esarm import ESARMProcessor
 from esarm.rig import resolve_rig
-from esarm.training.evaluate import _motion_correlation
 
 logger = logging.getLogger("sta_lipsync")
 

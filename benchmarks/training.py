@@ -39,7 +39,7 @@ from esarm import (
     ESARMSTAForGeneration,
 )
 from esarm.modeling_reward import ranking_loss
-from esarm.training.common import build_model_config, load_config_file, parse_overrides
+from esarm.training.args import build_model_config, load_config_file, parse_overrides
 
 SAMPLING_RATE = 16000
 

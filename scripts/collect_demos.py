@@ -1,15 +1,15 @@
 """Stage 3: collect automatically ranked demonstrations (epsilon-greedy rollouts of a trained STA model).
 
-    python scripts/collect_demos.py --sta_model_path runs/sta --dataset_path data/synthetic --output_dir runs/demos \
+    python scripts/collect_demos.py --sta_name_or_path runs/sta --dataset_name_or_path data/synthetic --output_dir runs/demos \
         [--epsilons 0.02 0.25 0.5 0.75 1.0 --num_rollouts 2]
-    accelerate launch scripts/collect_demos.py configs/tiny.yaml --sta_model_path ... --dataset_path ... --output_dir ...
+    accelerate launch scripts/collect_demos.py configs/tiny.yaml --sta_name_or_path ... --dataset_name_or_path ... --output_dir ...
 
 A pipeline config (configs/*.yaml) is read from its `demos` section; flags override it.
 """
 
 import logging
 
-from esarm.training.common import parse_stage_args
+from esarm.training.args import parse_stage_args
 from esarm.training.demos import ESARMDemoConfig, collect_demos
 
 

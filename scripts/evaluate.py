@@ -1,6 +1,6 @@
 """Evaluate saved STA models on a dataset split: paper Table I / II markdown, a JSON of all numbers and plots.
 
-    python scripts/evaluate.py --model_paths runs/sta runs/rl --dataset_path data/synthetic --split test \
+    python scripts/evaluate.py --model_paths runs/sta runs/rl --dataset_name_or_path data/synthetic --split test \
         --output_dir runs/evaluation --epsilons 0.02 0.25 0.5 0.75 1.0 --reward_model_path runs/rm
 
 The face rig is --rig, else $ESARM_RIG, else a converted ICT-FaceKit rig in the user cache, else the rig embedded in
@@ -18,13 +18,13 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 
 from transformers import HfArgumentParser  # noqa: E402
 
-from esarm.evaluation.report import run_evaluation  # noqa: E402
+from esarm.evaluation.run import run_evaluation  # noqa: E402
 
 
 @dataclass
 class EvaluateArguments:
     model_paths: list[str] = field(metadata={"help": "Saved ESARMSTAForGeneration folders (one Table I row each)."})
-    dataset_path: str = field(metadata={"help": "Corpus saved with save_to_disk (DatasetDict)."})
+    dataset_name_or_path: str = field(metadata={"help": "Corpus saved with save_to_disk (DatasetDict)."})
     split: str = field(default="test", metadata={"help": "Split to evaluate (held-out speakers)."})
     output_dir: str = field(default="evaluation", metadata={"help": "Where report.md, report.json and PNGs go."})
     rig: str | None = field(default=None, metadata={"help": "Face rig (.npz, .glb, ICT-FaceKit folder)."})

@@ -13,7 +13,7 @@ to <output_dir>/evaluation/results.md.
 import argparse
 import logging
 
-from esarm.training.pipeline import STAGES, run_pipeline
+from esarm.training.runner import STAGES, run_pipeline
 
 
 def main(args=None) -> dict:

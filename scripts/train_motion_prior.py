@@ -1,15 +1,15 @@
 """Stage 1: train the VQ motion prior.
 
-    python scripts/train_motion_prior.py --dataset_path data/synthetic --output_dir runs/prior [--max_steps 500 ...]
-    python scripts/train_motion_prior.py configs/tiny.yaml --dataset_path data/synthetic --output_dir runs/prior
-    accelerate launch scripts/train_motion_prior.py configs/tiny.yaml --dataset_path ... --output_dir ...
+    python scripts/train_motion_prior.py --dataset_name_or_path data/synthetic --output_dir runs/prior [--max_steps 500 ...]
+    python scripts/train_motion_prior.py configs/tiny.yaml --dataset_name_or_path data/synthetic --output_dir runs/prior
+    accelerate launch scripts/train_motion_prior.py configs/tiny.yaml --dataset_name_or_path ... --output_dir ...
 
 A pipeline config (configs/*.yaml) is read from its `motion_prior` section; flags override it.
 """
 
 import logging
 
-from esarm.training.common import parse_stage_args
+from esarm.training.args import parse_stage_args
 from esarm.training.motion_prior import ESARMMotionPriorTrainingConfig, train_motion_prior
 
 

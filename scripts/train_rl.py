@@ -11,7 +11,7 @@ and LVE / EVE of the greedy policy before and after training.
 
 import logging
 
-from esarm.training.common import parse_stage_args
+from esarm.training.args import parse_stage_args
 from esarm.training.rl import ESARMRLConfig, train_rl
 
 

@@ -1,8 +1,8 @@
 """Stage 4: train the reward model on the ranked demonstrations of stage 3 (pairwise ranking loss, paper eq. 1).
 
-    python scripts/train_rm.py --demos_path runs/x/demos --sta_model_path runs/x/sta --output_dir runs/x/reward_model
-    python scripts/train_rm.py configs/tiny.yaml --demos_path ... --sta_model_path ... --output_dir ...
-    accelerate launch scripts/train_rm.py configs/tiny.yaml --demos_path ... --sta_model_path ... --output_dir ...
+    python scripts/train_rm.py --demos_name_or_path runs/x/demos --sta_name_or_path runs/x/sta --output_dir runs/x/reward_model
+    python scripts/train_rm.py configs/tiny.yaml --demos_name_or_path ... --sta_name_or_path ... --output_dir ...
+    accelerate launch scripts/train_rm.py configs/tiny.yaml --demos_name_or_path ... --sta_name_or_path ... --output_dir ...
 
 A pipeline config (configs/*.yaml) is read from its `reward` section; flags override it. Prints the held-out
 pairwise accuracy (overall, by epsilon gap) and where the ground-truth animations rank.
@@ -10,7 +10,7 @@ pairwise accuracy (overall, by epsilon gap) and where the ground-truth animation
 
 import logging
 
-from esarm.training.common import parse_stage_args
+from esarm.training.args import parse_stage_args
 from esarm.training.reward import ESARMRewardConfig, train_reward_model
 
 

@@ -1,14 +1,14 @@
 """Stage 2: train the speech-to-animation (STA) model on top of a trained (frozen) motion prior.
 
-    python scripts/train_sta.py --dataset_path data/synthetic --motion_prior_path runs/prior --output_dir runs/sta
-    accelerate launch scripts/train_sta.py configs/tiny.yaml --dataset_path ... --motion_prior_path ... --output_dir ...
+    python scripts/train_sta.py --dataset_name_or_path data/synthetic --motion_prior_name_or_path runs/prior --output_dir runs/sta
+    accelerate launch scripts/train_sta.py configs/tiny.yaml --dataset_name_or_path ... --motion_prior_name_or_path ... --output_dir ...
 
 A pipeline config (configs/*.yaml) is read from its `sta` section; flags override it.
 """
 
 import logging
 
-from esarm.training.common import parse_stage_args
+from esarm.training.args import parse_stage_args
 from esarm.training.sta import ESARMSTATrainingConfig, train_sta
 
 

@@ -168,7 +168,7 @@ def test_demo_after_the_pipeline(capsys, tmp_path, monkeypatch, tiny_model_dir, 
 
     import datasets
 
-    import esarm.training.pipeline as training_pipeline
+    import esarm.training.runner as runner
 
     output_dir = tmp_path / "demo"
 
@@ -186,9 +186,9 @@ def test_demo_after_the_pipeline(capsys, tmp_path, monkeypatch, tiny_model_dir, 
             shutil.copytree(tiny_model_dir, out / name)
         (out / "evaluation").mkdir(parents=True)
         (out / "evaluation" / "results.md").write_text("| model | LVE |\n")
-        return {"output_dir": str(out), "stages": {"corpus": {"dataset_path": str(out / "corpus")}}}
+        return {"output_dir": str(out), "stages": {"corpus": {"dataset_name_or_path": str(out / "corpus")}}}
 
-    monkeypatch.setattr(training_pipeline, "run_pipeline", fake_run_pipeline)
+    monkeypatch.setattr(runner, "run_pipeline", fake_run_pipeline)
     monkeypatch.setenv("ESARM_RIG", str(rig_path))
     config = tmp_path / "tiny.yaml"
     config.write_text("seed: 0\n")

@@ -390,7 +390,7 @@ def test_mead_tree_to_trained_pipeline_through_the_cli(mead_root, tmp_path):
     assert json.loads((prepared / "report.json").read_text())["num_clips"] == NUM_GOOD_MEAD
 
     shrunk = [
-        f"corpus.dataset_path={prepared}", "seed=0",
+        f"corpus.dataset_name_or_path={prepared}", "seed=0",
         "motion_prior.max_steps=4", "motion_prior.per_device_train_batch_size=4",
         "sta.max_steps=3", "sta.per_device_train_batch_size=2", "sta.warmup_steps=0",
         "sta.dataloader_num_workers=0", "demos.epsilons=[0.0, 1.0]", "demos.max_clips=4", "demos.num_rollouts=1",
@@ -407,7 +407,7 @@ def test_mead_tree_to_trained_pipeline_through_the_cli(mead_root, tmp_path):
     assert done.returncode == 0, done.stderr[-4000:]
     summary = json.loads((run / "pipeline_results.json").read_text())
     corpus = summary["stages"]["corpus"]
-    assert corpus["dataset_path"] == str(prepared)
+    assert corpus["dataset_name_or_path"] == str(prepared)
     assert (corpus["num_train"], corpus["num_validation"], corpus["num_test"]) == tuple(
         json.loads((prepared / "report.json").read_text())["split_sizes"][s] for s in ("train", "validation", "test")
     )

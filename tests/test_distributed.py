@@ -37,7 +37,7 @@ def _torchrun(nproc: int) -> list[str]:
 
 
 def _prior_args(corpus, output_dir, batch_size):
-    return ["scripts/train_motion_prior.py", "--dataset_path", str(corpus), "--output_dir", str(output_dir),
+    return ["scripts/train_motion_prior.py", "--dataset_name_or_path", str(corpus), "--output_dir", str(output_dir),
             "--max_steps", "8", "--per_device_train_batch_size", str(batch_size), "--learning_rate", "0.003",
             "--max_frames", "32", "--logging_steps", "4", "--save_steps", "100", "--seed", "1", "--use_cpu",
             "--disable_tqdm", "true"]  # fmt: skip
@@ -62,18 +62,20 @@ def test_two_processes_match_one_process(micro_corpus, tmp_path):
 def test_demo_collection_is_identical_with_two_processes(micro_corpus, tmp_path):
     from datasets import load_from_disk
 
-    from esarm import ESARMMotionPrior, ESARMMotionPriorConfig
-    from esarm.training.common import load_split, speakers_of
-    from esarm.training.sta import ESARMSTATrainingConfig, build_sta_model, save_processor
+    from esarm import ESARMMotionPrior, ESARMMotionPriorConfig, ESARMProcessor
+    from esarm.data.loading import load_split
+    from esarm.labels import dataset_speakers
+    from esarm.training.sta import ESARMSTATrainingConfig, build_sta_model
 
     ESARMMotionPrior(ESARMMotionPriorConfig.tiny()).save_pretrained(tmp_path / "prior")
-    speakers = speakers_of(load_split(micro_corpus, "train"))
+    speakers = dataset_speakers(load_split(micro_corpus, "train"))
     model = build_sta_model(
-        ESARMSTATrainingConfig(output_dir=str(tmp_path / "sta"), motion_prior_path=str(tmp_path / "prior")), speakers
+        ESARMSTATrainingConfig(output_dir=str(tmp_path / "sta"), motion_prior_name_or_path=str(tmp_path / "prior")),
+        speakers,
     )
     model.save_pretrained(tmp_path / "sta")
-    save_processor(str(tmp_path / "sta"), speakers, model.config.fps)
-    args = ["scripts/collect_demos.py", "--sta_model_path", str(tmp_path / "sta"), "--dataset_path", str(micro_corpus),
+    ESARMProcessor(speakers=speakers, fps=model.config.fps).save_pretrained(tmp_path / "sta")
+    args = ["scripts/collect_demos.py", "--sta_name_or_path", str(tmp_path / "sta"), "--dataset_name_or_path", str(micro_corpus),
             "--splits", "train", "--epsilons", "0.02", "1.0", "--num_rollouts", "2", "--max_clips", "6",
             "--batch_size", "2", "--store_audio", "false"]  # fmt: skip
     _run([sys.executable, *args, "--output_dir", str(tmp_path / "one")])

@@ -10,7 +10,7 @@ import torch
 from esarm import ESARMMotionPrior, ESARMMotionPriorConfig, ESARMSTAConfig, ESARMSTAForGeneration
 from esarm.audio_features import PHONE_CLASSES, PhoneClassHead, normalized_log_mel
 from esarm.modeling_sta import ESARMSTAOutput
-from esarm.modeling_utils import build_audio_encoder, resample_features
+from esarm.modeling_utils import build_audio_encoder
 
 SAMPLING_RATE = 16000
 
@@ -212,14 +212,6 @@ def test_cross_reconstruction_hooks(model, batch):
         model.decode_features(content, emotion, motion_tokens=batch["motion_tokens"][:, :4])
 
 
-def test_resample_features_keeps_constant_sequences_and_masks():
-    features = torch.ones(2, 10, 3) * torch.tensor([1.0, 2.0, 3.0])
-    out, mask = resample_features(features, torch.tensor([10, 4]), torch.tensor([7, 3]))
-    assert out.shape == (2, 7, 3) and mask.tolist()[1] == [True] * 3 + [False] * 4
-    torch.testing.assert_close(out[0], torch.ones(7, 3) * torch.tensor([1.0, 2.0, 3.0]))
-    assert torch.all(out[1, 3:] == 0)
-
-
 def test_speech_encoder_turns_layerdrop_off(tiny_sta_config):
     # WavLM's default LayerDrop (0.1) would drop hidden states in training and break the learned layer weighting
     encoder_config = {**tiny_sta_config.audio_encoder_config.to_dict(), "num_hidden_layers": 4, "layerdrop": 0.9}
@@ -229,18 +221,6 @@ def test_speech_encoder_turns_layerdrop_off(tiny_sta_config):
     for _ in range(3):
         features, _ = model.encode_audio(torch.randn(2, 8000))
         assert torch.isfinite(features).all()
-
-
-def test_resample_features_averages_every_frame_when_shortening():
-    # an impulse between two sampled positions still shows (linear interpolation would drop it)
-    features = torch.zeros(1, 12, 1)
-    features[0, 4] = 3.0
-    out, _ = resample_features(features, torch.tensor([12]), torch.tensor([4]))
-    torch.testing.assert_close(out[0, :, 0], torch.tensor([0.0, 1.0, 0.0, 0.0]))
-    torch.testing.assert_close(out.sum(), features.sum() / 3)
-    ramp = torch.arange(4.0).view(1, 4, 1)  # lengthening stays linear
-    longer, _ = resample_features(ramp, torch.tensor([4]), torch.tensor([8]))
-    assert torch.all(longer[0, 1:, 0] >= longer[0, :-1, 0]) and longer[0, 0, 0] == 0
 
 
 # ---- training behaviour ---------------------------------------------------------------------------------------

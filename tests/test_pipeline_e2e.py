@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from esarm.training import pipeline as pipeline_module
-from esarm.training.common import DONE_MARKER, read_done_marker
-from esarm.training.pipeline import apply_overrides, load_config_file, run_pipeline
+from esarm.training import runner
+from esarm.training.args import load_config_file
+from esarm.training.checkpoints import DONE_MARKER, read_done_marker
+from esarm.training.runner import apply_overrides, run_pipeline
 
 TINY_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 # configs/tiny.yaml (corpus, motion prior and STA model as shipped) with shorter STA training and smaller
@@ -46,9 +47,9 @@ def test_tiny_pipeline_end_to_end(tmp_path, rig_path):
     config["rig_path"] = str(rig_path)
     summary = run_pipeline(config, tmp_path / "run")
     stages = summary["stages"]
-    assert set(stages) == set(pipeline_module.STAGES)
-    for stage in pipeline_module.STAGES:
-        assert (tmp_path / "run" / pipeline_module.STAGE_DIRS[stage] / DONE_MARKER).is_file(), stage
+    assert set(stages) == set(runner.STAGES)
+    for stage in runner.STAGES:
+        assert (tmp_path / "run" / runner.STAGE_DIRS[stage] / DONE_MARKER).is_file(), stage
     results = json.loads((tmp_path / "run" / "evaluation" / "results.json").read_text())
     table = (tmp_path / "run" / "evaluation" / "results.md").read_text()
     assert "Table II" in table and "STA (greedy)" in table
@@ -95,18 +96,18 @@ def test_interrupted_stage_resumes_and_finished_stages_are_skipped(tmp_path, mon
     assert (run / "motion_prior" / "checkpoint-2" / "trainer_state.json").is_file()
 
     calls = []
-    original_train = motion_prior_module.MotionPriorTrainer.train
+    original_train = motion_prior_module.ESARMMotionPriorTrainer.train
 
     def spy(self, *args, **kwargs):
         calls.append(kwargs.get("resume_from_checkpoint"))
         return original_train(self, *args, **kwargs)
 
-    monkeypatch.setattr(motion_prior_module.MotionPriorTrainer, "train", spy)
+    monkeypatch.setattr(motion_prior_module.ESARMMotionPriorTrainer, "train", spy)
 
     def corpus_must_be_skipped(self):
         raise AssertionError("a finished stage was run again")
 
-    monkeypatch.setattr(pipeline_module.PipelineRunner, "corpus", corpus_must_be_skipped)
+    monkeypatch.setattr(runner.PipelineRunner, "corpus", corpus_must_be_skipped)
     summary = run_pipeline(_small_config(), run, stages=["corpus", "motion_prior"])
     assert calls and calls[0].endswith("checkpoint-2")
     state = json.loads((run / "motion_prior" / "checkpoint-4" / "trainer_state.json").read_text())

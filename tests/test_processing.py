@@ -60,6 +60,9 @@ def test_labels_by_name_or_id_and_per_clip(processor):
     assert out["emotion_ids"].tolist() == [1, 7, 0]
     assert out["intensity_ids"].tolist() == [0, 1, 2]
     assert out["speaker_ids"].tolist() == [1, 2, 0]
+    # names in any case; a speaker the model does not know is the unknown speaker; digit strings are ids
+    unknown = processor(clips, sampling_rate=16000, speaker=["m003", "W999", "2"])
+    assert unknown["speaker_ids"].tolist() == [1, 0, 2]
     assert processor(clips, sampling_rate=16000, emotion=torch.tensor(4))["emotion_ids"].tolist() == [4, 4, 4]
 
 
@@ -72,11 +75,9 @@ def test_labels_by_name_or_id_and_per_clip(processor):
         ),
         (dict(emotion=8), r"emotion must be one of .* got 8"),
         (dict(intensity=0), r"intensity must be a level in \[1, 2, 3\], got 0"),
-        (
-            dict(speaker="W999"),
-            r"speaker must be one of the known speakers \['M003', 'W009'\], an id in \[0, 2\].*got 'W999'",
-        ),
-        (dict(speaker=3), r"speaker must be one of the known speakers .* got 3"),
+        (dict(speaker=3), r"speaker must be one of the known speakers \['M003', 'W009'\], an id in \[0, 2\].* got 3"),
+        (dict(speaker="7"), r"speaker must be one of the known speakers .* got '7'"),
+        (dict(emotion=True), r"emotion must be one of .* got True"),
         (dict(emotion=["happy", "sad"]), r"emotion must be one label or one per audio clip \(1\), got 2 labels"),
         (dict(return_tensors="tf"), "return_tensors must be 'pt', 'np' or None, got 'tf'"),
         (dict(padding="longest"), r"unexpected arguments \['padding'\]"),
@@ -146,6 +147,7 @@ def test_custom_feature_extractor_and_fps():
     [
         (dict(speakers=["a", "a"]), r"speakers must be unique names, got duplicates \['a'\]"),
         (dict(speakers=["a", 3]), "speakers must be a list of non-empty names"),
+        (dict(speakers=["Ann", "ann"]), r"speakers must be unique names, got duplicates \['Ann', 'ann'\]"),
         (dict(fps=0), "fps must be a positive number of frames per second, got 0"),
     ],
 )

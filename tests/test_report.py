@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
+from pathlib import Path
 
+import datasets
 import numpy as np
 import pytest
+from PIL import Image
 
+from esarm import ESARMRewardModel, ESARMSTAForGeneration
 from esarm.blendshapes import EMOTIONS
-from esarm.evaluation import report
+from esarm.evaluation import metrics, report, run
+from esarm.evaluation.classifier import ExpressionClassifier
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -83,11 +89,8 @@ def test_plot_errors(tmp_path):
 
 
 def test_render_rig_poses(tmp_path, rig):
-    pytest.importorskip("esarm.export.render")
     poses = (("neutral", {}), ("jawOpen", {"jawOpen": 1.0}), ("blink", {"eyeBlinkLeft": 1.0}))
     path = report.render_rig_poses(rig, tmp_path / "rig.png", poses=poses, height=64, columns=2)
-    from PIL import Image
-
     image = np.asarray(Image.open(path))
     assert image.shape[0] == 2 * 64 and image.shape[2] == 3
     tile_width = image.shape[1] // 2
@@ -120,6 +123,9 @@ def test_write_report_accepts_the_training_pipeline_flat_results(tmp_path):
             "eps_0.5_eve": 7.9, "eps_0_lve": 3.1, "eps_0_eve": 3.2, "swap_lip_change_lve": 1.0,
             "reward/accuracy": 0.9, "classifier": "ExpressionClassifier"}  # fmt: skip
     paths = report.write_report(flat, tmp_path)
+    # the run's own tables and numbers come from the same writer
+    assert "| STA (greedy) | 0.1000 | 3.000 | 2.000 | 0.500 |" in paths["results_markdown"].read_text()
+    assert json.loads(paths["results_json"].read_text())["sta_lve"] == 3.0
     markdown = paths["markdown"].read_text()
     assert "| sta | 3.00 | 2.00 |" in markdown and "| mean_baseline | 5.00 | 4.00 |" in markdown
     assert "swap" not in markdown.split("Table II")[0]
@@ -134,7 +140,6 @@ def test_write_report_accepts_the_training_pipeline_flat_results(tmp_path):
 
 def tiny_corpus(num_clips: int = 6, seed: int = 0):
     """A DatasetDict in the package's schema: 1-1.5 s of noise audio and random blendshapes at 30 fps."""
-    datasets = pytest.importorskip("datasets")
     rng = np.random.default_rng(seed)
 
     def split(name, count):
@@ -154,18 +159,14 @@ def tiny_corpus(num_clips: int = 6, seed: int = 0):
 
 @pytest.fixture
 def tiny_sta(tiny_sta_config):
-    from esarm import ESARMSTAForGeneration
-
     return ESARMSTAForGeneration(tiny_sta_config).eval()
 
 
 def test_evaluate_model_on_a_split(tiny_sta, tiny_reward_config, rig):
-    from esarm import ESARMRewardModel
-    from esarm.evaluation.classifier import ExpressionClassifier
 
     corpus = tiny_corpus()
     classifier = ExpressionClassifier(seed=0).fit(corpus["train"], epochs=5)
-    results = report.evaluate_model(
+    results = run.evaluate_model(
         tiny_sta, corpus["test"], rig, speakers=[], batch_size=4, classifier=classifier, reward_model=ESARMRewardModel(tiny_reward_config).eval(),
         num_diversity_samples=2, return_predictions=True, progress=False,
     )  # fmt: skip
@@ -180,25 +181,21 @@ def test_evaluate_model_on_a_split(tiny_sta, tiny_reward_config, rig):
     assert results["reward_std"] >= 0
     assert results["diversity_mm"] >= 0
     # the same metrics recomputed from the returned predictions
-    from esarm.evaluation import metrics
 
     assert results["lve_mm"] == pytest.approx(metrics.lve(results["predictions"], results["targets"], rig))
 
 
 def test_evaluate_model_is_deterministic_and_limits_samples(tiny_sta, rig):
     corpus = tiny_corpus()
-    first = report.evaluate_model(tiny_sta, corpus["test"], rig, speakers=[], epsilon=0.5, max_samples=2, seed=1,
+    first = run.evaluate_model(tiny_sta, corpus["test"], rig, speakers=[], epsilon=0.5, max_samples=2, seed=1,
                                   progress=False)  # fmt: skip
-    second = report.evaluate_model(tiny_sta, corpus["test"], rig, speakers=[], epsilon=0.5, max_samples=2, seed=1,
+    second = run.evaluate_model(tiny_sta, corpus["test"], rig, speakers=[], epsilon=0.5, max_samples=2, seed=1,
                                    progress=False)  # fmt: skip
     assert first["num_clips"] == 2
     assert first["lve_mm"] == second["lve_mm"] and first["eve_mm"] == second["eve_mm"]
 
 
 def _evaluate_script():
-    import importlib.util
-    from pathlib import Path
-
     path = Path(__file__).resolve().parents[1] / "scripts" / "evaluate.py"
     spec = importlib.util.spec_from_file_location("evaluate_script", path)
     module = importlib.util.module_from_spec(spec)
@@ -211,7 +208,7 @@ def test_evaluate_script_runs_the_evaluation_and_writes_the_report(tmp_path, tin
     corpus.save_to_disk(str(tmp_path / "corpus"))
     tiny_sta.save_pretrained(tmp_path / "sta")
     results = _evaluate_script().main(
-        ["--model_paths", str(tmp_path / "sta"), "--dataset_path", str(tmp_path / "corpus"), "--output_dir",
+        ["--model_paths", str(tmp_path / "sta"), "--dataset_name_or_path", str(tmp_path / "corpus"), "--output_dir",
          str(tmp_path / "out"), "--rig", str(rig_path), "--epsilons", "1.0", "--dataset_name", "tiny",
          "--batch_size", "4"]
     )  # fmt: skip
@@ -228,4 +225,4 @@ def test_run_evaluation_rejects_unknown_split(tmp_path, rig_path):
     corpus = tiny_corpus(num_clips=2)
     corpus.save_to_disk(str(tmp_path / "corpus"))
     with pytest.raises(ValueError, match="split must be one of"):
-        report.run_evaluation(["unused"], tmp_path / "corpus", split="validation", rig=rig_path)
+        run.run_evaluation(["unused"], tmp_path / "corpus", split="validation", rig=rig_path)

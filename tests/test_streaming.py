@@ -125,8 +125,11 @@ def test_condition_ids_and_their_errors():
         resolve_condition_ids("joyful", None, None)
     with pytest.raises(ValueError, match="intensity must be"):
         resolve_condition_ids("happy", 4, None)
-    with pytest.raises(ValueError, match="speaker must be one of"):
-        resolve_condition_ids(None, None, "carol", ["ann"])
+    # names match in any case; a speaker the model does not know is the unknown speaker, an id out of range fails
+    assert resolve_condition_ids("HAPPY", "2", "Bob", ["ann", "bob"]) == (EMOTIONS.index("happy"), 1, 2)
+    assert resolve_condition_ids(None, None, "carol", ["ann"]) == (None, None, 0)
+    with pytest.raises(ValueError, match=r"speaker must be one of the known speakers \['ann'\], an id in \[0, 1\]"):
+        resolve_condition_ids(None, None, 2, ["ann"])
     with pytest.raises(ValueError, match="overlap_seconds"):
         StreamingAnimator(LocalModel(), chunk_seconds=1.0, overlap_seconds=1.0)
 
@@ -167,3 +170,54 @@ def test_tiny_model_seam_error(tiny_model):
     jumps = np.abs(np.diff(chunked, axis=0)).max(axis=1)
     reference_jumps = np.abs(np.diff(full, axis=0)).max(axis=1)
     assert jumps[seams].max() <= 1.25 * reference_jumps.max()
+
+
+def test_low_latency_windows_hear_context_and_lookahead_and_keep_one_token():
+    audio = smooth_audio(6.0)
+    model = LocalModel()
+    full = animate_audio(model, audio, processor=NO_NORMALISE, chunk_seconds=1000).blendshapes
+    model.calls.clear()
+    streamer = StreamingAnimator.low_latency(model, NO_NORMALISE, lookahead_seconds=0.1, context_seconds=0.5)
+    assert streamer.chunk_frames == 2 and streamer.lookahead_frames == 3 and streamer.context_frames == 16
+    assert streamer.latency_seconds == pytest.approx(5 / 30)
+    pieces, position, emitted_at = [], 0, []
+    while position < len(audio):
+        pieces.append(streamer.push(audio[position : position + 320]))  # 20 ms pieces, as from a sound card
+        position += 320
+        emitted_at.append((min(position, len(audio)), sum(len(p) for p in pieces)))
+    pieces.append(streamer.flush())
+    streamed = np.concatenate(pieces)
+    assert streamed.shape == full.shape == (180, 52)
+    # A local model makes the windows invisible: only the frame grid's rounding to whole samples (<= 0.5 sample
+    # per frame edge, 2 samples of ~533) separates the results.
+    np.testing.assert_allclose(streamed, full, atol=5e-3)
+    for samples_in, frames_out in emitted_at:
+        assert frames_out / 30 >= samples_in / RATE - streamer.latency_seconds - 1 / 30
+    # Each window hears at most context + one token + look-ahead (16 + 2 + 3 frames = 0.7 s), one per token.
+    assert max(model.calls) == int(0.7 * RATE) and len(model.calls) >= 89
+
+
+def test_lookahead_and_context_errors():
+    with pytest.raises(ValueError, match="lookahead_seconds must be >= 0"):
+        StreamingAnimator(LocalModel(), lookahead_seconds=-0.1)
+    with pytest.raises(ValueError, match="context_seconds must be >= 0"):
+        StreamingAnimator(LocalModel(), context_seconds=float("nan"))
+
+
+def test_tiny_model_low_latency_window_is_one_generate_call_on_context_and_lookahead(tiny_model):
+    rng = np.random.default_rng(0)
+    audio = (smooth_audio(3.0) * rng.normal(size=3 * RATE)).astype(np.float32)
+    live = animate_audio(tiny_model, audio, emotion="happy", chunk_seconds=1 / 15, overlap_seconds=0.0,
+                         context_seconds=1.0, lookahead_seconds=0.3).blendshapes  # fmt: skip
+    assert live.shape == (90, 52) and np.all(np.isfinite(live))
+    # Frames 50-51 (one token) come from the window that hears frames 20..61: 1 s before, 0.3 s after.
+    heard = audio[round(20 * RATE / 30) : round(61 * RATE / 30)]
+    heard = (heard - heard.mean()) / np.sqrt(heard.var() + 1e-7)
+    with torch.no_grad():
+        reference = tiny_model.generate(torch.from_numpy(heard)[None], emotion_ids=torch.tensor([5]))
+    np.testing.assert_allclose(live[50:52], reference.blendshapes[0, 30:32].numpy(), atol=1e-5)
+    # Enough context and look-ahead to hear the whole clip in every window: the offline result.
+    offline = animate_audio(tiny_model, audio, emotion="happy", chunk_seconds=100).blendshapes
+    whole = animate_audio(tiny_model, audio, emotion="happy", chunk_seconds=1 / 15, overlap_seconds=0.0,
+                          context_seconds=3.0, lookahead_seconds=3.0).blendshapes  # fmt: skip
+    np.testing.assert_allclose(whole, offline, atol=1e-5)

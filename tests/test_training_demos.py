@@ -7,28 +7,29 @@ import pytest
 from datasets import load_from_disk
 
 from esarm.data.schema import decode_audio_value
-from esarm.training.common import read_done_marker
+from esarm.training.checkpoints import read_done_marker
 from esarm.training.demos import ESARMDemoConfig, collect_demos
 
 
 @pytest.fixture(scope="module")
 def sta_path(tmp_path_factory, micro_corpus):
-    from esarm import ESARMMotionPrior, ESARMMotionPriorConfig
-    from esarm.training.common import load_split, speakers_of
-    from esarm.training.sta import ESARMSTATrainingConfig, build_sta_model, save_processor
+    from esarm import ESARMMotionPrior, ESARMMotionPriorConfig, ESARMProcessor
+    from esarm.data.loading import load_split
+    from esarm.labels import dataset_speakers
+    from esarm.training.sta import ESARMSTATrainingConfig, build_sta_model
 
     root = tmp_path_factory.mktemp("models")
     ESARMMotionPrior(ESARMMotionPriorConfig.tiny()).save_pretrained(root / "prior")
-    speakers = speakers_of(load_split(micro_corpus, "train"))
-    config = ESARMSTATrainingConfig(output_dir=str(root / "sta"), motion_prior_path=str(root / "prior"))
+    speakers = dataset_speakers(load_split(micro_corpus, "train"))
+    config = ESARMSTATrainingConfig(output_dir=str(root / "sta"), motion_prior_name_or_path=str(root / "prior"))
     model = build_sta_model(config, speakers)
     model.save_pretrained(root / "sta")
-    save_processor(str(root / "sta"), speakers, model.config.fps)
+    ESARMProcessor(speakers=speakers, fps=model.config.fps).save_pretrained(root / "sta")
     return root / "sta"
 
 
 def _collect(sta_path, corpus, output_dir, **kwargs):
-    values = dict(sta_model_path=str(sta_path), dataset_path=str(corpus), output_dir=str(output_dir),
+    values = dict(sta_name_or_path=str(sta_path), dataset_name_or_path=str(corpus), output_dir=str(output_dir),
                   splits=["train"], epsilons=[0.02, 0.5, 1.0], num_rollouts=2, max_clips=5, batch_size=2, seed=3)  # fmt: skip
     values.update(kwargs)
     return collect_demos(ESARMDemoConfig(**values))

@@ -10,32 +10,38 @@ import numpy as np
 import pytest
 import torch
 
+from esarm import ESARMMotionPrior, ESARMMotionPriorConfig
 from esarm.data.collators import MotionPriorCollator, pad_blendshapes
-from esarm.training.common import (
+from esarm.data.loading import load_split
+from esarm.evaluation.rollouts import evaluate_motion_prior, reconstruct
+from esarm.evaluation.run import ESARMEvaluationConfig
+from esarm.training.args import parse_stage_args
+from esarm.training.checkpoints import (
     DONE_MARKER,
-    atomic_write_json,
     last_checkpoint,
-    parse_stage_args,
     read_done_marker,
     resolve_resume_checkpoint,
     write_done_marker,
 )
-from esarm.training.motion_prior import ESARMMotionPriorTrainingConfig, evaluate_motion_prior, train_motion_prior
+from esarm.training.demos import ESARMDemoConfig
+from esarm.training.motion_prior import ESARMMotionPriorTrainingConfig, train_motion_prior
+from esarm.training.reward import ESARMRewardConfig
+from esarm.training.rl import ESARMRLConfig
+from esarm.training.sta import ESARMSTATrainingConfig
+from esarm.utils import atomic_write_json
 
 
 def _config(corpus, output_dir, **kwargs) -> ESARMMotionPriorTrainingConfig:
-    values = dict(dataset_path=str(corpus), output_dir=str(output_dir), max_steps=3, per_device_train_batch_size=8,
+    values = dict(dataset_name_or_path=str(corpus), output_dir=str(output_dir), max_steps=3, per_device_train_batch_size=8,
                   logging_steps=1, save_steps=2, disable_tqdm=True, use_cpu=True)  # fmt: skip
     values.update(kwargs)
     return ESARMMotionPriorTrainingConfig(**values)
 
 
 def test_every_stage_config_field_has_help():
-    from esarm.training.demos import ESARMDemoConfig
-    from esarm.training.evaluate import EvaluationConfig
-    from esarm.training.sta import ESARMSTATrainingConfig
-
-    for config_class in (ESARMMotionPriorTrainingConfig, ESARMSTATrainingConfig, ESARMDemoConfig, EvaluationConfig):
+    stages = (ESARMMotionPriorTrainingConfig, ESARMSTATrainingConfig, ESARMDemoConfig, ESARMRewardConfig, ESARMRLConfig,
+              ESARMEvaluationConfig)  # fmt: skip
+    for config_class in stages:
         missing = [f.name for f in dataclasses.fields(config_class) if not f.metadata.get("help")]
         assert not missing, f"{config_class.__name__} fields without help: {missing}"
 
@@ -96,7 +102,6 @@ def test_done_marker_and_checkpoint_resolution(tmp_path):
 
 
 def test_train_motion_prior_saves_a_loadable_prior_with_metrics(micro_corpus, tmp_path, rig):
-    from esarm import ESARMMotionPrior
 
     config = _config(micro_corpus, tmp_path / "prior", rig_path=None)
     metrics = train_motion_prior(config)
@@ -107,8 +112,6 @@ def test_train_motion_prior_saves_a_loadable_prior_with_metrics(micro_corpus, tm
     assert read_done_marker(tmp_path / "prior")["train_steps"] == 3
     prior = ESARMMotionPrior.from_pretrained(tmp_path / "prior")
     # the saved prior reproduces the reported reconstruction error
-    from esarm.training.common import load_split
-
     again = evaluate_motion_prior(prior, load_split(micro_corpus, "validation"), rig)
     assert again["reconstruction_mae"] == pytest.approx(metrics["eval_reconstruction_mae"], rel=1e-4)
     log = json.loads((tmp_path / "prior" / "checkpoint-3" / "trainer_state.json").read_text())["log_history"]
@@ -117,9 +120,6 @@ def test_train_motion_prior_saves_a_loadable_prior_with_metrics(micro_corpus, tm
 
 
 def test_training_reduces_reconstruction_error(micro_corpus, tmp_path):
-    from esarm import ESARMMotionPrior, ESARMMotionPriorConfig
-    from esarm.training.common import load_split
-
     validation = load_split(micro_corpus, "validation")
     untrained = evaluate_motion_prior(ESARMMotionPrior(ESARMMotionPriorConfig.tiny()), validation)
     metrics = train_motion_prior(_config(micro_corpus, tmp_path / "prior", max_steps=40, learning_rate=3e-3))
@@ -127,12 +127,7 @@ def test_training_reduces_reconstruction_error(micro_corpus, tmp_path):
 
 
 def test_reconstruction_metrics_ignore_padding(micro_corpus):
-    from esarm import ESARMMotionPrior, ESARMMotionPriorConfig
-    from esarm.training.motion_prior import reconstruct
-
     prior = ESARMMotionPrior(ESARMMotionPriorConfig.tiny())
-    from esarm.training.common import load_split
-
     sequences = [np.asarray(b, np.float32) for b in load_split(micro_corpus, "test")["blendshapes"][:4]]
     together, _ = reconstruct(prior, sequences, batch_size=4)
     alone, _ = reconstruct(prior, sequences, batch_size=1)

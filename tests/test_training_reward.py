@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 
+import datasets
 import numpy as np
 import pytest
 import torch
@@ -21,8 +22,6 @@ from esarm.training.reward import (
     ranking_metrics,
     sample_snippet_starts,
 )
-
-datasets = pytest.importorskip("datasets")
 
 
 # ---- pairs and labels --------------------------------------------------------------------------------------------
@@ -205,15 +204,14 @@ def test_short_training_separates_clearly_different_demonstrations(tmp_path, rew
 
 
 def test_train_reward_model_from_saved_folders_writes_a_loadable_model(tmp_path, tiny_sta_config):
-    from esarm import ESARMRewardModel
+    from esarm import ESARMProcessor, ESARMRewardModel
     from esarm.modeling_sta import ESARMSTAForGeneration
-    from esarm.training.common import read_done_marker
+    from esarm.training.checkpoints import read_done_marker
     from esarm.training.reward import train_reward_model
-    from esarm.training.sta import save_processor
 
     sta_path = tmp_path / "sta"
     ESARMSTAForGeneration(tiny_sta_config).save_pretrained(sta_path)
-    save_processor(str(sta_path), ["s1"], 30.0)  # the demos' speaker is known: id 1
+    ESARMProcessor(speakers=["s1"], fps=30.0).save_pretrained(sta_path)  # the demos' speaker is known: id 1
     prior = tiny_sta_config.motion_prior_config
     splits = {
         "train": _demo_rows(4, 1, prior.codebook_size, prior.num_groups, seed=1),
@@ -221,8 +219,8 @@ def test_train_reward_model_from_saved_folders_writes_a_loadable_model(tmp_path,
     }
     datasets.DatasetDict(splits).save_to_disk(str(tmp_path / "demos"))
     config = ESARMRewardConfig(
-        demos_path=str(tmp_path / "demos"),
-        sta_model_path=str(sta_path),
+        demos_name_or_path=str(tmp_path / "demos"),
+        sta_name_or_path=str(sta_path),
         output_dir=str(tmp_path / "reward_model"),
         model_overrides='{"hidden_size": 16, "intermediate_size": 32}',
         max_steps=4,
@@ -247,12 +245,21 @@ def test_train_reward_model_from_saved_folders_writes_a_loadable_model(tmp_path,
 
 
 def test_command_line_parses_into_the_config(tmp_path):
-    from esarm.training.common import parse_stage_args
+    from esarm.training.args import parse_stage_args
 
     config = parse_stage_args(
         ESARMRewardConfig,
         section="reward",
-        args=["--demos_path", "d", "--output_dir", str(tmp_path), "--snippet_length", "8", "--max_pairs_per_clip", "3"],
+        args=[
+            "--demos_name_or_path",
+            "d",
+            "--output_dir",
+            str(tmp_path),
+            "--snippet_length",
+            "8",
+            "--max_pairs_per_clip",
+            "3",
+        ],
     )
-    assert (config.demos_path, config.snippet_length, config.max_pairs_per_clip) == ("d", 8, 3)
+    assert (config.demos_name_or_path, config.snippet_length, config.max_pairs_per_clip) == ("d", 8, 3)
     assert config.report_to == [] or config.report_to in ("none", ["none"])

@@ -6,12 +6,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import datasets
 import numpy as np
 import pytest
 import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
+from esarm import ESARMProcessor
 from esarm.training.rl import (
     CONDITION_KEYS,
     ESARMRLConfig,
@@ -21,8 +23,6 @@ from esarm.training.rl import (
     rloo_advantages,
     token_log_probs,
 )
-
-datasets = pytest.importorskip("datasets")
 
 
 @dataclass
@@ -160,9 +160,8 @@ def test_kl_is_zero_when_policy_equals_reference(tmp_path, policy):
     trainer.model.train()
     rollouts = trainer._prepare_inputs(batch)
     assert rollouts["motion_tokens"].shape[0] == 2 * 4  # clips x rollouts
-    metrics = trainer._metrics["train"]
-    assert metrics["kl"] == [0.0]
-    assert metrics["kl_sequence"] == [0.0]
+    metrics = trainer._metric_store.pop("train")
+    assert metrics["kl"] == 0.0 and metrics["kl_sequence"] == 0.0
     # the reference is a frozen copy; the policy's tempered log-probs of its own samples are finite and <= 0
     assert not any(p.requires_grad for p in trainer.ref_model.parameters())
     assert torch.isfinite(rollouts["old_logps"]).all() and (rollouts["old_logps"] <= 0).all()
@@ -183,7 +182,7 @@ def test_kl_is_positive_after_the_policy_moved(tmp_path, policy):
     trainer.model.train()
     trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
     # k1 estimate on the policy's own samples: E_pi[log pi - log pi_ref] = KL(pi || pi_ref) > 0
-    assert trainer._metrics["train"]["kl"][0] > 0.01
+    assert trainer._metric_store.pop("train")["kl"] > 0.01
 
 
 def test_policy_never_receives_ground_truth(tmp_path, policy):
@@ -254,7 +253,8 @@ def test_checkpoint_resume_continues_from_the_saved_step(tmp_path, policy, tiny_
     from esarm.modeling_sta import ESARMSTAForGeneration
 
     reward_model = LowerHalfCodeReward(policy.codebook_size)
-    args = _args(tmp_path, max_steps=4, save_strategy="steps", save_steps=2, learning_rate=1e-3)
+    # keep both checkpoints (the stages' shared default keeps only the last one)
+    args = _args(tmp_path, max_steps=4, save_strategy="steps", save_steps=2, save_total_limit=None, learning_rate=1e-3)
     ESARMRLTrainer(model=policy, reward_model=reward_model, args=args, train_dataset=_clips()).train()
     checkpoint = tmp_path / "rl" / "checkpoint-2"
     assert checkpoint.is_dir() and (tmp_path / "rl" / "checkpoint-4").is_dir()
@@ -276,12 +276,11 @@ def test_checkpoint_resume_continues_from_the_saved_step(tmp_path, policy, tiny_
 def test_train_rl_from_saved_folders_reports_before_and_after(tmp_path, policy, tiny_reward_config, rig_path):
     from esarm import ESARMRewardModel
     from esarm.modeling_sta import ESARMSTAForGeneration
-    from esarm.training.common import read_done_marker
+    from esarm.training.checkpoints import read_done_marker
     from esarm.training.rl import train_rl
-    from esarm.training.sta import save_processor
 
     policy.save_pretrained(tmp_path / "sta")
-    save_processor(str(tmp_path / "sta"), ["spk1"], policy.config.fps)  # spk1 -> speaker id 1
+    ESARMProcessor(speakers=["spk1"], fps=policy.config.fps).save_pretrained(tmp_path / "sta")  # spk1 -> speaker id 1
     ESARMRewardModel(tiny_reward_config).save_pretrained(tmp_path / "reward_model")
     datasets.DatasetDict({"train": _clips(4, seed=0), "validation": _clips(2, seed=1)}).save_to_disk(
         str(tmp_path / "corpus")
@@ -307,13 +306,12 @@ def test_train_rl_from_saved_folders_reports_before_and_after(tmp_path, policy, 
     assert read_done_marker(config.output_dir)["reward_after"] == metrics["reward_after"]
     tuned = ESARMSTAForGeneration.from_pretrained(config.output_dir)
     assert tuned.config.num_groups == policy.config.num_groups
-    from esarm import ESARMProcessor
 
     assert ESARMProcessor.from_pretrained(config.output_dir).speakers == ["spk1"]
 
 
 def test_command_line_parses_into_the_config(tmp_path):
-    from esarm.training.common import parse_stage_args
+    from esarm.training.args import parse_stage_args
 
     config = parse_stage_args(
         ESARMRLConfig, section="rl", args=["--output_dir", str(tmp_path), "--num_rollouts", "3", "--top_k", "5"]

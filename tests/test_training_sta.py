@@ -9,12 +9,13 @@ import torch
 
 from esarm.data.augmentation import AudioAugmentationConfig, AudioAugmenter
 from esarm.data.collators import PHONE_CLASS_IDS, PartnerIndex, STACollator, normalize_audio, phone_class_ids
+from esarm.data.loading import load_split
 from esarm.data.phones import OPENNESS, frame_classes
 from esarm.data.schema import decode_audio_value
-from esarm.training.common import load_split, read_done_marker
+from esarm.training.checkpoints import read_done_marker
 from esarm.training.sta import (
+    ESARMSTATrainer,
     ESARMSTATrainingConfig,
-    STATrainer,
     align_content,
     build_sta_model,
     dtw_path,
@@ -33,7 +34,7 @@ def prior_path(tmp_path_factory):
 
 
 def _sta(prior_path, tmp_path, speakers=("M001",)):
-    config = ESARMSTATrainingConfig(output_dir=str(tmp_path), motion_prior_path=str(prior_path))
+    config = ESARMSTATrainingConfig(output_dir=str(tmp_path), motion_prior_name_or_path=str(prior_path))
     return build_sta_model(config, list(speakers))
 
 
@@ -127,12 +128,12 @@ def test_cross_reconstruction_loss_trains_content_and_emotion_branches(micro_cor
     train = load_split(micro_corpus, "train")
     collator = STACollator(speakers=["M001"], fps=sta.config.fps, partner_index=PartnerIndex(train))
     batch = collator([{**train[i], "__index__": i} for i in range(2)])
-    trainer = STATrainer.__new__(STATrainer)
+    trainer = ESARMSTATrainer.__new__(ESARMSTATrainer)
     trainer.cross_alignment = "resample"
     main = {k: batch[k] for k in ("input_values", "attention_mask", "emotion_ids", "intensity_ids", "speaker_ids")}
     tokens, token_mask = motion_targets(sta, batch["blendshapes"], batch["frame_mask"], batch["attention_mask"])
     outputs = sta(**main, motion_tokens=tokens, motion_mask=token_mask)
-    loss = STATrainer.cross_reconstruction_loss(trainer, sta, batch, outputs)
+    loss = ESARMSTATrainer.cross_reconstruction_loss(trainer, sta, batch, outputs)
     assert loss.ndim == 0 and torch.isfinite(loss)
     assert loss.item() == pytest.approx(np.log(sta.codebook_size), rel=0.5)  # untrained: near uniform
     loss.backward()
@@ -145,7 +146,7 @@ def test_train_sta_saves_model_processor_and_marker(micro_corpus, prior_path, tm
     from esarm import ESARMSTAForGeneration
 
     config = ESARMSTATrainingConfig(
-        dataset_path=str(micro_corpus), motion_prior_path=str(prior_path), output_dir=str(tmp_path / "sta"),
+        dataset_name_or_path=str(micro_corpus), motion_prior_name_or_path=str(prior_path), output_dir=str(tmp_path / "sta"),
         max_steps=3, per_device_train_batch_size=4, logging_steps=1, save_steps=3, disable_tqdm=True, use_cpu=True,
         cross_reconstruction_weight=0.5,
     )  # fmt: skip
@@ -216,7 +217,7 @@ def test_train_sta_with_log_mel_phone_loss_and_content_mouth(micro_corpus, prior
     from esarm import ESARMSTAForGeneration
 
     config = ESARMSTATrainingConfig(
-        dataset_path=str(micro_corpus), motion_prior_path=str(prior_path), output_dir=str(tmp_path / "sta"),
+        dataset_name_or_path=str(micro_corpus), motion_prior_name_or_path=str(prior_path), output_dir=str(tmp_path / "sta"),
         max_steps=2, per_device_train_batch_size=4, logging_steps=1, save_steps=2, disable_tqdm=True, use_cpu=True,
         model_overrides='{"audio_front_end": "log_mel", "phone_loss_weight": 0.5, "mouth_conditioning": "content"}',
     )  # fmt: skip
@@ -233,7 +234,7 @@ def test_shipped_configs_build_their_sta_model(name, tmp_path):
     from pathlib import Path
 
     from esarm import ESARMSTAConfig
-    from esarm.training.common import build_model_config, parse_stage_args
+    from esarm.training.args import build_model_config, parse_stage_args
 
     path = Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml"
     config = parse_stage_args(ESARMSTATrainingConfig, section="sta", args=[str(path), "--output_dir", str(tmp_path)])

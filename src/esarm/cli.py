@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.resources
-import inspect
 import logging
 import os
 import sys
@@ -33,12 +32,6 @@ class CommandError(ValueError):
 
 def _say(message: str = "") -> None:
     print(message, flush=True)
-
-
-def _speaker(value: str | None) -> str | int | None:
-    if value is None:
-        return None
-    return int(value) if value.isdigit() else value
 
 
 def _audio_files(inputs: Sequence[str], recursive: bool) -> list[Path]:
@@ -130,14 +123,6 @@ def _find_config(name: str) -> Path:
     raise CommandError(f"config not found: {name!r} (looked for {name} and configs/{name}.yaml)")
 
 
-def _call_with_supported(function, *args, **kwargs):
-    """Call ``function`` with the keyword arguments it accepts (owners' signatures may grow)."""
-    parameters = inspect.signature(function).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-        kwargs = {k: v for k, v in kwargs.items() if k in parameters}
-    return function(*args, **kwargs)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # animate
 
@@ -170,7 +155,7 @@ def cmd_animate(args: argparse.Namespace) -> int:
         audio = load_audio(str(source), target_rate=rate)
         result = animate_audio(
             model, audio, sampling_rate=rate, processor=processor, emotion=args.emotion, intensity=args.intensity,
-            speaker=_speaker(args.speaker), chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds,
+            speaker=args.speaker, chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds,
             epsilon=args.epsilon or 0.0, seed=args.seed, do_sample=args.sample,
         )  # fmt: skip
         metadata = {"source": source.name, "emotion": result.emotion, "intensity": args.intensity, "model": args.model}
@@ -201,7 +186,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from esarm.export import save_animation
     from esarm.export.render import render_video
     from esarm.streaming import animate_audio
-    from esarm.training.pipeline import run_pipeline
+    from esarm.training.runner import run_pipeline
 
     logging.getLogger("esarm").setLevel(logging.INFO)  # stage-by-stage progress of the pipeline
     output_dir = Path(args.output_dir)
@@ -214,7 +199,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from esarm.data.loading import load_split
     from esarm.data.schema import decode_audio_value
 
-    corpus_path = results.get("stages", {}).get("corpus", {}).get("dataset_path", str(output_dir / "corpus"))
+    corpus_path = results.get("stages", {}).get("corpus", {}).get("dataset_name_or_path", str(output_dir / "corpus"))
     split = load_split(corpus_path, "test")
     clip = split[int(args.clip) % len(split)]
     audio = decode_audio_value(clip["audio"])
@@ -260,7 +245,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_pipeline(args: argparse.Namespace) -> int:
     import json
 
-    from esarm.training.pipeline import run_pipeline
+    from esarm.training.runner import run_pipeline
 
     logging.getLogger("esarm").setLevel(logging.INFO)
     config = _find_config(args.config)
@@ -273,7 +258,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from esarm.evaluation.report import run_evaluation
+    from esarm.evaluation.run import run_evaluation
 
     for model in args.model:
         if not Path(model).exists():
@@ -309,15 +294,11 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare(module_name: str, function_name: str, args: argparse.Namespace) -> int:
-    import importlib
-
-    module = importlib.import_module(module_name)
-    function = getattr(module, function_name)
+def _prepare(prepare, args: argparse.Namespace) -> int:
     if not Path(args.source).exists():
         raise CommandError(f"source folder not found: {args.source}")
-    path = _call_with_supported(
-        function, args.source, args.output_dir, num_workers=args.num_workers, overwrite=args.overwrite,
+    path = prepare(
+        args.source, args.output_dir, num_workers=args.num_workers, overwrite=args.overwrite,
         max_clips=args.max_clips, model_asset_path=args.model_asset_path, seed=args.seed, extractor=args.extractor,
     )  # fmt: skip
     _say(f"{path}")
@@ -325,11 +306,15 @@ def _prepare(module_name: str, function_name: str, args: argparse.Namespace) -> 
 
 
 def cmd_prepare_mead(args: argparse.Namespace) -> int:
-    return _prepare("esarm.data.mead", "prepare_mead", args)
+    from esarm.data.mead import prepare_mead
+
+    return _prepare(prepare_mead, args)
 
 
 def cmd_prepare_ravdess(args: argparse.Namespace) -> int:
-    return _prepare("esarm.data.ravdess", "prepare_ravdess", args)
+    from esarm.data.ravdess import prepare_ravdess
+
+    return _prepare(prepare_ravdess, args)
 
 
 def cmd_push(args: argparse.Namespace) -> int:
@@ -379,7 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=OUTPUT_FORMATS, help="format when --out is a folder (default csv)")
     p.add_argument("--emotion", default="auto", help=f"'auto' (heard in the audio) or one of {', '.join(EMOTIONS)}")
     p.add_argument("--intensity", type=int, choices=(1, 2, 3), help="emotion intensity (default: model's)")
-    p.add_argument("--speaker", help="speaker name known to the processor or id (default 0 = unknown)")
+    p.add_argument(
+        "--speaker", help="speaker name known to the processor (any case) or id; others: 0 = unknown (default)"
+    )
     p.add_argument("--seed", type=int, help="random seed (sampling, --epsilon)")
     p.add_argument("--epsilon", type=float, help="epsilon-greedy noise in [0, 1] (default 0: the model's animation)")
     p.add_argument("--sample", action="store_true", help="sample from the policy instead of taking the argmax")

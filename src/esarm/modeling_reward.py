@@ -27,6 +27,7 @@ from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration_esarm import ESARMRewardModelConfig
+from .frames import num_motion_steps
 from .modeling_utils import CausalTransformer, SpeechEncoder, build_audio_encoder, init_module_weights
 
 logger = logging.getLogger(__name__)
@@ -132,8 +133,8 @@ class ESARMRewardModel(ESARMRewardPreTrainedModel):
 
     def num_motion_steps(self, num_samples: int) -> int:
         """Motion steps T' of ``num_samples`` of audio: ceil(round(seconds * fps) / frames_per_token)."""
-        frames = max(1, round(num_samples / self.config.sampling_rate * self.config.fps))
-        return -(-frames // self.config.frames_per_token)
+        config = self.config
+        return num_motion_steps(num_samples, config.fps, config.sampling_rate, config.frames_per_token)
 
     def _check_inputs(
         self,

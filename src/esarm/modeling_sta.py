@@ -30,6 +30,7 @@ from transformers.utils import ModelOutput
 
 from .audio_features import LogMelFrontEnd, PhoneClassHead
 from .configuration_esarm import ESARMSTAConfig
+from .frames import num_frames, num_motion_steps, resample
 from .generation import build_logits_processor, decode_autoregressively, make_generator
 from .modeling_motion_prior import ESARMMotionPrior
 from .modeling_utils import (
@@ -38,7 +39,6 @@ from .modeling_utils import (
     audio_frame_lengths,
     build_audio_encoder,
     init_module_weights,
-    resample_features,
     sequence_mask,
 )
 
@@ -216,7 +216,7 @@ class SpectralFeatures(nn.Module):
             power = spectrum.real.square() + spectrum.imag.square()  # [B, F, bins]
             energies = torch.log(power @ self.band_matrix(frames.device) + 1e-4) * 0.1  # [B, F, bands], ~unit scale
         num_frames = (sample_lengths // self.hop_length + 1).clamp(min=1, max=energies.shape[1])
-        features, _ = resample_features(self.projection(energies.to(self.projection.weight.dtype)), num_frames,
+        features, _ = resample(self.projection(energies.to(self.projection.weight.dtype)), num_frames,
                                         num_steps.to(num_frames.device))  # fmt: skip
         return features
 
@@ -369,17 +369,11 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
 
     def num_animation_frames(self, num_samples: int | torch.Tensor) -> int | torch.Tensor:
         """Frames ``T = round(seconds * fps)`` of audio with ``num_samples`` samples (int or ``[B]`` tensor)."""
-        if isinstance(num_samples, torch.Tensor):
-            return torch.floor(num_samples.double() * self.fps / self.config.sampling_rate + 0.5).long()
-        return int(math.floor(num_samples * self.fps / self.config.sampling_rate + 0.5))
+        return num_frames(num_samples, self.fps, self.config.sampling_rate)
 
     def num_motion_steps(self, num_samples: int | torch.Tensor) -> int | torch.Tensor:
         """Motion steps ``T' = ceil(T / frames_per_token)`` of audio with ``num_samples`` samples."""
-        frames = self.num_animation_frames(num_samples)
-        per_token = self.config.frames_per_token
-        if isinstance(frames, torch.Tensor):
-            return torch.div(frames + per_token - 1, per_token, rounding_mode="floor")
-        return -(-frames // per_token)
+        return num_motion_steps(num_samples, self.fps, self.config.sampling_rate, self.config.frames_per_token)
 
     # ---- validation --------------------------------------------------------------------------------------------
 
@@ -633,7 +627,7 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
 
         Args:
             content_features: ``[B, T', H]`` (e.g. of clip A, aligned to the target's ``T'``, see
-                :func:`esarm.modeling_utils.resample_features`).
+                :func:`esarm.frames.resample`).
             emotion_features: ``[B, H]`` (e.g. of clip B) from :meth:`encode_emotion`.
             emotion_ids, intensity_ids, speaker_ids: ``[B]`` conditions of the style ``S(c)`` (emotion: the
                 classifier's prediction when ``None``; intensity: :meth:`default_intensity_ids`; speaker: unknown).

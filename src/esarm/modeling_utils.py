@@ -21,6 +21,8 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 
+from .frames import resample
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -31,7 +33,6 @@ __all__ = [
     "build_audio_encoder",
     "init_module_weights",
     "is_building_empty_model",
-    "resample_features",
     "sequence_mask",
 ]
 
@@ -118,41 +119,12 @@ def sequence_mask(lengths: torch.Tensor, max_length: int | None = None) -> torch
     return torch.arange(max_length, device=lengths.device)[None, :] < lengths[:, None]
 
 
-def resample_features(
-    features: torch.Tensor, lengths: torch.Tensor, target_lengths: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Resample each sequence's valid part to its target length: the mean over each target step's interval when
-    shortening (every frame counts; linear interpolation would skip frames between the sampled positions), linear
-    interpolation when lengthening.
-
-    Args:
-        features: ``[B, F, H]`` padded feature sequences.
-        lengths: ``[B]`` number of valid frames per sequence (>= 1).
-        target_lengths: ``[B]`` number of output steps per sequence (>= 1).
-
-    Returns:
-        ``([B, max(target_lengths), H]`` zero-padded features, ``[B, max(target_lengths)]`` boolean mask).
-    """
-    batch, _, hidden = features.shape
-    max_target = int(target_lengths.max().item())
-    out = features.new_zeros(batch, max_target, hidden)
-    for b in range(batch):
-        valid = features[b : b + 1, : int(lengths[b])].transpose(1, 2)  # [1, H, F_b]
-        steps = int(target_lengths[b])
-        if steps < valid.shape[-1]:
-            resampled = F.adaptive_avg_pool1d(valid, steps)
-        else:
-            resampled = F.interpolate(valid, size=steps, mode="linear", align_corners=False)
-        out[b, :steps] = resampled[0].transpose(0, 1)
-    return out, sequence_mask(target_lengths, max_target)
-
-
 class SpeechEncoder(nn.Module):
     """Audio -> one feature vector per motion step.
 
     Encoder hidden states (all layers incl. the input embeddings) are combined with learned softmax weights,
     projected to ``output_size`` and resampled to the requested number of steps per sequence (interval means,
-    :func:`resample_features`).
+    :func:`esarm.frames.resample`).
 
     Args:
         encoder: the speech encoder (see :func:`build_audio_encoder`).
@@ -204,7 +176,7 @@ class SpeechEncoder(nn.Module):
         pooled = (weights[:, None, None, None] * hidden_states).sum(0)  # [B, F, H_enc]
         frames = audio_frame_lengths(self.encoder, sample_lengths).clamp(min=1, max=pooled.shape[1])
         projected = self.projection(pooled)  # [B, F, output_size]
-        return resample_features(projected, frames, num_steps.to(frames.device))
+        return resample(projected, frames, num_steps.to(frames.device))
 
 
 # --------------------------------------------------------------------------------------------------------------------

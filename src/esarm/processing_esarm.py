@@ -4,9 +4,12 @@ Audio (paths in any format ``esarm.audio.load_audio`` reads, numpy arrays, tenso
 rate; stereo downmixed) becomes ``input_values`` ``[batch, samples]`` at 16 kHz, zero-mean / unit-variance per clip
 and right-padded, with an ``attention_mask``. Emotion, intensity and speaker labels become ids:
 
-- emotion: a name of ``esarm.blendshapes.EMOTIONS`` or an id 0..7 -> ``emotion_ids``;
-- intensity: a level 1..3 (MEAD's intensities; ints or digit strings) -> ``intensity_ids`` 0..2;
-- speaker: a name of ``processor.speakers`` (id 1..N), an id 0..N, or ``None`` -> ``speaker_ids`` (0 = unknown).
+- emotion: a name of ``esarm.blendshapes.EMOTIONS`` (any case) or an id 0..7 -> ``emotion_ids``;
+- intensity: a level 1..3 (MEAD's intensities) -> ``intensity_ids`` 0..2;
+- speaker: a name of ``processor.speakers`` (id 1..N), an id 0..N, or ``None`` -> ``speaker_ids``; ``None`` and
+  names the model does not know are the unknown speaker (0).
+
+The rule is :mod:`esarm.labels`'s (digit strings are read as numbers, names match in any case).
 
 A single label applies to every clip of the batch; a list gives one label per clip.
 """
@@ -24,7 +27,7 @@ from transformers import BatchFeature, Wav2Vec2FeatureExtractor
 from transformers.processing_utils import ProcessorMixin
 
 from .audio import load_audio
-from .blendshapes import EMOTIONS, INTENSITIES
+from .labels import UNKNOWN_SPEAKER_ID, emotion_to_id, intensity_to_id, speaker_to_id
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +66,9 @@ class ESARMProcessor(ProcessorMixin):
         speakers = [] if speakers is None else list(speakers)
         if not all(isinstance(name, str) and name for name in speakers):
             raise ValueError(f"speakers must be a list of non-empty names (str), got {speakers!r}")
-        duplicates = sorted({name for name in speakers if speakers.count(name) > 1})
+        folded = [name.casefold() for name in speakers]
+        # names match in any case (esarm.labels), so two names that differ only in case would be one speaker
+        duplicates = sorted({name for name in speakers if folded.count(name.casefold()) > 1})
         if duplicates:
             raise ValueError(f"speakers must be unique names, got duplicates {duplicates}")
         if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not fps > 0:
@@ -89,36 +94,17 @@ class ESARMProcessor(ProcessorMixin):
         return len(self.speakers)
 
     def emotion_to_id(self, emotion: str | int) -> int:
-        """Id (0..7) of an emotion name of ``EMOTIONS`` or id."""
-        if isinstance(emotion, str) and emotion.lower() in EMOTIONS:
-            return EMOTIONS.index(emotion.lower())
-        if not isinstance(emotion, (str, bool)) and isinstance(emotion, (int, np.integer)):
-            if 0 <= int(emotion) < len(EMOTIONS):
-                return int(emotion)
-        raise ValueError(f"emotion must be one of {list(EMOTIONS)} or an id in [0, {len(EMOTIONS)}), got {emotion!r}")
+        """Id (0..7) of an emotion name of ``EMOTIONS`` (any case) or id (:func:`esarm.labels.emotion_to_id`)."""
+        return emotion_to_id(emotion)
 
     def intensity_to_id(self, intensity: str | int) -> int:
-        """Id (0..2) of an intensity level 1..3."""
-        level = intensity
-        if isinstance(level, str) and level.strip().isdigit():
-            level = int(level)
-        if not isinstance(level, bool) and isinstance(level, (int, np.integer)) and int(level) in INTENSITIES:
-            return INTENSITIES.index(int(level))
-        raise ValueError(f"intensity must be a level in {list(INTENSITIES)}, got {intensity!r}")
+        """Id (0..2) of an intensity level 1..3 (:func:`esarm.labels.intensity_to_id`)."""
+        return intensity_to_id(intensity)
 
     def speaker_to_id(self, speaker: str | int | None) -> int:
-        """Id of a known speaker name (1..N), an id (0..N) or ``None`` (0, unknown speaker)."""
-        if speaker is None:
-            return 0
-        if isinstance(speaker, str) and speaker in self.speakers:
-            return self.speakers.index(speaker) + 1
-        if not isinstance(speaker, (str, bool)) and isinstance(speaker, (int, np.integer)):
-            if 0 <= int(speaker) <= len(self.speakers):
-                return int(speaker)
-        raise ValueError(
-            f"speaker must be one of the known speakers {self.speakers}, an id in [0, {len(self.speakers)}] "
-            f"(0 = unknown speaker) or None, got {speaker!r}"
-        )
+        """Id of a known speaker name (1..N, any case), an id (0..N), or 0 (unknown speaker) for ``None`` and for
+        names the model does not know (:func:`esarm.labels.speaker_to_id`)."""
+        return speaker_to_id(speaker, self.speakers)
 
     def _encode_labels(self, labels: Any, batch: int, argument: str, encode) -> list[int]:
         if _is_scalar_label(labels):
@@ -208,8 +194,8 @@ class ESARMProcessor(ProcessorMixin):
         if intensity is not None:
             intensity_ids = self._encode_labels(intensity, batch, "intensity", self.intensity_to_id)
             data["intensity_ids"] = np.asarray(intensity_ids, dtype=np.int64)
-        speaker_ids = (
-            [0] * batch if speaker is None else self._encode_labels(speaker, batch, "speaker", self.speaker_to_id)
+        speaker_ids = self._encode_labels(
+            UNKNOWN_SPEAKER_ID if speaker is None else speaker, batch, "speaker", self.speaker_to_id
         )
         data["speaker_ids"] = np.asarray(speaker_ids, dtype=np.int64)
         if return_tensors is None:

@@ -12,6 +12,11 @@ window's frames line up exactly with the timeline.
   at the end). Its output equals :func:`animate_audio`'s for the same settings. Latency: a frame is final
   once the audio up to the end of the window that completes it has arrived, at most ``chunk_seconds`` after
   the frame's time (:attr:`~StreamingAnimator.latency_seconds`), plus one window's compute time.
+- :meth:`StreamingAnimator.low_latency`: live use. Windows keep only one motion token of frames (67 ms at 30 fps)
+  but hear ``context_seconds`` of audio before them and ``lookahead_seconds`` after them. The motion decoder is
+  causal, so only the speech side needs the look-ahead; the latency is the look-ahead plus one token plus one
+  window's compute (about 0.25 s with 0.1 s of look-ahead for the tiny model on 2 CPU threads, see
+  ``benchmarks/streaming_latency.py`` for the quality cost against the offline result).
 
 Audio is normalised per window as the processor's feature extractor does for a clip (zero mean, unit variance,
 when its ``do_normalize`` is set), so audio that fits in one window gives exactly the unchunked result.
@@ -26,8 +31,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from esarm.blendshapes import EMOTIONS, INTENSITIES
+from .blendshapes import EMOTIONS
+from .labels import emotion_to_id, intensity_to_id, speaker_to_id
 
 logger = logging.getLogger(__name__)
 
@@ -48,36 +55,13 @@ def resolve_condition_ids(
 ) -> tuple[int | None, int | None, int]:
     """Emotion id (``None`` = heard in the audio), intensity id (``None`` = model default), speaker id (0 = unknown).
 
-    ``emotion`` is a name of ``EMOTIONS``, an id, or ``"auto"`` / ``None``; ``intensity`` is 1..3; ``speaker`` a
-    name in ``speakers`` (the processor's list), an id 0..len(speakers), or ``None``.
+    ``emotion`` is a name of ``EMOTIONS``, an id, or ``"auto"`` / ``None``; ``intensity`` is 1..3 or ``None``;
+    ``speaker`` a name in ``speakers`` (the processor's list), an id 0..len(speakers), or ``None``. Labels follow
+    :mod:`esarm.labels` (names in any case, digit strings read as numbers, unknown speaker names -> 0).
     """
-    emotion_id = None
-    if emotion is not None and emotion != "auto":
-        if isinstance(emotion, str) and emotion in EMOTIONS:
-            emotion_id = EMOTIONS.index(emotion)
-        elif isinstance(emotion, (int, np.integer)) and 0 <= int(emotion) < len(EMOTIONS):
-            emotion_id = int(emotion)
-        else:
-            raise ValueError(f"emotion must be 'auto' or one of {list(EMOTIONS)} (or an id 0..7), got {emotion!r}")
-    intensity_id = None
-    if intensity is not None:
-        if intensity not in INTENSITIES:
-            raise ValueError(f"intensity must be one of {list(INTENSITIES)}, got {intensity!r}")
-        intensity_id = INTENSITIES.index(intensity)
-    speakers = list(speakers or [])
-    speaker_id = 0
-    if speaker is not None:
-        if isinstance(speaker, str) and speaker in speakers:
-            speaker_id = speakers.index(speaker) + 1
-        elif isinstance(speaker, str) and speaker.isdigit():
-            speaker_id = int(speaker)
-        elif isinstance(speaker, (int, np.integer)):
-            speaker_id = int(speaker)
-        else:
-            raise ValueError(f"speaker must be one of {speakers} or an id 0..{len(speakers)}, got {speaker!r}")
-        if not 0 <= speaker_id <= max(len(speakers), speaker_id if not speakers else 0):
-            raise ValueError(f"speaker id must be in 0..{len(speakers)} (0 = unknown speaker), got {speaker_id}")
-    return emotion_id, intensity_id, speaker_id
+    emotion_id = None if emotion is None or emotion == "auto" else emotion_to_id(emotion)
+    intensity_id = None if intensity is None else intensity_to_id(intensity)
+    return emotion_id, intensity_id, speaker_to_id(speaker, speakers or [])
 
 
 def _alignment_frames(fps: float, sampling_rate: int, frames_per_token: int) -> int:
@@ -89,6 +73,11 @@ def _alignment_frames(fps: float, sampling_rate: int, frames_per_token: int) -> 
     raise ValueError(f"fps {fps} and sampling_rate {sampling_rate} have no common frame grid")
 
 
+def _snap(seconds: float, fps: float, align: int) -> int:
+    """``seconds`` as a frame count rounded to a multiple of ``align`` frames."""
+    return int(round(seconds * fps / align)) * align
+
+
 class StreamingAnimator:
     """Animate audio that arrives in pieces (a microphone, a network stream) or a long file, window by window.
 
@@ -97,12 +86,24 @@ class StreamingAnimator:
     ``(k + 1) * hop`` are final and are returned. The last window (at :meth:`flush`) is run on up to one window
     of audio before it as left context, so a short remainder is animated with full context.
 
+    A window may also hear audio it does not keep frames of: ``context_seconds`` before its first frame and
+    ``lookahead_seconds`` after its last (the speech encoder and the bidirectional content branch use both; the
+    causal motion decoder starts at the context's first step). :meth:`low_latency` builds the live setting.
+
+    Window starts snap to a grid of whole motion tokens that are also whole samples (0.2 s at 30 fps and 16 kHz);
+    a window shorter than that grid snaps to whole motion tokens only, and its audio starts at the nearest sample
+    (at most half a sample, 31 us at 16 kHz, off the frame grid).
+
     Args:
         model: an ``ESARMSTAForGeneration`` (eval mode is set).
         processor: an ``ESARMProcessor`` (speaker names, normalisation); ``None``: normalise, no speaker names.
         emotion, intensity, speaker: conditions (see :func:`resolve_condition_ids`).
-        chunk_seconds: window length (s). Longer windows give the model more context and cost more memory.
+        chunk_seconds: window length (s): the frames a window keeps. Longer windows give the model more context
+            and cost more memory.
         overlap_seconds: cross-fade length between windows (s), shorter than ``chunk_seconds``.
+        context_seconds: audio before a window's first frame that the model also hears (s, >= 0).
+        lookahead_seconds: audio after a window's last frame that the model also hears (s, >= 0); it adds to the
+            latency.
         epsilon, seed, do_sample, temperature, top_k: passed to ``generate`` (window ``k`` uses ``seed + k``).
         sampling_rate: rate of the pushed audio (Hz, default: the model's); resampled to the model's rate.
     """
@@ -122,21 +123,31 @@ class StreamingAnimator:
         temperature: float = 1.0,
         top_k: int | None = None,
         sampling_rate: int | None = None,
+        context_seconds: float = 0.0,
+        lookahead_seconds: float = 0.0,
     ):
         if chunk_seconds <= 0:
             raise ValueError(f"chunk_seconds must be > 0, got {chunk_seconds}")
+        for name, value in (("context_seconds", context_seconds), ("lookahead_seconds", lookahead_seconds)):
+            if not value >= 0:
+                raise ValueError(f"{name} must be >= 0 seconds, got {value}")
         self.model = model.eval()
         self.model_rate = int(model.config.sampling_rate)
         self.input_rate = int(sampling_rate or self.model_rate)
         self.fps = float(model.config.fps)
-        align = _alignment_frames(self.fps, self.model_rate, int(model.config.frames_per_token))
-        self.chunk_frames = max(2 * align, int(round(chunk_seconds * self.fps / align)) * align)
-        self.overlap_frames = int(round(overlap_seconds * self.fps / align)) * align
+        frames_per_token = int(model.config.frames_per_token)
+        align = _alignment_frames(self.fps, self.model_rate, frames_per_token)
+        if chunk_seconds * self.fps < 1.5 * align:
+            align = frames_per_token  # short windows (live use): whole motion tokens, nearest sample
+        self.chunk_frames = max(align, _snap(chunk_seconds, self.fps, align))
+        self.overlap_frames = _snap(overlap_seconds, self.fps, align)
         if overlap_seconds < 0 or self.overlap_frames >= self.chunk_frames:
             raise ValueError(
                 f"overlap_seconds must be >= 0 and shorter than chunk_seconds ({chunk_seconds}), got {overlap_seconds}"
             )
         self.hop_frames = self.chunk_frames - self.overlap_frames
+        self.context_frames = _snap(context_seconds, self.fps, align)
+        self.lookahead_frames = int(math.ceil(lookahead_seconds * self.fps - 1e-9))
         speakers = list(getattr(processor, "speakers", None) or [])
         self.emotion_id, self.intensity_id, self.speaker_id = resolve_condition_ids(
             emotion, intensity, speaker, speakers
@@ -152,6 +163,29 @@ class StreamingAnimator:
         self._pending: list[tuple[int, np.ndarray, np.ndarray]] = []  # (first frame, frames [n, 52], weights [n])
         self._finished = False
 
+    @classmethod
+    def low_latency(
+        cls,
+        model: Any,
+        processor: Any = None,
+        lookahead_seconds: float = 0.1,
+        context_seconds: float = 2.0,
+        **kwargs: Any,
+    ) -> StreamingAnimator:
+        """A live animator: windows of one motion token with ``context_seconds`` of audio before them and
+        ``lookahead_seconds`` after them, no cross-fade.
+
+        The latency is ``lookahead_seconds`` + one motion token (67 ms at 30 fps, 2 frames per token) + the compute
+        of one window (``context_seconds + lookahead_seconds`` of audio, tens of ms for the tiny model on a CPU).
+        ``kwargs`` go to the constructor (conditions, sampling, ``sampling_rate``; ``chunk_seconds`` and
+        ``overlap_seconds`` may be given to trade latency for fewer, smoother windows). Give the emotion: with
+        ``emotion="auto"`` it is heard in the first window, only one token plus the look-ahead of audio.
+        """
+        frames_per_token = int(model.config.frames_per_token)
+        kwargs.setdefault("chunk_seconds", frames_per_token / float(model.config.fps))
+        kwargs.setdefault("overlap_seconds", 0.0)
+        return cls(model, processor, context_seconds=context_seconds, lookahead_seconds=lookahead_seconds, **kwargs)
+
     def frame_to_sample(self, frame: int) -> int:
         """Sample (at the model's rate) where animation frame ``frame`` starts."""
         return int(round(frame * self.model_rate / self.fps))
@@ -159,8 +193,9 @@ class StreamingAnimator:
     @property
     def latency_seconds(self) -> float:
         """Longest wait, in seconds of audio, between a frame's time and the arrival of the audio that makes it
-        final: one window (``chunk_seconds``). Add the compute time of one window for wall-clock latency."""
-        return self.chunk_frames / self.fps
+        final: one window plus its look-ahead (``chunk_seconds + lookahead_seconds``). Add the compute time of one
+        window for wall-clock latency."""
+        return (self.chunk_frames + self.lookahead_frames) / self.fps
 
     @property
     def emotion(self) -> str | None:
@@ -184,10 +219,11 @@ class StreamingAnimator:
             audio = resample_poly(audio, self.model_rate // divisor, self.input_rate // divisor).astype(np.float32)
         self._audio = np.concatenate([self._audio, audio])
         while self._audio_start + len(self._audio) >= self.frame_to_sample(
-            self._window * self.hop_frames + self.chunk_frames
+            self._window * self.hop_frames + self.chunk_frames + self.lookahead_frames
         ):
             start = self._window * self.hop_frames
-            self._run_window(start, start, start + self.chunk_frames)
+            context_start = max(0, start - self.context_frames)
+            self._run_window(context_start, start, start + self.chunk_frames, self.lookahead_frames)
         return self._take(self._window * self.hop_frames if self._window else 0)
 
     def flush(self) -> np.ndarray:
@@ -200,8 +236,10 @@ class StreamingAnimator:
         start = self._window * self.hop_frames
         covered = (self._window - 1) * self.hop_frames + self.chunk_frames if self._window else 0
         if total_frames > covered:
-            # Left context: up to one window of audio before the remainder (kept in the buffer for this).
-            context_start = max(self._audio_start_frame(), min(start, total_frames - self.chunk_frames), 0)
+            # Left context: up to one window (and the context) of audio before the remainder (kept in the buffer).
+            context_start = max(
+                self._audio_start_frame(), min(start, total_frames - self.chunk_frames) - self.context_frames, 0
+            )
             self._run_window(context_start, start, total_frames)
         return self._take(total_frames)
 
@@ -210,12 +248,12 @@ class StreamingAnimator:
     def _audio_start_frame(self) -> int:
         return int(math.ceil(self._audio_start * self.fps / self.model_rate - 1e-9))
 
-    def _run_window(self, context_start: int, start: int, end: int) -> None:
-        """Animate frames ``[context_start, end)`` and keep ``[start, end)`` as window ``self._window``."""
+    def _run_window(self, context_start: int, start: int, end: int, lookahead: int = 0) -> None:
+        """Animate frames ``[context_start, end + lookahead)`` and keep ``[start, end)`` as window ``self._window``."""
         import torch
 
         first = self.frame_to_sample(context_start) - self._audio_start
-        audio = self._audio[first : self.frame_to_sample(end) - self._audio_start]
+        audio = self._audio[first : self.frame_to_sample(end + lookahead) - self._audio_start]
         minimum = int(self.model.min_num_samples)
         if len(audio) < minimum:  # a remainder shorter than one frame of audio
             audio = np.pad(audio, (0, minimum - len(audio)))
@@ -250,8 +288,10 @@ class StreamingAnimator:
                 previous_weights[offset + fade :] = 0.0
         self._pending.append((start, frames, weights))
         self._window += 1
-        # Keep one window of audio before the next window's start (left context for the last window).
-        keep_from = self.frame_to_sample(max(0, self._window * self.hop_frames - self.chunk_frames))
+        # Keep one window (and the context) of audio before the next window's start (left context).
+        keep_from = self.frame_to_sample(
+            max(0, self._window * self.hop_frames - self.chunk_frames - self.context_frames)
+        )
         if keep_from > self._audio_start:
             self._audio = self._audio[keep_from - self._audio_start :]
             self._audio_start = keep_from
@@ -289,16 +329,20 @@ def animate_audio(
     epsilon: float = 0.0,
     seed: int | None = None,
     progress: bool = False,
+    context_seconds: float = 0.0,
+    lookahead_seconds: float = 0.0,
     **generate_kwargs: Any,
 ) -> AnimationResult:
     """Animate a whole waveform of any length -> :class:`AnimationResult` (``round(seconds * fps)`` frames).
 
     Audio no longer than ``chunk_seconds`` is animated in one pass; longer audio window by window (module
     docstring). ``audio`` is mono (or (channels, samples)) float at ``sampling_rate`` (default: the model's).
+    ``context_seconds`` and ``lookahead_seconds``: extra audio each window hears (see :class:`StreamingAnimator`).
     """
     animator = StreamingAnimator(
         model, processor, emotion=emotion, intensity=intensity, speaker=speaker, chunk_seconds=chunk_seconds,
-        overlap_seconds=overlap_seconds, epsilon=epsilon, seed=seed, sampling_rate=sampling_rate, **generate_kwargs,
+        overlap_seconds=overlap_seconds, epsilon=epsilon, seed=seed, sampling_rate=sampling_rate,
+        context_seconds=context_seconds, lookahead_seconds=lookahead_seconds, **generate_kwargs,
     )  # fmt: skip
     audio = np.asarray(audio, dtype=np.float32)
     step = max(1, int(round(animator.hop_frames / animator.fps * animator.input_rate)))  # one hop of input audio
@@ -306,8 +350,6 @@ def animate_audio(
     starts = range(0, audio.shape[-1], step)
     iterator = starts
     if progress and len(starts) > 1:
-        from tqdm.auto import tqdm
-
         iterator = tqdm(starts, desc="animating", unit="window")
     for begin in iterator:
         pieces.append(animator.push(audio[..., begin : begin + step]))

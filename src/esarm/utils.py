@@ -8,11 +8,16 @@ with ``os.replace``, so readers never see a half-written file and a crash leaves
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 from urllib.request import urlopen
+
+import numpy as np
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], object], suffix: str | None = None) -> Path:
@@ -79,3 +84,26 @@ def fetch_verified(url: str, destination: str | os.PathLike, sha256: str, timeou
             raise OSError(f"checksum mismatch for {url}: expected sha256 {sha256}, got {digest.hexdigest()}")
 
     return atomic_write(destination, fetch)
+
+
+def to_jsonable(value: Any) -> Any:
+    """``value`` with what ``json`` cannot write converted: mappings (keys as text), tuples, numpy arrays and
+    scalars, 0-d torch tensors, paths; NaN and infinities become ``None`` (JSON has no such numbers)."""
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, np.generic) or (hasattr(value, "item") and getattr(value, "ndim", None) == 0):
+        value = value.item()  # numpy scalar or 0-d torch tensor
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, sort_keys: bool = True) -> Path:
+    """Write ``obj`` as indented JSON (see :func:`to_jsonable`) to ``path`` atomically. Returns ``path``."""
+    return atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=sort_keys) + "\n")

@@ -19,12 +19,11 @@ import numpy as np
 import torch
 
 from ..blendshapes import NUM_BLENDSHAPES
-from ..training.common import emotion_to_id, intensity_to_id, speaker_to_id
+from ..frames import num_frames
+from ..labels import UNKNOWN_SPEAKER_ID, emotion_to_id, intensity_to_id, speaker_to_id
 from .augmentation import AudioAugmenter, resample_timeline
 from .phones import OPENNESS, frame_classes
-from .schema import decode_audio_value
-
-SAMPLING_RATE = 16000
+from .schema import SAMPLING_RATE, decode_audio_value
 
 PHONE_CLASS_IDS: dict[str, int] = {name: i for i, name in enumerate(OPENNESS)}
 """Id of each phone class of :func:`esarm.data.phones.phone_class` (the targets of the STA model's phone head)."""
@@ -44,11 +43,6 @@ def normalize_audio(audio: np.ndarray) -> np.ndarray:
     """Zero-mean unit-variance normalisation of one clip, as ``Wav2Vec2FeatureExtractor(do_normalize=True)``."""
     audio = np.asarray(audio, dtype=np.float32)
     return ((audio - audio.mean()) / np.sqrt(audio.var() + 1e-7)).astype(np.float32)
-
-
-def num_frames_for(num_samples: int, fps: float, sampling_rate: int = SAMPLING_RATE) -> int:
-    """Animation frames covering ``num_samples`` of audio: ``round(seconds * fps)``, at least one."""
-    return max(1, int(round(num_samples / sampling_rate * fps)))
 
 
 def pad_blendshapes(sequences: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -195,15 +189,15 @@ class STACollator(_SeededCollator):
     def _crop(self, audio: np.ndarray, blendshapes: np.ndarray | None, fps: float, phones: np.ndarray | None = None):
         if self.max_seconds is None or len(audio) <= self.max_seconds * SAMPLING_RATE:
             return audio, blendshapes, phones
-        num_frames = int(self.max_seconds * fps)
-        total_frames = num_frames_for(len(audio), fps)
-        start = self.rng.randint(0, max(0, total_frames - num_frames)) if self.random_crop else 0
+        window = int(self.max_seconds * fps)
+        total_frames = num_frames(len(audio), fps, SAMPLING_RATE)
+        start = self.rng.randint(0, max(0, total_frames - window)) if self.random_crop else 0
         a0 = int(round(start / fps * SAMPLING_RATE))
-        audio = audio[a0 : a0 + int(round(num_frames / fps * SAMPLING_RATE))]
+        audio = audio[a0 : a0 + int(round(window / fps * SAMPLING_RATE))]
         if blendshapes is not None:
-            blendshapes = blendshapes[start : start + num_frames]
+            blendshapes = blendshapes[start : start + window]
         if phones is not None:
-            phones = phones[start : start + num_frames]
+            phones = phones[start : start + window]
         return audio, blendshapes, phones
 
     def _encode(self, features: list[dict[str, Any]], crop: bool = True) -> dict[str, torch.Tensor]:
@@ -226,19 +220,19 @@ class STACollator(_SeededCollator):
                     motion = resample_timeline(motion, speed)
             phones = None
             if has_phones:
-                num_frames = num_frames_for(len(audio), fps)
-                phones = phone_class_ids(feature["phonemes"], feature["phoneme_times"], num_frames, fps, speed)
+                frames = num_frames(len(audio), fps, SAMPLING_RATE)
+                phones = phone_class_ids(feature["phonemes"], feature["phoneme_times"], frames, fps, speed)
             if crop:
                 audio, motion, phones = self._crop(audio, motion, fps, phones)
             clips.append(audio)
             if motion is not None:
-                motions.append(motion[: num_frames_for(len(audio), fps)])
+                motions.append(motion[: num_frames(len(audio), fps, SAMPLING_RATE)])
             if phones is not None:
-                phone_sequences.append(phones[: num_frames_for(len(audio), fps)])
+                phone_sequences.append(phones[: num_frames(len(audio), fps, SAMPLING_RATE)])
         input_values, attention_mask = pad_audio(clips, normalize=self.normalize)
         speaker_ids = [speaker_to_id(f["speaker"], self.speakers) for f in features]
         if self.speaker_dropout > 0:
-            speaker_ids = [0 if self.rng.random() < self.speaker_dropout else s for s in speaker_ids]
+            speaker_ids = [UNKNOWN_SPEAKER_ID if self.rng.random() < self.speaker_dropout else s for s in speaker_ids]
         batch = {
             "input_values": input_values,
             "attention_mask": attention_mask,

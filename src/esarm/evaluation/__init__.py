@@ -1,5 +1,6 @@
-"""Evaluation: LVE / EVE and the other metrics (on the face rig of :mod:`esarm.rig`), the expression classifier
-and the results report.
+"""Evaluation: LVE / EVE and the other metrics (on the face rig of :mod:`esarm.rig`), lip sync
+(:mod:`~esarm.evaluation.lipsync`), the expression classifier, the drivers that run models over a split
+(:mod:`~esarm.evaluation.run`) and the one report writer (:mod:`~esarm.evaluation.report`).
 
 Submodules import lazily so that ``import esarm.evaluation`` stays light (no torch / matplotlib until used).
 """
@@ -24,8 +25,10 @@ _EXPORTS = {
     "diversity": "metrics",
     "emotion_accuracy": "metrics",
     "ExpressionClassifier": "classifier",
-    "evaluate_model": "report",
-    "run_evaluation": "report",
+    "evaluate_model": "run",
+    "run_evaluation": "run",
+    "evaluate_pipeline": "run",
+    "ESARMEvaluationConfig": "run",
     "write_report": "report",
 }
 

@@ -5,7 +5,7 @@ Inputs. ``pred`` / ``target`` are blendshape coefficients in ``esarm.blendshapes
 ``[T, 52]``, a batch ``[B, T, 52]`` (numpy or torch) or a list of ``[T_i, 52]`` sequences of different lengths.
 ``mask`` (``[T]``, ``[B, T]`` or a list of ``[T_i]``; 1 = real frame, 0 = padding) drops padded frames. Prediction
 and ground truth must have the same number of frames: the metrics do not align sequences themselves (trim or
-resample first; :func:`esarm.evaluation.report.evaluate_model` trims to the shorter one). NaN / inf coefficients
+resample first; :func:`esarm.evaluation.run.evaluate_model` trims to the shorter one). NaN / inf coefficients
 raise ``ValueError``.
 
 Vertex errors use the rig (:class:`~esarm.rig.FaceRig`, millimetres). Since ``vertices = neutral +

@@ -1,6 +1,7 @@
-"""Evaluation report: run models over a dataset split, then write markdown tables, a JSON of all numbers and plots.
+"""The evaluation report: markdown tables, a JSON of all numbers and plots (:func:`write_report`, the one writer).
 
-Results layout (plain dicts of numbers, what :func:`run_evaluation` returns and :func:`write_report` reads)::
+Results layout (plain dicts of numbers, what :func:`esarm.evaluation.run.run_evaluation` returns and
+:func:`write_report` reads)::
 
     {
       "dataset": "mead", "split": "test", "rig": "<rig provenance>",
@@ -8,13 +9,13 @@ Results layout (plain dicts of numbers, what :func:`run_evaluation` returns and 
       "epsilons": {"mead": {"0.02": {"lve_mm": ..., "eve_mm": ..., "lve_mm_std": ..., "reward_mean": ...}}},  # Table II
     }
 
-:func:`write_report` also accepts the flat dict of :func:`esarm.training.evaluate.evaluate_pipeline`
-(``<model>_lve`` / ``<model>_eve`` keys for Table I, ``eps_<epsilon>_lve`` / ``eps_<epsilon>_eve`` for Table II).
+:func:`write_report` also accepts the flat dict of :func:`esarm.evaluation.run.evaluate_pipeline`
+(``<model>_lve`` / ``<model>_eve`` keys for Table I, ``eps_<epsilon>_lve`` / ``eps_<epsilon>_eve`` for Table II);
+it then also writes that run's own tables, ``results.md`` (:func:`results_markdown`), and ``results.json``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..blendshapes import BLENDSHAPE_INDEX
-from ..utils import atomic_write, atomic_write_text
+from ..utils import atomic_write, atomic_write_json, atomic_write_text
 from . import metrics as M
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ CURVE_NAMES: tuple[str, ...] = ("jawOpen", "mouthSmileLeft", "mouthFunnel", "bro
 # Markdown and JSON
 
 
-def _format(value: Any, digits: int) -> str:
+def _format(value: Any, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
@@ -104,27 +105,9 @@ def table_epsilons_markdown(
     return "\n".join(lines) + "\n"
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (np.floating, float)):
-        value = float(value)
-        return None if math.isnan(value) or math.isinf(value) else value
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def write_json(results: Mapping[str, Any], path: str | os.PathLike) -> Path:
     """All numbers as JSON (NaN -> null), written atomically."""
-    text = json.dumps(_jsonable(results), indent=2, sort_keys=False)
-    return atomic_write_text(path, text + "\n")
+    return atomic_write_json(path, results, sort_keys=False)
 
 
 def normalise_results(results: Mapping[str, Any]) -> dict[str, Any]:
@@ -154,6 +137,72 @@ def normalise_results(results: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in results.items() if not isinstance(v, (int, float)) or isinstance(v, bool)}
     out.update({"models": models, "epsilons": epsilons, "flat": dict(results)})
     return out
+
+
+def results_markdown(results: dict[str, Any], stage_metrics: dict[str, dict[str, Any]] | None = None) -> str:
+    """The results tables of a run (markdown)."""
+    r, stage_metrics = results, stage_metrics or {}
+    lines = [f"Held-out split `{r.get('split')}`: {r.get('num_clips')} clips (speakers unseen in training).", ""]
+    lines += [
+        "### Motion prior reconstruction",
+        "",
+        "| MAE | codebook usage | LVE (mm) | EVE (mm) |",
+        "|---|---|---|---|",
+    ]
+    lines.append(
+        f"| {_format(r.get('prior_reconstruction_mae'), 4)} | {_format(r.get('prior_codebook_usage'))} | "
+        f"{_format(r.get('prior_reconstruction_lve'))} | {_format(r.get('prior_reconstruction_eve'))} |"
+    )
+    lines += ["", "### Speech-to-animation vs baselines without audio", ""]
+    lines += ["| model | MAE | LVE (mm) | EVE (mm) | emotion acc. |", "|---|---|---|---|---|"]
+    names = [("mean animation", "mean_baseline"), ("condition only (emotion + intensity mean)", "condition_baseline"),
+             ("STA (greedy)", "sta")]  # fmt: skip
+    if "rl_mae" in r:
+        names.append(("STA + RL (greedy)", "rl"))
+    for label, key in names:
+        accuracy = r.get(f"{key}_emotion_accuracy")
+        lines.append(
+            f"| {label} | {_format(r.get(f'{key}_mae'), 4)} | {_format(r.get(f'{key}_lve'))} | {_format(r.get(f'{key}_eve'))} | "
+            f"{_format(accuracy)} |"
+        )
+    lines += ["", "### Emotion control", ""]
+    lines += [
+        f"Expression classifier ({r.get('classifier')}) trained on ground-truth training animations; accuracy on "
+        f"ground truth of the held-out split: {_format(r.get('classifier_accuracy_ground_truth'))}; on STA animations "
+        f"with the true emotion requested: {_format(r.get('sta_emotion_accuracy'))}; with another emotion requested on "
+        f"the same audio (accuracy w.r.t. the requested one): {_format(r.get('sta_swapped_emotion_accuracy'))}.",
+        "",
+        "| same audio, two emotion labels | lips | upper face (eyes, brows) |",
+        "|---|---|---|",
+        f"| mean abs. blendshape change | {_format(r.get('swap_lip_change_mae'), 4)} | "
+        f"{_format(r.get('swap_upper_change_mae'), 4)} |",
+    ]
+    if "swap_lip_change_lve" in r:
+        lines.append(
+            f"| vertex change (LVE / EVE between the two, mm) | {_format(r['swap_lip_change_lve'])} | "
+            f"{_format(r.get('swap_upper_change_eve'))} |"
+        )
+    if "swap_lip_motion_correlation" in r:
+        lines += [
+            f"| motion correlation between the two (own mean pose removed) | "
+            f"{_format(r['swap_lip_motion_correlation'])} | {_format(r.get('swap_upper_motion_correlation'))} |",
+            "",
+            f"Reference for the lips: the STA's lip motion correlates with the ground truth's at "
+            f"{_format(r.get('sta_lip_motion_correlation_ground_truth'))}.",
+        ]
+    lines += ["", "### Table II: noise level of the epsilon-greedy policy", "", "| epsilon | MAE | LVE (mm) | EVE (mm) |",
+              "|---|---|---|---|"]  # fmt: skip
+    for key in sorted(k for k in r if k.startswith("eps_") and k.endswith("_mae")):
+        eps = key[len("eps_") : -len("_mae")]
+        lines.append(
+            f"| {eps} | {_format(r[key], 4)} | {_format(r.get(f'eps_{eps}_lve'))} | {_format(r.get(f'eps_{eps}_eve'))} |"
+        )
+    for stage, title in (("reward", "Reward model"), ("rl", "RL fine-tuning")):
+        numbers = {k: v for k, v in (stage_metrics.get(stage) or {}).items() if isinstance(v, (int, float))}
+        if numbers:
+            lines += ["", f"### {title} (stage metrics)", "", "| metric | value |", "|---|---|"]
+            lines += [f"| {k} | {_format(v, 4)} |" for k, v in sorted(numbers.items())]
+    return "\n".join(lines) + "\n"
 
 
 def report_markdown(results: Mapping[str, Any], digits: int = 2) -> str:
@@ -285,21 +334,31 @@ def write_report(
     output_dir: str | os.PathLike,
     curves: Mapping[str, Any] | None = None,
     fps: float = 30.0,
+    stage_metrics: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Path]:
-    """Write ``report.md``, ``report.json`` and the plots of a results dict into ``output_dir``.
+    """Write ``report.md``, ``report.json`` and the plots of a results dict into ``output_dir``; for the flat
+    results of a pipeline run also ``results.json`` (every number) and ``results.md`` (:func:`results_markdown`).
 
     Args:
         results: either layout (module docstring).
         curves: optional ``{"predicted": [T, 52], "target": [T, 52] | None, "title": str}`` for the blendshape
             curve plot.
         fps: frame rate of ``curves``.
+        stage_metrics: ``{stage: metrics}`` of a pipeline run, for the reward-model and RL tables of ``results.md``.
 
     Returns:
-        ``{"markdown", "json", "curves"?, "epsilon_errors"?, "reward_vs_epsilon"?: path}``.
+        ``{"markdown", "json", "results_markdown"?, "results_json"?, "curves"?, "epsilon_errors"?,
+        "reward_vs_epsilon"?: path}``.
     """
     output_dir = Path(output_dir)
     nested = normalise_results(results)
-    paths = {
+    paths = {}
+    if "flat" in nested:
+        paths["results_json"] = atomic_write_json(output_dir / "results.json", results)
+        paths["results_markdown"] = atomic_write_text(
+            output_dir / "results.md", results_markdown(results, stage_metrics)
+        )
+    paths |= {
         "markdown": write_markdown(nested, output_dir / "report.md"),
         "json": write_json(nested, output_dir / "report.json"),
     }
@@ -342,6 +401,7 @@ def render_rig_poses(
     """PNG grid of the rig rendered (``esarm.export.render``) at neutral and at the given poses, labelled."""
     from PIL import Image
 
+    # the renderer lives in the export package (with its rig resolver); only this documentation picture needs it
     from ..export.render import FaceRenderer, apply_label, label_mask
 
     renderer = FaceRenderer(rig, height=height)
@@ -364,253 +424,13 @@ def render_rig_poses(
     return atomic_write(path, lambda tmp: Image.fromarray(grid).save(tmp, format="PNG"))
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Running models
-
-
-def _speakers_of(model) -> list[str]:
-    """Known speakers of a model, from the processor saved beside it (empty: everyone is the unknown speaker)."""
-    path = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", None)
-    if not path:
-        return []
-    try:
-        from ..processing_esarm import ESARMProcessor
-
-        return list(ESARMProcessor.from_pretrained(path).speakers)
-    except Exception as error:  # noqa: BLE001 - no processor saved: unknown speaker everywhere
-        logger.info("No speaker list for %s (%s); using the unknown-speaker id", path, error)
-        return []
-
-
-def _rows(dataset_split: Any, max_samples: int | None) -> list[dict[str, Any]]:
-    count = len(dataset_split) if max_samples is None else min(len(dataset_split), max_samples)
-    if hasattr(dataset_split, "select") and count < len(dataset_split):
-        # an even spread over the split (rows are grouped by sentence / emotion)
-        dataset_split = dataset_split.select(np.linspace(0, len(dataset_split) - 1, count).round().astype(int).tolist())
-    return [dict(dataset_split[i]) for i in range(count)]
-
-
-def evaluate_model(
-    model,
-    dataset_split: Any,
-    rig,
-    speakers: Sequence[str] | None = None,
-    epsilon: float = 0.0,
-    batch_size: int = 8,
-    max_samples: int | None = None,
-    classifier=None,
-    reward_model=None,
-    num_diversity_samples: int = 0,
-    seed: int = 0,
-    return_predictions: bool = False,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Generate animations for a dataset split with an ``ESARMSTAForGeneration`` and compute the metrics.
-
-    Each clip is generated from its audio with its own emotion, intensity and speaker labels (speakers unknown to
-    the model get the "unknown speaker" id). Generation gives ``round(seconds * fps)`` frames; the ground truth is
-    trimmed to the same length (captures may hold a frame more or less) before the metrics.
-
-    Args:
-        model: an ``ESARMSTAForGeneration`` (eval mode is set here).
-        dataset_split: a ``datasets.Dataset`` split (or list of rows) in the package's schema.
-        rig: :class:`~esarm.rig.FaceRig` for the vertex metrics (``None``: blendshape metrics only).
-        speakers: the model's known speakers (default: read from the processor saved with the model).
-        epsilon: epsilon-greedy noise of the rollouts (0 = greedy policy).
-        batch_size: clips generated together.
-        max_samples: evaluate at most this many clips (an even spread over the split).
-        classifier: an :class:`~esarm.evaluation.classifier.ExpressionClassifier` for ``emotion_accuracy``.
-        reward_model: an ``ESARMRewardModel`` scoring each rollout (``reward_mean``, ``reward_std``, ``rewards``).
-        num_diversity_samples: when >= 2, also sample this many animations (``do_sample=True``) per clip for
-            ``diversity_mm``.
-        seed: seed of the rollouts.
-        return_predictions: also return ``predictions`` / ``targets`` (lists of ``[T, 52]`` arrays).
-        progress: show a progress bar.
-
-    Returns:
-        ``{"lve_mm", "lve_squared_mm2", "eve_mm", "eve_squared_mm2", "mve_mm", "fdd_mm2", "blendshape_mae",
-        "lve_mm_std", "eve_mm_std", "mouth_audio_correlation", "emotion_accuracy"?, "reward_mean"?, ...}``.
-    """
-    import torch
-    from tqdm.auto import tqdm
-
-    from ..data.collators import STACollator
-    from ..data.schema import decode_audio_value
-
-    model.eval()
-    device = next(model.parameters()).device
-    fps = float(getattr(model.config, "fps", 30.0))
-    collator = STACollator(speakers=list(_speakers_of(model) if speakers is None else speakers), fps=fps)
-    rows = _rows(dataset_split, max_samples)
-    if not rows:
-        raise ValueError("dataset_split must hold at least one clip, got none")
-    predictions, targets, audios, emotions, rewards, diversities = [], [], [], [], [], []
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    for start in tqdm(
-        range(0, len(rows), batch_size), desc=f"evaluate ε={epsilon:g}", disable=not progress, leave=False
-    ):
-        chunk = rows[start : start + batch_size]
-        batch = collator([{k: v for k, v in r.items() if k != "blendshapes"} for r in chunk])
-        inputs = {k: v.to(device) for k, v in batch.items()}
-        with torch.no_grad():
-            out = model.generate(**inputs, epsilon=epsilon, generator=generator)
-            if reward_model is not None:
-                scored = reward_model(**inputs, motion_tokens=out.motion_tokens, motion_mask=out.token_mask)
-                rewards.extend(scored.returns.float().cpu().tolist())
-            if num_diversity_samples >= 2:
-                samples = [
-                    model.generate(**inputs, do_sample=True, generator=generator).blendshapes.float().cpu().numpy()
-                    for _ in range(num_diversity_samples)
-                ]
-        for i, row in enumerate(chunk):
-            frames = int(out.frame_mask[i].sum())
-            target = np.asarray(row["blendshapes"], dtype=np.float32)
-            length = min(frames, len(target))
-            predictions.append(out.blendshapes[i, :length].float().cpu().numpy())
-            targets.append(target[:length])
-            audios.append(decode_audio_value(row["audio"]))
-            emotions.append(row["emotion"])
-            if num_diversity_samples >= 2:
-                stack = np.stack([s[i, :frames] for s in samples])
-                diversities.append(M.diversity(stack, rig=rig))
-    results: dict[str, Any] = {"epsilon": float(epsilon), "num_clips": len(predictions)}
-    if rig is not None:
-        results.update(M.compute_vertex_metrics(predictions, targets, rig))
-        results["lve_mm_std"] = float(np.std(M.lve(predictions, targets, rig, reduction="sequences")))
-        results["eve_mm_std"] = float(np.std(M.eve(predictions, targets, rig, reduction="sequences")))
-    else:
-        results["blendshape_mae"] = M.blendshape_mae(predictions, targets)
-        results["num_frames"] = int(sum(len(p) for p in predictions))
-    # audio starts with the first frame, so the energy of frame t lines up with prediction frame t
-    results["mouth_audio_correlation"] = M.mouth_audio_correlation(predictions, audios, fps=fps, rig=rig)
-    if classifier is not None:
-        results["emotion_accuracy"] = M.emotion_accuracy(classifier, predictions, emotions)
-    if rewards:
-        results.update(
-            {"reward_mean": float(np.mean(rewards)), "reward_std": float(np.std(rewards)), "rewards": rewards}
-        )
-    if diversities:
-        results["diversity_mm" if rig is not None else "diversity"] = float(np.mean(diversities))
-    if return_predictions:
-        results["predictions"], results["targets"] = predictions, targets
-    return results
-
-
-def run_evaluation(
-    model_paths: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike] | str,
-    dataset_path: str | os.PathLike,
-    split: str = "test",
-    output_dir: str | os.PathLike = "evaluation",
-    rig: Any = None,
-    epsilons: Sequence[float] | None = None,
-    dataset_name: str | None = None,
-    train_split: str | None = "train",
-    classifier_path: str | os.PathLike | None = None,
-    reward_model_path: str | os.PathLike | None = None,
-    batch_size: int = 8,
-    max_samples: int | None = None,
-    num_diversity_samples: int = 0,
-    seed: int = 0,
-    device: str | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Evaluate one or more saved STA models on a dataset split and write the report (``esarm evaluate``).
-
-    Args:
-        model_paths: ``save_pretrained`` folders of ``ESARMSTAForGeneration`` models: a path, a list (row names
-            = folder names) or ``{row name: path}``.
-        dataset_path: a corpus saved with ``save_to_disk`` (``DatasetDict`` with ``split``).
-        split: split to evaluate (held-out speakers).
-        output_dir: where ``report.md``, ``report.json`` and the PNG plots go.
-        rig: a ``FaceRig``, a path to one, or ``None`` for :meth:`FaceRig.default`.
-        epsilons: when given, the first model is also rolled out at each ε (Table II, per-ε plots).
-        dataset_name: label of the dataset in Table II (default: the folder name).
-        train_split: split whose ground truth trains the expression classifier (``None``: no classifier unless
-            ``classifier_path``).
-        classifier_path: a saved :class:`ExpressionClassifier` (skips training one).
-        reward_model_path: a saved ``ESARMRewardModel`` to score rollouts (reward vs ε plot).
-        batch_size, max_samples, num_diversity_samples, seed: see :func:`evaluate_model`.
-        device: torch device (default: CUDA when available, else CPU).
-
-    Returns:
-        The results dict (layout in the module docstring), also written as ``report.json``.
-    """
-    import torch
-
-    from ..data.loading import load_splits
-    from ..modeling_sta import ESARMSTAForGeneration
-    from ..rig import FaceRig
-    from .classifier import ExpressionClassifier
-
-    if isinstance(model_paths, (str, os.PathLike)):
-        model_paths = [model_paths]
-    named = dict(model_paths) if isinstance(model_paths, Mapping) else {Path(p).name: p for p in model_paths}
-    if not named:
-        raise ValueError("model_paths must name at least one model folder, got none")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if rig is None:
-        rig = FaceRig.default()
-    elif isinstance(rig, (str, os.PathLike)):
-        rig = FaceRig.from_path(rig)
-    corpus = load_splits(dataset_path, argument="dataset_path")
-    if split not in corpus:
-        raise ValueError(f"split must be one of {list(corpus)}, got {split!r}")
-    dataset_name = dataset_name or Path(dataset_path).name
-    classifier = None
-    if classifier_path is not None:
-        classifier = ExpressionClassifier.load(classifier_path)
-    elif train_split is not None and train_split in corpus:
-        classifier = ExpressionClassifier(seed=seed).fit(corpus[train_split])
-    reward_model = None
-    if reward_model_path is not None:
-        from ..modeling_reward import ESARMRewardModel
-
-        reward_model = ESARMRewardModel.from_pretrained(reward_model_path).to(device).eval()
-
-    results: dict[str, Any] = {
-        "dataset": dataset_name,
-        "split": split,
-        "rig": rig.source,
-        "models": {},
-        "epsilons": {},
-    }
-    if classifier is not None:
-        results["classifier_accuracy_ground_truth"] = classifier.score(_ground_truth_rows(corpus[split], max_samples))
-    curves = None
-    for index, (name, path) in enumerate(named.items()):
-        model = ESARMSTAForGeneration.from_pretrained(str(path)).to(device).eval()
-        logger.info("Evaluating %s (%s) on %s/%s", name, path, dataset_name, split)
-        numbers = evaluate_model(
-            model, corpus[split], rig, classifier=classifier, batch_size=batch_size, max_samples=max_samples,
-            num_diversity_samples=num_diversity_samples, seed=seed, return_predictions=index == 0, progress=progress,
-        )  # fmt: skip
-        if index == 0:
-            curves = {"predicted": numbers.pop("predictions")[0], "target": numbers.pop("targets")[0], "title": name}
-        results["models"][name] = numbers
-        if index == 0 and epsilons:
-            for epsilon in epsilons:
-                row = evaluate_model(
-                    model, corpus[split], rig, epsilon=float(epsilon), reward_model=reward_model,
-                    batch_size=batch_size, max_samples=max_samples, seed=seed, progress=progress,
-                )  # fmt: skip
-                results["epsilons"].setdefault(dataset_name, {})[str(float(epsilon))] = row
-    write_report(results, output_dir, curves=curves, fps=float(getattr(model.config, "fps", 30.0)))
-    return results
-
-
-def _ground_truth_rows(dataset_split: Any, max_samples: int | None) -> list[dict[str, Any]]:
-    """Rows (ground truth) of the evaluated clips, for the classifier's accuracy on ground truth."""
-    return [{"blendshapes": r["blendshapes"], "emotion": r["emotion"]} for r in _rows(dataset_split, max_samples)]
-
-
 __all__ = [
-    "evaluate_model",
     "plot_blendshape_curves",
     "plot_epsilon_errors",
     "plot_reward_vs_epsilon",
     "render_rig_poses",
     "report_markdown",
-    "run_evaluation",
+    "results_markdown",
     "table_epsilons_markdown",
     "table_models_markdown",
     "write_json",

@@ -10,7 +10,11 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+import datasets
+import evaluate
+
 from ..rig import resolve_rig
+from .metrics import region_vertex_error
 
 # metric name -> (rig region, how the docstring names its vertices)
 REGIONS: dict[str, tuple[str, str]] = {"lve": ("lips", "lip"), "eve": ("eye_forehead", "eye/forehead")}
@@ -45,9 +49,6 @@ Examples:
 
 def metric_info(name: str, description: str, citation: str, reference_url: str):
     """``evaluate.MetricInfo`` of the ``name`` module: inputs are lists of ``[frames, 52]`` float32 sequences."""
-    import datasets
-    import evaluate
-
     _check_name(name)
     sequences = datasets.Sequence(datasets.Sequence(datasets.Value("float32")))
     return evaluate.MetricInfo(
@@ -69,8 +70,6 @@ def compute_scores(
 
     ``rig``: a rig path or ``None`` (:func:`esarm.rig.resolve_rig`).
     """
-    from .metrics import region_vertex_error
-
     region, _ = _check_name(name)
     face_rig = resolve_rig(rig)
     squared = region_vertex_error(predictions, references, face_rig, region, squared=True, reduction="frames")

@@ -1,4 +1,4 @@
-"""The five ESARM training stages and the pipeline running them.
+"""The five ESARM training stages and the runner of the whole pipeline.
 
 1. :mod:`esarm.training.motion_prior` — VQ motion prior (``train_motion_prior``).
 2. :mod:`esarm.training.sta` — speech-to-animation model (``train_sta``).
@@ -6,8 +6,10 @@
 4. :mod:`esarm.training.reward` — reward model (``train_reward_model``).
 5. :mod:`esarm.training.rl` — RL fine-tuning (``train_rl``).
 
-:func:`esarm.training.pipeline.run_pipeline` runs them all plus the evaluation. Names are imported lazily so
-that ``import esarm.training`` stays cheap and works while a stage's dependencies are missing.
+:func:`esarm.training.runner.run_pipeline` runs them all plus the evaluation
+(:func:`esarm.evaluation.run.evaluate_pipeline`). Shared pieces: :mod:`~esarm.training.args` (arguments and their
+parsing), :mod:`~esarm.training.checkpoints` (done markers, resuming), :mod:`~esarm.training.metric_store`. Names
+are imported lazily so that ``import esarm.training`` does not load torch, transformers and trl.
 """
 
 from __future__ import annotations
@@ -16,19 +18,25 @@ import importlib
 from typing import Any
 
 _LAZY = {
+    "ESARMTrainingArguments": "args",
+    "parse_stage_args": "args",
+    "write_done_marker": "checkpoints",
+    "read_done_marker": "checkpoints",
     "ESARMMotionPriorTrainingConfig": "motion_prior",
-    "MotionPriorTrainer": "motion_prior",
+    "ESARMMotionPriorTrainer": "motion_prior",
     "train_motion_prior": "motion_prior",
-    "evaluate_motion_prior": "motion_prior",
     "ESARMSTATrainingConfig": "sta",
-    "STATrainer": "sta",
+    "ESARMSTATrainer": "sta",
     "train_sta": "sta",
     "ESARMDemoConfig": "demos",
     "collect_demos": "demos",
-    "run_pipeline": "pipeline",
-    "write_done_marker": "common",
-    "read_done_marker": "common",
-    "parse_stage_args": "common",
+    "ESARMRewardConfig": "reward",
+    "ESARMRewardTrainer": "reward",
+    "train_reward_model": "reward",
+    "ESARMRLConfig": "rl",
+    "ESARMRLTrainer": "rl",
+    "train_rl": "rl",
+    "run_pipeline": "runner",
 }
 
 __all__ = sorted(_LAZY)

@@ -14,34 +14,34 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
+from accelerate import PartialState
+from accelerate.utils import gather_object
+from datasets import Array2D, Dataset, DatasetDict, Features, Sequence, Value
 from tqdm.auto import tqdm
 
 from ..blendshapes import NUM_BLENDSHAPES
-from ..data.collators import STACollator
-from ..data.loading import dataset_reference
-from ..data.schema import decode_audio_value
-from .common import (
-    emotion_to_id,
-    intensity_to_id,
-    load_rig,
-    load_split,
-    speaker_to_id,
-    vertex_errors,
-    write_done_marker,
-)
+from ..data.collators import STACollator, pad_blendshapes
+from ..data.loading import dataset_reference, load_split
+from ..data.schema import SAMPLING_RATE, decode_audio_value
+from ..evaluation.metrics import eve, lve
+from ..evaluation.rollouts import DEFAULT_EPSILONS, rollout_batch
+from ..frames import num_frames
+from ..labels import emotion_to_id, intensity_to_id, model_speakers, speaker_to_id
+from ..modeling_sta import ESARMSTAForGeneration
+from ..rig import resolve_rig
+from .checkpoints import write_done_marker
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_EPSILONS = (0.02, 0.25, 0.5, 0.75, 1.0)
 
 
 @dataclass
 class ESARMDemoConfig:
     """Arguments of stage 3 (no Trainer: generation only)."""
 
-    sta_model_path: str | None = field(default=None, metadata={"help": "Trained STA model folder (stage 2)."})
-    dataset_path: str | None = field(default=None, metadata={"help": "Corpus folder written by `save_to_disk`."})
+    sta_name_or_path: str | None = field(default=None, metadata={"help": "Trained STA model folder (stage 2)."})
+    dataset_name_or_path: str | None = field(
+        default=None, metadata={"help": "Corpus folder written by `save_to_disk`."}
+    )
     output_dir: str | None = field(default=None, metadata={"help": "Where the demonstration DatasetDict is saved."})
     splits: list[str] = field(
         default_factory=lambda: ["train", "validation"], metadata={"help": "Corpus splits to roll out on."}
@@ -79,38 +79,6 @@ def _item_seed(base: int, split: str, start: int, epsilon: float, rollout: int) 
     return (base * 1_000_003 + zlib.crc32(f"{split}/{start}/{epsilon:.6f}/{rollout}".encode())) % (2**31 - 1)
 
 
-def rollout_batch(model, collator: STACollator, rows: list[dict[str, Any]], epsilon: float, seed: int,
-                  do_sample: bool = False, temperature: float = 1.0) -> list[dict[str, np.ndarray]]:  # fmt: skip
-    """Generate one rollout per row at ``epsilon``; returns per clip ``motion_tokens [T', G]`` and
-    ``blendshapes [T, 52]`` cut to the clip's own length."""
-    device = next(model.parameters()).device
-    batch = collator([{k: v for k, v in r.items() if k != "blendshapes"} for r in rows])
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    with torch.no_grad():
-        out = model.generate(
-            input_values=batch["input_values"].to(device),
-            attention_mask=batch["attention_mask"].to(device),
-            emotion_ids=batch["emotion_ids"].to(device),
-            intensity_ids=batch["intensity_ids"].to(device),
-            speaker_ids=batch["speaker_ids"].to(device),
-            epsilon=epsilon,
-            do_sample=do_sample,
-            temperature=temperature,
-            generator=generator,
-        )
-    results = []
-    for i in range(len(rows)):
-        n_tokens = int(out.token_mask[i].sum())
-        n_frames = int(out.frame_mask[i].sum())
-        results.append(
-            {
-                "motion_tokens": out.motion_tokens[i, :n_tokens].cpu().numpy().astype(np.int64),
-                "blendshapes": out.blendshapes[i, :n_frames].float().cpu().numpy(),
-            }
-        )
-    return results
-
-
 def _base_row(row: dict[str, Any], config: ESARMDemoConfig, split: str, index: int, speakers) -> dict[str, Any]:
     return {
         "id": row["id"],
@@ -120,7 +88,7 @@ def _base_row(row: dict[str, Any], config: ESARMDemoConfig, split: str, index: i
         "sentence": row.get("sentence", ""),
         "audio": decode_audio_value(row["audio"]) if config.store_audio else np.zeros(0, np.float32),
         "sampling_rate": int(row.get("sampling_rate", 16000)),
-        "source_path": dataset_reference(config.dataset_path),
+        "source_path": dataset_reference(config.dataset_name_or_path),
         "source_split": split,
         "source_index": index,
         "emotion_id": emotion_to_id(row["emotion"]),
@@ -133,21 +101,15 @@ def collect_demos(config: ESARMDemoConfig) -> dict[str, Any]:
     """Roll out the STA model on each split, save the ranked-demonstration ``DatasetDict`` to
     ``config.output_dir`` (main process) and write the done marker. Returns summary metrics: rows per split and,
     per epsilon, the blendshape MAE against ground truth (and LVE / EVE in mm with a rig)."""
-    from accelerate import PartialState
-    from accelerate.utils import gather_object
-    from datasets import Array2D, Dataset, DatasetDict, Features, Sequence, Value
-
-    from .. import ESARMSTAForGeneration
-
-    if config.output_dir is None or config.sta_model_path is None:
+    if config.output_dir is None or config.sta_name_or_path is None:
         raise ValueError(
-            f"output_dir and sta_model_path must be set, got {config.output_dir!r} and {config.sta_model_path!r}"
+            f"output_dir and sta_name_or_path must be set, got {config.output_dir!r} and {config.sta_name_or_path!r}"
         )
     state = PartialState()
-    model = ESARMSTAForGeneration.from_pretrained(config.sta_model_path).to(state.device).eval()
-    speakers = _speakers(config.sta_model_path)
+    model = ESARMSTAForGeneration.from_pretrained(config.sta_name_or_path).to(state.device).eval()
+    speakers = model_speakers(config.sta_name_or_path)
     collator = STACollator(speakers=speakers, fps=model.config.fps)
-    rig = load_rig(config.rig_path)
+    rig = resolve_rig(config.rig_path)
     num_groups = model.config.num_groups
     features = Features(
         {
@@ -176,7 +138,7 @@ def collect_demos(config: ESARMDemoConfig) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
     splits = {}
     for split in config.splits:
-        dataset = load_split(config.dataset_path, split)
+        dataset = load_split(config.dataset_name_or_path, split)
         count = len(dataset) if config.max_clips is None else min(len(dataset), config.max_clips)
         starts = range(0, count, config.batch_size)
         items = [(s, e, r) for s in starts for e in config.epsilons for r in range(config.num_rollouts)]
@@ -193,7 +155,8 @@ def collect_demos(config: ESARMDemoConfig) -> dict[str, Any]:
                     n = min(len(gt), len(out["blendshapes"]))
                     record["mae"] = float(np.abs(out["blendshapes"][:n] - gt[:n]).mean())
                     if rig is not None:
-                        record.update(vertex_errors(out["blendshapes"], gt, rig))
+                        record["lve"] = float(lve(out["blendshapes"][:n], gt[:n], rig))
+                        record["eve"] = float(eve(out["blendshapes"][:n], gt[:n], rig))
                     produced.append(record)
         produced = gather_object(produced) if state.num_processes > 1 else produced
         produced.sort(key=lambda r: (r["index"], r["epsilon"], r["rollout"]))
@@ -223,8 +186,6 @@ def collect_demos(config: ESARMDemoConfig) -> dict[str, Any]:
 
 
 def _ground_truth_rows(model, dataset, count, cache, config, split, speakers) -> list[dict[str, Any]]:
-    from ..data.collators import num_frames_for, pad_blendshapes
-
     rows = []
     prior = model.motion_prior
     device = next(model.parameters()).device
@@ -234,8 +195,8 @@ def _ground_truth_rows(model, dataset, count, cache, config, split, speakers) ->
         seqs = []
         for clip in clips:
             gt = np.asarray(clip["blendshapes"], dtype=np.float32)
-            num_samples = len(decode_audio_value(clip["audio"]))
-            seqs.append(gt[: num_frames_for(num_samples, float(clip.get("fps") or model.config.fps))])
+            fps = float(clip.get("fps") or model.config.fps)
+            seqs.append(gt[: num_frames(len(decode_audio_value(clip["audio"])), fps, SAMPLING_RATE)])
         blendshapes, mask = pad_blendshapes(seqs)
         tokens = prior.encode(blendshapes.to(device), mask.to(device)).cpu().numpy()
         f = prior.frames_per_token
@@ -246,14 +207,3 @@ def _ground_truth_rows(model, dataset, count, cache, config, split, speakers) ->
                  "motion_tokens": ids[: -(-len(seq) // f)].astype(np.int64), "blendshapes": seq}
             )  # fmt: skip
     return rows
-
-
-def _speakers(model_path: str) -> list[str]:
-    """Known speakers of a trained STA model (from its saved processor)."""
-    try:
-        from .. import ESARMProcessor
-
-        return list(ESARMProcessor.from_pretrained(model_path).speakers)
-    except Exception as error:  # noqa: BLE001 - fall back to the unknown speaker for everyone
-        logger.warning("Could not read the speaker list of %s (%s); using the unknown-speaker id", model_path, error)
-        return []

@@ -1,7 +1,8 @@
 """Stage 1: train the VQ motion prior on ground-truth blendshape sequences.
 
 Loss = reconstruction + quantizer (both computed by :class:`~esarm.ESARMMotionPrior`). Logged: the two loss
-terms, reconstruction MAE and codebook usage. After training, :func:`evaluate_motion_prior` measures the
+terms, reconstruction MAE and codebook usage. After training,
+:func:`esarm.evaluation.rollouts.evaluate_motion_prior` measures the
 reconstruction of the evaluation split (MAE, codebook usage over the whole split, and lip / eye-forehead vertex
 errors of the reconstructions when a face rig is available).
 """
@@ -12,22 +13,17 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import torch
 from transformers import Trainer, set_seed
 
-from ..data.collators import MotionPriorCollator, pad_blendshapes
-from .common import (
-    ESARMTrainingArguments,
-    MetricStore,
-    build_model_config,
-    load_rig,
-    load_split,
-    log_with_metrics,
-    resolve_resume_checkpoint,
-    vertex_errors,
-    write_done_marker,
-)
+from ..configuration_esarm import ESARMMotionPriorConfig
+from ..data.collators import MotionPriorCollator
+from ..data.loading import load_split
+from ..evaluation.rollouts import evaluate_motion_prior
+from ..modeling_motion_prior import ESARMMotionPrior
+from ..rig import resolve_rig
+from .args import ESARMTrainingArguments, build_model_config
+from .checkpoints import resolve_resume_checkpoint, write_done_marker
+from .metric_store import MetricStore, log_with_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +33,7 @@ class ESARMMotionPriorTrainingConfig(ESARMTrainingArguments):
     """Arguments of stage 1 (the ``TrainingArguments`` fields plus the ones below; defaults changed for this
     stage: no wandb/tensorboard, keep the dataset's columns, one saved checkpoint)."""
 
-    dataset_path: str | None = field(
+    dataset_name_or_path: str | None = field(
         default=None, metadata={"help": "Corpus folder written by `save_to_disk` (DatasetDict with splits)."}
     )
     train_split: str = field(default="train", metadata={"help": "Split to train on."})
@@ -70,7 +66,7 @@ class ESARMMotionPriorTrainingConfig(ESARMTrainingArguments):
     prediction_loss_only: bool = field(default=True, metadata={"help": "Evaluation keeps losses only."})
 
 
-class MotionPriorTrainer(Trainer):
+class ESARMMotionPriorTrainer(Trainer):
     """``Trainer`` whose loss is the prior's own (reconstruction + quantizer) and which logs the terms, the
     reconstruction MAE and the codebook usage."""
 
@@ -96,81 +92,25 @@ class MotionPriorTrainer(Trainer):
         super().log(log_with_metrics(self, logs), start_time)
 
 
-@torch.no_grad()
-def reconstruct(model, sequences: list[np.ndarray], batch_size: int = 16) -> tuple[list[np.ndarray], list]:
-    """Encode + decode ground-truth sequences ``[T_i, 52]``; returns reconstructions and token arrays."""
-    model.eval()
-    device = next(model.parameters()).device
-    reconstructions, tokens = [], []
-    for start in range(0, len(sequences), batch_size):
-        chunk = sequences[start : start + batch_size]
-        blendshapes, mask = pad_blendshapes(chunk)
-        outputs = model(blendshapes=blendshapes.to(device), attention_mask=mask.to(device))
-        rec = outputs.reconstruction.float().cpu().numpy()
-        ids = outputs.motion_tokens.cpu().numpy()
-        f = model.frames_per_token
-        for i, seq in enumerate(chunk):
-            reconstructions.append(rec[i, : len(seq)])
-            tokens.append(ids[i, : -(-len(seq) // f)])
-    return reconstructions, tokens
-
-
-def evaluate_motion_prior(model, dataset, rig=None, batch_size: int = 16) -> dict[str, float]:
-    """Reconstruction metrics of ``model`` on ``dataset``: ``reconstruction_mae`` (blendshape units),
-    ``codebook_usage`` (fraction of the K codes used in each group, averaged over groups, over the whole split),
-    and with a ``rig`` ``reconstruction_lve`` / ``reconstruction_eve`` (mm). Clips are sharded over processes
-    and the per-clip numbers gathered, so every process returns the same dict."""
-    from accelerate import PartialState
-    from accelerate.utils import gather_object
-
-    state = PartialState()
-    indices = list(range(len(dataset)))
-    with state.split_between_processes(indices) as shard:
-        sequences = [np.asarray(dataset[i]["blendshapes"], dtype=np.float32) for i in shard]
-        recs, tokens = reconstruct(model, sequences, batch_size) if sequences else ([], [])
-        rows = []
-        for seq, rec, ids in zip(sequences, recs, tokens):
-            row = {"abs_sum": float(np.abs(rec - seq).sum()), "count": seq.size, "tokens": ids}
-            if rig is not None:
-                row.update(vertex_errors(rec, seq, rig))
-            rows.append(row)
-    rows = gather_object(rows) if state.num_processes > 1 else rows
-    metrics: dict[str, float] = {
-        "reconstruction_mae": sum(r["abs_sum"] for r in rows) / max(1, sum(r["count"] for r in rows)),
-        "num_clips": len(rows),
-    }
-    if rows:
-        all_tokens = np.concatenate([r["tokens"] for r in rows], axis=0)  # [sum T', G]
-        usage = [len(np.unique(all_tokens[:, g])) / model.codebook_size for g in range(all_tokens.shape[1])]
-        metrics["codebook_usage"] = float(np.mean(usage))
-        metrics["codebook_usage_per_group"] = [float(u) for u in usage]
-    if rig is not None and rows:
-        metrics["reconstruction_lve"] = float(np.mean([r["lve"] for r in rows]))
-        metrics["reconstruction_eve"] = float(np.mean([r["eve"] for r in rows]))
-    return metrics
-
-
 def train_motion_prior(config: ESARMMotionPriorTrainingConfig) -> dict[str, Any]:
     """Train (or resume) the motion prior, save it to ``config.output_dir`` with ``save_pretrained``, evaluate it
     and write the stage's done marker. Returns the final metrics."""
-    from .. import ESARMMotionPrior, ESARMMotionPriorConfig
-
     if config.output_dir is None:
         raise ValueError("output_dir must be set for train_motion_prior, got None")
     set_seed(config.seed)
-    train_dataset = load_split(config.dataset_path, config.train_split).select_columns(["blendshapes"])
+    train_dataset = load_split(config.dataset_name_or_path, config.train_split).select_columns(["blendshapes"])
     train_dataset = train_dataset.with_format("numpy")
     model = ESARMMotionPrior(build_model_config(ESARMMotionPriorConfig, config.model_config, config.model_overrides))
     collator = MotionPriorCollator(max_frames=config.max_frames, seed=config.seed)
-    trainer = MotionPriorTrainer(model=model, args=config, train_dataset=train_dataset, data_collator=collator)
+    trainer = ESARMMotionPriorTrainer(model=model, args=config, train_dataset=train_dataset, data_collator=collator)
     train_output = trainer.train(resume_from_checkpoint=resolve_resume_checkpoint(config))
     trainer.save_model(config.output_dir)
 
     metrics: dict[str, Any] = {"train_loss": train_output.training_loss, "train_steps": train_output.global_step}
     metrics["train_runtime_s"] = train_output.metrics.get("train_runtime")
     if config.eval_split:
-        eval_dataset = load_split(config.dataset_path, config.eval_split)
-        rig = load_rig(config.rig_path)
+        eval_dataset = load_split(config.dataset_name_or_path, config.eval_split)
+        rig = resolve_rig(config.rig_path)
         evaluation = evaluate_motion_prior(trainer.accelerator.unwrap_model(model), eval_dataset, rig)
         metrics.update({f"eval_{k}": v for k, v in evaluation.items()})
         trainer.log_metrics("eval", {k: v for k, v in evaluation.items() if not isinstance(v, list)})

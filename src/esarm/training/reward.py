@@ -24,24 +24,23 @@ from typing import Any
 
 import numpy as np
 import torch
+from accelerate import PartialState
+from accelerate.utils import gather_object
 from torch.utils.data import Dataset as TorchDataset
 from transformers import Trainer, set_seed
 
+from ..configuration_esarm import ESARMRewardModelConfig, ESARMSTAConfig
 from ..data.collators import STACollator
-from ..data.schema import decode_audio_value
-from .common import (
-    ESARMTrainingArguments,
-    MetricStore,
-    build_model_config,
-    load_split,
-    log_with_metrics,
-    resolve_resume_checkpoint,
-    write_done_marker,
-)
+from ..data.loading import load_split
+from ..data.schema import SAMPLING_RATE, decode_audio_value
+from ..labels import model_speakers
+from ..modeling_reward import ESARMRewardModel, ranking_loss
+from .args import ESARMTrainingArguments, build_model_config
+from .checkpoints import resolve_resume_checkpoint, write_done_marker
+from .metric_store import MetricStore, log_with_metrics
 
 logger = logging.getLogger(__name__)
 
-SAMPLING_RATE = 16000
 CLIP_ID_COLUMNS: tuple[str, ...] = ("clip_id", "id")
 GROUND_TRUTH_EPSILON = -1.0  # marks ground-truth rows in evaluation (better than any rollout)
 
@@ -54,14 +53,14 @@ class ESARMRewardConfig(ESARMTrainingArguments):
     """Arguments of stage 4 (the ``TrainingArguments`` fields plus the ones below; defaults changed for this stage:
     no trackers, keep the dataset's columns, one saved checkpoint)."""
 
-    demos_path: str | None = field(
+    demos_name_or_path: str | None = field(
         default=None, metadata={"help": "Ranked-demonstration dataset of stage 3 (save_to_disk folder)."}
     )
     train_split: str = field(default="train", metadata={"help": "Demonstration split to train on."})
     eval_split: str | None = field(
         default="validation", metadata={"help": "Held-out demonstration split for pairwise accuracy (None: skip)."}
     )
-    sta_model_path: str | None = field(
+    sta_name_or_path: str | None = field(
         default=None,
         metadata={
             "help": "Trained STA folder: its processor gives the speaker list and its motion prior the token "
@@ -91,7 +90,6 @@ class ESARMRewardConfig(ESARMTrainingArguments):
             "rollout's snippet starts no earlier than the worse one's (T-REX's sampling)."
         },
     )
-    rig_path: str | None = field(default=None, metadata={"help": "Unused here; accepted for pipeline configs."})
     eval_batch_size: int = field(default=16, metadata={"help": "Rollouts per forward pass in evaluation."})
     # changed TrainingArguments defaults
     output_dir: str | None = field(default=None, metadata={"help": "Where the trained reward model is saved."})
@@ -210,7 +208,7 @@ class RankingPairDataset(TorchDataset):
 
 @dataclass
 class RolloutCollator:
-    """Batches rollouts for the reward model: audio + condition (E1's :class:`STACollator`, so ids and audio
+    """Batches rollouts for the reward model: audio + condition (:class:`STACollator`, so ids and audio
     normalisation match STA training) and padded ``motion_tokens [B, T', G]`` with ``motion_mask [B, T']``.
 
     A rollout row needs ``motion_tokens`` (or ``tokens``) ``[T', G]``, ``emotion``, ``intensity``, ``speaker`` and
@@ -330,8 +328,6 @@ class ESARMRewardTrainer(Trainer):
         self._metric_store = MetricStore()
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        from ..modeling_reward import ranking_loss
-
         labels = inputs["labels"]  # [B], 1 where rollout i is the better one
         outputs = model(**{key: inputs[key] for key in MODEL_INPUT_KEYS if key in inputs})
         returns_i, returns_j = outputs.returns.float().chunk(2)  # [B] each: the batch is the i sides, then the j sides
@@ -426,9 +422,6 @@ def _softplus(x: float) -> float:
 def evaluate_ranking(model, demos, collator: RolloutCollator, batch_size: int = 16) -> dict[str, float]:
     """Scores every row of a held-out demonstration split once (rollouts and ground-truth rows), sharded over
     processes and gathered, and returns :func:`ranking_metrics` (the same dict on every process)."""
-    from accelerate import PartialState
-    from accelerate.utils import gather_object
-
     clip_column = clip_id_column(demos.column_names)
     _, ground_truth = rollout_rows(demos)
     ground_truth = set(ground_truth)
@@ -447,29 +440,18 @@ def evaluate_ranking(model, demos, collator: RolloutCollator, batch_size: int = 
 # ---------------------------------------------------------------------------------------------------------------
 # Library entry point
 # ---------------------------------------------------------------------------------------------------------------
-def sta_context(sta_model_path: str | None) -> tuple[list[str], Any]:
+def sta_context(sta_name_or_path: str | None) -> tuple[list[str], Any]:
     """Known speakers (the STA processor's) and the motion-prior config of a trained STA folder (``[]``/``None``)."""
-    if sta_model_path is None:
+    if sta_name_or_path is None:
         return [], None
-    from .. import ESARMSTAConfig
-
-    speakers: list[str] = []
-    try:
-        from .. import ESARMProcessor
-
-        speakers = list(ESARMProcessor.from_pretrained(sta_model_path).speakers or [])
-    except Exception as error:  # noqa: BLE001 - a missing processor only loses speaker identities
-        logger.warning("reward model: no processor in %s (%s); all speakers map to 'unknown'", sta_model_path, error)
-    sta_config = ESARMSTAConfig.from_pretrained(sta_model_path)
-    return speakers, getattr(sta_config, "motion_prior_config", None)
+    sta_config = ESARMSTAConfig.from_pretrained(sta_name_or_path)
+    return model_speakers(sta_name_or_path), getattr(sta_config, "motion_prior_config", None)
 
 
 def build_reward_model(config: ESARMRewardConfig, motion_prior_config=None, num_speakers: int = 0):
     """A trained reward model (``model_name_or_path``) or a fresh one: preset + overrides, with the token geometry
     (G, K, frames_per_token, fps) of the motion prior the demonstrations were tokenised with and room for
     ``num_speakers`` known speakers (ids 1..N)."""
-    from .. import ESARMRewardModel, ESARMRewardModelConfig
-
     if config.model_name_or_path is not None:
         return ESARMRewardModel.from_pretrained(config.model_name_or_path)
     model_config = build_model_config(ESARMRewardModelConfig, config.model_config, config.model_overrides)
@@ -492,13 +474,13 @@ def train_reward_model(config: ESARMRewardConfig) -> dict[str, Any]:
     ``eval_gt_beats_eps_<e>``, ...)."""
     if config.output_dir is None:
         raise ValueError("output_dir must be set for train_reward_model, got None")
-    if config.demos_path is None:
-        raise ValueError("demos_path must be set for train_reward_model, got None")
+    if config.demos_name_or_path is None:
+        raise ValueError("demos_name_or_path must be set for train_reward_model, got None")
     set_seed(config.seed)
-    speakers, motion_prior_config = sta_context(config.sta_model_path)
+    speakers, motion_prior_config = sta_context(config.sta_name_or_path)
     model = build_reward_model(config, motion_prior_config, num_speakers=len(speakers))
 
-    train_demos = load_split(config.demos_path, config.train_split)
+    train_demos = load_split(config.demos_name_or_path, config.train_split)
     rollouts, _ = rollout_rows(train_demos)
     clip_ids, epsilons = train_demos[clip_id_column(train_demos.column_names)], train_demos["epsilon"]
     pairs = build_ranking_pairs(
@@ -506,9 +488,11 @@ def train_reward_model(config: ESARMRewardConfig) -> dict[str, Any]:
     )
     pairs = [(rollouts[i], rollouts[j], y) for i, j, y in pairs]  # back to row indices of the split
     if not pairs:
-        raise ValueError(f"demos_path {config.demos_path!r} holds no two rollouts of one clip with different epsilon")
+        raise ValueError(
+            f"demos_name_or_path {config.demos_name_or_path!r} holds no two rollouts of one clip with different epsilon"
+        )
     logger.info("reward model: %d training pairs from %d rollouts", len(pairs), len(rollouts))
-    eval_demos = load_split(config.demos_path, config.eval_split) if config.eval_split else None
+    eval_demos = load_split(config.demos_name_or_path, config.eval_split) if config.eval_split else None
 
     collator = RankingPairCollator(
         RolloutCollator(speakers, float(model.config.fps), int(model.config.frames_per_token)),

@@ -18,20 +18,30 @@ assume text LLMs): one Trainer step is one optimiser update; the sampler repeats
 from __future__ import annotations
 
 import logging
-import math
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+from accelerate import PartialState
+from accelerate.utils import gather_object
 from torch import nn
-from transformers import Trainer, TrainingArguments, set_seed
+from transformers import Trainer, set_seed
 from trl.models import unwrap_model_for_generation
 from trl.trainer.utils import RepeatSampler, disable_dropout_in_model, entropy_from_logits, selective_log_softmax
 
-from .common import load_rig, load_split, resolve_resume_checkpoint, write_done_marker
+from ..data.collators import STACollator
+from ..data.loading import load_split
+from ..evaluation.metrics import eve, lve
+from ..labels import UNKNOWN_SPEAKER_ID, model_speakers
+from ..modeling_reward import ESARMRewardModel
+from ..modeling_sta import ESARMSTAForGeneration
+from ..processing_esarm import ESARMProcessor
+from ..rig import resolve_rig
+from .args import ESARMTrainingArguments
+from .checkpoints import resolve_resume_checkpoint, write_done_marker
+from .metric_store import MetricStore, log_with_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +57,12 @@ GROUND_TRUTH_COLUMNS: tuple[str, ...] = ("blendshapes", "tokens", "motion_tokens
 # Config
 # ---------------------------------------------------------------------------------------------------------------
 @dataclass
-class ESARMRLConfig(TrainingArguments):
+class ESARMRLConfig(ESARMTrainingArguments):
     r"""Configuration of :class:`ESARMRLTrainer` and :func:`train_rl`.
 
-    Only the RL-specific parameters are listed; see ``transformers.TrainingArguments`` for the rest. Defaults that
-    differ from ``TrainingArguments``: ``learning_rate=1e-5``, ``logging_steps=1``, ``remove_unused_columns=False``,
-    ``report_to="none"``, ``ddp_find_unused_parameters=True``. ``per_device_train_batch_size`` counts clips; each
+    Only the RL-specific parameters are listed; see :class:`~esarm.training.args.ESARMTrainingArguments` (the
+    defaults every stage shares) and ``transformers.TrainingArguments`` for the rest. Defaults that differ from
+    the shared ones: ``learning_rate=1e-5``, ``logging_steps=1``, ``ddp_find_unused_parameters=True``. ``per_device_train_batch_size`` counts clips; each
     clip yields ``num_rollouts`` rollouts.
 
     Args:
@@ -123,10 +133,6 @@ class ESARMRLConfig(TrainingArguments):
     # Overridden TrainingArguments defaults.
     learning_rate: float = field(default=1e-5, metadata={"help": "Initial AdamW learning rate."})
     logging_steps: float = field(default=1, metadata={"help": "Log every X updates steps."})
-    remove_unused_columns: bool = field(
-        default=False, metadata={"help": "Kept False: the RL collator selects the policy inputs itself."}
-    )
-    report_to: None | str | list[str] = field(default="none", metadata={"help": "Integrations to report to."})
     ddp_find_unused_parameters: bool | None = field(
         default=True,
         metadata={"help": "The RL loss leaves the policy's emotion-classifier head unused: DDP must allow it."},
@@ -240,7 +246,7 @@ def drop_ground_truth_columns(dataset):
 class PolicyInputCollator:
     """Turns clip rows into policy inputs; reads only the audio and condition columns of each row.
 
-    Wraps E1's :class:`esarm.data.collators.STACollator` (same audio normalisation and label ids as STA training)
+    Wraps :class:`esarm.data.collators.STACollator` (same audio normalisation and label ids as STA training)
     after dropping every other key, so ground-truth animation cannot reach the policy even if a row carries it.
     Returns ``input_values [B, S]``, ``attention_mask [B, S]``, ``emotion_ids [B]``, ``intensity_ids [B]``,
     ``speaker_ids [B]``.
@@ -258,8 +264,6 @@ class PolicyInputCollator:
     seed: int = 0
 
     def __post_init__(self):
-        from esarm.data.collators import STACollator
-
         self._collator = STACollator(
             speakers=list(self.speakers), fps=self.fps, max_seconds=self.max_seconds, seed=self.seed
         )
@@ -286,7 +290,7 @@ def reward_conditions(reward_model: nn.Module, conditions: dict[str, torch.Tenso
     speaker_ids = conditions.get("speaker_ids")
     if num_speakers is None or speaker_ids is None:
         return conditions
-    return {**conditions, "speaker_ids": speaker_ids.masked_fill(speaker_ids > num_speakers, 0)}
+    return {**conditions, "speaker_ids": speaker_ids.masked_fill(speaker_ids > num_speakers, UNKNOWN_SPEAKER_ID)}
 
 
 def _token_mask(generated: Any, motion_tokens: torch.Tensor) -> torch.Tensor:
@@ -362,7 +366,7 @@ class ESARMRLTrainer(Trainer):
         )
         self.ref_model = self.accelerator.prepare_model(ref_model, evaluation_mode=True)
         self.reward_model = self.accelerator.prepare_model(reward_model, evaluation_mode=True)
-        self._metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self._metric_store = MetricStore()
         self._step = 0
         self._buffered_inputs: dict[str, torch.Tensor] | None = None
 
@@ -425,19 +429,20 @@ class ESARMRLTrainer(Trainer):
                 (advantages - gathered.mean()) / (gathered.std() + 1e-4) if gathered.numel() > 1 else advantages
             )
 
-        metrics = self._metrics[mode]
-        gathered_scores = self.accelerator.gather(scores)
-        metrics["reward"].append(gathered_scores.mean().item())
-        metrics["reward_std"].append(gathered_scores.std().item() if gathered_scores.numel() > 1 else 0.0)
+        # every value is gathered over processes first: the same number on each (the store then averages it)
+        store, gather = self._metric_store, self.accelerator.gather
+        gathered_scores = gather(scores)
+        store.add(mode, "reward", gathered_scores.mean())
+        store.add(mode, "reward_std", gathered_scores.std() if gathered_scores.numel() > 1 else 0.0)
         kl_stats = self.accelerator.reduce(torch.stack([per_token_kl.sum(), mask.sum().float()]), reduction="sum")
-        metrics["kl"].append((kl_stats[0] / kl_stats[1].clamp(min=1.0)).item())
-        metrics["kl_sequence"].append(self.accelerator.gather(sequence_kl).mean().item())
-        metrics["total_reward"].append(self.accelerator.gather(rewards).mean().item())
-        gathered_adv = self.accelerator.gather(advantages)
-        metrics["advantage_mean"].append(gathered_adv.mean().item())
-        metrics["advantage_std"].append(gathered_adv.std().item() if gathered_adv.numel() > 1 else 0.0)
-        metrics["sampling_entropy"].append(self.accelerator.gather(masked_mean(entropy, mask).view(1)).mean().item())
-        metrics["sequence_length"].append(self.accelerator.gather(token_mask.sum(1).float()).mean().item())
+        store.add(mode, "kl", kl_stats[0] / kl_stats[1].clamp(min=1.0))
+        store.add(mode, "kl_sequence", gather(sequence_kl).mean())
+        store.add(mode, "total_reward", gather(rewards).mean())
+        gathered_adv = gather(advantages)
+        store.add(mode, "advantage_mean", gathered_adv.mean())
+        store.add(mode, "advantage_std", gathered_adv.std() if gathered_adv.numel() > 1 else 0.0)
+        store.add(mode, "sampling_entropy", gather(masked_mean(entropy, mask).view(1)).mean())
+        store.add(mode, "sequence_length", gather(token_mask.sum(1).float()).mean())
         return {
             **conditions,
             "motion_tokens": motion_tokens,
@@ -465,11 +470,11 @@ class ESARMRLTrainer(Trainer):
         if self.args.entropy_coef > 0:
             loss = loss - self.args.entropy_coef * mean_entropy
 
-        metrics = self._metrics["train" if model.training else "eval"]
-        metrics["policy_loss"].append(self.accelerator.gather(loss.detach().view(1)).mean().item())
-        metrics["entropy"].append(self.accelerator.gather(mean_entropy.detach().view(1)).mean().item())
-        metrics["clip_fraction"].append(self.accelerator.gather(clip_fraction.view(1)).mean().item())
-        metrics["ratio_mean"].append(self.accelerator.gather(ratio_mean.view(1)).mean().item())
+        mode, gather = "train" if model.training else "eval", self.accelerator.gather
+        self._metric_store.add(mode, "policy_loss", gather(loss.detach().view(1)).mean())
+        self._metric_store.add(mode, "entropy", gather(mean_entropy.detach().view(1)).mean())
+        self._metric_store.add(mode, "clip_fraction", gather(clip_fraction.view(1)).mean())
+        self._metric_store.add(mode, "ratio_mean", gather(ratio_mean.view(1)).mean())
         return loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
@@ -479,15 +484,8 @@ class ESARMRLTrainer(Trainer):
         return loss.detach(), None, None
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Adds the averaged RL metrics collected since the last log (all of them live in ``self._metrics``)."""
-        mode = "train" if self.model.training else "eval"
-        prefix = "eval_" if mode == "eval" else ""
-        for key, values in self._metrics[mode].items():
-            valid = [v for v in values if not math.isnan(v)]
-            if valid:
-                logs[f"{prefix}{key}"] = sum(valid) / len(valid)
-        self._metrics[mode].clear()
-        super().log(logs, start_time)
+        """Adds the averaged RL metrics collected since the last log (:class:`MetricStore`)."""
+        super().log(log_with_metrics(self, logs), start_time)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -515,11 +513,6 @@ def evaluate_policy(
         ``{"reward": ..., "blendshape_mae": ..., "lve_mm": ..., "eve_mm": ...}`` (the last three need ground truth,
         the last two a rig).
     """
-    from accelerate import PartialState
-    from accelerate.utils import gather_object
-
-    from ..evaluation.metrics import eve, lve
-
     count = len(dataset) if max_clips is None else min(max_clips, len(dataset))
     device = next(policy.parameters()).device
     policy.eval()
@@ -572,10 +565,6 @@ def train_rl(config: ESARMRLConfig) -> dict[str, Any]:
         the same for sampled animations prefixed ``sampled_`` (``eval_sampled``),
         the last logged training metrics (``train_reward``, ``train_kl``, ...) and the whole ``train_log``.
     """
-    from accelerate import PartialState
-
-    from .. import ESARMRewardModel, ESARMSTAForGeneration
-
     for name in ("policy_name_or_path", "reward_model_name_or_path", "dataset_name_or_path", "output_dir"):
         if getattr(config, name) is None:
             raise ValueError(f"{name} must be set for train_rl, got None")
@@ -584,13 +573,11 @@ def train_rl(config: ESARMRLConfig) -> dict[str, Any]:
     policy = ESARMSTAForGeneration.from_pretrained(config.policy_name_or_path)
     ref_policy = ESARMSTAForGeneration.from_pretrained(config.ref_policy_name_or_path or config.policy_name_or_path)
     reward_model = ESARMRewardModel.from_pretrained(config.reward_model_name_or_path)
-    processor = _load_processor(config.policy_name_or_path)
-    collator = PolicyInputCollator(
-        speakers=getattr(processor, "speakers", None) or (), fps=float(policy.config.fps), seed=config.seed
-    )
+    speakers = model_speakers(config.policy_name_or_path)
+    collator = PolicyInputCollator(speakers=speakers, fps=float(policy.config.fps), seed=config.seed)
     train_dataset = drop_ground_truth_columns(load_split(config.dataset_name_or_path, config.train_split))
     eval_dataset = load_split(config.dataset_name_or_path, config.eval_split) if config.eval_split else None
-    rig = load_rig(config.rig_path)
+    rig = resolve_rig(config.rig_path)
 
     metrics: dict[str, Any] = {}
     evaluate = eval_dataset is not None and config.max_eval_clips > 0
@@ -625,8 +612,7 @@ def train_rl(config: ESARMRLConfig) -> dict[str, Any]:
         )
     trainer.accelerator.wait_for_everyone()
     if trainer.is_world_process_zero():
-        if processor is not None:
-            processor.save_pretrained(config.output_dir)
+        ESARMProcessor(speakers=speakers, fps=float(policy.config.fps)).save_pretrained(config.output_dir)
         write_done_marker(config.output_dir, metrics)
     trainer.accelerator.wait_for_everyone()
     return metrics
@@ -644,13 +630,3 @@ def _held_out(config: ESARMRLConfig, policy, reward_model, dataset, collator, ri
         logger.info("RL: held-out %s policy %s training: %s", "sampled" if do_sample else "greedy", when, values)
         results.update({f"{prefix}{key}_{when}": value for key, value in values.items()})
     return results
-
-
-def _load_processor(path: str):
-    try:
-        from .. import ESARMProcessor
-
-        return ESARMProcessor.from_pretrained(path)
-    except Exception as error:  # noqa: BLE001 - without a processor every speaker is the unknown speaker
-        logger.warning("RL: no processor in %s (%s); all speakers map to the unknown-speaker id", path, error)
-        return None

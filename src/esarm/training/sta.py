@@ -4,8 +4,8 @@ Targets are the motion-prior tokens of the ground-truth blendshapes. Loss = teac
 motion tokens + emotion classification + (optionally) the phone-class loss of the content branch (all inside the
 model's ``forward``) + ``cross_reconstruction_weight``
 times the cross-reconstruction loss of the emotion-disentangling encoder: for clip A and a clip B of the same
-speaker and sentence with another emotion, the content features of A (aligned to B's length by linear
-resampling or DTW on the audio-derived content features) combined with B's emotion features and style must
+speaker and sentence with another emotion, the content features of A (aligned to B's length by
+:func:`esarm.frames.resample` or by DTW on the audio-derived content features) combined with B's emotion features and style must
 predict B's tokens.
 """
 
@@ -21,17 +21,16 @@ import torch
 import torch.nn.functional as F
 from transformers import Trainer, set_seed
 
+from ..configuration_esarm import ESARMMotionPriorConfig, ESARMSTAConfig
 from ..data.collators import PartnerIndex, STACollator
-from .common import (
-    ESARMTrainingArguments,
-    MetricStore,
-    build_model_config,
-    load_split,
-    log_with_metrics,
-    resolve_resume_checkpoint,
-    speakers_of,
-    write_done_marker,
-)
+from ..data.loading import load_split
+from ..frames import resample
+from ..labels import dataset_speakers
+from ..modeling_sta import ESARMSTAForGeneration
+from ..processing_esarm import ESARMProcessor
+from .args import ESARMTrainingArguments, build_model_config, parse_overrides
+from .checkpoints import resolve_resume_checkpoint, write_done_marker
+from .metric_store import MetricStore, log_with_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +39,10 @@ logger = logging.getLogger(__name__)
 class ESARMSTATrainingConfig(ESARMTrainingArguments):
     """Arguments of stage 2 (``TrainingArguments`` plus the fields below)."""
 
-    dataset_path: str | None = field(default=None, metadata={"help": "Corpus folder written by `save_to_disk`."})
-    motion_prior_path: str | None = field(
+    dataset_name_or_path: str | None = field(
+        default=None, metadata={"help": "Corpus folder written by `save_to_disk`."}
+    )
+    motion_prior_name_or_path: str | None = field(
         default=None, metadata={"help": "Trained motion prior folder (stage 1 output); frozen during training."}
     )
     train_split: str = field(default="train", metadata={"help": "Split to train on."})
@@ -58,7 +59,8 @@ class ESARMSTATrainingConfig(ESARMTrainingArguments):
         default=0.5, metadata={"help": "Weight of the cross-reconstruction loss (0 disables the clip pairs)."}
     )
     cross_alignment: str = field(
-        default="resample", metadata={"help": "Length alignment of paired clips: 'resample' (linear) or 'dtw'."}
+        default="resample",
+        metadata={"help": "Length alignment of paired clips: 'resample' (esarm.frames.resample) or 'dtw'."},
     )
     speaker_dropout: float = field(
         default=0.2, metadata={"help": "Probability of training with the unknown-speaker id (held-out speakers)."}
@@ -115,13 +117,6 @@ def motion_targets(model, blendshapes: torch.Tensor, frame_mask: torch.Tensor, a
     return tokens * motion_mask[..., None], motion_mask
 
 
-def resample_time(features: torch.Tensor, length: int) -> torch.Tensor:
-    """Linear resampling of ``[T, H]`` features to ``[length, H]``."""
-    if features.shape[0] == length:
-        return features
-    return F.interpolate(features.T[None], size=length, mode="linear", align_corners=True)[0].T
-
-
 def dtw_path(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """For each target step, the source step matched by dynamic time warping (cosine distance) ``[len(target)]``."""
     a = source / (np.linalg.norm(source, axis=1, keepdims=True) + 1e-8)
@@ -163,7 +158,7 @@ def align_content(content: torch.Tensor, lengths: torch.Tensor, target_lengths: 
             )
             out[i, :m] = content[i, torch.as_tensor(match, device=content.device)]
         else:
-            out[i, :m] = resample_time(content[i, :n], m)
+            out[i, :m] = resample(content[i : i + 1, :n], lengths.new_tensor([n]), lengths.new_tensor([m]))[0][0]
     return out
 
 
@@ -171,7 +166,7 @@ def align_content(content: torch.Tensor, lengths: torch.Tensor, target_lengths: 
 # trainer
 
 
-class STATrainer(Trainer):
+class ESARMSTATrainer(Trainer):
     """``Trainer`` for the STA model: token targets from the frozen prior, the model's own loss (cross-entropy
     + emotion classification) plus the cross-reconstruction loss; logs token accuracy and emotion accuracy."""
 
@@ -249,36 +244,17 @@ class STATrainer(Trainer):
 def build_sta_model(config: ESARMSTATrainingConfig, speakers: list[str]):
     """A fresh STA model: preset + overrides, ``num_speakers`` from the training split, the trained prior loaded
     and frozen."""
-    from .. import ESARMMotionPriorConfig, ESARMSTAConfig, ESARMSTAForGeneration
-
-    if config.motion_prior_path is None or not Path(config.motion_prior_path).is_dir():
-        raise ValueError(f"motion_prior_path must be a trained motion prior folder, got {config.motion_prior_path!r}")
-    from .common import parse_overrides
-
+    path = config.motion_prior_name_or_path
+    if path is None or not Path(path).is_dir():
+        raise ValueError(f"motion_prior_name_or_path must be a trained motion prior folder, got {path!r}")
     overrides = parse_overrides(config.model_overrides)
     overrides["num_speakers"] = len(speakers)
-    overrides["motion_prior_config"] = ESARMMotionPriorConfig.from_pretrained(config.motion_prior_path).to_dict()
+    overrides["motion_prior_config"] = ESARMMotionPriorConfig.from_pretrained(path).to_dict()
     model = ESARMSTAForGeneration(build_model_config(ESARMSTAConfig, config.model_config, overrides))
-    model.load_motion_prior(config.motion_prior_path)
+    model.load_motion_prior(path)
     model.motion_prior.requires_grad_(False)
     model.motion_prior.eval()
     return model
-
-
-def save_processor(output_dir: str, speakers: list[str], fps: float) -> None:
-    """Save an ``ESARMProcessor`` with the known speakers beside the model (skipped if unavailable)."""
-    try:
-        from .. import ESARMProcessor
-    except ImportError:
-        logger.warning("ESARMProcessor not available; the model folder has no processor")
-        return
-    try:
-        processor = ESARMProcessor(speakers=list(speakers), fps=fps)
-    except TypeError:
-        from transformers import Wav2Vec2FeatureExtractor
-
-        processor = ESARMProcessor(Wav2Vec2FeatureExtractor(), speakers=list(speakers), fps=fps)
-    processor.save_pretrained(output_dir)
 
 
 def train_sta(config: ESARMSTATrainingConfig) -> dict[str, Any]:
@@ -287,8 +263,8 @@ def train_sta(config: ESARMSTATrainingConfig) -> dict[str, Any]:
     if config.output_dir is None:
         raise ValueError("output_dir must be set for train_sta, got None")
     set_seed(config.seed)
-    train_dataset = load_split(config.dataset_path, config.train_split)
-    speakers = speakers_of(train_dataset)
+    train_dataset = load_split(config.dataset_name_or_path, config.train_split)
+    speakers = dataset_speakers(train_dataset)
     model = build_sta_model(config, speakers)
     use_pairs = config.cross_reconstruction_weight > 0
     partner_index = PartnerIndex(train_dataset) if use_pairs else None
@@ -304,7 +280,7 @@ def train_sta(config: ESARMSTATrainingConfig) -> dict[str, Any]:
         seed=config.seed,
         phone_targets=model.phone_head is not None,
     )
-    trainer = STATrainer(
+    trainer = ESARMSTATrainer(
         model=model,
         args=config,
         train_dataset=train_dataset,
@@ -315,7 +291,7 @@ def train_sta(config: ESARMSTATrainingConfig) -> dict[str, Any]:
     train_output = trainer.train(resume_from_checkpoint=resolve_resume_checkpoint(config))
     trainer.save_model(config.output_dir)
     if trainer.is_world_process_zero():
-        save_processor(config.output_dir, speakers, model.config.fps)
+        ESARMProcessor(speakers=speakers, fps=model.config.fps).save_pretrained(config.output_dir)
 
     metrics: dict[str, Any] = {
         "train_loss": train_output.training_loss,
@@ -324,7 +300,7 @@ def train_sta(config: ESARMSTATrainingConfig) -> dict[str, Any]:
         "num_speakers": len(speakers),
     }
     if config.eval_split:
-        eval_dataset = load_split(config.dataset_path, config.eval_split)
+        eval_dataset = load_split(config.dataset_name_or_path, config.eval_split)
         trainer.data_collator = STACollator(
             speakers=speakers, fps=model.config.fps, seed=config.seed, phone_targets=model.phone_head is not None
         )

@@ -5,31 +5,44 @@
     seed: 0
     num_threads: null           # torch CPU threads (1 on a shared machine; null: torch's default)
     rig_path: null              # face rig for LVE / EVE (default: $ESARM_RIG)
-    corpus: {preset: tiny, ...} # SyntheticCorpusConfig preset + fields, or {dataset_path: prepared/mead}
+    corpus: {preset: tiny, ...} # SyntheticCorpusConfig preset + fields, or {dataset_name_or_path: prepared/mead}
     motion_prior: {...}         # ESARMMotionPriorTrainingConfig fields
     sta: {...}                  # ESARMSTATrainingConfig fields
     demos: {...}                # ESARMDemoConfig fields
-    reward: {...}               # the reward-model stage's config fields (esarm.training.reward)
-    rl: {...}                   # ESARMRLConfig fields (esarm.training.rl)
-    evaluation: {...}           # EvaluationConfig fields
+    reward: {...}               # ESARMRewardConfig fields
+    rl: {...}                   # ESARMRLConfig fields
+    evaluation: {...}           # ESARMEvaluationConfig fields (esarm.evaluation.run)
 
-Each stage writes into ``output_dir/<stage>``; paths between stages are filled in here. A stage whose folder holds
+Each stage writes into ``output_dir/<stage>``; the ``*_name_or_path`` fields that point at an earlier stage's
+folder (and ``dataset_name_or_path``, ``rig_path``) are filled in here unless the section sets them. A stage whose folder holds
 the done marker is skipped (its metrics are read back); an interrupted Trainer stage resumes from its last
 checkpoint. Every stage ends with a one-line summary in the log.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import logging
 import os
 import time
-import typing
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .common import atomic_write_json, load_config_file, read_done_marker, write_done_marker
+import torch
+import yaml
+from accelerate import PartialState
+
+from ..data import SyntheticCorpusConfig, build_synthetic_corpus
+from ..data.loading import load_splits
+from ..evaluation.run import ESARMEvaluationConfig, evaluate_pipeline
+from ..utils import atomic_write_json
+from .args import load_config_file
+from .checkpoints import read_done_marker, write_done_marker
+from .demos import ESARMDemoConfig, collect_demos
+from .motion_prior import ESARMMotionPriorTrainingConfig, train_motion_prior
+from .reward import ESARMRewardConfig, train_reward_model
+from .rl import ESARMRLConfig, train_rl
+from .sta import ESARMSTATrainingConfig, train_sta
 
 logger = logging.getLogger(__name__)
 
@@ -54,28 +67,6 @@ SUMMARY_KEYS = {
 }
 
 
-def _fill(config_class: type, values: dict[str, Any], candidates: dict[tuple[str, ...], Any]) -> dict[str, Any]:
-    """Put each value under the first of its candidate field names that ``config_class`` has (stages 4-5 are
-    written by another author; this keeps the mapping in one place)."""
-    names = {f.name for f in dataclasses.fields(config_class)}
-    values = dict(values)
-    for options, value in candidates.items():
-        for name in options:
-            if name in names:
-                values.setdefault(name, value)
-                break
-        else:
-            logger.debug("%s has none of the fields %s", config_class.__name__, options)
-    return values
-
-
-def _config_class_of(function: Callable) -> type:
-    hints = typing.get_type_hints(function)
-    if "config" not in hints:
-        raise ValueError(f"{function.__qualname__} must annotate its `config` parameter with a config dataclass")
-    return hints["config"]
-
-
 def _summary(name: str, metrics: dict[str, Any]) -> str:
     parts = []
     for key in SUMMARY_KEYS.get(name, ()):
@@ -96,7 +87,7 @@ class PipelineRunner:
         self.resume = resume
         self.seed = int(config.get("seed", 0))
         self.rig_path = config.get("rig_path")
-        self.dataset_path: str | None = None
+        self.dataset_name_or_path: str | None = None
         self.timings: dict[str, float] = {}
         self.results: dict[str, dict[str, Any]] = {}
 
@@ -111,95 +102,63 @@ class PipelineRunner:
         values.setdefault("resume_from_checkpoint", "auto" if self.resume else None)
         return values
 
-    # ---- stages ------------------------------------------------------------------------------------------------
+    # ---- stages: each config is built from its section plus the paths of the stages before it ----------------
     def corpus(self) -> dict[str, Any]:
-        from ..data.loading import load_splits
-
         section = self.section("corpus")
-        if section.get("dataset_path"):
-            path = section["dataset_path"]
+        if section.get("dataset_name_or_path"):
+            path = section["dataset_name_or_path"]
         else:
-            from ..data import SyntheticCorpusConfig, build_synthetic_corpus
-
             preset = section.pop("preset", "tiny")
             section.setdefault("seed", self.seed)
             corpus_config = getattr(SyntheticCorpusConfig, preset)(**section)
             path = build_synthetic_corpus(corpus_config, self.dir("corpus"), progress=True)
-        corpus = load_splits(path, argument="corpus.dataset_path")
+        corpus = load_splits(path, argument="corpus.dataset_name_or_path")
         metrics = {f"num_{split}": corpus[split].num_rows for split in corpus}
-        metrics["dataset_path"] = str(path)
+        metrics["dataset_name_or_path"] = str(path)
         return metrics
 
     def motion_prior(self) -> dict[str, Any]:
-        from .motion_prior import ESARMMotionPriorTrainingConfig, train_motion_prior
-
         values = self.trainer_kwargs("motion_prior")
-        values.setdefault("dataset_path", self.dataset_path)
+        values.setdefault("dataset_name_or_path", self.dataset_name_or_path)
         values.setdefault("rig_path", self.rig_path)
         return train_motion_prior(ESARMMotionPriorTrainingConfig(**values))
 
     def sta(self) -> dict[str, Any]:
-        from .sta import ESARMSTATrainingConfig, train_sta
-
         values = self.trainer_kwargs("sta")
-        values.setdefault("dataset_path", self.dataset_path)
-        values.setdefault("motion_prior_path", str(self.dir("motion_prior")))
+        values.setdefault("dataset_name_or_path", self.dataset_name_or_path)
+        values.setdefault("motion_prior_name_or_path", str(self.dir("motion_prior")))
         return train_sta(ESARMSTATrainingConfig(**values))
 
     def demos(self) -> dict[str, Any]:
-        from .demos import ESARMDemoConfig, collect_demos
-
         values = {"seed": self.seed, **self.section("demos"), "output_dir": str(self.dir("demos"))}
-        values.setdefault("dataset_path", self.dataset_path)
-        values.setdefault("sta_model_path", str(self.dir("sta")))
+        values.setdefault("dataset_name_or_path", self.dataset_name_or_path)
+        values.setdefault("sta_name_or_path", str(self.dir("sta")))
         values.setdefault("rig_path", self.rig_path)
         return collect_demos(ESARMDemoConfig(**values))
 
     def reward(self) -> dict[str, Any]:
-        from .reward import train_reward_model
-
-        config_class = _config_class_of(train_reward_model)
-        values = _fill(
-            config_class,
-            self.trainer_kwargs("reward"),
-            {
-                ("demos_path", "demos_name_or_path", "dataset_name_or_path", "dataset_path"): str(self.dir("demos")),
-                ("sta_model_path", "policy_name_or_path", "sta_name_or_path"): str(self.dir("sta")),
-                ("motion_prior_path", "motion_prior_name_or_path"): str(self.dir("motion_prior")),
-                ("rig_path",): self.rig_path,
-            },
-        )
-        return train_reward_model(config_class(**values))
+        values = self.trainer_kwargs("reward")
+        values.setdefault("demos_name_or_path", str(self.dir("demos")))
+        values.setdefault("sta_name_or_path", str(self.dir("sta")))
+        return train_reward_model(ESARMRewardConfig(**values))
 
     def rl(self) -> dict[str, Any]:
-        from .rl import train_rl
-
-        config_class = _config_class_of(train_rl)
-        values = _fill(
-            config_class,
-            self.trainer_kwargs("rl"),
-            {
-                ("policy_name_or_path", "sta_model_path", "sta_name_or_path"): str(self.dir("sta")),
-                ("reward_model_name_or_path", "reward_model_path"): str(self.dir("reward")),
-                ("dataset_name_or_path", "dataset_path"): self.dataset_path,
-                ("rig_path",): self.rig_path,
-            },
-        )
-        return train_rl(config_class(**values))
+        values = self.trainer_kwargs("rl")
+        values.setdefault("policy_name_or_path", str(self.dir("sta")))
+        values.setdefault("reward_model_name_or_path", str(self.dir("reward")))
+        values.setdefault("dataset_name_or_path", self.dataset_name_or_path)
+        values.setdefault("rig_path", self.rig_path)
+        return train_rl(ESARMRLConfig(**values))
 
     def evaluation(self) -> dict[str, Any]:
-        from .evaluate import EvaluationConfig, evaluate_pipeline
-
         values = {"seed": self.seed, **self.section("evaluation"), "output_dir": str(self.dir("evaluation"))}
-        values.setdefault("dataset_path", self.dataset_path)
+        values.setdefault("dataset_name_or_path", self.dataset_name_or_path)
         values.setdefault("rig_path", self.rig_path)
         values.setdefault("run_dir", str(self.output_dir))
-        return evaluate_pipeline(EvaluationConfig(**values), stage_metrics=self.results)
+        return evaluate_pipeline(ESARMEvaluationConfig(**values), stage_metrics=self.results)
 
     # ---- driver ------------------------------------------------------------------------------------------------
     def run(self, stages: list[str] | None = None) -> dict[str, Any]:
-        from accelerate import PartialState
-
         state = PartialState()
         selected = [s for s in STAGES if stages is None or s in stages]
         for number, name in enumerate(STAGES, start=1):
@@ -209,12 +168,12 @@ class PipelineRunner:
                 if done is not None:
                     self.results[name] = done
                     if name == "corpus":
-                        self.dataset_path = done.get("dataset_path", str(stage_dir))
+                        self.dataset_name_or_path = done.get("dataset_name_or_path", str(stage_dir))
                     logger.info(
                         "[%d/%d] %s: done before, skipped (%s)", number, len(STAGES), name, _summary(name, done)
                     )
                 elif name == "corpus":
-                    self.dataset_path = self.section("corpus").get("dataset_path", str(stage_dir))
+                    self.dataset_name_or_path = self.section("corpus").get("dataset_name_or_path", str(stage_dir))
                 continue
             logger.info("[%d/%d] %s: running in %s", number, len(STAGES), name, stage_dir)
             started = time.perf_counter()
@@ -225,7 +184,7 @@ class PipelineRunner:
                 write_done_marker(stage_dir, metrics)
             state.wait_for_everyone()
             if name == "corpus":
-                self.dataset_path = metrics["dataset_path"]
+                self.dataset_name_or_path = metrics["dataset_name_or_path"]
             self.results[name] = metrics
             self.timings[name] = seconds
             logger.info(
@@ -241,10 +200,6 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
     """A copy of the config ``values`` with ``"section.key=value"`` overrides applied (dots reach into nested
     mappings, e.g. ``sta.model_overrides.hidden_size=32``; values are parsed as yaml: ``500``, ``0.5``, ``false``,
     ``[0.02, 1.0]``)."""
-    import copy
-
-    import yaml
-
     values = copy.deepcopy(values)
     for override in overrides:
         path, sep, raw = override.partition("=")
@@ -288,8 +243,6 @@ def run_pipeline(
     if unknown:
         raise ValueError(f"config sections must be among {list(STAGES) + top_level}, got unknown {unknown}")
     if values.get("num_threads"):
-        import torch
-
         torch.set_num_threads(int(values["num_threads"]))
     if stages is not None:
         bad = sorted(set(stages) - set(STAGES))

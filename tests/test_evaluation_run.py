@@ -1,11 +1,14 @@
-"""Helpers of the pipeline's evaluation stage (the stage itself runs in tests/test_pipeline_e2e.py)."""
+"""Helpers of the pipeline's evaluation stage and its results tables (the stage itself runs in
+tests/test_pipeline_e2e.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from datasets import Dataset
 
-from esarm.training.evaluate import _motion_correlation, results_markdown
+from esarm.evaluation.report import results_markdown
+from esarm.evaluation.run import _motion_correlation, even_spread
 
 
 def test_motion_correlation_ignores_the_resting_pose_but_not_the_timing():
@@ -30,3 +33,11 @@ def test_results_markdown_reports_the_lip_motion_correlation():
     markdown = results_markdown(results)
     assert "| motion correlation between the two (own mean pose removed) | 0.910 | 0.420 |" in markdown
     assert "correlates with the ground truth's at 0.610" in markdown
+
+
+def test_even_spread_covers_the_whole_split():
+    rows = list(range(10))
+    assert even_spread(rows, None) == rows and even_spread(rows, 20) == rows
+    split = Dataset.from_dict({"index": rows})
+    assert even_spread(split, 4)["index"] == [0, 3, 6, 9]
+    assert even_spread(split, 1)["index"] == [0]

@@ -1,0 +1,150 @@
+"""End-to-end latency and quality cost of live animation (``StreamingAnimator.low_latency``) against look-ahead.
+
+Audio is pushed in 20 ms pieces, as a sound card delivers it. A frame's latency is the time from the start of its
+audio to the moment ``push`` returns it: the wait for the audio that makes it final (the piece's end) plus the
+compute time of that ``push`` call. Compute is reported as wall time and as process CPU time
+(``time.process_time``, all threads): the development machine is shared and loaded, and CPU time is what the model
+itself costs. Quality is measured against the offline result of the same model (one pass over each clip):
+blendshape MAE, frame-to-frame jitter, and with a trained model and its test corpus also LVE (mm, embedded rig)
+against the offline output and against the recorded ground truth.
+
+    python benchmarks/streaming_latency.py                          # trained tiny run if present, else random
+    python benchmarks/streaming_latency.py --model runs/x/sta --corpus runs/x/corpus --lookahead 0.1 0.3 1.0
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from esarm import ESARMSTAConfig, ESARMSTAForGeneration
+from esarm.blendshapes import EMOTIONS
+from esarm.evaluation.metrics import lve
+from esarm.rig import FaceRig
+from esarm.streaming import StreamingAnimator, animate_audio
+
+RATE = 16000
+PIECE = 320  # samples: 20 ms
+
+
+def load_clips(corpus: Path | None, count: int) -> list[tuple[np.ndarray, np.ndarray | None, str]]:
+    """(audio, ground-truth blendshapes or ``None``, emotion) of ``count`` test clips, or synthetic speech."""
+    if corpus is not None and corpus.exists():
+        import datasets
+
+        split = datasets.load_from_disk(str(corpus))["test"]
+        rows = split.select(range(min(count, len(split))))
+        return [(np.asarray(r["audio"], np.float32), np.asarray(r["blendshapes"], np.float32), r["emotion"])
+                for r in rows]  # fmt: skip
+    rng = np.random.default_rng(0)
+    clips = []
+    for index in range(count):
+        t = np.arange(int(3.0 * RATE)) / RATE
+        voice = np.sin(2 * np.pi * (120 + 10 * index) * t) + 0.3 * rng.normal(size=t.shape)
+        clips.append(((0.2 * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)) * voice).astype(np.float32), None, "happy"))
+    return clips
+
+
+def stream(model, audio: np.ndarray, emotion: str, lookahead: float, context: float) -> tuple[np.ndarray, dict]:
+    animator = StreamingAnimator.low_latency(
+        model, lookahead_seconds=lookahead, context_seconds=context, emotion=emotion
+    )
+    pieces, latencies, cpu_latencies, wall_calls, cpu_calls = [], [], [], [], []
+    emitted = 0
+    for begin in range(0, len(audio), PIECE):
+        piece_end = min(begin + PIECE, len(audio)) / RATE
+        started_wall, started_cpu = time.perf_counter(), time.process_time()
+        frames = animator.push(audio[begin : begin + PIECE])
+        wall, cpu = time.perf_counter() - started_wall, time.process_time() - started_cpu
+        if len(frames):
+            wall_calls.append(wall)
+            cpu_calls.append(cpu)
+            starts = (emitted + np.arange(len(frames))) / animator.fps
+            latencies.extend(piece_end - starts + wall)
+            cpu_latencies.extend(piece_end - starts + cpu)
+        emitted += len(frames)
+        pieces.append(frames)
+    pieces.append(animator.flush())  # end of the stream: not a live frame, no latency counted
+    timing = dict(latency=latencies, cpu_latency=cpu_latencies, wall_call=wall_calls, cpu_call=cpu_calls,
+                  bound=animator.latency_seconds)  # fmt: skip
+    return np.concatenate(pieces), timing
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=Path("/work/main/runs/tiny-baseline/sta"))
+    parser.add_argument("--corpus", type=Path, default=Path("/work/main/runs/tiny-baseline/corpus"))
+    parser.add_argument("--clips", type=int, default=8)
+    parser.add_argument("--lookahead", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.5, 1.0])
+    parser.add_argument("--context", type=float, default=2.0, help="seconds of audio before each window")
+    parser.add_argument("--threads", type=int, nargs="+", default=[2])
+    args = parser.parse_args()
+
+    if (args.model / "model.safetensors").exists():
+        model = ESARMSTAForGeneration.from_pretrained(str(args.model)).eval()
+        source = f"trained {args.model}"
+    else:
+        torch.manual_seed(0)
+        model = ESARMSTAForGeneration(ESARMSTAConfig.tiny()).eval()
+        source = "random-init tiny"
+        args.corpus = None
+    clips = load_clips(args.corpus, args.clips)
+    rig = FaceRig.default()
+    seconds = sum(len(a) for a, _, _ in clips) / RATE
+    print(f"CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}; model: {source}; "
+          f"{len(clips)} clips, {seconds:.1f} s; context {args.context:g} s; 20 ms pieces")  # fmt: skip
+    with torch.no_grad():
+        offline = [animate_audio(model, a, emotion=e, chunk_seconds=1000).blendshapes for a, _, e in clips]
+    truth = [g for _, g, _ in clips]
+    if truth[0] is not None:
+        lengths = [min(len(o), len(g)) for o, g in zip(offline, truth)]
+        offline_lve = lve([o[:n] for o, n in zip(offline, lengths)], [g[:n] for g, n in zip(truth, lengths)], rig)
+        print(f"offline LVE vs ground truth: {offline_lve:.3f} mm")
+    offline_jitter = statistics.mean(float(np.abs(np.diff(o, axis=0)).mean()) for o in offline)
+    print()
+    print("| threads | look-ahead (s) | bound (s) | latency p50 / p95 / max (ms, wall) | latency p50 / max (ms, CPU) | "
+          "compute per push p50 (ms, wall / CPU) | MAE vs offline | jitter (live / offline) | LVE vs offline (mm) | "
+          "LVE vs truth (mm) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        with torch.no_grad():
+            stream(model, clips[0][0][:RATE], clips[0][2], 0.1, args.context)  # warm-up
+        for lookahead in args.lookahead:
+            live, timing = [], dict(latency=[], cpu_latency=[], wall_call=[], cpu_call=[])
+            with torch.no_grad():
+                for audio, _, emotion in clips:
+                    frames, measured = stream(model, audio, emotion, lookahead, args.context)
+                    live.append(frames)
+                    for key in timing:
+                        timing[key].extend(measured[key])
+            mae = statistics.mean(float(np.abs(f - o).mean()) for f, o in zip(live, offline))
+            jitter = statistics.mean(float(np.abs(np.diff(f, axis=0)).mean()) for f in live)
+            lve_offline = lve(live, offline, rig)
+            lve_truth = "–"
+            if truth[0] is not None:
+                lve_truth = (
+                    f"{lve([f[:n] for f, n in zip(live, lengths)], [g[:n] for g, n in zip(truth, lengths)], rig):.3f}"
+                )
+            wall = 1000 * np.asarray(timing["latency"])
+            cpu = 1000 * np.asarray(timing["cpu_latency"])
+            print(f"| {threads} | {lookahead:g} | {measured['bound']:.3f} | {np.median(wall):.0f} / "
+                  f"{np.percentile(wall, 95):.0f} / {wall.max():.0f} | {np.median(cpu):.0f} / {cpu.max():.0f} | "
+                  f"{1000 * np.median(timing['wall_call']):.0f} / {1000 * np.median(timing['cpu_call']):.0f} | "
+                  f"{mae:.4f} | {jitter:.4f} / {offline_jitter:.4f} | {lve_offline:.3f} | {lve_truth} |",
+                  flush=True)  # fmt: skip
+    print(
+        "\nLatency: from the start of a frame's audio until push() returns it (20 ms pieces); bound = "
+        "StreamingAnimator.latency_seconds (look-ahead + one motion token), before compute. "
+        f"Emotions: the clips' labels ({', '.join(sorted({e for _, _, e in clips} & set(EMOTIONS)))})."
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""CPU inference levers for a loaded ``ESARMSTAForGeneration``, applied after loading, outside the model code.
+
+The speech encoder (WavLM) is almost all of the ``base`` preset's inference time on a CPU, so the levers act on it:
+
+- ``attention="sdpa"``: transformers' WavLM runs its attention through ``F.multi_head_attention_forward`` with
+  ``need_weights=True`` (it declares ``_supports_sdpa = False``), which materialises and head-averages the attention
+  weights. Its gated relative position bias is an additive float mask, which ``F.scaled_dot_product_attention``
+  accepts, so the same attention runs fused: :class:`WavLMSdpaAttention` swaps in for each ``WavLMAttention``
+  (same parameters, same outputs to float rounding). Encoders that support SDPA in transformers are switched with
+  ``set_attn_implementation("sdpa")``.
+- ``int8=True``: dynamic int8 quantisation (``torch.ao.quantization.quantize_dynamic``) of the encoder's linear
+  layers: weights stored in int8, activations quantised per batch on the fly. WavLM's eager attention reads
+  ``q_proj.weight`` directly, so with ``attention="eager"`` its four attention projections stay in float.
+- ``compile=True``: ``torch.compile`` of the motion transformer (the autoregressive decoder step).
+
+The accuracy cost of each lever (token agreement, blendshape MAE against the float model) is measured by
+``benchmarks/generation.py``; nothing here changes a saved checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.models.wavlm.modeling_wavlm import WavLMAttention
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ATTENTION_IMPLEMENTATIONS", "WavLMSdpaAttention", "optimize_for_inference"]
+
+ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa")
+_ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
+
+
+class WavLMSdpaAttention(WavLMAttention):
+    """``WavLMAttention`` whose attention runs through ``F.scaled_dot_product_attention``.
+
+    The gated relative position bias ``[B * heads, T, T]`` and the key padding mask become one additive float mask;
+    the projections are called as modules (so they may be quantised). Attention weights are not returned.
+    """
+
+    def torch_multi_head_self_attention(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        gated_position_bias: torch.Tensor,
+    ) -> tuple[torch.Tensor, None]:
+        batch, length, _ = hidden_states.shape
+
+        def heads(projection: nn.Module) -> torch.Tensor:  # [B, T, E] -> [B, heads, T, head_dim]
+            return projection(hidden_states).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+
+        bias = gated_position_bias.view(batch, self.num_heads, length, length).to(hidden_states.dtype)
+        if attention_mask is not None:
+            padding = attention_mask.ne(1)[:, None, None, :]  # [B, 1, 1, T] True at padded keys
+            bias = bias.masked_fill(padding, float("-inf"))
+        attended = F.scaled_dot_product_attention(
+            heads(self.q_proj),
+            heads(self.k_proj),
+            heads(self.v_proj),
+            attn_mask=bias,
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        return self.out_proj(attended.transpose(1, 2).reshape(batch, length, self.embed_dim)), None
+
+
+def _set_attention(encoder: nn.Module, attention: str) -> int:
+    """Switch the encoder's attention; returns the number of WavLM attention modules swapped."""
+    wavlm_modules = [module for module in encoder.modules() if isinstance(module, WavLMAttention)]
+    if wavlm_modules:
+        target = WavLMSdpaAttention if attention == "sdpa" else WavLMAttention
+        for module in wavlm_modules:
+            module.__class__ = target  # same parameters and buffers: only the attention computation changes
+        return len(wavlm_modules)
+    if attention == "sdpa":
+        if not getattr(encoder, "_supports_sdpa", False):
+            raise ValueError(
+                f"attention='sdpa' needs a WavLM encoder or one that supports SDPA in transformers, "
+                f"got {type(encoder).__name__}"
+            )
+    encoder.set_attn_implementation(attention)
+    return 0
+
+
+def _quantize_linear_layers(encoder: nn.Module) -> int:
+    """Dynamic int8 quantisation of the encoder's ``nn.Linear`` layers in place; returns how many."""
+    names = set()
+    for name, module in encoder.named_modules():
+        if type(module) is WavLMAttention:  # eager attention reads the projection weights, not the modules
+            names.update(f"{name}.{projection}" for projection in _ATTENTION_PROJECTIONS)
+    spec = {
+        name: torch.ao.quantization.default_dynamic_qconfig
+        for name, module in encoder.named_modules()
+        if isinstance(module, nn.Linear) and name not in names
+    }
+    with warnings.catch_warnings():
+        # torch.ao's eager-mode quantisation warns that it is deprecated in favour of torchao (an extra
+        # dependency); it is the maintained path in the installed torch and gives the measured speed-up
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*(deprecated|quantize_per_tensor).*")
+        torch.ao.quantization.quantize_dynamic(encoder, spec, dtype=torch.qint8, inplace=True)
+    return len(spec)
+
+
+def optimize_for_inference(
+    model: Any,
+    *,
+    int8: bool = False,
+    attention: str = "eager",
+    compile: bool = False,
+) -> Any:
+    """Apply CPU inference levers to an ``ESARMSTAForGeneration`` in place and return it (in eval mode).
+
+    Args:
+        model: the STA model, on the CPU (dynamic int8 kernels are CPU-only).
+        int8: dynamic int8 quantisation of the speech encoder's linear layers (module docstring).
+        attention: ``"eager"`` (transformers' WavLM attention) or ``"sdpa"`` (fused attention, same result).
+        compile: ``torch.compile`` the motion transformer (the decoder step; the first calls pay the compilation).
+
+    Returns:
+        ``model``, ready for ``generate``; it can no longer be trained or saved with int8 layers.
+    """
+    if attention not in ATTENTION_IMPLEMENTATIONS:
+        raise ValueError(f"attention must be one of {list(ATTENTION_IMPLEMENTATIONS)}, got {attention!r}")
+    device = next(model.parameters()).device
+    if int8 and device.type != "cpu":
+        raise ValueError(f"int8=True needs the model on the CPU (dynamic int8 kernels are CPU-only), got {device}")
+    model.eval()
+    encoder = model.audio_encoder
+    swapped = _set_attention(encoder, attention)
+    quantized = _quantize_linear_layers(encoder) if int8 else 0
+    if compile:
+        model.motion_transformer.forward = torch.compile(model.motion_transformer.forward, dynamic=True)
+    logger.info(
+        "inference levers: attention=%s (%d WavLM layers), int8 linear layers=%d, compiled decoder=%s",
+        attention, swapped, quantized, compile,
+    )  # fmt: skip
+    return model
