@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .modeling_utils import resample_features, sequence_mask
+from .frames import resample
+from .modeling_utils import sequence_mask
 
 __all__ = ["PHONE_CLASSES", "LogMelFrontEnd", "PhoneClassHead", "mel_filters", "normalized_log_mel"]
 
@@ -87,7 +88,7 @@ def normalized_log_mel(
 
 class LogMelFrontEnd(nn.Module):
     """Audio -> per-utterance-normalised log-mel frames (100 per second) -> two 1-D convolutions over time (GELU) ->
-    one feature vector per motion step (interval means, :func:`esarm.modeling_utils.resample_features`).
+    one feature vector per motion step (interval means, :func:`esarm.frames.resample`).
 
     The convolutions see ``1 + 2 * (kernel_size - 1)`` frames (90 ms with the default kernel of 5): a phone's
     spectral shape and its transitions, not the voice over a whole utterance.
@@ -129,7 +130,7 @@ class LogMelFrontEnd(nn.Module):
         hidden = mel.to(valid.dtype).transpose(1, 2)  # (bsz, num_bands, frames)
         for convolution in self.convolutions:
             hidden = F.gelu(convolution(hidden)) * valid
-        features, mask = resample_features(
+        features, mask = resample(
             self.projection(hidden.transpose(1, 2)), num_frames, num_steps.to(num_frames.device)
         )
         return features, mask
