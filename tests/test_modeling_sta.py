@@ -9,6 +9,7 @@ import torch
 from huggingface_hub.errors import StrictDataclassError
 
 from esarm import ESARMMotionPrior, ESARMMotionPriorConfig, ESARMSTAConfig, ESARMSTAForGeneration
+from esarm.audio_features import PHONE_CLASSES, PhoneClassHead, normalized_log_mel
 from esarm.modeling_sta import ESARMSTAOutput
 from esarm.modules import build_audio_encoder
 
@@ -79,6 +80,10 @@ def test_config_round_trip(tmp_path, tiny_sta_config):
         ("emotion_loss_weight", -0.5),
         ("sampling_rate", 0),
         ("content_encoder_layers", -1),
+        ("audio_front_end", "mfcc"),
+        ("log_mel_bands", 0),
+        ("phone_loss_weight", -1.0),
+        ("mouth_conditioning", "style"),
     ],
 )
 def test_config_rejects_bad_fields(field, value):
@@ -502,3 +507,117 @@ def test_bf16_forward_and_backward(tiny_sta_config, batch):
     assert out.logits.dtype == torch.bfloat16 and model.motion_head.weight.grad is not None
     generated = model.eval().generate(batch["input_values"], batch["attention_mask"], seed=0)
     assert generated.blendshapes.dtype == torch.bfloat16
+
+
+# ---- log-mel front end, phone head, content-only mouth -------------------------------------------------------------
+
+
+def _variant(tiny_sta_config, **fields) -> ESARMSTAConfig:
+    return ESARMSTAConfig.from_dict({**tiny_sta_config.to_dict(), **fields})
+
+
+def test_content_mouth_needs_region_groups():
+    prior = ESARMMotionPriorConfig.tiny(group_by_region=False)
+    with pytest.raises(ValueError, match="mouth_conditioning"):
+        ESARMSTAConfig.tiny(motion_prior_config=prior, mouth_conditioning="content")
+
+
+def test_normalized_log_mel_is_per_utterance_and_gain_invariant():
+    """Every band has zero mean and unit variance over the utterance's own frames; a louder copy of the utterance
+    (a gain is a constant shift of every log band) gives the same features; padding stays zero."""
+    generator = torch.Generator().manual_seed(0)
+    audio = torch.randn(2, SAMPLING_RATE, generator=generator) * torch.linspace(0.01, 1.0, SAMPLING_RATE)
+    lengths = torch.tensor([SAMPLING_RATE, 8000])
+    audio[1, 8000:] = 0.0
+    features, frames = normalized_log_mel(audio, lengths, num_bands=20)
+    assert frames.tolist() == [101, 51]  # 10 ms hop, one frame per hop plus the last partial one
+    first = features[0, :101]
+    torch.testing.assert_close(first.mean(0), torch.zeros(20), atol=1e-4, rtol=0)
+    torch.testing.assert_close(first.std(0, unbiased=False), torch.ones(20), atol=1e-3, rtol=0)
+    assert (features[1, 51:] == 0).all()
+    louder, _ = normalized_log_mel(audio * 20.0, lengths, num_bands=20)
+    torch.testing.assert_close(louder, features, atol=1e-3, rtol=0)
+
+
+def test_log_mel_front_end_replaces_the_speech_encoder(tmp_path, tiny_sta_config, batch):
+    """``audio_front_end="log_mel"`` builds no speech encoder; padded and lone sequences agree, louder audio does
+    not change the features (per-utterance normalisation), a save / load round trip keeps the model."""
+    model = ESARMSTAForGeneration(_variant(tiny_sta_config, audio_front_end="log_mel")).eval()
+    assert model.speech_encoder is None and model.audio_encoder is None and model.log_mel is not None
+    assert not any(name.startswith("speech_encoder") for name in model.state_dict())
+    audio, mask = batch["input_values"], batch["attention_mask"]
+    features, step_mask = model.encode_audio(audio, mask)
+    assert (features[~step_mask] == 0).all()
+    length = int(mask[1].sum())
+    alone, alone_mask = model.encode_audio(audio[1:, :length])
+    steps = int(alone_mask.sum())
+    torch.testing.assert_close(alone[0, :steps], features[1, :steps], rtol=1e-4, atol=1e-5)
+    louder, _ = model.encode_audio(audio * 8.0, mask)
+    torch.testing.assert_close(louder, features, rtol=1e-3, atol=1e-4)
+    output = model(**batch)
+    assert output.logits.shape == (*batch["motion_tokens"].shape, model.codebook_size)
+    model.save_pretrained(tmp_path)
+    loaded = ESARMSTAForGeneration.from_pretrained(tmp_path).eval()
+    torch.testing.assert_close(loaded(**batch).logits, output.logits, rtol=0, atol=0)
+    both = ESARMSTAForGeneration(_variant(tiny_sta_config, audio_front_end="both"))
+    assert both.speech_encoder is not None and both.log_mel is not None
+
+
+def test_phone_head_predicts_every_frame_and_ignores_unlabelled_frames():
+    head = PhoneClassHead(hidden_size=8, frames_per_token=2)
+    content = torch.randn(2, 5, 8)
+    assert head(content).shape == (2, 10, len(PHONE_CLASSES))
+    targets = torch.randint(0, len(PHONE_CLASSES), (2, 10))
+    targets[1, 6:] = -100
+    logits = head(content)
+    expected = torch.nn.functional.cross_entropy(logits[targets != -100], targets[targets != -100])
+    torch.testing.assert_close(head.loss(content, targets), expected)
+    # targets longer than the steps' frames are cut, shorter ones padded as unlabelled
+    torch.testing.assert_close(head.loss(content, torch.cat([targets, targets], 1)), expected)
+    torch.testing.assert_close(head.loss(content, targets[:, :4]), torch.nn.functional.cross_entropy(
+        logits[:, :4].flatten(0, 1), targets[:, :4].flatten()))  # fmt: skip
+    assert head.loss(content, torch.full((2, 10), -100)).item() == 0.0
+
+
+def test_phone_loss_is_weighted_into_the_loss_and_trains_the_content_branch(tiny_sta_config, batch):
+    model = ESARMSTAForGeneration(_variant(tiny_sta_config, phone_loss_weight=0.5)).train()
+    assert ESARMSTAForGeneration(tiny_sta_config).phone_head is None
+    frames = int(batch["motion_tokens"].shape[1]) * model.config.frames_per_token
+    phone_classes = torch.randint(0, len(PHONE_CLASSES), (2, frames), generator=torch.Generator().manual_seed(2))
+    with_phones = model(**batch, phone_classes=phone_classes)
+    without = model(**batch)
+    assert without.phone_loss is None and with_phones.phone_loss is not None
+    torch.testing.assert_close(with_phones.loss, without.loss + 0.5 * with_phones.phone_loss)
+    model.zero_grad()
+    with_phones.phone_loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.content_encoder.parameters())
+    assert all(p.grad is None for p in model.emotion_encoder.parameters())
+
+
+def test_content_mouth_ignores_the_labels_and_generates_with_a_cache(tiny_sta_config, batch):
+    """``mouth_conditioning="content"``: the mouth group's logits do not depend on the emotion, intensity or speaker
+    labels, nor on the eye and brow tokens; the other groups still follow the labels. Cached generation equals the
+    uncached one. With ``"full"`` the labels move the mouth logits too."""
+    torch.manual_seed(0)
+    model = ESARMSTAForGeneration(_variant(tiny_sta_config, mouth_conditioning="content")).eval()
+    for module in model.modules():  # random weights large enough to make every dependence visible
+        if isinstance(module, torch.nn.Linear):
+            torch.nn.init.normal_(module.weight, std=0.3)
+    other = {**batch, "emotion_ids": torch.tensor([6, 2]), "intensity_ids": torch.tensor([0, 2]),
+             "speaker_ids": torch.tensor([2, 0])}  # fmt: skip
+    first, second = model(**batch).logits, model(**other).logits
+    torch.testing.assert_close(first[:, :, 0], second[:, :, 0], rtol=0, atol=0)
+    assert not torch.allclose(first[:, :, 1:], second[:, :, 1:])
+    upper_changed = {**batch, "motion_tokens": batch["motion_tokens"].clone()}
+    upper_changed["motion_tokens"][..., 1:] = (upper_changed["motion_tokens"][..., 1:] + 1) % model.codebook_size
+    torch.testing.assert_close(model(**upper_changed).logits[:, :, 0], first[:, :, 0], rtol=0, atol=0)
+    cached = model.generate(batch["input_values"], batch["attention_mask"], emotion_ids=batch["emotion_ids"],
+                            do_sample=True, seed=3)  # fmt: skip
+    uncached = model.generate(batch["input_values"], batch["attention_mask"], emotion_ids=batch["emotion_ids"],
+                              do_sample=True, seed=3, use_cache=False)  # fmt: skip
+    assert torch.equal(cached.motion_tokens, uncached.motion_tokens)
+    full = ESARMSTAForGeneration(tiny_sta_config).eval()
+    for module in full.modules():
+        if isinstance(module, torch.nn.Linear):
+            torch.nn.init.normal_(module.weight, std=0.3)
+    assert not torch.allclose(full(**batch).logits[:, :, 0], full(**other).logits[:, :, 0])

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from esarm.data.collators import PartnerIndex, STACollator, normalize_audio
+from esarm.data.augmentation import AudioAugmentationConfig, AudioAugmenter
+from esarm.data.collators import PHONE_CLASS_IDS, PartnerIndex, STACollator, normalize_audio, phone_class_ids
 from esarm.data.loading import load_split
+from esarm.data.phones import OPENNESS, frame_classes
 from esarm.data.schema import decode_audio_value
 from esarm.training.checkpoints import read_done_marker
 from esarm.training.sta import (
@@ -169,3 +171,75 @@ def test_train_sta_saves_model_processor_and_marker(micro_corpus, prior_path, tm
 @pytest.mark.skipif(torch.accelerator.is_available(), reason="an accelerator keeps pinned memory")
 def test_training_arguments_do_not_pin_memory_without_an_accelerator(tmp_path):
     assert ESARMSTATrainingConfig(output_dir=str(tmp_path)).dataloader_pin_memory is False
+
+
+def test_phone_class_ids_follow_the_timings_and_the_model_classes():
+    from esarm.audio_features import PHONE_CLASSES
+
+    assert tuple(PHONE_CLASS_IDS) == PHONE_CLASSES == tuple(OPENNESS)
+    phonemes, starts = ["_", "b", "a", "m", "i"], [0.0, 0.1, 0.2, 0.4, 0.5]
+    ids = phone_class_ids(phonemes, starts, num_frames=21, fps=30.0)
+    expected = [PHONE_CLASS_IDS[c] for c in frame_classes(phonemes, starts, 21 / 30.0, 30.0, 21)]
+    assert ids.tolist() == expected
+    assert ids[0] == PHONE_CLASS_IDS["pause"] and ids[7] == PHONE_CLASS_IDS["open"]  # frame 7 centre: 0.25 s
+    # audio played twice as fast: every phoneme starts at half its time
+    fast = phone_class_ids(phonemes, starts, num_frames=11, fps=30.0, speed=2.0)
+    assert fast[3] == PHONE_CLASS_IDS["open"] and fast[7] == PHONE_CLASS_IDS["close"]  # 0.117 s: a; 0.25 s: i
+
+
+def test_collator_adds_phone_classes_only_when_asked(micro_corpus):
+    train = load_split(micro_corpus, "train")
+    rows = [train[0], train[1]]
+    assert "phone_classes" not in STACollator(speakers=["M001"])(rows)
+    batch = STACollator(speakers=["M001"], phone_targets=True)(rows)
+    phones = batch["phone_classes"]
+    assert phones.shape == batch["frame_mask"].shape and phones.dtype == torch.long
+    assert (phones[~batch["frame_mask"]] == -100).all() and (phones[batch["frame_mask"]] >= 0).all()
+    num_frames = int(batch["frame_mask"][0].sum())
+    row = rows[0]
+    expected = phone_class_ids(row["phonemes"], row["phoneme_times"], num_frames, float(row["fps"]))
+    assert phones[0, :num_frames].tolist() == expected.tolist()
+    # crops cut the phone classes with the audio and the blendshapes
+    cropped = STACollator(speakers=["M001"], phone_targets=True, max_seconds=0.5, seed=1)(rows)
+    assert cropped["phone_classes"].shape == cropped["frame_mask"].shape == (2, 15)
+    # a speed change shortens the phone timeline like the blendshapes
+    speed_only = AudioAugmentationConfig.off()
+    speed_only.speed_probability, speed_only.speed = 1.0, (1.5, 1.5)
+    sped = STACollator(speakers=["M001"], phone_targets=True, augmentation=AudioAugmenter(speed_only))(rows)
+    assert sped["phone_classes"].shape == sped["frame_mask"].shape
+    assert sped["frame_mask"][0].sum() < batch["frame_mask"][0].sum()
+    # rows without phoneme timings (real captures) give no targets
+    bare = [{k: v for k, v in r.items() if k not in ("phonemes", "phoneme_times")} for r in rows]
+    assert "phone_classes" not in STACollator(speakers=["M001"], phone_targets=True)(bare)
+
+
+def test_train_sta_with_log_mel_phone_loss_and_content_mouth(micro_corpus, prior_path, tmp_path):
+    from esarm import ESARMSTAForGeneration
+
+    config = ESARMSTATrainingConfig(
+        dataset_name_or_path=str(micro_corpus), motion_prior_name_or_path=str(prior_path), output_dir=str(tmp_path / "sta"),
+        max_steps=2, per_device_train_batch_size=4, logging_steps=1, save_steps=2, disable_tqdm=True, use_cpu=True,
+        model_overrides='{"audio_front_end": "log_mel", "phone_loss_weight": 0.5, "mouth_conditioning": "content"}',
+    )  # fmt: skip
+    metrics = train_sta(config)
+    assert np.isfinite(metrics["eval_phone_loss"]) and metrics["eval_phone_loss"] > 0
+    model = ESARMSTAForGeneration.from_pretrained(tmp_path / "sta")
+    assert model.speech_encoder is None and model.phone_head is not None and model.mouth_transformer is not None
+
+
+@pytest.mark.parametrize("name", ["tiny", "small"])
+def test_shipped_configs_build_their_sta_model(name, tmp_path):
+    """configs/<name>.yaml's `sta` section parses into the stage config and its model overrides into a valid STA
+    config (a typo in a field name or value fails here, not after the corpus and the prior have been built)."""
+    from pathlib import Path
+
+    from esarm import ESARMSTAConfig
+    from esarm.training.args import build_model_config, parse_stage_args
+
+    path = Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml"
+    config = parse_stage_args(ESARMSTATrainingConfig, section="sta", args=[str(path), "--output_dir", str(tmp_path)])
+    model_config = build_model_config(ESARMSTAConfig, config.model_config, config.model_overrides)
+    assert model_config.hidden_size == 64
+    if name == "small":
+        assert model_config.audio_front_end == "log_mel" and model_config.mouth_conditioning == "content"
+        assert model_config.phone_loss_weight > 0

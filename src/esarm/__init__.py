@@ -5,7 +5,8 @@ marks them for ``register_for_auto_class`` (saved folders then carry their code 
 ``trust_remote_code=True`` where esarm is not installed) and registers the ``"speech-to-animation"`` pipeline.
 
 The import itself is light: the public names load on first use, and the registration runs as soon as
-``transformers`` is imported (at once when it already is). ``import transformers`` alone imports torch and takes
+``transformers`` is imported (at once when it already is; after the importing module when one of esarm's own
+model modules imports it). ``import transformers`` alone imports torch and takes
 about 6 s on a 2-core CPU, which made every ``esarm`` command, ``--help`` included, wait that long; registration
 needs transformers' Auto classes, and nobody can reach those without importing transformers first.
 """
@@ -36,7 +37,21 @@ _LAZY_NAMES: dict[str, str] = {
     "ESARMProcessor": "processing_esarm",
 }
 
-__all__ = sorted([*_LAZY_NAMES, "__version__"])
+__all__ = [
+    "ARKIT_NAMES",
+    "EMOTIONS",
+    "ESARMMotionPrior",
+    "ESARMMotionPriorConfig",
+    "ESARMProcessor",
+    "ESARMRewardModel",
+    "ESARMRewardModelConfig",
+    "ESARMSTAConfig",
+    "ESARMSTAForGeneration",
+    "EpsilonGreedyLogitsProcessor",
+    "SpeechToAnimationPipeline",
+    "__version__",
+    "ranking_loss",
+]
 
 if TYPE_CHECKING:
     from .blendshapes import ARKIT_NAMES, EMOTIONS
@@ -62,6 +77,12 @@ def __dir__() -> list[str]:
 
 
 _registered = False
+# The modules whose classes :func:`_register` registers.
+_DEFINING_MODULES = frozenset(
+    f"{__name__}.{name}"
+    for name in ("configuration_esarm", "modeling_motion_prior", "modeling_reward", "modeling_sta", "pipeline",
+                 "processing_esarm")
+)  # fmt: skip
 
 
 def _register() -> None:
@@ -95,27 +116,45 @@ def _register() -> None:
     register_pipeline()
 
 
-class _RegisterAfterTransformers(importlib.abc.MetaPathFinder):
-    """Runs :func:`_register` right after the ``transformers`` package has been imported (a post-import hook)."""
+def _register_when_ready(finished: str | None = None) -> None:
+    """Register once transformers is imported and none of the defining modules is half-imported (``finished`` has
+    just run to its end): a module that imports transformers first cannot be re-imported in the middle."""
+    if _registered or "transformers" not in sys.modules:
+        return
+    for name in _DEFINING_MODULES - {finished}:
+        module = sys.modules.get(name)
+        if module is not None and getattr(module.__spec__, "_initializing", False):
+            return
+    _register()
+
+
+class _RegistrationHook(importlib.abc.MetaPathFinder):
+    """A post-import hook: after ``transformers`` or one of the defining modules has been imported, register when
+    ready. The other finders locate the module; only its loader's ``exec_module`` is wrapped."""
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != "transformers":
+        if fullname != "transformers" and fullname not in _DEFINING_MODULES:
             return None
-        sys.meta_path.remove(self)  # let the other finders locate transformers, once
-        spec = importlib.util.find_spec(fullname)
-        if spec is None or spec.loader is None:
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
         exec_module = spec.loader.exec_module
 
         def exec_then_register(module):
             exec_module(module)
-            _register()
+            _register_when_ready(finished=fullname)
 
         spec.loader.exec_module = exec_then_register
         return spec
 
 
-if "transformers" in sys.modules:
-    _register()
-elif not any(isinstance(finder, _RegisterAfterTransformers) for finder in sys.meta_path):
-    sys.meta_path.insert(0, _RegisterAfterTransformers())
+if not any(isinstance(finder, _RegistrationHook) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _RegistrationHook())
+_register_when_ready()

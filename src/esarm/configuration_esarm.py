@@ -252,6 +252,9 @@ class ESARMRewardModelConfig(PreTrainedConfig):
 
 # ---- ESARMSTAConfig ----
 
+AUDIO_FRONT_ENDS = ("speech_encoder", "log_mel", "both")
+MOUTH_CONDITIONINGS = ("full", "content")
+
 
 def _tiny_wavlm_config() -> dict:
     """A random-init WavLM small enough for CPU tests (same 320-sample hop as WavLM base: 50 frames/s)."""
@@ -324,6 +327,19 @@ class ESARMSTAConfig(PreTrainedConfig):
             to the speech-encoder features of every step. A loudness / spectral-envelope path for small or
             random-init speech encoders (whose layer-normalised convolutional features discard loudness, the main
             cue of the mouth opening); 0 disables it (paper setting with pretrained WavLM).
+        audio_front_end (`str`, defaults to `"speech_encoder"`): What hears the audio: `"speech_encoder"` (the
+            nested speech encoder; the paper, with pretrained WavLM), `"log_mel"` (per-utterance-normalised log-mel
+            frames and two convolutions, :class:`~esarm.audio_features.LogMelFrontEnd`; no speech encoder is built)
+            or `"both"` (their features summed). The log-mel path is the speaker-robust choice for random-init CPU
+            models trained on a few synthetic voices.
+        log_mel_bands (`int`, defaults to 40): Mel bands of the log-mel front end.
+        phone_loss_weight (`float`, defaults to 0.0): Weight of the auxiliary phone-class loss of the content branch
+            (:class:`~esarm.audio_features.PhoneClassHead`, one of 6 classes per animation frame, targets from the
+            corpus's phoneme timings; `forward`'s ``phone_classes``). 0 builds no head.
+        mouth_conditioning (`str`, defaults to `"full"`): What the mouth codebook (group 0) is predicted from:
+            `"full"` (the paper: every group from ``[content | emotion | S(c)]``) or `"content"` (a second causal
+            transformer over the content features and the previous mouth tokens only, so that the emotion label
+            cannot move the mouth's timing; the label still steers the eyes and brows). Needs a region-grouped prior.
         emotion_loss_weight (`float`, defaults to 0.1): Weight of the emotion classification loss in `forward`.
         freeze_feature_encoder (`bool`, defaults to `True`): Freeze the convolutional feature encoder of the speech
             encoder (standard when fine-tuning WavLM).
@@ -355,6 +371,10 @@ class ESARMSTAConfig(PreTrainedConfig):
     dropout: int | float = _probability(0.1)
     previous_token_dropout: int | float = _probability(0.0)
     spectral_features: int = _non_negative(0)
+    audio_front_end: str = _one_of(*AUDIO_FRONT_ENDS)(default="speech_encoder")
+    log_mel_bands: int = _positive(40)
+    phone_loss_weight: int | float = interval(min=0.0)(default=0.0)
+    mouth_conditioning: str = _one_of(*MOUTH_CONDITIONINGS)(default="full")
     emotion_loss_weight: int | float = interval(min=0.0)(default=0.1)
     freeze_feature_encoder: bool = True
     layer_norm_eps: int | float = interval(min=0.0, exclude_min=True)(default=1e-5)
@@ -365,6 +385,12 @@ class ESARMSTAConfig(PreTrainedConfig):
         super().validate_architecture()
         _validate_speech_input(self)
         _validate_heads(self)
+        # the content-only mouth stream predicts group 0, which is the mouth only when the prior groups by region
+        if self.mouth_conditioning != "full" and self.num_groups <= 1:
+            raise ValueError(
+                f"mouth_conditioning must be 'full' with a prior of one codebook (group_by_region=False), "
+                f"got {self.mouth_conditioning!r}"
+            )
 
     @property
     def fps(self) -> float:

@@ -11,6 +11,11 @@ Pipeline (paper Sec. III-A, Fig. 2b and 3):
    plus the embedding of the tokens chosen at ``t - 1`` (a learned BOS embedding at ``t = 0``);
 4. causal transformer -> one head of ``K`` logits per face-region codebook (``G`` heads);
 5. the (frozen) motion prior decodes the tokens to 52 ARKit blendshapes at ``fps``.
+
+Config switches for small CPU models (:mod:`esarm.audio_features`): ``audio_front_end="log_mel"`` replaces the speech
+encoder of step 1 by per-utterance-normalised log-mel frames; ``phone_loss_weight`` adds a phone-class head on the
+content branch; ``mouth_conditioning="content"`` predicts the mouth codebook from the content features and the
+previous mouth tokens only (a second causal transformer), so that the labels of step 3 cannot move the mouth.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from .audio_features import LogMelFrontEnd, PhoneClassHead
 from .configuration_esarm import ESARMSTAConfig
 from .frames import num_frames, num_motion_steps, resample
 from .generation import (
@@ -60,6 +66,8 @@ class ESARMSTAOutput(ModelOutput):
         loss: ``token_loss + emotion_loss_weight * emotion_loss`` (terms present when their targets are given).
         token_loss: teacher-forced cross entropy of the motion tokens (mean over valid steps and groups).
         emotion_loss: cross entropy of the emotion classifier against ``emotion_ids``.
+        phone_loss: cross entropy of the phone-class head of the content branch against ``phone_classes`` (with
+            ``config.phone_loss_weight > 0``); weighted into ``loss``.
         logits: ``[B, T', G, K]`` next-token logits (``None`` without ``motion_tokens``: they need the previous
             tokens; use :meth:`~ESARMSTAForGeneration.generate`).
         emotion_logits: ``[B, E]`` emotion classifier logits (E = 8, ``EMOTIONS`` order).
@@ -75,6 +83,7 @@ class ESARMSTAOutput(ModelOutput):
     loss: torch.FloatTensor | None = None
     token_loss: torch.FloatTensor | None = None
     emotion_loss: torch.FloatTensor | None = None
+    phone_loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     emotion_logits: torch.FloatTensor | None = None
     content_features: torch.FloatTensor | None = None
@@ -264,8 +273,15 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         super().__init__(config)
         hidden = config.hidden_size
         num_speaker_ids = config.num_speakers + 1  # id 0 = unknown speaker
-        encoder = build_audio_encoder(config.audio_encoder_config, config.audio_encoder_name_or_path)
-        self.speech_encoder = SpeechEncoder(encoder, hidden)
+        self.speech_encoder = None
+        if config.audio_front_end in ("speech_encoder", "both"):
+            encoder = build_audio_encoder(config.audio_encoder_config, config.audio_encoder_name_or_path)
+            self.speech_encoder = SpeechEncoder(encoder, hidden)
+        self.log_mel = (
+            LogMelFrontEnd(config.log_mel_bands, hidden, config.sampling_rate)
+            if config.audio_front_end in ("log_mel", "both")
+            else None
+        )
         self.spectral_features = (
             SpectralFeatures(config.spectral_features, config.sampling_rate, hidden)
             if config.spectral_features
@@ -281,6 +297,9 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         self.content_encoder = encoder_branch(config.content_encoder_layers)
         self.emotion_encoder = encoder_branch(config.emotion_encoder_layers)
         self.emotion_head = nn.Linear(hidden, config.num_emotions)
+        self.phone_head = (
+            PhoneClassHead(hidden, config.frames_per_token) if config.phone_loss_weight > 0 else None
+        )
         self.style_projection = nn.Linear(config.num_emotions + config.num_intensities + num_speaker_ids,
                                           config.style_size)  # fmt: skip
         self.decoder_input = nn.Linear(2 * hidden + config.style_size, hidden)
@@ -297,6 +316,16 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
             attention_window=config.attention_window, layer_norm_eps=config.layer_norm_eps,
         )  # fmt: skip
         self.motion_head = nn.Linear(hidden, config.num_groups * config.codebook_size)
+        # mouth_conditioning="content": the mouth codebook (group 0) from the content features and the previous mouth
+        # tokens only, through its own causal transformer; the logits of group 0 from motion_head are then unused
+        self.mouth_input = self.mouth_transformer = self.mouth_head = None
+        if config.mouth_conditioning == "content":
+            self.mouth_input = nn.Linear(hidden, hidden)
+            self.mouth_transformer = CausalTransformer(
+                hidden, config.num_hidden_layers, config.num_attention_heads, config.intermediate_size,
+                config.dropout, attention_window=config.attention_window, layer_norm_eps=config.layer_norm_eps,
+            )  # fmt: skip
+            self.mouth_head = nn.Linear(hidden, config.codebook_size)
         self.motion_prior = ESARMMotionPrior(config.motion_prior_config)
         self.post_init()
         # ESARM's own sampling settings (epsilon beside do_sample / temperature / top_k), saved beside the weights as
@@ -332,9 +361,9 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
     # ---- properties ------------------------------------------------------------------------------------------
 
     @property
-    def audio_encoder(self) -> PreTrainedModel:
-        """The speech encoder (WavLM by default)."""
-        return self.speech_encoder.encoder
+    def audio_encoder(self) -> PreTrainedModel | None:
+        """The speech encoder (WavLM by default; ``None`` with ``config.audio_front_end="log_mel"``)."""
+        return self.speech_encoder.encoder if self.speech_encoder is not None else None
 
     @property
     def fps(self) -> float:
@@ -444,7 +473,7 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
                 f"input_values must hold at least one animation frame of audio per sequence ({self.min_num_samples} "
                 f"samples at {self.config.sampling_rate} Hz and {self.fps:g} fps), got lengths {lengths.tolist()}"
             )
-        frames = audio_frame_lengths(self.audio_encoder, lengths)
+        frames = audio_frame_lengths(self.audio_encoder, lengths) if self.speech_encoder is not None else lengths
         if check_values and int(frames.min()) < 1:
             raise ValueError(
                 f"input_values is too short for the audio encoder (no feature frame), got lengths {lengths.tolist()}"
@@ -522,8 +551,14 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         )
 
     def _speech_features(self, input_values, attention_mask, lengths, num_steps) -> tuple[torch.Tensor, torch.Tensor]:
-        """Speech-encoder features (plus the spectral features when configured) on the step grid ``[B, T', H]``."""
-        features, mask = self.speech_encoder(input_values, attention_mask, num_steps)
+        """Speech-encoder and / or log-mel features (plus the spectral features when configured) on the step grid
+        ``[B, T', H]``."""
+        if self.speech_encoder is not None:
+            features, mask = self.speech_encoder(input_values, attention_mask, num_steps)
+            if self.log_mel is not None:
+                features = features + self.log_mel(input_values, lengths, num_steps)[0] * mask[..., None]
+        else:
+            features, mask = self.log_mel(input_values, lengths, num_steps)
         if self.spectral_features is not None:
             features = features + self.spectral_features(input_values, lengths, num_steps) * mask[..., None]
         return features, mask
@@ -623,10 +658,23 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         previous = self.previous_token_dropout(previous, self.mask_embedding)  # identity in eval mode
         return torch.cat([bos, previous], dim=1)
 
-    def _token_logits(self, hidden: torch.Tensor) -> torch.FloatTensor:
-        """``[B, L, H]`` -> ``[B, L, G, K]``."""
+    def _previous_mouth_inputs(self, motion_tokens: torch.LongTensor, length: int) -> torch.FloatTensor:
+        """Like :meth:`_previous_token_inputs` with the mouth tokens (group 0) only: ``[B, length, H]``."""
+        batch = motion_tokens.shape[0]
+        bos = self.bos_embedding[None, None].expand(batch, 1, -1)
+        if length == 1:
+            return bos
+        previous = self.token_embeddings[0](motion_tokens[:, : length - 1, 0])
+        previous = self.previous_token_dropout(previous, self.mask_embedding)  # identity in eval mode
+        return torch.cat([bos, previous], dim=1)
+
+    def _token_logits(self, hidden: torch.Tensor, mouth_hidden: torch.Tensor | None = None) -> torch.FloatTensor:
+        """``[B, L, H]`` (and the mouth stream's ``[B, L, H]``) -> ``[B, L, G, K]``."""
         batch, length, _ = hidden.shape
-        return self.motion_head(hidden).view(batch, length, self.num_groups, self.codebook_size)
+        logits = self.motion_head(hidden).view(batch, length, self.num_groups, self.codebook_size)
+        if mouth_hidden is None:
+            return logits
+        return torch.cat([self.mouth_head(mouth_hidden)[:, :, None], logits[:, :, 1:]], dim=2)
 
     def decode_features(
         self,
@@ -677,8 +725,13 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
             style = self.style_vector(emotion_ids, intensity_ids, speaker_ids)
         conditioning = self._conditioning(content_features, emotion_features, style)
         inputs = conditioning + self._previous_token_inputs(motion_tokens, conditioning.shape[1])
+        mouth_hidden = None
+        if self.mouth_transformer is not None:
+            mouth_inputs = self.mouth_input(content_features)
+            mouth_inputs = mouth_inputs + self._previous_mouth_inputs(motion_tokens, mouth_inputs.shape[1])
+            mouth_hidden = self.mouth_transformer(mouth_inputs)
         # right padding: causal attention never lets valid steps see padded ones, so no mask is needed
-        return self._token_logits(self.motion_transformer(inputs, all_hidden_states=all_hidden_states))
+        return self._token_logits(self.motion_transformer(inputs, all_hidden_states=all_hidden_states), mouth_hidden)
 
     # ---- forward -----------------------------------------------------------------------------------------------
 
@@ -691,6 +744,7 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         speaker_ids: torch.Tensor | None = None,
         motion_tokens: torch.LongTensor | None = None,
         motion_mask: torch.Tensor | None = None,
+        phone_classes: torch.LongTensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
     ) -> ESARMSTAOutput | tuple:
@@ -711,6 +765,8 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
                 the audio: step ``t`` covers ``t * frames_per_token / fps`` seconds (steps beyond the audio are
                 ignored, like padded ones).
             motion_mask: ``[B, T']`` True at valid steps.
+            phone_classes: ``[B, T]`` phone class per animation frame (``esarm.audio_features.PHONE_CLASSES`` ids,
+                -100 where unknown), the target of the phone-class head (used with ``config.phone_loss_weight > 0``).
             output_hidden_states: Return the motion transformer's hidden states (``config.output_hidden_states``).
             return_dict: Return an :class:`ESARMSTAOutput` (default, ``config.return_dict``) or a tuple.
 
@@ -764,9 +820,16 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
             targets = motion_tokens.masked_fill(~step_mask[..., None], -100)
             token_loss = F.cross_entropy(logits.flatten(0, 2).float(), targets.flatten(), ignore_index=-100)
 
+        phone_loss = None
+        if phone_classes is not None and self.phone_head is not None:
+            phone_loss = self.phone_head.loss(content, phone_classes.to(content.device))
+
         loss = None
         if token_loss is not None:
             loss = token_loss
+        if phone_loss is not None:
+            weighted = self.config.phone_loss_weight * phone_loss
+            loss = weighted if loss is None else loss + weighted
         if emotion_loss is not None and (self.config.emotion_loss_weight > 0 or loss is None):
             weighted = self.config.emotion_loss_weight * emotion_loss
             loss = weighted if loss is None else loss + weighted
@@ -774,6 +837,7 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
             loss=loss,
             token_loss=token_loss,
             emotion_loss=emotion_loss,
+            phone_loss=phone_loss,
             logits=logits,
             emotion_logits=emotion_logits,
             content_features=content,
@@ -870,18 +934,31 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         conditioning = self._conditioning(content, emotion_features, style)  # [B, T', H]
         total_steps = conditioning.shape[1]
         cache = self.motion_transformer.new_cache(batch, total_steps, conditioning) if use_cache else None
+        mouth_conditioning = mouth_cache = None
+        if self.mouth_transformer is not None:
+            mouth_conditioning = self.mouth_input(content)  # [B, T', H]: content only, whatever the labels
+            if use_cache:
+                mouth_cache = self.mouth_transformer.new_cache(batch, total_steps, mouth_conditioning)
 
         def step_logits(tokens_so_far: torch.Tensor, t: int) -> torch.Tensor:
+            mouth_hidden = None
             if cache is not None:
                 if t == 0:
-                    previous = self.bos_embedding[None, None].expand(batch, 1, -1)
+                    previous = previous_mouth = self.bos_embedding[None, None].expand(batch, 1, -1)
                 else:
                     previous = self.embed_motion_tokens(tokens_so_far[:, -1:])
+                    previous_mouth = self.token_embeddings[0](tokens_so_far[:, -1:, 0])
                 hidden = self.motion_transformer(conditioning[:, t : t + 1] + previous, cache=cache)
+                if mouth_conditioning is not None:
+                    mouth_inputs = mouth_conditioning[:, t : t + 1] + previous_mouth
+                    mouth_hidden = self.mouth_transformer(mouth_inputs, cache=mouth_cache)
             else:
                 inputs = conditioning[:, : t + 1] + self._previous_token_inputs(tokens_so_far, t + 1)
                 hidden = self.motion_transformer(inputs)[:, -1:]
-            return self._token_logits(hidden)[:, 0]  # [B, G, K]
+                if mouth_conditioning is not None:
+                    mouth_inputs = mouth_conditioning[:, : t + 1] + self._previous_mouth_inputs(tokens_so_far, t + 1)
+                    mouth_hidden = self.mouth_transformer(mouth_inputs)[:, -1:]
+            return self._token_logits(hidden, mouth_hidden)[:, 0]  # [B, G, K]
 
         motion_tokens = decode_autoregressively(
             step_logits, total_steps, batch, self.num_groups, logits_processor, sample, generator, device

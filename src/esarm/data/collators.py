@@ -22,7 +22,21 @@ from ..blendshapes import NUM_BLENDSHAPES
 from ..frames import num_frames
 from ..labels import UNKNOWN_SPEAKER_ID, emotion_to_id, intensity_to_id, speaker_to_id
 from .augmentation import AudioAugmenter, resample_timeline
+from .phones import OPENNESS, frame_classes
 from .schema import SAMPLING_RATE, decode_audio_value
+
+PHONE_CLASS_IDS: dict[str, int] = {name: i for i, name in enumerate(OPENNESS)}
+"""Id of each phone class of :func:`esarm.data.phones.phone_class` (the targets of the STA model's phone head)."""
+IGNORE_INDEX = -100
+
+
+def phone_class_ids(phonemes, phoneme_times, num_frames: int, fps: float, speed: float = 1.0) -> np.ndarray:
+    """Phone-class id at the centre of each of ``num_frames`` frames (int64 ``[num_frames]``); ``speed`` is the
+    factor by which the audio was sped up after synthesis (the phoneme times shrink by it)."""
+    starts = np.asarray(phoneme_times, np.float64) / speed
+    duration = num_frames / fps
+    classes = frame_classes(list(phonemes), starts, duration, fps, num_frames)
+    return np.array([PHONE_CLASS_IDS[c] for c in classes], np.int64)
 
 
 def normalize_audio(audio: np.ndarray) -> np.ndarray:
@@ -130,7 +144,9 @@ class STACollator(_SeededCollator):
     Each feature needs ``audio`` (16 kHz float array), ``emotion``, ``intensity``, ``speaker`` and, for
     training, ``blendshapes`` ([T, 52]). Returns ``input_values [B, S]``, ``attention_mask [B, S]``,
     ``emotion_ids [B]``, ``intensity_ids [B]``, ``speaker_ids [B]`` and, when blendshapes are present,
-    ``blendshapes [B, T, 52]`` with ``frame_mask [B, T]`` (each clip's frames cut to its audio's duration).
+    ``blendshapes [B, T, 52]`` with ``frame_mask [B, T]`` (each clip's frames cut to its audio's duration) and,
+    when every feature has ``phonemes`` and ``phoneme_times`` (synthetic corpora) and ``phone_targets`` is on,
+    ``phone_classes [B, T]`` (:data:`PHONE_CLASS_IDS` per frame, -100 after each clip's end).
     With a :class:`PartnerIndex` (``partner_index``) and features carrying their row index (``__index__``)
     it adds the same keys prefixed ``partner_`` for one other-emotion clip of the same speaker and sentence,
     and ``has_partner [B]`` (False where none exists; such rows repeat the clip itself).
@@ -148,6 +164,8 @@ class STACollator(_SeededCollator):
         augmentation: an :class:`~esarm.data.augmentation.AudioAugmenter` applied to each clip's audio (training
             only; ``None``: off), seeded per clip from the collator's RNG; a speed change resamples the clip's
             blendshapes to the new duration.
+        phone_targets: add ``phone_classes`` from the phoneme timings when the features have them (the STA
+            trainer's phone loss; off by default, since generation and the other stages take no such input).
     """
 
     speakers: Sequence[str] = ()
@@ -159,6 +177,7 @@ class STACollator(_SeededCollator):
     partner_index: PartnerIndex | None = None
     seed: int = 0
     augmentation: AudioAugmenter | None = None
+    phone_targets: bool = False
     _rng: random.Random = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -167,21 +186,26 @@ class STACollator(_SeededCollator):
         self._rng = random.Random(self.seed)
         self.speakers = list(self.speakers)
 
-    def _crop(self, audio: np.ndarray, blendshapes: np.ndarray | None, fps: float):
+    def _crop(self, audio: np.ndarray, blendshapes: np.ndarray | None, fps: float, phones: np.ndarray | None = None):
         if self.max_seconds is None or len(audio) <= self.max_seconds * SAMPLING_RATE:
-            return audio, blendshapes
-        num_frames = int(self.max_seconds * fps)
+            return audio, blendshapes, phones
+        window = int(self.max_seconds * fps)
         total_frames = num_frames(len(audio), fps, SAMPLING_RATE)
-        start = self.rng.randint(0, max(0, total_frames - num_frames)) if self.random_crop else 0
+        start = self.rng.randint(0, max(0, total_frames - window)) if self.random_crop else 0
         a0 = int(round(start / fps * SAMPLING_RATE))
-        audio = audio[a0 : a0 + int(round(num_frames / fps * SAMPLING_RATE))]
+        audio = audio[a0 : a0 + int(round(window / fps * SAMPLING_RATE))]
         if blendshapes is not None:
-            blendshapes = blendshapes[start : start + num_frames]
-        return audio, blendshapes
+            blendshapes = blendshapes[start : start + window]
+        if phones is not None:
+            phones = phones[start : start + window]
+        return audio, blendshapes, phones
 
     def _encode(self, features: list[dict[str, Any]], crop: bool = True) -> dict[str, torch.Tensor]:
-        clips, motions = [], []
+        clips, motions, phone_sequences = [], [], []
         has_motion = all(f.get("blendshapes") is not None for f in features)
+        has_phones = self.phone_targets and all(
+            f.get("phonemes") is not None and f.get("phoneme_times") is not None for f in features
+        )
         for feature in features:
             audio = decode_audio_value(feature["audio"])
             rate = int(feature.get("sampling_rate", SAMPLING_RATE) or SAMPLING_RATE)
@@ -189,15 +213,22 @@ class STACollator(_SeededCollator):
                 raise ValueError(f"audio must be sampled at {SAMPLING_RATE} Hz, got sampling_rate={rate}")
             fps = float(feature.get("fps", self.fps) or self.fps)
             motion = np.asarray(feature["blendshapes"], dtype=np.float32) if has_motion else None
+            speed = 1.0
             if self.augmentation is not None:
                 audio, speed = self.augmentation(audio, SAMPLING_RATE, seed=self.rng.getrandbits(64))
                 if motion is not None and speed != 1.0:
                     motion = resample_timeline(motion, speed)
+            phones = None
+            if has_phones:
+                frames = num_frames(len(audio), fps, SAMPLING_RATE)
+                phones = phone_class_ids(feature["phonemes"], feature["phoneme_times"], frames, fps, speed)
             if crop:
-                audio, motion = self._crop(audio, motion, fps)
+                audio, motion, phones = self._crop(audio, motion, fps, phones)
             clips.append(audio)
             if motion is not None:
                 motions.append(motion[: num_frames(len(audio), fps, SAMPLING_RATE)])
+            if phones is not None:
+                phone_sequences.append(phones[: num_frames(len(audio), fps, SAMPLING_RATE)])
         input_values, attention_mask = pad_audio(clips, normalize=self.normalize)
         speaker_ids = [speaker_to_id(f["speaker"], self.speakers) for f in features]
         if self.speaker_dropout > 0:
@@ -211,6 +242,11 @@ class STACollator(_SeededCollator):
         }
         if has_motion:
             batch["blendshapes"], batch["frame_mask"] = pad_blendshapes(motions)
+        if has_phones:
+            phone_classes = torch.full((len(features), max(len(p) for p in phone_sequences)), IGNORE_INDEX)
+            for i, phones in enumerate(phone_sequences):
+                phone_classes[i, : len(phones)] = torch.from_numpy(phones)
+            batch["phone_classes"] = phone_classes
         return batch
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:

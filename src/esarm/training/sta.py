@@ -1,7 +1,8 @@
 """Stage 2: train the speech-to-animation (STA) model with the motion prior frozen.
 
 Targets are the motion-prior tokens of the ground-truth blendshapes. Loss = teacher-forced cross-entropy over
-motion tokens + emotion classification (both inside the model's ``forward``) + ``cross_reconstruction_weight``
+motion tokens + emotion classification + (optionally) the phone-class loss of the content branch (all inside the
+model's ``forward``) + ``cross_reconstruction_weight``
 times the cross-reconstruction loss of the emotion-disentangling encoder: for clip A and a clip B of the same
 speaker and sentence with another emotion, the content features of A (aligned to B's length by
 :func:`esarm.frames.resample` or by DTW on the audio-derived content features) combined with B's emotion features and style must
@@ -186,6 +187,7 @@ class ESARMSTATrainer(Trainer):
             attention_mask=inputs["attention_mask"],
             motion_tokens=tokens,
             motion_mask=token_mask,
+            phone_classes=inputs.get("phone_classes"),
             **conditions,
         )
         loss = outputs.loss
@@ -201,6 +203,8 @@ class ESARMSTATrainer(Trainer):
                     "emotion_accuracy",
                     (outputs.emotion_logits.argmax(-1) == inputs["emotion_ids"]).float().mean(),
                 )
+            if outputs.phone_loss is not None:
+                store.add(mode, "phone_loss", outputs.phone_loss)
         if self.cross_reconstruction_weight > 0 and "partner_input_values" in inputs and inputs["has_partner"].any():
             cross = self.cross_reconstruction_loss(sta, inputs, outputs)
             store.add(mode, "cross_reconstruction_loss", cross)
@@ -274,6 +278,7 @@ def train_sta(config: ESARMSTATrainingConfig) -> dict[str, Any]:
         max_seconds=config.max_seconds,
         partner_index=partner_index,
         seed=config.seed,
+        phone_targets=model.phone_head is not None,
     )
     trainer = ESARMSTATrainer(
         model=model,
@@ -296,7 +301,9 @@ def train_sta(config: ESARMSTATrainingConfig) -> dict[str, Any]:
     }
     if config.eval_split:
         eval_dataset = load_split(config.dataset_name_or_path, config.eval_split)
-        trainer.data_collator = STACollator(speakers=speakers, fps=model.config.fps, seed=config.seed)
+        trainer.data_collator = STACollator(
+            speakers=speakers, fps=model.config.fps, seed=config.seed, phone_targets=model.phone_head is not None
+        )
         evaluation = trainer.evaluate(eval_dataset)
         # the logged entry also holds the trainer's own metrics (token / emotion accuracy, ...)
         logged = next((e for e in reversed(trainer.state.log_history) if "eval_loss" in e), {})
