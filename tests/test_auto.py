@@ -160,3 +160,13 @@ def test_saved_folders_load_with_remote_code_without_esarm(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("OK")
+
+
+def test_sta_from_a_state_dict_without_a_folder():
+    """from_pretrained(None, config=..., state_dict=...) has no folder to read generation_config.json from."""
+    config = ESARMSTAConfig.tiny()
+    model = ESARMSTAForGeneration(config)
+    loaded = ESARMSTAForGeneration.from_pretrained(None, config=config, state_dict=model.state_dict())
+    assert loaded.generation_config.epsilon == model.generation_config.epsilon
+    for name, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name

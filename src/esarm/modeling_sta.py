@@ -323,6 +323,8 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         if generation_config is not None:
             self.generation_config = generation_config
             return
+        if pretrained_model_name_or_path is None:  # from_pretrained(None, config=..., state_dict=...): no folder
+            return
         download = ("cache_dir", "force_download", "proxies", "token", "revision", "subfolder", "local_files_only")
         try:
             self.generation_config = GenerationConfig.from_pretrained(
