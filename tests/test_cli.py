@@ -157,7 +157,8 @@ def test_push_dry_run_lists_the_upload(capsys, tmp_path):
     assert main(["push", str(folder), "--repo-id", "me/prior", "--dry-run", str(staging)]) == 0
     out = capsys.readouterr().out
     assert "would upload to me/prior" in out and "README.md" in out and "config.json" in out
-    assert (staging / "README.md").read_text().startswith("---\nlibrary_name: esarm")
+    card = (staging / "README.md").read_text()
+    assert card.startswith("---\n") and "\nlibrary_name: transformers\n" in card
 
 
 def test_parser_defaults():

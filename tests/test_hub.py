@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from huggingface_hub import ModelCard
 
 from esarm.hub import detect_kind, metrics_from_report, prepare_upload_folder, push_to_hub, render_model_card
+from esarm.pipeline import custom_pipelines
 
 REPORT = {
     "dataset": "synthetic-tiny",
@@ -51,6 +53,9 @@ def sta_folder(tmp_path):
     (folder / "checkpoint-10").mkdir()
     (folder / "checkpoint-10" / "optimizer.pt").write_bytes(b"x")
     (folder / "training_args.bin").write_bytes(b"x")
+    (folder / "esarm_stage_done.json").write_text("{}")
+    (folder / "metrics.json").write_text("{}")
+    (folder / "trainer_state.json").write_text("{}")
     return folder
 
 
@@ -58,7 +63,7 @@ def test_card_has_every_section_and_the_metrics_table(sta_folder):
     card = render_model_card(
         "sta", "me/esarm-sta", config=json.loads((sta_folder / "config.json").read_text()), report=REPORT
     )
-    assert card.startswith("---\nlibrary_name: esarm\nlicense: apache-2.0\n")
+    assert card.startswith("---\n") and "\nlibrary_name: transformers\nlicense: apache-2.0\n" in card
     for heading in (
         "## Intended use",
         "## How to use",
@@ -68,7 +73,7 @@ def test_card_has_every_section_and_the_metrics_table(sta_folder):
         "## Licence",
     ):
         assert heading in card
-    assert 'from_pretrained("me/esarm-sta")' in card and "esarm animate speech.wav --model me/esarm-sta" in card
+    assert 'from_pretrained("me/esarm-sta", trust_remote_code=True)' in card and "esarm animate speech.wav --model me/esarm-sta" in card
     assert "| model | lve | eve | num_clips |" in card
     assert "| sta | 3.14 | 2.50 | 12 |" in card and "| rl | 2.90 | 2.25 | – |" in card
     assert "3 face-region codebooks × 64 codes" in card
@@ -121,7 +126,10 @@ def test_upload_folder_contents(tmp_path, sta_folder):
     report_path.write_text(json.dumps(REPORT))
     staged = prepare_upload_folder(sta_folder, tmp_path / "staged", "me/esarm-sta", report=report_path)
     files = sorted(str(p.relative_to(staged)) for p in staged.rglob("*") if p.is_file())
-    assert files == ["README.md", "config.json", "eval_results.json", "model.safetensors"]
+    code = {"audio.py", "blendshapes.py", "labels.py", "pipeline.py", "processing_esarm.py", "streaming.py"}
+    assert set(files) == {"README.md", "config.json", "eval_results.json", "model.safetensors"} | code
+    # a folder saved before models carried their pipeline gets it in the upload
+    assert json.loads((staged / "config.json").read_text())["custom_pipelines"] == custom_pipelines()
     assert json.loads((staged / "eval_results.json").read_text()) == REPORT
     assert (sta_folder / "checkpoint-10").exists()  # the source folder is untouched
     with pytest.raises(ValueError, match="user/name"):
@@ -135,7 +143,8 @@ def test_push_to_hub_against_a_stand_in_api(sta_folder):
     assert [name for name, _ in api.calls] == ["create_repo", "upload_folder"]
     assert api.calls[0][1] == {"repo_id": "me/esarm-sta", "repo_type": "model", "private": True, "exist_ok": True}
     assert api.calls[1][1]["commit_message"] == "v1"
-    assert set(api.uploaded) == {"README.md", "config.json", "eval_results.json", "model.safetensors"}
+    assert {"README.md", "config.json", "eval_results.json", "model.safetensors", "pipeline.py"} <= set(api.uploaded)
+    assert not {"esarm_stage_done.json", "metrics.json", "trainer_state.json", "training_args.bin"} & set(api.uploaded)
     assert b"| sta | 3.14 | 2.50 | 12 |" in api.uploaded["README.md"]
 
 
@@ -151,3 +160,25 @@ def test_push_a_real_tiny_motion_prior(tmp_path, tiny_motion_prior_config):
     parameters = card.split("Parameters: ")[1].split(".\n")[0]
     assert parameters != "unknown" and parameters[0].isdigit()
     assert json.loads(api.uploaded["config.json"])["model_type"] == "esarm_motion_prior"
+
+
+def test_card_metadata_through_model_card_data(sta_folder):
+    """library_name, pipeline_tag, base_model, datasets, license, tags and a model-index from the report."""
+    config = json.loads((sta_folder / "config.json").read_text())
+    config["audio_encoder_name_or_path"] = "microsoft/wavlm-base-plus"
+    card = ModelCard(render_model_card("sta", "me/esarm-sta", config=config, report=REPORT,
+                                       datasets=["me/mead-prepared"], license="cc-by-nc-4.0"))  # fmt: skip
+    data = card.data
+    assert data.library_name == "transformers" and data.pipeline_tag == "other"
+    assert data.base_model == "microsoft/wavlm-base-plus" and data.datasets == ["me/mead-prepared"]
+    assert data.license == "cc-by-nc-4.0" and {"speech-to-animation", "esarm", "custom_code"} <= set(data.tags)
+    results = {r.metric_type: r.metric_value for r in data.eval_results}
+    assert results == {"lve": 3.14159, "eve": 2.5, "num_clips": 12}  # the "sta" row of the report
+    assert {r.dataset_name for r in data.eval_results} == {"synthetic-tiny"} and data.model_name == "esarm-sta"
+    assert "trust_remote_code=True" in card.text and 'pipeline("speech-to-animation"' in card.text
+    rl = ModelCard(render_model_card("rl", "me/esarm-rl", config=config, report=REPORT, report_model="rl")).data
+    assert {r.metric_type: r.metric_value for r in rl.eval_results} == {"lve": 2.9, "eve": 2.25}
+    assert rl.base_model is None and "reinforcement-learning" in rl.tags
+    with pytest.raises(ValueError, match=r"report_model must name a model of the report \['sta', 'rl'\], got 'x'"):
+        render_model_card("sta", "me/esarm-sta", config=config, report=REPORT, report_model="x")
+    assert ModelCard(render_model_card("reward", "me/r", config=config, report=REPORT)).data.eval_results is None

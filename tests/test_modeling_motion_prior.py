@@ -321,3 +321,51 @@ def test_bf16_autocast_forward_and_backward():
         out = prior(smooth_blendshapes(2, 10))
     out.loss.backward()
     assert torch.isfinite(out.loss) and prior.decoders[0].conv_out.weight.grad is not None
+
+
+# ---- the quantizer: inline inference, the library for training ---------------------------------------------------
+
+
+def test_inline_lookup_matches_vector_quantize_pytorch():
+    """Eval-mode ids and codes equal those of the library's VectorQuantize on the same codebook."""
+    from vector_quantize_pytorch import VectorQuantize
+
+    prior = ESARMMotionPrior(ESARMMotionPriorConfig.tiny(kmeans_init=False))
+    quantizer = prior.quantizers[0].eval()
+    with torch.no_grad():
+        quantizer._codebook.embed.normal_(generator=torch.Generator().manual_seed(1))
+    library = VectorQuantize(dim=quantizer.codebook.shape[1], codebook_size=quantizer.codebook.shape[0]).eval()
+    library._codebook.load_state_dict(quantizer._codebook.state_dict())
+    latents = torch.randn(3, 7, quantizer.codebook.shape[1], generator=torch.Generator().manual_seed(2))
+    mask = torch.ones(3, 7, dtype=torch.bool)
+    with torch.no_grad():
+        quantized, ids, loss = quantizer(latents, mask)
+        expected_quantized, expected_ids, expected_loss = library(latents, mask=mask)
+    assert torch.equal(ids, expected_ids.long())
+    torch.testing.assert_close(quantized, expected_quantized, rtol=0, atol=0)
+    assert float(loss) == float(expected_loss) == 0.0
+
+
+def test_state_dict_keeps_the_library_layout(prior):
+    """Checkpoints written when the quantizers were the library's modules load unchanged (same keys and shapes)."""
+    from vector_quantize_pytorch import VectorQuantize
+
+    config = prior.config
+    library = VectorQuantize(dim=config.latent_dim, codebook_size=config.codebook_size, kmeans_init=config.kmeans_init)
+    expected = {f"quantizers.0.{k}": tuple(v.shape) for k, v in library.state_dict().items()}
+    actual = {k: tuple(v.shape) for k, v in prior.state_dict().items() if k.startswith("quantizers.0.")}
+    assert actual == expected
+
+
+def test_training_updates_the_models_own_buffers_after_a_copy():
+    """The library's EMA step writes the buffers of the module it is called through, also after deepcopy / .to()."""
+    import copy
+
+    prior = ESARMMotionPrior(ESARMMotionPriorConfig.tiny(codebook_size=16)).train()
+    prior(smooth_blendshapes(2, 16))  # builds the library quantizer and runs k-means
+    twin = copy.deepcopy(prior).to(torch.float32)
+    before, twin_before = prior.quantizers[0].codebook.clone(), twin.quantizers[0].codebook.clone()
+    twin(smooth_blendshapes(2, 16, seed=5))
+    assert not torch.equal(twin.quantizers[0].codebook, twin_before), "EMA updated the copy's codebook"
+    assert torch.equal(prior.quantizers[0].codebook, before), "the original's codebook is untouched"
+    assert "quantizers.0._library_quantizer" not in "".join(prior.state_dict())

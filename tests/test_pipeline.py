@@ -131,3 +131,45 @@ def test_generate_kwargs_are_forwarded(model, speech):
         animate(speech, generate_kwargs={"max_new_tokens": 5})
     with pytest.raises(ValueError, match=r"\['seed'\] given both"):
         animate(speech, seed=0, generate_kwargs={"seed": 1})
+
+
+# ---- chunked inference (chunk_length_s / stride_length_s, as the ASR pipeline) -----------------------------------
+
+
+def test_chunking_is_the_streaming_windows(model):
+    """chunk_length_s / stride_length_s are esarm.streaming's windows: each hears chunk_length_s of audio and keeps
+    the frames between its strides (context before, look-ahead after)."""
+    from esarm.streaming import animate_audio
+
+    long_speech = (np.random.default_rng(1).standard_normal(int(3.0 * SAMPLING_RATE)) * 0.1).astype(np.float32)
+    animate = pipeline("speech-to-animation", model=model)
+    result = animate(long_speech, sampling_rate=SAMPLING_RATE, emotion="sad", intensity=2, chunk_length_s=1.2,
+                     stride_length_s=(0.2, 0.4))  # fmt: skip
+    assert result["blendshapes"].shape == (90, 52) and result["emotion"] == "sad"  # 3 s at 30 fps
+    expected = animate_audio(model, long_speech, sampling_rate=SAMPLING_RATE, processor=animate.processor,
+                             emotion="sad", intensity=2, chunk_seconds=0.6, overlap_seconds=0.0,
+                             context_seconds=0.2, lookahead_seconds=0.4)  # fmt: skip
+    np.testing.assert_allclose(result["blendshapes"], expected.blendshapes, atol=1e-6)
+    unchunked = animate(long_speech, sampling_rate=SAMPLING_RATE, emotion="sad", intensity=2)["blendshapes"]
+    assert not np.allclose(result["blendshapes"], unchunked), "several windows ran"
+
+
+def test_chunking_longer_than_the_audio_is_the_unchunked_result(model, speech):
+    animate = pipeline("speech-to-animation", model=model)
+    whole = animate(speech, emotion="angry", epsilon=0.3, seed=4)
+    chunked = animate(speech, emotion="angry", epsilon=0.3, seed=4, chunk_length_s=30.0)
+    np.testing.assert_allclose(chunked["blendshapes"], whole["blendshapes"], atol=1e-5)
+
+
+def test_chunking_bad_arguments(model, speech):
+    animate = pipeline("speech-to-animation", model=model)
+    with pytest.raises(ValueError, match=r"left \+ right < chunk_length_s \(1.0\), got \(0.5, 0.5\)"):
+        animate(speech, chunk_length_s=1.0, stride_length_s=(0.5, 0.5))
+    with pytest.raises(ValueError, match="chunk_length_s must be a positive number of seconds, got -1"):
+        animate(speech, chunk_length_s=-1)
+    with pytest.raises(ValueError, match="stride_length_s must be seconds >= 0"):
+        animate(speech, chunk_length_s=2.0, stride_length_s=(0.1,))
+    with pytest.raises(ValueError, match=r"with chunk_length_s, generate arguments must be among .*\['logits_proc"):
+        animate(speech, chunk_length_s=2.0, generate_kwargs={"logits_processor": []})
+    with pytest.raises(ValueError, match="emotion.*joyful"):
+        animate(speech, chunk_length_s=2.0, emotion="joyful")

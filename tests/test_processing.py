@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import soundfile
@@ -154,3 +156,47 @@ def test_custom_feature_extractor_and_fps():
 def test_bad_construction(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ESARMProcessor(**kwargs)
+
+
+# ---- dependency-free fallbacks (a saved model folder runs where scipy, soundfile and PyAV are missing) ----------
+
+
+@pytest.mark.parametrize(("from_rate", "to_rate"), [(44100, 16000), (48000, 16000), (8000, 16000), (22050, 16000)])
+def test_numpy_resampling_equals_scipy(monkeypatch, from_rate, to_rate):
+    from scipy.signal import resample_poly
+
+    import esarm.audio
+
+    audio = np.random.default_rng(0).standard_normal((2, from_rate // 3)).astype(np.float32)
+    expected = esarm.audio.resample(audio, from_rate, to_rate)
+    divisor = math.gcd(from_rate, to_rate)
+    np.testing.assert_array_equal(expected, resample_poly(audio, to_rate // divisor, from_rate // divisor, axis=-1)
+                                  .astype(np.float32))  # fmt: skip
+    monkeypatch.setattr(esarm.audio, "is_scipy_available", lambda: False)
+    fallback = esarm.audio.resample(audio, from_rate, to_rate)
+    assert fallback.shape == expected.shape and fallback.dtype == np.float32
+    np.testing.assert_allclose(fallback, expected, atol=2e-6)
+
+
+@pytest.mark.parametrize("subtype", ["PCM_U8", "PCM_16", "PCM_24", "PCM_32"])
+def test_wav_files_read_without_soundfile(tmp_path, monkeypatch, subtype):
+    import esarm.audio
+
+    stereo = (np.random.default_rng(1).uniform(-0.9, 0.9, (2205, 2))).astype(np.float32)
+    path = tmp_path / "speech.wav"
+    soundfile.write(path, stereo, 22050, subtype=subtype)
+    expected = esarm.audio.load_audio(path)
+    monkeypatch.setattr(esarm.audio, "is_soundfile_available", lambda: False)
+    monkeypatch.setattr(esarm.audio, "is_av_available", lambda: False)
+    np.testing.assert_allclose(esarm.audio.load_audio(path), expected, atol=1e-6)
+
+
+def test_other_files_without_soundfile_and_pyav_name_what_to_install(tmp_path, monkeypatch):
+    import esarm.audio
+
+    path = tmp_path / "speech.flac"
+    soundfile.write(path, np.zeros(1600, np.float32), 16000)
+    monkeypatch.setattr(esarm.audio, "is_soundfile_available", lambda: False)
+    monkeypatch.setattr(esarm.audio, "is_av_available", lambda: False)
+    with pytest.raises(ImportError, match=r"needs soundfile .* or PyAV .*pip install soundfile av"):
+        ESARMProcessor()(str(path))

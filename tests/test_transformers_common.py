@@ -199,6 +199,8 @@ class _ESARMCommonTests(ModelTesterMixin):
     def test_attention_outputs(self):
         pass
 
+    # Its failure message subtracts the two outputs eagerly, which bool masks cannot; the masks stay bool because
+    # callers index with them (outputs.motion_mask[keep], x[mask]): a 0/1 integer mask would silently gather rows.
     @_off("its failure message subtracts the two outputs, which bool masks (token_mask, motion_mask) cannot")
     def test_model_outputs_equivalence(self):
         pass
@@ -238,6 +240,22 @@ class STACommonTest(_ESARMCommonTests, unittest.TestCase):
     def test_config(self):
         self.config_tester.run_common_tests()
 
+    def test_model_get_set_embeddings(self):
+        """Overridden as transformers' MusicGen test is: one embedding table per codebook (the G face-region
+        groups), so ``get_input_embeddings`` is a ``ModuleList`` of ``nn.Embedding``; no output embeddings."""
+        config, _ = self.model_tester.prepare_config_and_inputs_for_common()
+        model = ESARMSTAForGeneration(config)
+        tables = model.get_input_embeddings()
+        self.assertEqual(len(tables), config.num_groups)
+        for table in tables:
+            self.assertIsInstance(table, torch.nn.Embedding)
+            self.assertEqual(tuple(table.weight.shape), (config.codebook_size, config.hidden_size))
+        replacement = torch.nn.ModuleList(torch.nn.Embedding(config.codebook_size, config.hidden_size)
+                                          for _ in range(config.num_groups))  # fmt: skip
+        model.set_input_embeddings(replacement)
+        self.assertIs(model.get_input_embeddings(), replacement)
+        self.assertIsNone(model.get_output_embeddings())
+
 
 class RewardCommonTest(_ESARMCommonTests, unittest.TestCase):
     all_model_classes = (ESARMRewardModel,)
@@ -250,7 +268,3 @@ class RewardCommonTest(_ESARMCommonTests, unittest.TestCase):
 
     def test_config(self):
         self.config_tester.run_common_tests()
-
-    @_off("the token table holds G * K codes of the motion prior: no resizable vocabulary")
-    def test_model_get_set_embeddings(self):
-        pass

@@ -3,6 +3,11 @@ resample (scipy ``resample_poly``) and validate.
 
 Every function returns float32 mono samples ``[samples]`` at ``target_rate`` Hz (16 kHz for the speech encoders).
 Multi-channel arrays are ``(channels, samples)``, as transformers' audio feature extractors expect.
+
+scipy, soundfile and PyAV are optional here, because this module travels with every saved model folder
+(``trust_remote_code``) and should run with numpy alone: without scipy, resampling uses a numpy port of
+``resample_poly`` (same Kaiser-windowed filter, outputs equal to float32 rounding); without soundfile, PCM WAV
+files are read with the standard library's ``wave``; other formats need soundfile or PyAV, and the error says so.
 """
 
 from __future__ import annotations
@@ -10,9 +15,11 @@ from __future__ import annotations
 import logging
 import math
 import os
+import wave
 from pathlib import Path
 
 import numpy as np
+from transformers.utils import is_av_available, is_scipy_available, is_soundfile_available
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +31,9 @@ __all__ = [
     "check_duration",
     "load_audio",
     "min_samples",
+    "read_audio_file",
     "resample",
+    "resample_polyphase",
     "to_mono",
     "validate_audio",
 ]
@@ -94,7 +103,8 @@ def to_mono(audio: np.ndarray) -> np.ndarray:
 def resample(audio: np.ndarray, from_rate: int | float, to_rate: int | float) -> np.ndarray:
     """Resample ``audio`` (``[samples]`` or ``(channels, samples)``) from ``from_rate`` to ``to_rate`` Hz.
 
-    Polyphase filtering (``scipy.signal.resample_poly``) with the reduced ratio of the two rates; float32 out.
+    Polyphase filtering with the reduced ratio of the two rates: ``scipy.signal.resample_poly`` when scipy is
+    installed, else :func:`resample_polyphase` (the same filter in numpy); float32 out.
     """
     for name, rate in (("from_rate", from_rate), ("to_rate", to_rate)):
         if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)) or not rate > 0:
@@ -105,22 +115,63 @@ def resample(audio: np.ndarray, from_rate: int | float, to_rate: int | float) ->
     audio = np.asarray(audio, dtype=np.float32)
     if from_rate == to_rate:
         return audio
-    from scipy.signal import resample_poly
-
     divisor = math.gcd(from_rate, to_rate)
-    return resample_poly(audio, to_rate // divisor, from_rate // divisor, axis=-1).astype(np.float32)
+    up, down = to_rate // divisor, from_rate // divisor
+    if is_scipy_available():
+        from scipy.signal import resample_poly
+
+        return resample_poly(audio, up, down, axis=-1).astype(np.float32)
+    return resample_polyphase(audio, up, down)
 
 
-def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
-    import soundfile
+def resample_polyphase(audio: np.ndarray, up: int, down: int) -> np.ndarray:
+    """``scipy.signal.resample_poly(audio, up, down, axis=-1)`` in numpy: upsample by ``up``, low-pass, keep every
+    ``down``-th sample, computed one filter phase at a time (memory: a few output-sized arrays).
 
-    data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # (samples, channels)
-    return data.T, int(rate)
+    The filter is scipy's default: ``2 * 10 * max(up, down) + 1`` taps of a sinc with cutoff ``1 / max(up, down)``
+    (of Nyquist) under a Kaiser window (beta 5), normalised to unit DC gain times ``up``; output ``m`` is centred
+    on input time ``m * down / up``, so ``ceil(samples * up / down)`` samples come out, aligned as scipy's.
+    """
+    audio = np.asarray(audio, dtype=np.float64)
+    max_rate = max(up, down)
+    half_len = 10 * max_rate
+    taps = np.arange(-half_len, half_len + 1)
+    cutoff = 1.0 / max_rate
+    kernel = cutoff * np.sinc(cutoff * taps) * np.kaiser(2 * half_len + 1, 5.0)
+    kernel *= up / kernel.sum()
+    num_in = audio.shape[-1]
+    num_out = -(-num_in * up // down)
+    # y[m] = sum_j x[j] * kernel[m * down - j * up + half_len]: the upsampled signal filtered at position m * down.
+    position = np.arange(num_out) * down + half_len
+    newest = position // up  # latest input sample under the kernel (kernel index position % up)
+    out = np.zeros((*audio.shape[:-1], num_out))
+    for back in range(-(-(2 * half_len + 1) // up) + 1):
+        source = newest - back
+        index = position - source * up
+        valid = (source >= 0) & (source < num_in) & (index <= 2 * half_len)
+        weights = np.where(valid, kernel[np.minimum(index, 2 * half_len)], 0.0)
+        out += weights * audio[..., np.clip(source, 0, num_in - 1)]
+    return out.astype(np.float32)
 
 
-def _read_pyav(path: Path) -> tuple[np.ndarray, int]:
-    import av
+def _read_wave(path: Path) -> tuple[np.ndarray, int]:
+    """PCM WAV (8, 16, 24 or 32 bit) with the standard library: the reader that needs no package."""
+    with wave.open(str(path), "rb") as handle:
+        channels, width, rate = handle.getnchannels(), handle.getsampwidth(), handle.getframerate()
+        raw = handle.readframes(handle.getnframes())
+    if width == 1:  # unsigned 8 bit
+        samples = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
+    elif width == 3:  # little-endian 24 bit: widen to 32 bit
+        triples = np.frombuffer(raw, np.uint8).reshape(-1, 3)
+        widened = np.zeros((len(triples), 4), np.uint8)
+        widened[:, 1:] = triples
+        samples = widened.view("<i4").ravel().astype(np.float32) / 2.0**31
+    else:
+        samples = np.frombuffer(raw, {2: "<i2", 4: "<i4"}[width]).astype(np.float32) / float(2 ** (8 * width - 1))
+    return samples.reshape(-1, channels).T, int(rate)
 
+
+def _read_pyav(av, path: Path) -> tuple[np.ndarray, int]:
     try:
         return _decode_pyav(av, path)
     except av.FFmpegError as error:
@@ -148,6 +199,30 @@ def _decode_pyav(av, path: Path) -> tuple[np.ndarray, int]:
     return np.concatenate(chunks, axis=-1).astype(np.float32), rate
 
 
+def read_audio_file(path: Path) -> tuple[np.ndarray, int]:
+    """Samples ``(channels, samples)`` and rate of an audio file: soundfile, else ``wave`` (PCM WAV), else PyAV."""
+    if is_soundfile_available():
+        import soundfile
+
+        try:
+            data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # (samples, channels)
+            return data.T, int(rate)
+        except Exception as error:  # libsndfile does not read m4a / mp4 / some mp3: fall back to FFmpeg
+            logger.debug("soundfile could not read %s (%s); trying wave and PyAV", path, error)
+    try:
+        return _read_wave(path)
+    except (wave.Error, EOFError, KeyError) as error:  # not PCM WAV (KeyError: an unsupported sample width)
+        logger.debug("wave could not read %s (%s); trying PyAV", path, error)
+    if is_av_available():
+        import av
+
+        return _read_pyav(av, path)
+    raise ImportError(
+        f"reading {str(path)!r} needs soundfile (wav, flac, ogg) or PyAV (mp3, m4a, mp4, ...), and neither is "
+        "installed: pip install soundfile av, or pass the samples as an array with their sampling_rate"
+    )
+
+
 def load_audio(
     path_or_array,
     sampling_rate: int | None = None,
@@ -171,11 +246,7 @@ def load_audio(
             raise ValueError(f"path {str(path)!r} must be an audio file, got a folder")
         if not path.is_file():
             raise FileNotFoundError(f"audio file {str(path)!r} does not exist")
-        try:
-            audio, rate = _read_soundfile(path)
-        except Exception as error:  # libsndfile does not read m4a / mp4 / some mp3: fall back to FFmpeg
-            logger.debug("soundfile could not read %s (%s); decoding with PyAV", path, error)
-            audio, rate = _read_pyav(path)
+        audio, rate = read_audio_file(path)
         if sampling_rate is not None and int(sampling_rate) != rate:
             raise ValueError(
                 f"sampling_rate must match the file's rate ({rate} Hz) for {str(path)!r}, got {sampling_rate}"

@@ -11,6 +11,7 @@ expected and the given value.
 from huggingface_hub.dataclasses import as_validated_field, strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
+from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.utils.type_validators import interval
 
 from .blendshapes import EMOTIONS, FACE_REGIONS, INTENSITIES, NUM_BLENDSHAPES
@@ -379,6 +380,14 @@ class ESARMSTAConfig(PreTrainedConfig):
     freeze_feature_encoder: bool = True
     layer_norm_eps: int | float = interval(min=0.0, exclude_min=True)(default=1e-5)
     initializer_range: int | float = interval(min=0.0, max=1.0)(default=0.02)
+
+    def __post_init__(self, **kwargs):
+        # Saved folders name their pipeline in `custom_pipelines` (esarm.pipeline.custom_pipelines) for machines
+        # without esarm. Where the task is registered already (esarm imported), that entry would make
+        # transformers' pipeline() demand trust_remote_code for installed code: the registered class serves it.
+        if "speech-to-animation" in PIPELINE_REGISTRY.supported_tasks:
+            kwargs.pop("custom_pipelines", None)
+        super().__post_init__(**kwargs)
 
     def validate_architecture(self):
         """Rules that span fields (``@strict`` calls it after construction)."""

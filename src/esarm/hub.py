@@ -21,11 +21,24 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from transformers.dynamic_module_utils import custom_object_save
+
 from esarm.blendshapes import EMOTIONS, FACE_REGIONS
+from esarm.pipeline import TASK, SpeechToAnimationPipeline, custom_pipelines
+from esarm.training.checkpoints import DONE_MARKER, METRICS_FILE
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["detect_kind", "prepare_upload_folder", "push_model_to_hub", "push_to_hub", "render_model_card"]
+__all__ = [
+    "card_data",
+    "detect_kind",
+    "eval_results_from_report",
+    "prepare_upload_folder",
+    "push_model_to_hub",
+    "push_to_hub",
+    "render_model_card",
+]
 
 KINDS = ("sta", "rl", "motion_prior", "reward", "processor")
 TEMPLATES = {
@@ -42,9 +55,21 @@ TITLES = {
     "reward": "ESARM reward model",
     "processor": "ESARM processor",
 }
-# Training leftovers that do not belong in a published model repository.
-EXCLUDED = ("checkpoint-*", "runs", "optimizer.pt", "scheduler.pt", "rng_state*.pth", "trainer_state.json",
-            "training_args.bin", ".done*", "*.tmp", "__pycache__")  # fmt: skip
+# Training leftovers and the stage runner's bookkeeping: not part of a published model repository.
+EXCLUDED = (DONE_MARKER, METRICS_FILE, "checkpoint-*", "runs", "optimizer.pt", "scheduler.pt", "rng_state*.pth",
+            "trainer_state.json", "training_args.bin", "pipeline_results.json", ".done*", "*.tmp", "__pycache__")  # fmt: skip
+# The Hub's task list has no audio-to-facial-animation task: "other" is its catch-all, the task name goes in tags.
+PIPELINE_TAG = "other"
+TAGS = {
+    "sta": ["speech-to-animation", "facial-animation", "blendshapes", "arkit", "esarm", "custom_code"],
+    "rl": ["speech-to-animation", "facial-animation", "blendshapes", "arkit", "reinforcement-learning", "rlhf",
+           "esarm", "custom_code"],
+    "motion_prior": ["facial-animation", "blendshapes", "arkit", "vq-vae", "esarm", "custom_code"],
+    "reward": ["facial-animation", "reward-model", "rlhf", "esarm", "custom_code"],
+    "processor": ["speech-to-animation", "processor", "esarm"],
+}  # fmt: skip
+# The front matter is the Hub's (ModelCardData); the body is our template, rendered with its shared macros.
+CARD_TEMPLATE = "---\n{{ card_data }}\n---\n\n{{ body }}"
 DEFAULT_TRAINING_DATA = (
     "The synthetic emotional-speech corpus of esarm (eSpeak NG speech with viseme-driven ARKit blendshapes and "
     "per-emotion facial styles; `esarm synth`), unless the run's config says otherwise. For the paper's setting, "
@@ -169,7 +194,81 @@ def _card_context(folder: Path | None, kind: str, repo_id: str, config: Mapping[
         "audio_encoder": audio_name,
         "sampling_rate": extractor.get("sampling_rate", config.get("sampling_rate", 16000)),
         "num_parameters": _count_parameters(folder) if folder is not None else "unknown",
+        # AutoProcessor.from_pretrained(repo) needs the processor's files in the repository
+        "has_processor": folder is not None
+        and any((folder / name).is_file() for name in ("processor_config.json", "preprocessor_config.json")),
     }
+
+
+def _is_hub_id(name: Any) -> bool:
+    """``"owner/name"`` of a Hub repository (not a local path)."""
+    return isinstance(name, str) and name.count("/") == 1 and not name.startswith((".", "/", "~")) and all(
+        name.split("/")
+    )
+
+
+def eval_results_from_report(
+    report: Mapping[str, Any] | None, model_name: str | None = None, kind: str | None = None
+) -> list[EvalResult]:
+    """The card's model-index: one ``EvalResult`` per numeric metric of one model of an evaluation report.
+
+    The model is the report row ``model_name``; by default the only row, else the row named ``kind`` (``"sta"``,
+    ``"rl"``); with several rows and none of these, no results (the card's table still lists every row).
+    """
+    if not report:
+        return []
+    models = report.get("models") or {}
+    if not models and isinstance(report.get("metrics"), Mapping):
+        models = {report.get("name", "model"): report["metrics"]}
+    if model_name is None:
+        model_name = next(iter(models)) if len(models) == 1 else (kind if kind in models else None)
+        if model_name is None:
+            logger.warning("report has models %s: pass report_model to choose the card's model-index", list(models))
+            return []
+    elif model_name not in models:
+        raise ValueError(f"report_model must name a model of the report {list(models)}, got {model_name!r}")
+    dataset = str(report.get("dataset", "unknown"))
+    return [
+        EvalResult(
+            task_type="other",
+            task_name="Speech-driven 3D facial animation",
+            dataset_type=dataset,
+            dataset_name=dataset,
+            dataset_split=str(report.get("split", "test")),
+            metric_type=key,
+            metric_name=key,
+            metric_value=value,
+        )
+        for key, value in models[model_name].items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    ]
+
+
+def card_data(
+    kind: str,
+    repo_id: str,
+    config: Mapping[str, Any],
+    report: Mapping[str, Any] | None = None,
+    datasets: list[str] | None = None,
+    license: str = "apache-2.0",  # noqa: A002 - the Hub's field name
+    base_model: str | None = None,
+    report_model: str | None = None,
+) -> ModelCardData:
+    """The card's metadata: library, task, base model, datasets, licence, tags and the model-index."""
+    if base_model is None and kind == "sta" and _is_hub_id(config.get("audio_encoder_name_or_path")):
+        base_model = config["audio_encoder_name_or_path"]  # the pretrained speech encoder it was fine-tuned from
+    eval_results = eval_results_from_report(report, report_model, kind)
+    return ModelCardData(
+        model_name=repo_id.split("/")[-1],
+        # Every folder loads with transformers alone (trust_remote_code): the Hub shows transformers' snippet.
+        library_name="transformers",
+        pipeline_tag=PIPELINE_TAG if kind != "processor" else None,
+        base_model=base_model,
+        datasets=list(datasets) if datasets else None,
+        license=license,
+        tags=list(TAGS[kind]),
+        eval_results=eval_results or None,
+    )
 
 
 def render_model_card(
@@ -183,15 +282,24 @@ def render_model_card(
     datasets: list[str] | None = None,
     license: str = "apache-2.0",  # noqa: A002 - the Hub's field name
     epsilons: list[float] | None = None,
+    base_model: str | None = None,
+    report_model: str | None = None,
 ) -> str:
     """Render the model card (markdown with YAML front matter) of a ``kind`` of model for ``repo_id``.
+
+    The front matter is ``huggingface_hub.ModelCardData`` (:func:`card_data`) and the card a
+    ``ModelCard.from_template``; the body comes from the Jinja templates in ``model_cards/``.
 
     Args:
         kind: one of ``"sta"``, ``"rl"``, ``"motion_prior"``, ``"reward"``, ``"processor"``.
         config: the model's ``config.json`` (or the processor's config) as a dict: sizes shown in the card.
-        report: evaluation report (dict or JSON path) for the metrics table.
+        report: evaluation report (dict or JSON path): the metrics table and the model-index.
         folder: the saved folder (parameter count from its safetensors).
         training_data: paragraph describing the training data (default: the synthetic corpus / MEAD note).
+        datasets: Hub dataset ids the model was trained on (metadata).
+        base_model: Hub id of the model this one was fine-tuned from (default for ``"sta"``: its pretrained speech
+            encoder, ``audio_encoder_name_or_path``, when that is a Hub id).
+        report_model: the report's row that is this model (see :func:`eval_results_from_report`).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
@@ -200,16 +308,20 @@ def render_model_card(
     environment = Environment(
         loader=FileSystemLoader(str(template_dir())), undefined=StrictUndefined, keep_trailing_newline=True
     )
-    context = _card_context(Path(folder) if folder else None, kind, repo_id, dict(config or {}))
+    config = dict(config or {})
+    loaded = _load_report(report)
+    context = _card_context(Path(folder) if folder else None, kind, repo_id, config)
     context.update(
-        metrics=metrics_from_report(_load_report(report)),
+        metrics=metrics_from_report(loaded),
         training_data=training_data or DEFAULT_TRAINING_DATA,
         training_data_short=training_data_short,
-        datasets=datasets or [],
         license=license,
         epsilons=epsilons or [0.02, 0.25, 0.5, 0.75, 1.0],
+        task=TASK,
     )
-    return environment.get_template(TEMPLATES[kind]).render(**context)
+    body = environment.get_template(TEMPLATES[kind]).render(**context)
+    data = card_data(kind, repo_id, config, loaded, datasets, license, base_model, report_model)
+    return str(ModelCard.from_template(data, template_str=CARD_TEMPLATE, body=body))
 
 
 def _read_config(folder: Path, kind: str) -> dict[str, Any]:
@@ -220,6 +332,17 @@ def _read_config(folder: Path, kind: str) -> dict[str, Any]:
                 config.setdefault("feature_extractor", json.loads((folder / "preprocessor_config.json").read_text()))
             return config
     return {}
+
+
+def _add_custom_pipeline(folder: Path) -> None:
+    """Make an STA folder saved before models carried their pipeline (``custom_pipelines``) carry it."""
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text())
+    if config.get("custom_pipelines") and (folder / "pipeline.py").is_file():
+        return
+    config["custom_pipelines"] = custom_pipelines()
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    custom_object_save(SpeechToAnimationPipeline, folder)
 
 
 def prepare_upload_folder(
@@ -242,6 +365,8 @@ def prepare_upload_folder(
     if staging.exists():
         shutil.rmtree(staging)
     shutil.copytree(folder, staging, ignore=shutil.ignore_patterns(*EXCLUDED))
+    if kind in ("sta", "rl"):
+        _add_custom_pipeline(staging)
     loaded = _load_report(report)
     card = render_model_card(
         kind, repo_id, config=_read_config(folder, kind), report=loaded, folder=folder, **card_kwargs

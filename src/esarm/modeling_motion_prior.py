@@ -13,8 +13,10 @@ where the data is (k-means, EMA, dead codes moved onto live latents). We also tr
 quantization (FSQ), whose fixed grid needs no codebook: on the synthetic corpus (``esarm.data``, 300 steps, K = 64
 per group, hidden 64) EMA-VQ reached a validation MAE of 0.053 with 88-98 % of the codes in use, while FSQ's
 latents drifted into the saturated corners of its grid (1-6 codes in use, MAE 0.061), so FSQ was dropped.
+The library is a training dependency only: inference is an inline nearest-code search and lookup on the same
+buffers (:class:`ESARMVectorQuantizer`), so a saved prior or STA model needs only torch and transformers.
 
-Outputs are clamped to [0, 1] like ARKit weights with a straight-through gradient (E1, issue 4): a sigmoid output
+Outputs are clamped to [0, 1] like ARKit weights with a straight-through gradient: a sigmoid output
 trained with MSE saturates at the many exact zeros of blendshape curves and learned ~2x slower (validation MAE 0.047
 vs 0.023 after 300 steps on the synthetic corpus), a plain clamp would cut the gradient of out-of-range values.
 
@@ -36,7 +38,6 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
-from vector_quantize_pytorch import VectorQuantize
 
 from .blendshapes import FACE_REGIONS, NUM_BLENDSHAPES, region_indices
 from .configuration_esarm import ESARMMotionPriorConfig
@@ -124,6 +125,96 @@ def initial_codes(num_codes: int, dim: int) -> torch.Tensor:
     code = torch.arange(num_codes, dtype=torch.float32)[:, None]
     channel = torch.arange(dim, dtype=torch.float32)[None, :]
     return 0.7 * torch.sin(0.9 * code * (channel + 1.0) + channel)
+
+
+class ESARMCodebook(nn.Module):
+    """The codebook state of one quantizer: codes ``embed`` ``[1, K, D]`` and the EMA statistics of training.
+
+    The buffer names, shapes and order are those of vector-quantize-pytorch's ``EuclideanCodebook``, so the state
+    dict is the same whichever side built the model: checkpoints written before the library became a training-only
+    dependency load unchanged, and the library's training step reads and updates these tensors in place.
+    """
+
+    def __init__(self, codebook_size: int, dim: int, kmeans_init: bool):
+        super().__init__()
+        codes = initial_codes(codebook_size, dim)[None]
+        self.register_buffer("initted", torch.tensor(not kmeans_init))
+        self.register_buffer("cluster_size", torch.ones(1, codebook_size))
+        self.register_buffer("embed_avg", codes.clone())
+        self.register_buffer("embed", codes)
+
+
+class ESARMVectorQuantizer(nn.Module):
+    """Nearest-code vector quantizer of one face-region group.
+
+    Inference (eval mode: ``encode``, ``decode``, validation) is a plain nearest-neighbour search and embedding
+    lookup written here, so a saved prior or STA model runs with torch alone (like Encodec's codebook in
+    transformers). Training (train mode) runs vector-quantize-pytorch's ``VectorQuantize`` on the same buffers:
+    k-means initialisation on the first batch, EMA code updates, dead-code reset and the commitment loss. The
+    library is imported on the first training step only and is held outside the module tree, so it adds nothing
+    to the state dict.
+    """
+
+    def __init__(self, config: ESARMMotionPriorConfig):
+        super().__init__()
+        self.config = config
+        self._codebook = ESARMCodebook(config.codebook_size, config.latent_dim, config.kmeans_init)
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        """The codes ``[K, D]``."""
+        return self._codebook.embed[0]
+
+    def lookup(self, ids: torch.Tensor) -> torch.Tensor:
+        """Code vectors ``[..., D]`` of ids ``[...]``."""
+        return F.embedding(ids, self.codebook)
+
+    def nearest(self, latents: torch.Tensor) -> torch.LongTensor:
+        """Id ``[...]`` of the code nearest (Euclidean) to each latent ``[..., D]``; computed in float32."""
+        latents = latents.float()
+        codes = self.codebook.float()
+        # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2, the expansion the library uses: the same ids for the same codes.
+        distances = latents.pow(2).sum(-1, keepdim=True) - 2 * latents @ codes.t() + codes.pow(2).sum(-1)
+        return distances.argmin(dim=-1)
+
+    def forward(self, latents: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.LongTensor, torch.Tensor]:
+        """Latents ``[B, T', D]`` and valid-token mask ``[B, T']`` -> (quantized ``[B, T', D]``, ids, loss)."""
+        if not self.training:
+            ids = self.nearest(latents)
+            # The library's eval step returns no commitment loss either: validation losses stay comparable.
+            return self.lookup(ids).to(latents.dtype), ids, latents.new_zeros((), dtype=torch.float32)
+        return self._training_quantizer()(latents, mask=mask)
+
+    def _training_quantizer(self) -> nn.Module:
+        """vector-quantize-pytorch's ``VectorQuantize``, reading and updating this module's codebook buffers."""
+        quantizer = self.__dict__.get("_library_quantizer")
+        if quantizer is None:
+            try:
+                from vector_quantize_pytorch import VectorQuantize
+            except ImportError as error:
+                raise ImportError(
+                    "training ESARMMotionPrior (k-means initialisation, EMA codebook updates, dead-code reset) needs "
+                    "vector-quantize-pytorch: pip install vector-quantize-pytorch (inference does not)"
+                ) from error
+            config = self.config
+            quantizer = VectorQuantize(
+                dim=config.latent_dim,
+                codebook_size=config.codebook_size,
+                decay=config.ema_decay,
+                kmeans_init=config.kmeans_init,
+                threshold_ema_dead_code=config.threshold_ema_dead_code,
+                commitment_weight=config.commitment_weight,
+                # No all-reduce inside forward (a rank that evaluates alone would hang); under DDP the codebook
+                # buffers (registered here, not in the library) are broadcast from rank 0 before every forward.
+                sync_codebook=False,
+            )
+            self.__dict__["_library_quantizer"] = quantizer  # not a submodule: no second copy in the state dict
+        quantizer.to(self._codebook.embed.device)
+        # Share this module's tensors (again on every step: .to(), DDP and deepcopy replace them); the library
+        # updates them in place (EMA lerp, k-means copy_, dead-code assignment).
+        for name, buffer in self._codebook.named_buffers(recurse=False):
+            quantizer._codebook._buffers[name] = buffer
+        return quantizer.train()
 
 
 class ESARMMotionPriorResBlock(GradientCheckpointingLayer):
@@ -229,15 +320,13 @@ class ESARMMotionPriorPreTrainedModel(PreTrainedModel):
             init.normal_(module.weight, mean=0.0, std=std)
             if module.bias is not None:
                 init.zeros_(module.bias)
-        elif isinstance(module, VectorQuantize):
-            init.zeros_(module.zero)  # non-persistent scalar the library adds losses to
-            codebook = module._codebook
-            init.copy_(codebook.embed, initial_codes(*codebook.embed.shape[-2:]).expand_as(codebook.embed))
+        elif isinstance(module, ESARMCodebook):
+            init.copy_(module.embed, initial_codes(*module.embed.shape[-2:]).expand_as(module.embed))
             # The EMA state too: a checkpoint without these buffers must start from the library's fresh state
             # (one count per code, k-means still to run), not from uninitialised memory.
-            init.copy_(codebook.embed_avg, codebook.embed)
-            init.ones_(codebook.cluster_size)
-            init.constant_(codebook.initted, not self.config.kmeans_init)
+            init.copy_(module.embed_avg, module.embed)
+            init.ones_(module.cluster_size)
+            init.constant_(module.initted, not self.config.kmeans_init)
 
 
 class ESARMMotionPrior(ESARMMotionPriorPreTrainedModel):
@@ -251,29 +340,9 @@ class ESARMMotionPrior(ESARMMotionPriorPreTrainedModel):
         super().__init__(config)
         self.groups = group_indices(config)
         self.encoders = nn.ModuleList(ESARMMotionPriorEncoder(config, len(idx)) for idx in self.groups)
-        self.quantizers = nn.ModuleList(self._make_quantizer(config) for _ in self.groups)
+        self.quantizers = nn.ModuleList(ESARMVectorQuantizer(config) for _ in self.groups)
         self.decoders = nn.ModuleList(ESARMMotionPriorDecoder(config, len(idx)) for idx in self.groups)
         self.post_init()
-
-    @staticmethod
-    def _make_quantizer(config: ESARMMotionPriorConfig) -> VectorQuantize:
-        quantizer = VectorQuantize(
-            dim=config.latent_dim,
-            codebook_size=config.codebook_size,
-            decay=config.ema_decay,
-            kmeans_init=config.kmeans_init,
-            threshold_ema_dead_code=config.threshold_ema_dead_code,
-            commitment_weight=config.commitment_weight,
-            # No all-reduce inside forward (a rank that evaluates alone would hang); under DDP the codebook buffers
-            # are broadcast from rank 0 before every forward, so all ranks still share one codebook.
-            sync_codebook=False,
-        )
-        codebook = quantizer._codebook
-        if codebook.embed.device.type != "meta":  # the initial state _init_weights also sets (see initial_codes)
-            with torch.no_grad():
-                codebook.embed.copy_(initial_codes(*codebook.embed.shape[-2:]).expand_as(codebook.embed))
-                codebook.embed_avg.copy_(codebook.embed)
-        return quantizer
 
     # ---- properties -------------------------------------------------------------------------------------------
     @property
@@ -323,18 +392,7 @@ class ESARMMotionPrior(ESARMMotionPriorPreTrainedModel):
         self, group: int, latents: torch.Tensor, token_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Latents ``[B, T', D]`` -> (quantized ``[B, D, T']``, ids ``[B, T']``, loss)."""
-        quantizer = self.quantizers[group]
-        codebook = quantizer._codebook
-        # k-means initialisation belongs to training: in eval mode an untrained codebook is used as is, so
-        # encoding never changes the model (and is deterministic).
-        skip_kmeans = not self.training and not bool(codebook.initted)
-        if skip_kmeans:
-            codebook.initted.fill_(True)
-        try:
-            quantized, ids, loss = quantizer(latents, mask=token_mask)
-        finally:
-            if skip_kmeans:
-                codebook.initted.fill_(False)
+        quantized, ids, loss = self.quantizers[group](latents, token_mask)
         ids = torch.where(token_mask, ids.long(), torch.zeros_like(ids, dtype=torch.long))
         quantized = quantized * token_mask[..., None]
         return quantized.transpose(1, 2), ids, loss
@@ -390,7 +448,7 @@ class ESARMMotionPrior(ESARMMotionPriorPreTrainedModel):
 
     def _codes(self, group: int, ids: torch.Tensor) -> torch.Tensor:
         """Code vectors ``[B, D, T']`` of ids ``[B, T']``."""
-        return self.quantizers[group].get_output_from_indices(ids).transpose(1, 2)
+        return self.quantizers[group].lookup(ids).transpose(1, 2)
 
     def _decode(self, quantized: list[torch.Tensor], token_mask: torch.Tensor) -> torch.Tensor:
         """Per-group quantized latents -> blendshapes ``[B, T' * frames_per_token, 52]`` in [0, 1]."""
@@ -505,4 +563,11 @@ class ESARMMotionPrior(ESARMMotionPriorPreTrainedModel):
         return torch.stack(usage), torch.stack(perplexity)
 
 
-__all__ = ["ESARMMotionPrior", "ESARMMotionPriorOutput", "ESARMMotionPriorPreTrainedModel", "group_indices"]
+__all__ = [
+    "ESARMCodebook",
+    "ESARMMotionPrior",
+    "ESARMMotionPriorOutput",
+    "ESARMMotionPriorPreTrainedModel",
+    "ESARMVectorQuantizer",
+    "group_indices",
+]

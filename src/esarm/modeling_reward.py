@@ -136,6 +136,13 @@ class ESARMRewardModel(ESARMRewardPreTrainedModel):
     def audio_encoder(self) -> PreTrainedModel:
         return self.speech_encoder.encoder
 
+    def get_input_embeddings(self) -> nn.Embedding:
+        """The motion-token embedding table (``G * K`` rows: code ``k`` of group ``g`` is row ``g * K + k``)."""
+        return self.token_embedding
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.token_embedding = value
+
     def num_motion_steps(self, num_samples: int) -> int:
         """Motion steps T' of ``num_samples`` of audio: ceil(round(seconds * fps) / frames_per_token)."""
         config = self.config

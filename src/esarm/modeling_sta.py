@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel
 from transformers import initialization as init
+from transformers.dynamic_module_utils import custom_object_save
 from transformers.utils import ModelOutput
 
 from .audio_features import LogMelFrontEnd, PhoneClassHead
@@ -52,6 +53,7 @@ from .modules import (
     init_module_weights,
     sequence_mask,
 )
+from .pipeline import SpeechToAnimationPipeline, custom_pipelines
 
 logger = logging.getLogger(__name__)
 
@@ -350,6 +352,8 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         if generation_config is not None:
             self.generation_config = generation_config
             return
+        if pretrained_model_name_or_path is None:  # from_pretrained(None, config=..., state_dict=...): no folder
+            return
         download = ("cache_dir", "force_download", "proxies", "token", "revision", "subfolder", "local_files_only")
         try:
             self.generation_config = GenerationConfig.from_pretrained(
@@ -410,6 +414,14 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         self.motion_prior = prior
         self.config.motion_prior_config = prior.config
         return prior
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
+        """``PreTrainedModel.save_pretrained`` plus the ``"speech-to-animation"`` pipeline: ``custom_pipelines`` in
+        ``config.json`` and the pipeline's code beside the model's, so ``pipeline("speech-to-animation",
+        model=folder, trust_remote_code=True)`` works where esarm is not installed."""
+        self.config.custom_pipelines = custom_pipelines()
+        super().save_pretrained(save_directory, *args, **kwargs)
+        custom_object_save(SpeechToAnimationPipeline, save_directory)
 
     # ---- lengths -----------------------------------------------------------------------------------------------
 

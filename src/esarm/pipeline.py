@@ -6,6 +6,10 @@
 >>> result = animate("speech.wav", emotion="happy", intensity=3)
 >>> result["blendshapes"].shape, result["names"][:2], result["fps"]
 ((T, 52), ['eyeBlinkLeft', 'eyeLookDownLeft'], 30.0)
+>>> long = animate("lecture.wav", emotion="neutral", chunk_length_s=10, stride_length_s=1)  # any length
+
+Saved model folders carry this module (``custom_pipelines`` in ``config.json``, see :func:`custom_pipelines`), so
+``pipeline("speech-to-animation", model=folder_or_repo, trust_remote_code=True)`` also works without esarm.
 """
 
 from __future__ import annotations
@@ -18,20 +22,53 @@ import torch
 from transformers import AutoModel, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
+from .audio import load_audio
 from .blendshapes import ARKIT_NAMES, EMOTIONS
+from .processing_esarm import ESARMProcessor
+from .streaming import animate_audio
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SpeechToAnimationPipeline", "register_pipeline"]
+__all__ = ["SpeechToAnimationPipeline", "custom_pipelines", "register_pipeline"]
 
 TASK = "speech-to-animation"
+# generate() arguments the streaming windows pass on (chunked inference); see esarm.streaming.StreamingAnimator.
+CHUNKED_GENERATE_ARGUMENTS = ("epsilon", "seed", "do_sample", "temperature", "top_k")
 
 
 def default_processor(model) -> Any:
     """An ``ESARMProcessor`` matching ``model`` (16 kHz WavLM feature extractor, the model's fps, no speaker names)."""
-    from .processing_esarm import ESARMProcessor
-
     return ESARMProcessor(fps=float(model.config.fps))
+
+
+def custom_pipelines() -> dict[str, dict[str, Any]]:
+    """The ``custom_pipelines`` entry of a saved STA model's ``config.json``: where transformers finds this task
+    (``pipeline.SpeechToAnimationPipeline`` in the folder's own code) when esarm is not installed."""
+    module = SpeechToAnimationPipeline.__module__.rsplit(".", 1)[-1]
+    return {TASK: {"impl": f"{module}.SpeechToAnimationPipeline", "pt": ["AutoModel"], "tf": [], "type": "audio"}}
+
+
+def _strides(chunk_length_s: float, stride_length_s: Any) -> tuple[float, float]:
+    """(left, right) stride in seconds, checked against ``chunk_length_s`` (the ASR pipeline's rules)."""
+    if isinstance(chunk_length_s, bool) or not isinstance(chunk_length_s, (int, float)) or not chunk_length_s > 0:
+        raise ValueError(f"chunk_length_s must be a positive number of seconds, got {chunk_length_s!r}")
+    if stride_length_s is None:
+        stride_length_s = chunk_length_s / 6  # the ASR pipeline's default
+    if isinstance(stride_length_s, (int, float)) and not isinstance(stride_length_s, bool):
+        stride_length_s = (stride_length_s, stride_length_s)
+    if (
+        not isinstance(stride_length_s, (tuple, list))
+        or len(stride_length_s) != 2
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in stride_length_s)
+    ):
+        raise ValueError(f"stride_length_s must be seconds >= 0 or a (left, right) pair of them, got {stride_length_s!r}")
+    left, right = (float(v) for v in stride_length_s)
+    if left + right >= chunk_length_s:
+        raise ValueError(
+            f"stride_length_s must leave part of each chunk to keep: left + right < chunk_length_s "
+            f"({chunk_length_s}), got {stride_length_s!r}"
+        )
+    return left, right
 
 
 class SpeechToAnimationPipeline(Pipeline):
@@ -49,6 +86,14 @@ class SpeechToAnimationPipeline(Pipeline):
         seed: random seed (sampling, epsilon); ``do_sample``, ``temperature``, ``top_k`` as in ``generate``.
         generate_kwargs: a dict of further ``generate`` arguments (``generation_config``, ``logits_processor``,
             generation settings), as in transformers' ASR pipeline.
+        chunk_length_s: animate long audio in windows of this many seconds (bounded memory), as the ASR pipeline
+            chunks: :func:`esarm.streaming.animate_audio` with each window hearing ``chunk_length_s`` of audio and
+            keeping the frames between its strides (the strides are its ``context_seconds`` and
+            ``lookahead_seconds``), so the kept frames tile the timeline. With chunking, ``generate_kwargs`` may
+            only hold ``epsilon``, ``seed``, ``do_sample``, ``temperature``, ``top_k``; window ``k`` uses
+            ``seed + k``.
+        stride_length_s: audio each window hears but keeps no frames of, on each side (seconds, or a
+            ``(left, right)`` pair; default ``chunk_length_s / 6``); ignored without ``chunk_length_s``.
 
     Returns:
         ``{"blendshapes": float32 [T, 52], "names": list of the 52 ARKit names, "fps": float, "emotion": str}``.
@@ -78,12 +123,15 @@ class SpeechToAnimationPipeline(Pipeline):
         temperature: float | None = None,
         top_k: int | None = None,
         generate_kwargs: dict | None = None,
+        chunk_length_s: float | None = None,
+        stride_length_s: Any = None,
         **kwargs,
     ):
         if kwargs:
             raise ValueError(
                 f"speech-to-animation got unknown arguments {sorted(kwargs)}; expected sampling_rate, emotion, "
-                "intensity, speaker, epsilon, seed, do_sample, temperature, top_k, generate_kwargs"
+                "intensity, speaker, epsilon, seed, do_sample, temperature, top_k, generate_kwargs, chunk_length_s, "
+                "stride_length_s"
             )
         if generate_kwargs is not None and not isinstance(generate_kwargs, dict):
             raise ValueError(f"generate_kwargs must be a dict of generate() arguments, got {type(generate_kwargs)}")
@@ -111,9 +159,20 @@ class SpeechToAnimationPipeline(Pipeline):
             if duplicated:
                 raise ValueError(f"{duplicated} given both as pipeline arguments and in generate_kwargs: pass each once")
             forward.update(generate_kwargs)
+        if chunk_length_s is not None:
+            left, right = _strides(chunk_length_s, stride_length_s)
+            unsupported = sorted(set(forward) - set(CHUNKED_GENERATE_ARGUMENTS))
+            if unsupported:
+                raise ValueError(
+                    f"with chunk_length_s, generate arguments must be among {list(CHUNKED_GENERATE_ARGUMENTS)} "
+                    f"(what the streaming windows pass on), got {unsupported}"
+                )
+            preprocess["chunking"] = True
+            forward["chunking"] = {"chunk_seconds": chunk_length_s - left - right, "overlap_seconds": 0.0,
+                                   "context_seconds": left, "lookahead_seconds": right}  # fmt: skip
         return preprocess, forward, {}
 
-    def preprocess(self, inputs, sampling_rate=None, emotion=None, intensity=None, speaker=None):
+    def preprocess(self, inputs, sampling_rate=None, emotion=None, intensity=None, speaker=None, chunking=False):
         if isinstance(inputs, dict):
             inputs = dict(inputs)
             array = inputs.pop("raw", inputs.pop("array", None))
@@ -122,6 +181,10 @@ class SpeechToAnimationPipeline(Pipeline):
             sampling_rate = inputs.pop("sampling_rate", sampling_rate)
             inputs = array
         auto = emotion is None or (isinstance(emotion, str) and emotion == "auto")
+        if chunking:
+            # Labels are checked when the streaming animator is built, before any window runs.
+            audio = load_audio(inputs, sampling_rate, target_rate=self.processor.sampling_rate)
+            return {"audio": audio, "emotion": "auto" if auto else emotion, "intensity": intensity, "speaker": speaker}
         features = self.processor(
             inputs,
             sampling_rate=sampling_rate,
@@ -141,11 +204,22 @@ class SpeechToAnimationPipeline(Pipeline):
             model_inputs["speaker_ids"] = features["speaker_ids"]
         return model_inputs
 
-    def _forward(self, model_inputs, **generate_kwargs):
+    def _forward(self, model_inputs, chunking=None, **generate_kwargs):
+        if chunking is not None:
+            result = animate_audio(self.model, model_inputs.pop("audio"), sampling_rate=self.processor.sampling_rate,
+                                   processor=self.processor, **model_inputs, **chunking, **generate_kwargs)  # fmt: skip
+            return {"frames": result.blendshapes, "emotion": result.emotion}
         output = self.model.generate(**model_inputs, emotion="auto", **generate_kwargs)
         return {"blendshapes": output.blendshapes, "frame_mask": output.frame_mask, "emotion_ids": output.emotion_ids}
 
     def postprocess(self, model_outputs):
+        if "frames" in model_outputs:  # chunked: the streaming windows already gave frames [T, 52]
+            return {
+                "blendshapes": np.ascontiguousarray(model_outputs["frames"], dtype=np.float32),
+                "names": list(ARKIT_NAMES),
+                "fps": float(self.model.config.fps),
+                "emotion": model_outputs["emotion"],
+            }
         num_frames = int(model_outputs["frame_mask"][0].sum())
         blendshapes = model_outputs["blendshapes"][0, :num_frames].detach().to("cpu", torch.float32).numpy()
         return {

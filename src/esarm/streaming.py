@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from .audio import resample
 from .blendshapes import EMOTIONS
 from .labels import emotion_to_id, intensity_to_id, speaker_to_id
 
@@ -212,11 +213,8 @@ class StreamingAnimator:
         if audio.ndim != 1 or not np.all(np.isfinite(audio)):
             raise ValueError(f"audio must be finite, 1-D or 2-D (channels, samples), got shape {audio.shape}")
         if self.input_rate != self.model_rate:
-            from scipy.signal import resample_poly
-
             # Piecewise resampling: pieces should be long compared with the filter (tens of ms or more).
-            divisor = math.gcd(self.input_rate, self.model_rate)
-            audio = resample_poly(audio, self.model_rate // divisor, self.input_rate // divisor).astype(np.float32)
+            audio = resample(audio, self.input_rate, self.model_rate)
         self._audio = np.concatenate([self._audio, audio])
         while self._audio_start + len(self._audio) >= self.frame_to_sample(
             self._window * self.hop_frames + self.chunk_frames + self.lookahead_frames
