@@ -128,7 +128,8 @@ def test_bad_input_names_the_argument_and_the_value(animator, tmp_path):
         (dict(emotion="happy", compare_emotion="glad"), "compare_emotion must be 'auto' or one of"),
         (dict(intensity=4), "intensity must be one of [1, 2, 3], got 4"),
         (dict(epsilon=1.5), "epsilon must be in [0, 1], got 1.5"),
-        (dict(speaker="carol"), "speaker must be one of ['alice', 'bob']"),
+        # an unknown name is the unknown speaker (esarm.labels); an id beyond the known speakers is an error
+        (dict(speaker="7"), "speaker must be one of the known speakers ['alice', 'bob']"),
     ]
     for kwargs, message in cases:
         with pytest.raises(ValueError, match=re.escape(message)):
