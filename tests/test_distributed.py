@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
 
 
 def _env():
@@ -36,13 +35,27 @@ def _torchrun(nproc: int) -> list[str]:
             str(29500 + (os.getpid() + nproc) % 1000)]  # fmt: skip
 
 
-def _prior_args(corpus, output_dir, batch_size):
+def _prior_args(corpus, output_dir, batch_size, steps: int = 8):
     return ["scripts/train_motion_prior.py", "--dataset_name_or_path", str(corpus), "--output_dir", str(output_dir),
-            "--max_steps", "8", "--per_device_train_batch_size", str(batch_size), "--learning_rate", "0.003",
+            "--max_steps", str(steps), "--per_device_train_batch_size", str(batch_size), "--learning_rate", "0.003",
             "--max_frames", "32", "--logging_steps", "4", "--save_steps", "100", "--seed", "1", "--use_cpu",
             "--disable_tqdm", "true"]  # fmt: skip
 
 
+def test_two_processes_train_and_only_the_main_process_writes(micro_corpus, tmp_path):
+    """The short version of the test below, in the default suite: 2 gloo processes train 2 steps, gather the
+    evaluation (each validation clip counted once) and only rank 0 writes the model and the markers."""
+    from esarm.data.loading import load_split
+
+    _run([*_torchrun(2), *_prior_args(micro_corpus, tmp_path / "two", 4, steps=2)], timeout=300)
+    metrics = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert metrics["train_steps"] == 2 and np.isfinite(metrics["eval_reconstruction_mae"])
+    assert metrics["eval_num_clips"] == len(load_split(micro_corpus, "validation"))
+    written = sorted(p.name for p in (tmp_path / "two").iterdir() if not p.name.startswith("checkpoint-"))
+    assert written.count("model.safetensors") == 1 and "esarm_stage_done.json" in written
+
+
+@pytest.mark.slow
 def test_two_processes_match_one_process(micro_corpus, tmp_path):
     _run([sys.executable, *_prior_args(micro_corpus, tmp_path / "one", 8)])
     _run([*_torchrun(2), *_prior_args(micro_corpus, tmp_path / "two", 4)])
@@ -59,6 +72,7 @@ def test_two_processes_match_one_process(micro_corpus, tmp_path):
     assert any("reconstruction_mae" in entry for entry in logged)
 
 
+@pytest.mark.slow
 def test_demo_collection_is_identical_with_two_processes(micro_corpus, tmp_path):
     from datasets import load_from_disk
 
@@ -88,6 +102,7 @@ def test_demo_collection_is_identical_with_two_processes(micro_corpus, tmp_path)
         assert np.array_equal(np.asarray(a), np.asarray(b))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("accelerate") is None and not (Path(sys.executable).parent / "accelerate").exists(),
                     reason="accelerate CLI not installed")  # fmt: skip
 def test_accelerate_launch_one_process(micro_corpus, tmp_path):

@@ -5,8 +5,8 @@ marks them for ``register_for_auto_class`` (saved folders then carry their code 
 ``trust_remote_code=True`` where esarm is not installed) and registers the ``"speech-to-animation"`` pipeline.
 
 The import itself is light: the public names load on first use, and the registration runs as soon as
-``transformers`` is imported (at once when it already is; after the importing module when one of esarm's own
-model modules imports it). ``import transformers`` alone imports torch and takes
+``transformers`` is imported (at once when it already is; once the importing module is complete when one of
+esarm's own modules imports it). ``import transformers`` alone imports torch and takes
 about 6 s on a 2-core CPU, which made every ``esarm`` command, ``--help`` included, wait that long; registration
 needs transformers' Auto classes, and nobody can reach those without importing transformers first.
 """
@@ -77,12 +77,6 @@ def __dir__() -> list[str]:
 
 
 _registered = False
-# The modules whose classes :func:`_register` registers.
-_DEFINING_MODULES = frozenset(
-    f"{__name__}.{name}"
-    for name in ("configuration_esarm", "modeling_motion_prior", "modeling_reward", "modeling_sta", "pipeline",
-                 "processing_esarm")
-)  # fmt: skip
 
 
 def _register() -> None:
@@ -117,23 +111,23 @@ def _register() -> None:
 
 
 def _register_when_ready(finished: str | None = None) -> None:
-    """Register once transformers is imported and none of the defining modules is half-imported (``finished`` has
-    just run to its end): a module that imports transformers first cannot be re-imported in the middle."""
+    """Register once transformers is imported and no esarm module is half-imported (``finished`` has just run to
+    its end): a module of ours that imports transformers midway cannot be imported again from the registration."""
     if _registered or "transformers" not in sys.modules:
         return
-    for name in _DEFINING_MODULES - {finished}:
-        module = sys.modules.get(name)
-        if module is not None and getattr(module.__spec__, "_initializing", False):
-            return
+    for name, module in list(sys.modules.items()):
+        if name.startswith(f"{__name__}.") and name != finished:
+            if getattr(getattr(module, "__spec__", None), "_initializing", False):
+                return
     _register()
 
 
 class _RegistrationHook(importlib.abc.MetaPathFinder):
-    """A post-import hook: after ``transformers`` or one of the defining modules has been imported, register when
-    ready. The other finders locate the module; only its loader's ``exec_module`` is wrapped."""
+    """A post-import hook: after ``transformers`` or one of esarm's modules has been imported, register when ready.
+    The other finders locate the module; only its loader's ``exec_module`` is wrapped."""
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != "transformers" and fullname not in _DEFINING_MODULES:
+        if _registered or (fullname != "transformers" and not fullname.startswith(f"{__name__}.")):
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
