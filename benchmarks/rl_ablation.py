@@ -47,10 +47,10 @@ SETTINGS: dict[str, list[str]] = {
     "quality": ["ground_truth", "misalignment", "emotion_mismatch", "vertex_error"],
 }
 REWARD_DEFAULTS: dict[str, Any] = dict(
-    max_steps=150, per_device_train_batch_size=16, max_pairs_per_clip=12, logging_steps=50
+    max_steps=50, learning_rate=1e-3, per_device_train_batch_size=16, max_pairs_per_clip=12, logging_steps=25
 )
 RL_DEFAULTS: dict[str, Any] = dict(
-    max_steps=40, per_device_train_batch_size=4, num_rollouts=4, learning_rate=3e-4, lr_scheduler_type="constant",
+    max_steps=30, per_device_train_batch_size=4, num_rollouts=4, learning_rate=3e-4, lr_scheduler_type="constant",
     kl_coef=0.05, kl_target=0.05, quality_eval_steps=10, quality_eval_clips=8, early_stopping_patience=2,
     max_eval_clips=0, logging_steps=10,
 )  # fmt: skip

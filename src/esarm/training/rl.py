@@ -513,7 +513,7 @@ class ESARMRLTrainer(Trainer):
         if args.reward_type == "dense":
             # per step: the reward model's reward minus the step's KL, summed to returns-to-go [B*k, T']
             step_rewards = scored.rewards.float() - self.kl_coef * per_token_kl.sum(-1)
-            gamma = float(getattr(reward_model.config, "gamma", 1.0))
+            gamma = float(getattr(getattr(reward_model, "config", None), "gamma", 1.0))
             advantages = rloo_advantages(returns_to_go(step_rewards, token_mask.float(), gamma), args.num_rollouts)
             valid = token_mask
         else:
