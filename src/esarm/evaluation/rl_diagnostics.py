@@ -23,8 +23,10 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from ..blendshapes import FACE_REGIONS, region_indices
+from .metrics import fdd
 
-__all__ = ["expressiveness", "rank_correlation_by_clip", "ranking_source_accuracy", "reward_hacking_check"]
+__all__ = ["expressiveness", "motion_report", "rank_correlation_by_clip", "ranking_source_accuracy",
+           "reward_hacking_check"]  # fmt: skip
 
 
 def ranking_source_accuracy(
@@ -121,3 +123,13 @@ def expressiveness(predictions: Sequence[np.ndarray], targets: Sequence[np.ndarr
             reference += float(np.asarray(target)[:n, indices].std(axis=0).sum())
         metrics[f"std_ratio_{region}"] = generated / reference if reference > 0 else float("nan")
     return metrics
+
+
+def motion_report(prefix: str, predictions: Sequence[np.ndarray], targets: Sequence[np.ndarray], rig=None) -> dict:
+    """``<prefix>_std_ratio_<region>`` (:func:`expressiveness`) and, with a rig, ``<prefix>_fdd_mm2`` (upper-face
+    dynamics deviation, :func:`esarm.evaluation.metrics.fdd`) of one model's animations of the evaluation clips."""
+    results = {f"{prefix}_{key}": value for key, value in expressiveness(predictions, targets).items()}
+    if rig is not None:
+        pairs = [(p[: min(len(p), len(t))], t[: min(len(p), len(t))]) for p, t in zip(predictions, targets)]
+        results[f"{prefix}_fdd_mm2"] = float(fdd([p for p, _ in pairs], [t for _, t in pairs], rig))
+    return results
