@@ -32,6 +32,7 @@ from esarm.frames import num_frames
 from esarm.labels import model_speakers
 from esarm.modeling_sta import ESARMSTAForGeneration
 from esarm.rig import resolve_rig
+from esarm.training.checkpoints import read_done_marker
 from esarm.training.reward import ESARMRewardConfig, train_reward_model
 from esarm.training.rl import ESARMRLConfig, train_rl
 
@@ -79,7 +80,8 @@ def run_one(args, setting: str, seed: int, test, rig, classifier, speakers) -> d
         return json.loads(result_path.read_text())
     started = time.perf_counter()
     torch.manual_seed(seed)
-    reward = train_reward_model(
+    # a finished reward model of this setting and seed is reused (an RL sweep over one reward model)
+    reward = read_done_marker(out / "reward_model") or train_reward_model(
         ESARMRewardConfig(
             demos_name_or_path=args.demos,
             sta_name_or_path=f"{args.run_dir}/sta",
