@@ -520,9 +520,14 @@ class ESARMRLTrainer(Trainer):
             advantages = rloo_advantages(rewards, args.num_rollouts)
             valid = torch.ones_like(advantages, dtype=torch.bool)
         if args.normalize_advantages:
-            gathered = self.accelerator.gather(advantages[valid])
-            if gathered.numel() > 1:
-                advantages = (advantages - gathered.mean()) / (gathered.std() + 1e-4) * valid
+            # moments over the valid entries of all processes (per-step advantages differ in count per process)
+            weights = valid.to(advantages.dtype)
+            moments = torch.stack([(advantages * weights).sum(), (advantages**2 * weights).sum(), weights.sum()])
+            total, squares, count = self.accelerator.reduce(moments, reduction="sum")
+            if count > 1:
+                mean = total / count
+                std = ((squares / count - mean**2).clamp(min=0.0) * count / (count - 1)).sqrt()
+                advantages = (advantages - mean) / (std + 1e-4) * weights
         kl_stats = self.accelerator.reduce(torch.stack([per_token_kl.sum(), mask.sum().float()]), reduction="sum")
         mean_kl = kl_stats[0] / kl_stats[1].clamp(min=1.0)
         if mode == "train" and args.kl_target is not None:
