@@ -77,3 +77,32 @@ def test_collection_is_deterministic_for_a_seed(sta_path, micro_corpus, tmp_path
     for x, y in zip(a["motion_tokens"], b["motion_tokens"]):
         assert np.array_equal(np.asarray(x), np.asarray(y))
     assert all(len(audio) == 0 for audio in a["audio"])  # store_audio=False keeps only the reference
+
+
+def test_emotion_mismatch_and_checkpoint_rows(sta_path, micro_corpus, tmp_path, rig_path):
+    import shutil
+
+    from esarm.training.demos import checkpoint_step
+
+    checkpoint = tmp_path / "checkpoint-5"
+    shutil.copytree(sta_path, checkpoint)
+    assert checkpoint_step(str(checkpoint)) == 5
+    with pytest.raises(ValueError, match="checkpoint-<step>"):
+        checkpoint_step(str(sta_path))
+    metrics = _collect(sta_path, micro_corpus, tmp_path / "demos", epsilons=[0.02, 1.0], num_rollouts=1,
+                       emotion_mismatch=True, checkpoints_name_or_path=[str(checkpoint)], rig_path=str(rig_path))  # fmt: skip
+    demos = load_from_disk(str(tmp_path / "demos"))["train"]
+    sources = demos["source"]
+    assert {s: sources.count(s) for s in set(sources)} == {
+        "epsilon": 5 * 2, "emotion_mismatch": 5, "checkpoint": 5, "ground_truth": 5,
+    }  # fmt: skip
+    assert metrics["train_num_rollouts"] == 5 * 4 and metrics["train_lve_emotion_mismatch"] > 0
+    for row in demos:
+        if row["source"] == "emotion_mismatch":
+            # generated for another emotion, kept with the requested one (and the smallest epsilon)
+            assert row["generated_emotion"] != row["emotion"] and row["epsilon"] == pytest.approx(0.02)
+        elif row["source"] == "checkpoint":
+            assert row["checkpoint_step"] == 5 and row["epsilon"] == 0.0
+        else:
+            assert row["generated_emotion"] == row["emotion"] and row["checkpoint_step"] == -1
+        assert row["lve"] >= 0 and (row["lve"] == 0) == (row["source"] == "ground_truth")

@@ -18,6 +18,8 @@ from esarm.training.reward import (
     RankingPairDataset,
     RolloutCollator,
     build_ranking_pairs,
+    build_source_pairs,
+    demo_columns,
     evaluate_ranking,
     ranking_metrics,
     sample_snippet_starts,
@@ -47,6 +49,65 @@ def test_max_pairs_per_clip_limits_each_clip():
     assert sum(clip_ids[i] == "a" for i, _, _ in pairs) == 3
     with pytest.raises(ValueError, match="same length"):
         build_ranking_pairs(["a"], [0.1, 0.2])
+
+
+# clip "a": ground truth (row 0), epsilon 0.02 / 0.5 rollouts (1, 2), an emotion-mismatch rollout (3), two
+# checkpoint rollouts (4: step 100, 5: step 200); clip "b": one epsilon rollout and its ground truth
+_CLIPS = ["a", "a", "a", "a", "a", "a", "b", "b"]
+_SOURCES = ["ground_truth", "epsilon", "epsilon", "emotion_mismatch", "checkpoint", "checkpoint", "epsilon",
+            "ground_truth"]  # fmt: skip
+_EPSILONS = [0.0, 0.02, 0.5, 0.02, 0.0, 0.0, 0.25, 0.0]
+_STEPS = [-1, -1, -1, -1, 100, 200, -1, -1]
+_ERRORS = [0.0, 5.0, 8.0, 9.0, 7.0, 5.2, 6.0, 0.0]
+
+
+def _better_worse(pairs):
+    return {(p.i, p.j) if p.label else (p.j, p.i) for p in pairs}
+
+
+def test_each_ranking_source_ranks_the_expected_rows():
+    def pairs_of(source, **kwargs):
+        return build_source_pairs(_CLIPS, _SOURCES, _EPSILONS, [source], checkpoint_steps=_STEPS,
+                                  vertex_errors=_ERRORS, seed=0, **kwargs)  # fmt: skip
+
+    assert _better_worse(pairs_of("epsilon")) == {(1, 2)}
+    assert _better_worse(pairs_of("ground_truth")) == {(0, 1), (0, 2), (0, 3), (0, 4), (0, 5), (7, 6)}
+    assert _better_worse(pairs_of("emotion_mismatch")) == {(0, 3), (1, 3)}
+    # the final model's best rollout (row 1) counts as the latest checkpoint
+    assert _better_worse(pairs_of("checkpoint")) == {(5, 4), (1, 4), (1, 5)}
+    # generated rows whose LVE + EVE differ by more than 0.5 mm (5.0 vs 5.2 does not)
+    assert _better_worse(pairs_of("vertex_error")) == {(1, 2), (1, 3), (1, 4), (5, 2), (5, 3), (5, 4), (4, 2),
+                                                       (4, 3), (2, 3)}  # fmt: skip
+    misaligned = pairs_of("misalignment", shifts=(2, 4))
+    # ground truth and best rollout of each clip, each against its own audio rolled by 2 and by 4 tokens
+    assert len(misaligned) == 4 * 2
+    for pair in misaligned:
+        assert pair.i == pair.j and pair.source == "misalignment"
+        better_shift, worse_shift = (pair.shift_i, pair.shift_j) if pair.label else (pair.shift_j, pair.shift_i)
+        assert better_shift == 0 and abs(worse_shift) in (2, 4)
+    assert {p.label for p in misaligned} == {0, 1}
+    assert {p.shift_i + p.shift_j < 0 for p in misaligned} == {True, False}, "both shift directions occur"
+
+
+def test_source_pairs_cap_each_clip_and_source_and_reject_unknown_sources():
+    pairs = build_source_pairs(_CLIPS, _SOURCES, _EPSILONS, ["ground_truth", "misalignment"], max_pairs_per_clip=2)
+    assert sum(p.source == "ground_truth" and _CLIPS[p.i] == "a" for p in pairs) == 2
+    assert sum(p.source == "misalignment" and _CLIPS[p.i] == "b" for p in pairs) == 2
+    with pytest.raises(ValueError, match="sources must be among"):
+        build_source_pairs(_CLIPS, _SOURCES, _EPSILONS, ["lipsync"])
+    with pytest.raises(ValueError, match="checkpoint_steps"):
+        build_source_pairs(_CLIPS, _SOURCES, _EPSILONS, ["checkpoint"])
+    with pytest.raises(ValueError, match="ranking_sources"):
+        ESARMRewardConfig(output_dir="x", ranking_sources=["epsilon", "human"])
+
+
+def test_demo_columns_read_old_splits_without_a_source_column():
+    demos = datasets.Dataset.from_list(
+        [{"id": "a", "epsilon": 0.02, "is_ground_truth": False}, {"id": "a", "epsilon": 0.0, "is_ground_truth": True}]
+    )
+    columns = demo_columns(demos)
+    assert columns["row_sources"] == ["epsilon", "ground_truth"] and columns["clip_ids"] == ["a", "a"]
+    assert all(np.isnan(columns["vertex_errors"]))
 
 
 def test_aligned_snippets_share_one_window_inside_both_rollouts():
@@ -168,6 +229,17 @@ def test_snippets_crop_tokens_and_audio_to_the_same_window(reward_model):
     assert batch["attention_mask"].sum(1).tolist() == [round(int(length[0]) * samples_per_token)] * 2
 
 
+def test_audio_shift_rolls_the_audio_against_the_motion(reward_model):
+    config = reward_model.config
+    demos = _demo_rows(1, 1, config.codebook_size, config.num_groups, seed=0)
+    rollouts = _collator(reward_model).rollouts
+    plain = rollouts.encode([demos[0]])
+    shifted = rollouts.encode([demos[0]], audio_shifts=[3])
+    samples = round(3 * config.frames_per_token / config.fps * 16000)
+    torch.testing.assert_close(shifted["input_values"], torch.roll(plain["input_values"], samples, dims=1))
+    assert torch.equal(shifted["motion_tokens"], plain["motion_tokens"])
+
+
 def test_short_training_separates_clearly_different_demonstrations(tmp_path, reward_model):
     config = reward_model.config
     train = _demo_rows(6, 2, config.codebook_size, config.num_groups, seed=1)
@@ -201,6 +273,10 @@ def test_short_training_separates_clearly_different_demonstrations(tmp_path, rew
     assert after["eval_return_eps_0.02"] > after["eval_return_eps_1"]
     # the ground truth (plausible codes here) ranks above the noisiest rollouts
     assert after["eval_gt_beats_eps_1"] >= 0.9
+    # per-source held-out accuracy: every rollout pair and every ground-truth pair of the split is counted
+    assert after["eval_num_pairs_epsilon"] == 16 and after["eval_num_pairs_ground_truth"] == 4 * 4
+    assert after["eval_accuracy_epsilon"] == after["eval_accuracy"]
+    assert 0.0 <= after["eval_accuracy_misalignment"] <= 1.0
 
 
 def test_train_reward_model_from_saved_folders_writes_a_loadable_model(tmp_path, tiny_sta_config):

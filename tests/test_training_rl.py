@@ -18,8 +18,10 @@ from esarm.training.rl import (
     CONDITION_KEYS,
     ESARMRLConfig,
     ESARMRLTrainer,
+    HeldOutQualityCallback,
     clipped_policy_loss,
     masked_mean,
+    returns_to_go,
     rloo_advantages,
     token_log_probs,
 )
@@ -27,6 +29,7 @@ from esarm.training.rl import (
 
 @dataclass
 class _RewardOutput(ModelOutput):
+    rewards: torch.Tensor | None = None
     returns: torch.Tensor | None = None
 
 
@@ -41,7 +44,8 @@ class LowerHalfCodeReward(nn.Module):
 
     def forward(self, motion_tokens, motion_mask, **conditions):
         hit = (motion_tokens[..., 0] < self.codebook_size // 2).float() * motion_mask.float()
-        return _RewardOutput(returns=hit.sum(1) / motion_mask.float().sum(1).clamp(min=1.0))
+        steps = motion_mask.float().sum(1, keepdim=True).clamp(min=1.0)
+        return _RewardOutput(rewards=hit / steps, returns=(hit / steps).sum(1))
 
 
 def _clips(num_clips: int = 4, seconds: float = 0.5, seed: int = 0) -> datasets.Dataset:
@@ -137,6 +141,20 @@ def test_token_log_probs_match_log_softmax_with_temperature():
     reference = torch.log_softmax(logits / 0.5, -1)
     torch.testing.assert_close(logps, reference.gather(-1, tokens[..., None])[..., 0])
     torch.testing.assert_close(entropy, -(reference.exp() * reference).sum(-1))
+
+
+def test_per_step_advantages_and_returns_to_go_on_hand_numbers():
+    returns = torch.tensor([[3.0, 1.0], [1.0, 1.0]])  # two rollouts of one clip, two steps
+    torch.testing.assert_close(rloo_advantages(returns, 2), torch.tensor([[2.0, 0.0], [-2.0, 0.0]]))
+    rewards = torch.tensor([[1.0, 2.0, 4.0], [1.0, 2.0, 4.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    torch.testing.assert_close(
+        returns_to_go(rewards, mask, gamma=0.5), torch.tensor([[3.0, 4.0, 4.0], [2.0, 2.0, 0.0]])
+    )
+    # the clipped loss takes one advantage per step: [B, T'] broadcast over the G groups
+    logps = torch.zeros(1, 2, 3)
+    loss, _, _ = clipped_policy_loss(logps, logps, torch.tensor([[1.0, 3.0]]), torch.ones(1, 2, 3), 0.2)
+    assert loss.item() == pytest.approx(-2.0)
 
 
 def test_config_validates_rl_fields(tmp_path):
@@ -249,6 +267,76 @@ def test_rl_steps_change_the_policy_and_raise_the_reward(tmp_path, policy):
     assert any("clip_fraction" in entry and "entropy" in entry for entry in trainer.state.log_history)
 
 
+class _CountingTrainer(ESARMRLTrainer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.generations = 0
+
+    def _generate_and_score(self, inputs, mode):
+        self.generations += 1
+        return super()._generate_and_score(inputs, mode)
+
+
+def test_every_ppo_epoch_is_an_update_with_gradient_accumulation(tmp_path, policy):
+    # 2 micro-batches per update and 2 PPO epochs: one generation serves two updates, and the second update
+    # replays the rollouts with a moved policy (ratio != 1)
+    reward_model = LowerHalfCodeReward(policy.codebook_size)
+    args = _args(tmp_path, max_steps=2, gradient_accumulation_steps=2, learning_rate=1e-2, logging_steps=1)
+    trainer = _CountingTrainer(model=policy, reward_model=reward_model, args=args, train_dataset=_clips(8))
+    trainer.train()
+    assert args.steps_per_generation == 2
+    assert trainer.generations == 2, "one generation per micro-batch of the generation batch, then replayed"
+    ratios = [entry["ratio_mean"] for entry in trainer.state.log_history if "ratio_mean" in entry]
+    assert len(ratios) == 2 and ratios[0] == pytest.approx(1.0, abs=1e-5)
+    assert abs(ratios[1] - 1.0) > 1e-4, "the second PPO epoch must run on the updated policy"
+    with pytest.raises(ValueError, match="steps_per_generation"):
+        _args(tmp_path, gradient_accumulation_steps=2, steps_per_generation=3)
+
+
+def test_adaptive_kl_raises_the_coefficient_above_the_target(tmp_path, policy):
+    reward_model = LowerHalfCodeReward(policy.codebook_size)
+    args = _args(tmp_path, max_steps=8, learning_rate=5e-2, kl_coef=0.1, kl_target=1e-4, kl_horizon=8)
+    trainer = ESARMRLTrainer(model=policy, reward_model=reward_model, args=args, train_dataset=_clips())
+    trainer.train()
+    # the first generation has KL 0 (policy = reference): the coefficient shrinks, then grows while KL > target
+    coefs = [entry["kl_coef"] for entry in trainer.state.log_history if "kl_coef" in entry]
+    assert coefs[0] < 0.1 and trainer.kl_coef > min(coefs), coefs
+
+
+def test_dense_rewards_train_the_policy(tmp_path, policy):
+    torch.manual_seed(0)
+    reward_model = LowerHalfCodeReward(policy.codebook_size)
+    dataset = _clips()
+    args = _args(tmp_path, max_steps=24, learning_rate=2e-2, kl_coef=0.0, reward_type="dense")
+    trainer = ESARMRLTrainer(model=policy, reward_model=reward_model, args=args, train_dataset=dataset)
+    before = _sampled_reward(policy, reward_model, trainer.data_collator, dataset, num_samples=16, seed=1)
+    trainer.train()
+    after = _sampled_reward(policy, reward_model, trainer.data_collator, dataset, num_samples=16, seed=1)
+    assert after > before + 0.2, (before, after)
+
+
+def test_quality_guard_keeps_the_best_checkpoint_and_stops_early(policy):
+    scores = iter([5.0, 4.0, 4.5, 4.6, 3.0])
+    guard = HeldOutQualityCallback(lambda model: {"lve_mm": next(scores), "eve_mm": 0.0, "reward": 1.0}, 1, 2)
+
+    class _State:
+        global_step = 0
+
+    class _Control:
+        should_training_stop = False
+
+    state, control = _State(), _Control()
+    guard.on_train_begin(None, state, control, model=policy)
+    for step in (1, 2, 3):
+        with torch.no_grad():
+            policy.motion_head.weight.add_(1.0)
+        state.global_step = step
+        guard.on_step_end(None, state, control, model=policy)
+    assert guard.best_step == 1 and [h["step"] for h in guard.history] == [0, 1, 2, 3]
+    assert control.should_training_stop, "two checks without improvement with patience 2"
+    torch.testing.assert_close(guard.best_state["motion_head.weight"] + 2.0, policy.motion_head.weight.detach())
+
+
 def test_checkpoint_resume_continues_from_the_saved_step(tmp_path, policy, tiny_sta_config):
     from esarm.modeling_sta import ESARMSTAForGeneration
 
@@ -297,8 +385,12 @@ def test_train_rl_from_saved_folders_reports_before_and_after(tmp_path, policy, 
         max_steps=2,
         save_strategy="no",
         disable_tqdm=True,
+        quality_eval_steps=1,
+        quality_eval_clips=2,
     )
     metrics = train_rl(config)
+    assert [h["step"] for h in metrics["quality_history"]] == [0, 1, 2]
+    assert metrics["quality_best_step"] in (0, 1, 2) and "hacking" in metrics
     for key in ("reward", "blendshape_mae", "lve_mm", "eve_mm", "sampled_reward", "sampled_lve_mm"):
         assert math.isfinite(metrics[f"{key}_before"]) and math.isfinite(metrics[f"{key}_after"]), key
     assert metrics["lve_mm_before"] > 0 and metrics["train_steps"] == 2

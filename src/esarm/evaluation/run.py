@@ -47,6 +47,7 @@ from ..rig import resolve_rig
 from . import metrics as M
 from .classifier import ExpressionClassifier
 from .report import write_report
+from .rl_diagnostics import motion_report
 from .rollouts import DEFAULT_EPSILONS, evaluate_motion_prior, rollout_batch
 
 logger = logging.getLogger(__name__)
@@ -403,6 +404,7 @@ def evaluate_pipeline(
     ):
         for key, value in _errors(predictions, targets, rig).items():
             results[f"{name}_{key}"] = value
+    results.update(motion_report("sta", sta_predictions, targets, rig))
 
     # emotion control
     classifier = ExpressionClassifier().fit(train_sequences, list(train["emotion"]))
@@ -439,6 +441,7 @@ def evaluate_pipeline(
         for key, value in _errors(rl_predictions, targets, rig).items():
             results[f"rl_{key}"] = value
         results["rl_emotion_accuracy"] = _accuracy(classifier, rl_predictions, [r["emotion"] for r in rows])
+        results.update(motion_report("rl", rl_predictions, targets, rig))
 
     # reward model / RL numbers reported by their stages
     for stage in ("reward", "rl"):

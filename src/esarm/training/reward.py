@@ -5,10 +5,25 @@ Training pairs are two rollouts of the *same clip* generated with different nois
 :func:`esarm.modeling_reward.ranking_loss` on the two discounted returns ``R(tau)``. Optionally, as in T-REX,
 each pair is cut to random sub-sequences ("snippets") of equal length, each with its own audio window.
 
+Ranking sources (``ranking_sources``; each automatic, from the demonstrations of stage 3 and their clips):
+
+* ``"epsilon"``: the paper's D-REX ranking (less noise is better);
+* ``"ground_truth"``: the captured animation of a clip ranks above every rollout of that clip (T-REX with the human
+  demonstrations the STA model was trained on);
+* ``"misalignment"``: a motion (ground truth or smallest-epsilon rollout) against its own audio ranks above the same
+  motion against the audio rolled by ``misalignment_shifts`` tokens (teaches lip sync);
+* ``"emotion_mismatch"``: a rollout generated for another emotion ranks below the requested emotion's rollout and
+  ground truth;
+* ``"checkpoint"``: greedy rollouts of later STA checkpoints rank above those of earlier ones;
+* ``"vertex_error"``: of two rollouts of a clip, the one closer to the captured animation (LVE + EVE, mm, stored
+  by stage 3 with a rig) ranks higher, when they differ by more than ``vertex_error_margin`` mm.
+
 Held-out evaluation (:func:`evaluate_ranking`) scores every rollout of the evaluation split once and reports the
 pairwise accuracy over all different-epsilon pairs of a clip, overall and by epsilon gap, the mean return per
 epsilon, and, when ground truth is available, where the ground-truth animations (motion-prior tokens of the
-captured blendshapes) rank against the rollouts of each epsilon (``gt_beats_eps_0.02`` ...).
+captured blendshapes) rank against the rollouts of each epsilon (``gt_beats_eps_0.02`` ...); it also reports the
+accuracy of every ranking source on held-out pairs and the rank correlation of the return with -LVE / -EVE
+(:mod:`esarm.evaluation.rl_diagnostics`).
 """
 
 from __future__ import annotations
@@ -20,7 +35,7 @@ import random
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -33,6 +48,7 @@ from ..configuration_esarm import ESARMRewardModelConfig, ESARMSTAConfig
 from ..data.collators import STACollator
 from ..data.loading import load_split
 from ..data.schema import SAMPLING_RATE, decode_audio_value
+from ..evaluation.rl_diagnostics import rank_correlation_by_clip, ranking_source_accuracy
 from ..labels import model_speakers
 from ..modeling_reward import ESARMRewardModel, ranking_loss
 from .args import ESARMTrainingArguments, build_model_config
@@ -43,6 +59,9 @@ logger = logging.getLogger(__name__)
 
 CLIP_ID_COLUMNS: tuple[str, ...] = ("clip_id", "id")
 GROUND_TRUTH_EPSILON = -1.0  # marks ground-truth rows in evaluation (better than any rollout)
+RANKING_SOURCES: tuple[str, ...] = (
+    "epsilon", "ground_truth", "misalignment", "emotion_mismatch", "checkpoint", "vertex_error",
+)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -76,8 +95,19 @@ class ESARMRewardConfig(ESARMTrainingArguments):
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "Start from this trained reward model folder instead of a fresh one."}
     )
+    ranking_sources: list[str] = field(
+        default_factory=lambda: ["epsilon"],
+        metadata={"help": f"Automatic ranking sources of the training pairs, any of {list(RANKING_SOURCES)}."},
+    )
     max_pairs_per_clip: int | None = field(
-        default=None, metadata={"help": "Sample at most this many different-epsilon pairs per clip (None: all)."}
+        default=None, metadata={"help": "Sample at most this many pairs per clip and ranking source (None: all)."}
+    )
+    misalignment_shifts: list[int] = field(
+        default_factory=lambda: [2, 4, 8],
+        metadata={"help": "Audio shifts (motion tokens, either direction) of the misalignment source's worse side."},
+    )
+    vertex_error_margin: float = field(
+        default=0.5, metadata={"help": "vertex_error source: minimum LVE + EVE difference (mm) of a pair."}
     )
     snippet_length: int = field(
         default=0, metadata={"help": "T-REX snippets: max snippet length in motion tokens (0: whole rollouts)."}
@@ -108,6 +138,13 @@ class ESARMRewardConfig(ESARMTrainingArguments):
             )
         if self.snippet_alignment not in ("aligned", "trex"):
             raise ValueError(f"snippet_alignment must be 'aligned' or 'trex', got {self.snippet_alignment!r}")
+        unknown = sorted(set(self.ranking_sources) - set(RANKING_SOURCES))
+        if not self.ranking_sources or unknown:
+            raise ValueError(
+                f"ranking_sources must be a non-empty list of {list(RANKING_SOURCES)}, got {self.ranking_sources}"
+            )
+        if not self.misalignment_shifts or any(int(k) == 0 for k in self.misalignment_shifts):
+            raise ValueError(f"misalignment_shifts must be non-zero token shifts, got {self.misalignment_shifts}")
         if self.max_pairs_per_clip is not None and self.max_pairs_per_clip < 1:
             raise ValueError(f"max_pairs_per_clip must be None or >= 1, got {self.max_pairs_per_clip}")
         super().__post_init__()
@@ -124,6 +161,18 @@ def clip_id_column(column_names: Sequence[str]) -> str:
     raise ValueError(f"demonstrations need a clip id column, one of {list(CLIP_ID_COLUMNS)}; got {list(column_names)}")
 
 
+class RankingPair(NamedTuple):
+    """Two demonstration rows of one clip; ``label = 1`` when row ``i`` is the better one. ``shift_i`` /
+    ``shift_j`` roll each side's audio by that many motion tokens (the misalignment source's worse side)."""
+
+    i: int
+    j: int
+    label: int
+    source: str = "epsilon"
+    shift_i: int = 0
+    shift_j: int = 0
+
+
 def build_ranking_pairs(
     clip_ids: Sequence[str], epsilons: Sequence[float], max_pairs_per_clip: int | None = None, seed: int = 0
 ) -> list[tuple[int, int, int]]:
@@ -134,20 +183,123 @@ def build_ranking_pairs(
     """
     if len(clip_ids) != len(epsilons):
         raise ValueError(f"clip_ids and epsilons must have the same length, got {len(clip_ids)} and {len(epsilons)}")
+    pairs = build_source_pairs(
+        clip_ids, ["epsilon"] * len(clip_ids), epsilons, ["epsilon"], max_pairs_per_clip=max_pairs_per_clip, seed=seed
+    )
+    return [(pair.i, pair.j, pair.label) for pair in pairs]
+
+
+def build_source_pairs(
+    clip_ids: Sequence[str],
+    row_sources: Sequence[str],
+    epsilons: Sequence[float],
+    sources: Sequence[str],
+    *,
+    checkpoint_steps: Sequence[int] | None = None,
+    vertex_errors: Sequence[float] | None = None,
+    max_pairs_per_clip: int | None = None,
+    shifts: Sequence[int] = (2, 4, 8),
+    vertex_error_margin: float = 0.5,
+    seed: int = 0,
+) -> list[RankingPair]:
+    """Training (or held-out) pairs of every requested ranking source (see the module docstring).
+
+    Args:
+        clip_ids / row_sources / epsilons: per demonstration row, its clip, the stage-3 ``source`` that made it
+            (``epsilon``, ``ground_truth``, ``emotion_mismatch``, ``checkpoint``) and its epsilon.
+        sources: the ranking sources to build pairs for (:data:`RANKING_SOURCES`).
+        checkpoint_steps: per row, the STA training step of ``checkpoint`` rows (needed for that source).
+        vertex_errors: per row, LVE + EVE in mm against the ground truth (needed for ``vertex_error``).
+        max_pairs_per_clip: sample at most this many pairs per clip and source (``None``: all).
+        shifts: misalignment shifts in motion tokens; each aligned motion is paired with each shift, in a random
+            direction.
+    Returns:
+        :class:`RankingPair` s, the order inside each pair randomised so that both labels occur.
+    """
+    unknown = sorted(set(sources) - set(RANKING_SOURCES))
+    if unknown:
+        raise ValueError(f"sources must be among {list(RANKING_SOURCES)}, got {unknown}")
+    if not len(clip_ids) == len(row_sources) == len(epsilons):
+        raise ValueError(
+            f"clip_ids, row_sources and epsilons must have the same length, got {len(clip_ids)}, "
+            f"{len(row_sources)} and {len(epsilons)}"
+        )
+    for name, argument, values in (("checkpoint", "checkpoint_steps", checkpoint_steps),
+                                   ("vertex_error", "vertex_errors", vertex_errors)):  # fmt: skip
+        if name in sources and values is None:
+            raise ValueError(f"the {name!r} source needs {argument} (one value per row), got None")
     rng = random.Random(seed)
     rows_by_clip: dict[str, list[int]] = defaultdict(list)
     for row, clip in enumerate(clip_ids):
         rows_by_clip[clip].append(row)
-    pairs = []
+    pairs: list[RankingPair] = []
     for clip in sorted(rows_by_clip):
-        candidates = [(i, j) for i, j in itertools.combinations(rows_by_clip[clip], 2) if epsilons[i] != epsilons[j]]
-        if max_pairs_per_clip is not None and len(candidates) > max_pairs_per_clip:
-            candidates = rng.sample(candidates, max_pairs_per_clip)
-        for i, j in candidates:
-            if rng.random() < 0.5:
-                i, j = j, i
-            pairs.append((i, j, int(epsilons[i] < epsilons[j])))
+        rows = rows_by_clip[clip]
+        kind = {name: [r for r in rows if row_sources[r] == name] for name in ("epsilon", "ground_truth",
+                                                                              "emotion_mismatch", "checkpoint")}  # fmt: skip
+        best_eps = min((float(epsilons[r]) for r in kind["epsilon"]), default=None)
+        best_rollouts = [r for r in kind["epsilon"] if float(epsilons[r]) == best_eps]
+        generated = kind["epsilon"] + kind["emotion_mismatch"] + kind["checkpoint"]
+        for source in sources:
+            # (better, worse, better shift, worse shift)
+            candidates: list[tuple[int, int, int, int]] = []
+            if source == "epsilon":
+                candidates = [(a, b, 0, 0) if epsilons[a] < epsilons[b] else (b, a, 0, 0)
+                              for a, b in itertools.combinations(kind["epsilon"], 2) if epsilons[a] != epsilons[b]]  # fmt: skip
+            elif source == "ground_truth":
+                candidates = [(g, r, 0, 0) for g in kind["ground_truth"] for r in generated]
+            elif source == "misalignment":
+                candidates = [(a, a, 0, k) for a in kind["ground_truth"] + best_rollouts for k in shifts]
+            elif source == "emotion_mismatch":
+                candidates = [
+                    (b, m, 0, 0) for m in kind["emotion_mismatch"] for b in kind["ground_truth"] + best_rollouts
+                ]
+            elif source == "checkpoint":
+                # the final model's smallest-epsilon rollouts count as the latest checkpoint
+                step = {r: checkpoint_steps[r] for r in kind["checkpoint"]} | {r: math.inf for r in best_rollouts}
+                candidates = [(a, b, 0, 0) if step[a] > step[b] else (b, a, 0, 0)
+                              for a, b in itertools.combinations(sorted(step), 2) if step[a] != step[b]]  # fmt: skip
+            elif source == "vertex_error":
+                scored = [r for r in generated if math.isfinite(float(vertex_errors[r]))]
+                candidates = [(a, b, 0, 0) if vertex_errors[a] < vertex_errors[b] else (b, a, 0, 0)
+                              for a, b in itertools.combinations(scored, 2)
+                              if abs(float(vertex_errors[a]) - float(vertex_errors[b])) > vertex_error_margin]  # fmt: skip
+            if max_pairs_per_clip is not None and len(candidates) > max_pairs_per_clip:
+                candidates = rng.sample(candidates, max_pairs_per_clip)
+            for better, worse, better_shift, worse_shift in candidates:
+                if source == "misalignment" and rng.random() < 0.5:
+                    worse_shift = -worse_shift
+                if rng.random() < 0.5:
+                    pairs.append(RankingPair(better, worse, 1, source, better_shift, worse_shift))
+                else:
+                    pairs.append(RankingPair(worse, better, 0, source, worse_shift, better_shift))
     return pairs
+
+
+def demo_columns(demos) -> dict[str, list]:
+    """Per-row columns of a demonstration split that :func:`build_source_pairs` reads: ``clip_ids``,
+    ``row_sources`` (column ``source``; splits without it: ground truth or epsilon from ``is_ground_truth``),
+    ``epsilons``, ``checkpoint_steps`` and ``vertex_errors`` (LVE + EVE, ``nan`` when stage 3 had no rig)."""
+    names = demos.column_names
+    if "source" in names:
+        row_sources = list(demos["source"])
+    else:
+        _, truth = rollout_rows(demos)
+        truth = set(truth)
+        row_sources = ["ground_truth" if i in truth else "epsilon" for i in range(len(demos))]
+    count = len(demos)
+    errors = (
+        [float(a) + float(b) for a, b in zip(demos["lve"], demos["eve"])]
+        if "lve" in names and "eve" in names
+        else [math.nan] * count
+    )
+    return {
+        "clip_ids": list(demos[clip_id_column(names)]),
+        "row_sources": row_sources,
+        "epsilons": [float(e) for e in demos["epsilon"]],
+        "checkpoint_steps": list(demos["checkpoint_step"]) if "checkpoint_step" in names else [-1] * count,
+        "vertex_errors": errors,
+    }
 
 
 def sample_snippet_starts(
@@ -192,18 +344,20 @@ def rollout_rows(demos) -> tuple[list[int], list[int]]:
 
 
 class RankingPairDataset(TorchDataset):
-    """Pairs of demonstration rows: item ``k`` is ``{"rollout_i": row, "rollout_j": row, "label": y}``."""
+    """Pairs of demonstration rows: item ``k`` is ``{"rollout_i": row, "rollout_j": row, "label": y, "shift_i": s,
+    "shift_j": s}``; ``pairs`` holds :class:`RankingPair` s or ``(i, j, y)`` triples (no audio shift)."""
 
-    def __init__(self, demos, pairs: Sequence[tuple[int, int, int]]):
+    def __init__(self, demos, pairs: Sequence[RankingPair | tuple[int, int, int]]):
         self.demos = demos
-        self.pairs = list(pairs)
+        self.pairs = [RankingPair(*pair) for pair in pairs]
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        i, j, label = self.pairs[index]
-        return {"rollout_i": self.demos[i], "rollout_j": self.demos[j], "label": label}
+        pair = self.pairs[index]
+        return {"rollout_i": self.demos[pair.i], "rollout_j": self.demos[pair.j], "label": pair.label,
+                "shift_i": pair.shift_i, "shift_j": pair.shift_j}  # fmt: skip
 
 
 @dataclass
@@ -214,7 +368,8 @@ class RolloutCollator:
     A rollout row needs ``motion_tokens`` (or ``tokens``) ``[T', G]``, ``emotion``, ``intensity``, ``speaker`` and
     either a non-empty ``audio`` (16 kHz) or ``source_path`` / ``source_split`` / ``source_index`` of its corpus clip
     (stage 3 with ``store_audio=False``). ``windows`` (``(start, length)`` per row, in tokens) crops rollouts and
-    their audio to snippets; one token spans ``frames_per_token / fps`` seconds.
+    their audio to snippets; one token spans ``frames_per_token / fps`` seconds. ``audio_shifts`` (tokens per row)
+    rolls each row's audio against its motion.
     """
 
     speakers: Sequence[str] = ()
@@ -237,13 +392,19 @@ class RolloutCollator:
         return decode_audio_value(self._sources[key][int(row["source_index"])]["audio"])
 
     def encode(
-        self, rows: Sequence[dict[str, Any]], windows: Sequence[tuple[int, int]] | None = None
+        self,
+        rows: Sequence[dict[str, Any]],
+        windows: Sequence[tuple[int, int]] | None = None,
+        audio_shifts: Sequence[int] | None = None,
     ) -> dict[str, torch.Tensor]:
         samples_per_token = self.frames_per_token / self.fps * SAMPLING_RATE
         features, token_arrays = [], []
         for k, row in enumerate(rows):
             tokens = np.asarray(tokens_of(row), dtype=np.int64)  # [T', G]
             audio = self.audio_of(row)
+            if audio_shifts is not None and audio_shifts[k]:
+                # circular: the clip keeps its length and loudness, only the timing against the motion changes
+                audio = np.roll(audio, int(round(audio_shifts[k] * samples_per_token)))
             if windows is not None:
                 start, length = windows[k]
                 tokens = tokens[start : start + length]
@@ -297,7 +458,8 @@ class RankingPairCollator:
                 windows_i.append((start_i, length))
                 windows_j.append((start_j, length))
             windows = windows_i + windows_j
-        batch = self.rollouts.encode(rows_i + rows_j, windows)
+        shifts = [int(item.get("shift_i", 0)) for item in items] + [int(item.get("shift_j", 0)) for item in items]
+        batch = self.rollouts.encode(rows_i + rows_j, windows, shifts)
         batch["labels"] = labels
         return batch
 
@@ -347,7 +509,9 @@ class ESARMRewardTrainer(Trainer):
         if not isinstance(self.data_collator, RankingPairCollator):
             raise ValueError(f"data_collator must be a RankingPairCollator, got {type(self.data_collator).__name__}")
         model = self.accelerator.unwrap_model(self.model)
-        metrics = evaluate_ranking(model, dataset, self.data_collator.rollouts, batch_size=self.args.eval_batch_size)
+        metrics = evaluate_ranking(
+            model, dataset, self.data_collator.rollouts, self.args.eval_batch_size, self.args.misalignment_shifts
+        )
         metrics = {f"{metric_key_prefix}_{key}": value for key, value in metrics.items()}
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
@@ -358,14 +522,22 @@ class ESARMRewardTrainer(Trainer):
 # Held-out evaluation
 # ---------------------------------------------------------------------------------------------------------------
 @torch.no_grad()
-def score_rollouts(model, rows: Sequence[dict[str, Any]], collator: RolloutCollator, batch_size: int = 16) -> list:
-    """Reward-model returns ``R(tau)`` of whole rollouts (list of floats, in row order)."""
+def score_rollouts(
+    model,
+    rows: Sequence[dict[str, Any]],
+    collator: RolloutCollator,
+    batch_size: int = 16,
+    audio_shifts: Sequence[int] | None = None,
+) -> list:
+    """Reward-model returns ``R(tau)`` of whole rollouts (list of floats, in row order); ``audio_shifts`` (tokens
+    per row) rolls each row's audio against its motion."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     returns: list[float] = []
     for start in range(0, len(rows), batch_size):
-        batch = collator.encode(rows[start : start + batch_size])
+        shifts = None if audio_shifts is None else audio_shifts[start : start + batch_size]
+        batch = collator.encode(rows[start : start + batch_size], audio_shifts=shifts)
         outputs = model(**{key: batch[key].to(device) for key in MODEL_INPUT_KEYS})
         returns.extend(outputs.returns.float().cpu().tolist())
     model.train(was_training)
@@ -419,22 +591,47 @@ def _softplus(x: float) -> float:
     return float(max(x, 0.0) + math.log1p(math.exp(-abs(x))))
 
 
-def evaluate_ranking(model, demos, collator: RolloutCollator, batch_size: int = 16) -> dict[str, float]:
-    """Scores every row of a held-out demonstration split once (rollouts and ground-truth rows), sharded over
-    processes and gathered, and returns :func:`ranking_metrics` (the same dict on every process)."""
-    clip_column = clip_id_column(demos.column_names)
-    _, ground_truth = rollout_rows(demos)
-    ground_truth = set(ground_truth)
-    clip_ids = demos[clip_column]
-    epsilons = [GROUND_TRUTH_EPSILON if i in ground_truth else float(e) for i, e in enumerate(demos["epsilon"])]
+def evaluate_ranking(
+    model, demos, collator: RolloutCollator, batch_size: int = 16, shifts: Sequence[int] = (2, 4, 8)
+) -> dict[str, float]:
+    """Scores every row of a held-out demonstration split once (rollouts and ground-truth rows; misaligned copies
+    for the misalignment pairs), sharded over processes and gathered. Returns :func:`ranking_metrics`, plus
+    ``accuracy_<source>`` for every ranking source the split supports (all its pairs, ``shifts`` for misalignment)
+    and ``spearman_return_lve`` / ``spearman_return_eve``: Spearman's rho between the return and ``-LVE`` /
+    ``-EVE`` across the generated rollouts of each clip, averaged over clips (with a rig in stage 3). The same dict
+    on every process."""
+    columns = demo_columns(demos)
+    # every source: one without rows in the split (no ground truth, no checkpoint rollouts, no rig) has no pairs
+    pairs = build_source_pairs(**columns, sources=RANKING_SOURCES, shifts=shifts)
+    items = sorted({(i, 0) for i in range(len(demos))} | {(p.i, p.shift_i) for p in pairs}
+                   | {(p.j, p.shift_j) for p in pairs})  # fmt: skip
     state = PartialState()
-    with state.split_between_processes(list(range(len(demos)))) as shard:
-        scored = list(zip(shard, score_rollouts(model, [demos[i] for i in shard], collator, batch_size)))
+    with state.split_between_processes(items) as shard:
+        values = score_rollouts(model, [demos[i] for i, _ in shard], collator, batch_size, [k for _, k in shard])
+        scored = list(zip(shard, values))
     if state.num_processes > 1:
         scored = gather_object(scored)
     returns = dict(scored)
-    order = sorted(returns)
-    return ranking_metrics([clip_ids[i] for i in order], [epsilons[i] for i in order], [returns[i] for i in order])
+    epsilons = [GROUND_TRUTH_EPSILON if s == "ground_truth" else e
+                for s, e in zip(columns["row_sources"], columns["epsilons"])]  # fmt: skip
+    # the D-REX table (ranking_metrics) reads the epsilon rollouts and the ground truth
+    kept = [i for i, s in enumerate(columns["row_sources"]) if s in ("epsilon", "ground_truth")]
+    metrics = ranking_metrics(
+        [columns["clip_ids"][i] for i in kept], [epsilons[i] for i in kept], [returns[(i, 0)] for i in kept]
+    )
+    better = [returns[(p.i, p.shift_i)] if p.label else returns[(p.j, p.shift_j)] for p in pairs]
+    worse = [returns[(p.j, p.shift_j)] if p.label else returns[(p.i, p.shift_i)] for p in pairs]
+    metrics.update(ranking_source_accuracy([p.source for p in pairs], better, worse))
+    generated = [i for i, s in enumerate(columns["row_sources"]) if s != "ground_truth"]
+    if "lve" in demos.column_names:
+        for name in ("lve", "eve"):
+            values = demos[name]
+            metrics[f"spearman_return_{name}"] = rank_correlation_by_clip(
+                [columns["clip_ids"][i] for i in generated],
+                [returns[(i, 0)] for i in generated],
+                [-float(values[i]) for i in generated],
+            )
+    return metrics
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -481,17 +678,21 @@ def train_reward_model(config: ESARMRewardConfig) -> dict[str, Any]:
     model = build_reward_model(config, motion_prior_config, num_speakers=len(speakers))
 
     train_demos = load_split(config.demos_name_or_path, config.train_split)
-    rollouts, _ = rollout_rows(train_demos)
-    clip_ids, epsilons = train_demos[clip_id_column(train_demos.column_names)], train_demos["epsilon"]
-    pairs = build_ranking_pairs(
-        [clip_ids[i] for i in rollouts], [epsilons[i] for i in rollouts], config.max_pairs_per_clip, seed=config.seed
+    pairs = build_source_pairs(
+        **demo_columns(train_demos),
+        sources=config.ranking_sources,
+        max_pairs_per_clip=config.max_pairs_per_clip,
+        shifts=config.misalignment_shifts,
+        vertex_error_margin=config.vertex_error_margin,
+        seed=config.seed,
     )
-    pairs = [(rollouts[i], rollouts[j], y) for i, j, y in pairs]  # back to row indices of the split
     if not pairs:
         raise ValueError(
-            f"demos_name_or_path {config.demos_name_or_path!r} holds no two rollouts of one clip with different epsilon"
+            f"demos_name_or_path {config.demos_name_or_path!r} gives no training pairs for ranking_sources "
+            f"{config.ranking_sources} (stage 3 makes the rows of each source: see ESARMDemoConfig)"
         )
-    logger.info("reward model: %d training pairs from %d rollouts", len(pairs), len(rollouts))
+    counts = {source: sum(p.source == source for p in pairs) for source in config.ranking_sources}
+    logger.info("reward model: %d training pairs from %d demonstration rows: %s", len(pairs), len(train_demos), counts)
     eval_demos = load_split(config.demos_name_or_path, config.eval_split) if config.eval_split else None
 
     collator = RankingPairCollator(
@@ -514,6 +715,7 @@ def train_reward_model(config: ESARMRewardConfig) -> dict[str, Any]:
         "train_loss": train_output.training_loss,
         "train_steps": train_output.global_step,
         "train_pairs": len(pairs),
+        **{f"train_pairs_{source}": count for source, count in counts.items()},
         "train_runtime_s": train_output.metrics.get("train_runtime"),
     }
     if eval_demos is not None:

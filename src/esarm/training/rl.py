@@ -10,14 +10,22 @@ Per training step, for a batch of clips (audio + condition, never the ground-tru
 5. ``num_ppo_epochs`` clipped-ratio updates on the buffered rollouts (per-token ratio, sequence advantage),
    with an optional entropy bonus.
 
+Options beyond the paper: per-step (dense) rewards from the reward model's per-step outputs (``reward_type``), an
+adaptive KL coefficient that steers the per-token KL towards ``kl_target`` (Ziegler et al. 2019,
+arXiv:1909.08593), and a held-out quality check every ``quality_eval_steps`` updates (greedy LVE + EVE against the
+ground truth of validation clips) that keeps the best policy and stops early after ``early_stopping_patience``
+checks without improvement: the guard against a policy that exploits the reward model.
+
 The trainer is a ``transformers.Trainer`` in TRL's style (TRL 1.16 has no PPO and its RLOO / GRPO trainers
-assume text LLMs): one Trainer step is one optimiser update; the sampler repeats each batch of clips
-``num_ppo_epochs`` times and rollouts are regenerated on the first repetition, as TRL's GRPO / RLOO do.
+assume text LLMs): one Trainer step is one optimiser update; the sampler repeats each generation batch of clips
+(``steps_per_generation`` micro-batches, by default ``gradient_accumulation_steps``) ``num_ppo_epochs`` times and
+rollouts are generated on the first pass and replayed on the others, as TRL's GRPO / RLOO do.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,13 +35,15 @@ import torch
 from accelerate import PartialState
 from accelerate.utils import gather_object
 from torch import nn
-from transformers import Trainer, set_seed
+from transformers import Trainer, TrainerCallback, set_seed
 from trl.models import unwrap_model_for_generation
 from trl.trainer.utils import RepeatSampler, disable_dropout_in_model, entropy_from_logits, selective_log_softmax
 
 from ..data.collators import STACollator
 from ..data.loading import load_split
 from ..evaluation.metrics import eve, lve
+from ..evaluation.rl_diagnostics import reward_hacking_check
+from ..evaluation.run import even_spread
 from ..labels import UNKNOWN_SPEAKER_ID, model_speakers
 from ..modeling_reward import ESARMRewardModel
 from ..modeling_sta import ESARMSTAForGeneration
@@ -75,7 +85,13 @@ class ESARMRLConfig(ESARMTrainingArguments):
         num_rollouts: rollouts sampled per clip (``k``); the leave-one-out baseline needs at least 2.
         temperature: sampling temperature of the rollouts (the ratio uses the same tempered distribution).
         top_k: optional top-k truncation of rollout sampling.
-        kl_coef: weight of the summed per-token KL estimate subtracted from the reward.
+        kl_coef: weight of the summed per-token KL estimate subtracted from the reward (the initial value with
+            ``kl_target``).
+        kl_target / kl_horizon: adaptive KL (Ziegler et al. 2019): after each generation,
+            ``kl_coef *= 1 + clip(kl / kl_target - 1, -0.2, 0.2) * rollouts / kl_horizon`` (per-token KL).
+        reward_type: ``"sparse"`` (paper eq. 2: the return at the end of the sequence) or ``"dense"``.
+        steps_per_generation: micro-batches generated together and replayed ``num_ppo_epochs`` times.
+        quality_eval_steps / quality_eval_clips / early_stopping_patience: the held-out quality check.
         cliprange: PPO ratio clip ``epsilon``: ratios are clipped to ``[1 - cliprange, 1 + cliprange]``.
         num_ppo_epochs: optimiser updates on each batch of rollouts before new ones are sampled.
         entropy_coef: weight of the entropy bonus (0 disables it).
@@ -109,8 +125,42 @@ class ESARMRLConfig(ESARMTrainingArguments):
     kl_coef: float = field(
         default=0.05, metadata={"help": "Weight of the summed per-token KL to the reference, subtracted from R."}
     )
+    kl_target: float | None = field(
+        default=None,
+        metadata={
+            "help": "Adaptive KL: steer the per-token KL (nats) towards this value by scaling kl_coef (None: fixed)."
+        },
+    )
+    kl_horizon: int = field(
+        default=64, metadata={"help": "Adaptive KL horizon in rollouts: kl_coef changes by at most 20% per horizon."}
+    )
+    reward_type: str = field(
+        default="sparse",
+        metadata={
+            "help": "'sparse': the paper's end-of-sequence return R(tau); 'dense': the reward model's per-step "
+            "rewards with per-token KL, returns-to-go and a per-step leave-one-out baseline."
+        },
+    )
     cliprange: float = field(default=0.2, metadata={"help": "PPO clip range epsilon for the probability ratio."})
     num_ppo_epochs: int = field(default=2, metadata={"help": "Optimiser updates per batch of rollouts."})
+    steps_per_generation: int | None = field(
+        default=None,
+        metadata={
+            "help": "Micro-batches per generation batch (None: gradient_accumulation_steps), so that every PPO "
+            "epoch is its own optimiser update."
+        },
+    )
+    quality_eval_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Every this many updates, measure greedy LVE + EVE on quality_eval_clips validation clips, keep "
+            "the best policy (the initial one included) and restore it at the end (0: off)."
+        },
+    )
+    quality_eval_clips: int = field(default=8, metadata={"help": "Validation clips of the held-out quality check."})
+    early_stopping_patience: int | None = field(
+        default=None, metadata={"help": "Stop after this many quality checks without improvement (None: never)."}
+    )
     entropy_coef: float = field(default=0.0, metadata={"help": "Weight of the entropy bonus (0 disables it)."})
     normalize_advantages: bool = field(
         default=True, metadata={"help": "Standardise advantages over the global batch of rollouts."}
@@ -145,10 +195,29 @@ class ESARMRLConfig(ESARMTrainingArguments):
         _check(self.kl_coef >= 0, "kl_coef", ">= 0", self.kl_coef)
         _check(0 < self.cliprange < 1, "cliprange", "in (0, 1)", self.cliprange)
         _check(self.num_ppo_epochs >= 1, "num_ppo_epochs", ">= 1", self.num_ppo_epochs)
+        _check(self.kl_target is None or self.kl_target > 0, "kl_target", "None or > 0", self.kl_target)
+        _check(self.kl_horizon >= 1, "kl_horizon", ">= 1", self.kl_horizon)
+        _check(self.reward_type in ("sparse", "dense"), "reward_type", "'sparse' or 'dense'", self.reward_type)
+        _check(self.quality_eval_steps >= 0, "quality_eval_steps", ">= 0", self.quality_eval_steps)
+        _check(self.quality_eval_clips >= 1, "quality_eval_clips", ">= 1", self.quality_eval_clips)
+        _check(
+            self.early_stopping_patience is None or self.early_stopping_patience >= 1,
+            "early_stopping_patience", "None or >= 1", self.early_stopping_patience,
+        )  # fmt: skip
         _check(self.entropy_coef >= 0, "entropy_coef", ">= 0", self.entropy_coef)
         _check(self.reward_clip is None or self.reward_clip > 0, "reward_clip", "None or > 0", self.reward_clip)
         _check(self.max_eval_clips >= 0, "max_eval_clips", ">= 0", self.max_eval_clips)
         super().__post_init__()
+        if self.steps_per_generation is None:
+            self.steps_per_generation = self.gradient_accumulation_steps
+        # Rollouts are replayed for num_ppo_epochs passes over the generation batch; with fewer micro-batches per
+        # generation than per update, one update would swallow several PPO epochs (and later ones would never be
+        # an update of their own).
+        _check(
+            self.steps_per_generation >= 1 and self.steps_per_generation % self.gradient_accumulation_steps == 0,
+            "steps_per_generation", f"a multiple of gradient_accumulation_steps={self.gradient_accumulation_steps}",
+            self.steps_per_generation,
+        )  # fmt: skip
 
 
 def _check(condition: bool, name: str, expected: str, got: Any) -> None:
@@ -163,18 +232,30 @@ def rloo_advantages(rewards: torch.Tensor, num_rollouts: int) -> torch.Tensor:
     """Leave-one-out advantages ``A_i = r_i - mean_{j != i} r_j`` within each clip's group of rollouts.
 
     Args:
-        rewards: ``[num_clips * num_rollouts]``, the rollouts of one clip contiguous.
+        rewards: ``[num_clips * num_rollouts]`` (or ``[num_clips * num_rollouts, T']`` returns-to-go: one baseline
+            per step), the rollouts of one clip contiguous.
         num_rollouts: group size ``k >= 2``.
     Returns:
-        ``[num_clips * num_rollouts]`` advantages (each group's advantages sum to 0).
+        advantages of the shape of ``rewards`` (each group's advantages sum to 0).
     """
     if num_rollouts < 2:
         raise ValueError(f"num_rollouts must be >= 2 for a leave-one-out baseline, got {num_rollouts}")
-    if rewards.numel() % num_rollouts:
-        raise ValueError(f"rewards must hold a multiple of num_rollouts={num_rollouts} values, got {rewards.numel()}")
-    grouped = rewards.view(-1, num_rollouts)
+    if rewards.shape[0] % num_rollouts:
+        raise ValueError(f"rewards must hold a multiple of num_rollouts={num_rollouts} rows, got {rewards.shape[0]}")
+    grouped = rewards.view(-1, num_rollouts, *rewards.shape[1:])
     baseline = (grouped.sum(dim=1, keepdim=True) - grouped) / (num_rollouts - 1)
-    return (grouped - baseline).reshape(-1)
+    return (grouped - baseline).reshape(rewards.shape)
+
+
+def returns_to_go(rewards: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
+    """``G_t = sum_{s >= t} gamma^(s - t) r_s`` over valid steps (``rewards``, ``mask``: ``[B, T']``)."""
+    rewards = rewards * mask
+    out = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[:, 0])
+    for t in range(rewards.shape[1] - 1, -1, -1):
+        running = rewards[:, t] + gamma * running * mask[:, t]
+        out[:, t] = running
+    return out * mask
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | tuple[int, ...] | None = None) -> torch.Tensor:
@@ -197,7 +278,7 @@ def clipped_policy_loss(
     Args:
         logps / old_logps: ``[B, T', G]`` log-probabilities of the sampled tokens under the current / the sampling
             policy.
-        advantages: ``[B]``.
+        advantages: ``[B]`` (one per sequence) or ``[B, T']`` (per step).
         mask: ``[B, T', G]`` (or broadcastable), true on real tokens.
         cliprange: ``epsilon`` of the clip.
     Returns:
@@ -205,7 +286,7 @@ def clipped_policy_loss(
         ``clip_fraction`` is the share of valid tokens whose clipped term was the active one.
     """
     ratio = torch.exp(logps - old_logps)
-    adv = advantages.view(-1, *([1] * (logps.dim() - 1)))
+    adv = advantages.view(*advantages.shape, *([1] * (logps.dim() - advantages.dim())))
     unclipped = ratio * adv
     clipped = torch.clamp(ratio, 1.0 - cliprange, 1.0 + cliprange) * adv
     per_token = -torch.min(unclipped, clipped)
@@ -368,15 +449,19 @@ class ESARMRLTrainer(Trainer):
         self.reward_model = self.accelerator.prepare_model(reward_model, evaluation_mode=True)
         self._metric_store = MetricStore()
         self._step = 0
-        self._buffered_inputs: dict[str, torch.Tensor] | None = None
+        self._buffered_inputs: list[dict[str, torch.Tensor] | None] = [None] * args.steps_per_generation
+        self.kl_coef = args.kl_coef
 
-    # -- sampling: each batch of clips is served num_ppo_epochs times in a row (TRL's RepeatSampler) -------------
+    # -- sampling: each generation batch (steps_per_generation micro-batches) is served num_ppo_epochs times in a
+    # row (TRL's RepeatSampler); rollouts are generated on its first pass and replayed on the others -------------
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         return RepeatSampler(
             data_source=dataset,
             mini_repeat_count=1,
-            batch_size=self.args.per_device_train_batch_size * self.accelerator.num_processes,
+            batch_size=self.args.per_device_train_batch_size
+            * self.accelerator.num_processes
+            * self.args.steps_per_generation,
             repeat_count=self.args.num_ppo_epochs,
             shuffle=True,
             seed=self.args.seed,
@@ -386,10 +471,12 @@ class ESARMRLTrainer(Trainer):
         inputs = super()._prepare_inputs(inputs)
         if not self.model.training:
             return self._generate_and_score(inputs, mode="eval")
-        if self._step % self.args.num_ppo_epochs == 0 or self._buffered_inputs is None:
-            self._buffered_inputs = self._generate_and_score(inputs, mode="train")
+        position = self._step % (self.args.steps_per_generation * self.args.num_ppo_epochs)
+        slot = position % self.args.steps_per_generation
+        if position < self.args.steps_per_generation or self._buffered_inputs[slot] is None:
+            self._buffered_inputs[slot] = self._generate_and_score(inputs, mode="train")
         self._step += 1
-        return self._buffered_inputs
+        return self._buffered_inputs[slot]
 
     @torch.no_grad()
     def _generate_and_score(self, inputs: dict[str, Any], mode: str) -> dict[str, torch.Tensor]:
@@ -412,30 +499,48 @@ class ESARMRLTrainer(Trainer):
             policy.train(was_training)
         ref_logps, _ = self._sequence_logps(self.ref_model, conditions, motion_tokens, token_mask)
         reward_model = self.accelerator.unwrap_model(self.reward_model)
-        scores = reward_model(
+        scored = reward_model(
             **reward_conditions(reward_model, conditions), motion_tokens=motion_tokens, motion_mask=token_mask
-        ).returns.float()
+        )
+        scores = scored.returns.float()
         if args.reward_clip is not None:
             scores = scores.clamp(-args.reward_clip, args.reward_clip)
 
         mask = token_mask.unsqueeze(-1).expand_as(motion_tokens)  # [B*k, T', G]
         per_token_kl = (old_logps - ref_logps) * mask
         sequence_kl = per_token_kl.sum(dim=(1, 2))  # [B*k]
-        rewards = scores - args.kl_coef * sequence_kl
-        advantages = rloo_advantages(rewards, args.num_rollouts)
+        rewards = scores - self.kl_coef * sequence_kl
+        if args.reward_type == "dense":
+            # per step: the reward model's reward minus the step's KL, summed to returns-to-go [B*k, T']
+            step_rewards = scored.rewards.float() - self.kl_coef * per_token_kl.sum(-1)
+            gamma = float(getattr(getattr(reward_model, "config", None), "gamma", 1.0))
+            advantages = rloo_advantages(returns_to_go(step_rewards, token_mask.float(), gamma), args.num_rollouts)
+            valid = token_mask
+        else:
+            advantages = rloo_advantages(rewards, args.num_rollouts)
+            valid = torch.ones_like(advantages, dtype=torch.bool)
         if args.normalize_advantages:
-            gathered = self.accelerator.gather(advantages)
-            advantages = (
-                (advantages - gathered.mean()) / (gathered.std() + 1e-4) if gathered.numel() > 1 else advantages
-            )
+            # moments over the valid entries of all processes (per-step advantages differ in count per process)
+            weights = valid.to(advantages.dtype)
+            moments = torch.stack([(advantages * weights).sum(), (advantages**2 * weights).sum(), weights.sum()])
+            total, squares, count = self.accelerator.reduce(moments, reduction="sum")
+            if count > 1:
+                mean = total / count
+                std = ((squares / count - mean**2).clamp(min=0.0) * count / (count - 1)).sqrt()
+                advantages = (advantages - mean) / (std + 1e-4) * weights
+        kl_stats = self.accelerator.reduce(torch.stack([per_token_kl.sum(), mask.sum().float()]), reduction="sum")
+        mean_kl = kl_stats[0] / kl_stats[1].clamp(min=1.0)
+        if mode == "train" and args.kl_target is not None:
+            error = float(torch.clamp(mean_kl / args.kl_target - 1.0, -0.2, 0.2))
+            self.kl_coef *= 1.0 + error * len(scores) * self.accelerator.num_processes / args.kl_horizon
 
         # every value is gathered over processes first: the same number on each (the store then averages it)
         store, gather = self._metric_store, self.accelerator.gather
         gathered_scores = gather(scores)
         store.add(mode, "reward", gathered_scores.mean())
         store.add(mode, "reward_std", gathered_scores.std() if gathered_scores.numel() > 1 else 0.0)
-        kl_stats = self.accelerator.reduce(torch.stack([per_token_kl.sum(), mask.sum().float()]), reduction="sum")
-        store.add(mode, "kl", kl_stats[0] / kl_stats[1].clamp(min=1.0))
+        store.add(mode, "kl", mean_kl)
+        store.add(mode, "kl_coef", self.kl_coef)
         store.add(mode, "kl_sequence", gather(sequence_kl).mean())
         store.add(mode, "total_reward", gather(rewards).mean())
         gathered_adv = gather(advantages)
@@ -548,6 +653,45 @@ def evaluate_policy(
     return {key: float(np.mean([clip[key] for clip in per_clip])) for key in per_clip[0]} if per_clip else {}
 
 
+class HeldOutQualityCallback(TrainerCallback):
+    """The guard against reward hacking: every ``every`` updates (and before the first), ``measure(model)`` (greedy
+    held-out metrics of :func:`evaluate_policy`) scores the policy by ``lve_mm + eve_mm`` (``blendshape_mae``
+    without a rig); the weights of the best check, the initial policy included, are kept on the CPU
+    (``best_state``), and training stops after ``patience`` checks without improvement. ``history`` holds every
+    check (``step`` plus the measured values)."""
+
+    def __init__(self, measure, every: int, patience: int | None = None):
+        self.measure, self.every, self.patience = measure, every, patience
+        self.history: list[dict[str, float]] = []
+        self.best_score, self.best_step, self.best_state = math.inf, 0, None
+        self._checks_without_improvement = 0
+
+    def check(self, model: nn.Module, step: int) -> None:
+        values = self.measure(model)
+        model.train()
+        score = values["lve_mm"] + values["eve_mm"] if "lve_mm" in values else values["blendshape_mae"]
+        self.history.append({"step": step, "score": score, **values})
+        logger.info("RL quality check at update %d: %s", step, values)
+        if score < self.best_score:
+            self.best_score, self.best_step, self._checks_without_improvement = score, step, 0
+            self.best_state = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
+        else:
+            self._checks_without_improvement += 1
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if not self.history:
+            self.check(model, state.global_step)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step % self.every == 0:
+            self.check(model, state.global_step)
+            if self.patience is not None and self._checks_without_improvement >= self.patience:
+                logger.info("RL: no held-out improvement in %d checks, stopping at update %d", self.patience,
+                            state.global_step)  # fmt: skip
+                control.should_training_stop = True
+        return control
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Library entry point
 # ---------------------------------------------------------------------------------------------------------------
@@ -586,6 +730,16 @@ def train_rl(config: ESARMRLConfig) -> dict[str, Any]:
             _held_out(config, policy.to(device), reward_model.to(device), eval_dataset, collator, rig, "before")
         )
 
+    guard = None
+    if config.quality_eval_steps > 0 and eval_dataset is not None:
+        quality_clips = even_spread(eval_dataset, config.quality_eval_clips)
+        guard = HeldOutQualityCallback(
+            lambda model: evaluate_policy(
+                model, reward_model, quality_clips, collator, config.per_device_eval_batch_size, rig, seed=config.seed
+            ),
+            config.quality_eval_steps,
+            config.early_stopping_patience,
+        )
     trainer = ESARMRLTrainer(
         model=policy,
         reward_model=reward_model,
@@ -593,8 +747,23 @@ def train_rl(config: ESARMRLConfig) -> dict[str, Any]:
         args=config,
         train_dataset=train_dataset,
         data_collator=collator,
+        callbacks=[guard] if guard is not None else None,
     )
     train_output = trainer.train(resume_from_checkpoint=resolve_resume_checkpoint(config))
+    if guard is not None:
+        if guard.history[-1]["step"] != trainer.state.global_step:
+            guard.check(trainer.accelerator.unwrap_model(trainer.model), trainer.state.global_step)
+        trainer.accelerator.unwrap_model(trainer.model).load_state_dict(guard.best_state)
+        metrics["quality_best_step"] = guard.best_step
+        metrics["quality_history"] = guard.history
+        if "lve_mm" in guard.history[0]:
+            metrics.update(
+                reward_hacking_check(
+                    [h["step"] for h in guard.history],
+                    [h["reward"] for h in guard.history],
+                    [h["lve_mm"] for h in guard.history],
+                )  # fmt: skip
+            )
     trainer.save_model(config.output_dir)
     train_log = [entry for entry in trainer.state.log_history if "reward" in entry]
     metrics.update(

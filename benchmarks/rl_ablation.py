@@ -1,0 +1,192 @@
+"""Ablation of the reward model's ranking sources and the RL stage: reward model -> RL -> held-out evaluation, for
+several settings and seeds, on the corpus, STA model and demonstrations of an existing run.
+
+    python benchmarks/rl_ablation.py --run_dir runs/tiny --demos runs/x/demos --output_dir runs/ablation \
+        --settings paper ground_truth misalignment --seeds 0 1 2
+
+Each setting is a named list of ranking sources (``SETTINGS``) plus the RL options of :data:`RL_DEFAULTS`; every
+(setting, seed) writes ``<output_dir>/<setting>/seed<k>/result.json`` and is skipped when that file exists. The
+table (mean +- std over seeds) goes to stdout and ``<output_dir>/ablation.md``. Held-out numbers are on the
+``test`` split (speakers never seen in training): LVE / EVE (mm), emotion accuracy of an expression classifier
+trained on the ground truth of the training split, FDD and the per-region motion ratio generated / ground truth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from esarm.data.loading import load_split
+from esarm.data.schema import SAMPLING_RATE, decode_audio_value
+from esarm.evaluation.classifier import ExpressionClassifier
+from esarm.evaluation.rl_diagnostics import expressiveness
+from esarm.evaluation.run import evaluate_model
+from esarm.frames import num_frames
+from esarm.labels import model_speakers
+from esarm.modeling_sta import ESARMSTAForGeneration
+from esarm.rig import resolve_rig
+from esarm.training.checkpoints import read_done_marker
+from esarm.training.reward import ESARMRewardConfig, train_reward_model
+from esarm.training.rl import ESARMRLConfig, train_rl
+
+logger = logging.getLogger(__name__)
+
+SETTINGS: dict[str, list[str]] = {
+    "paper": ["epsilon"],
+    "ground_truth": ["epsilon", "ground_truth"],
+    "misalignment": ["epsilon", "misalignment"],
+    "emotion_mismatch": ["epsilon", "emotion_mismatch"],
+    "vertex_error": ["epsilon", "vertex_error"],
+    "all": ["epsilon", "ground_truth", "misalignment", "emotion_mismatch", "vertex_error"],
+    "quality": ["ground_truth", "misalignment", "emotion_mismatch", "vertex_error"],
+}
+REWARD_DEFAULTS: dict[str, Any] = dict(
+    max_steps=50, learning_rate=1e-3, per_device_train_batch_size=16, max_pairs_per_clip=12, logging_steps=25
+)
+RL_DEFAULTS: dict[str, Any] = dict(
+    max_steps=30, per_device_train_batch_size=4, num_rollouts=4, learning_rate=3e-4, lr_scheduler_type="constant",
+    kl_coef=0.05, kl_target=0.05, quality_eval_steps=10, quality_eval_clips=8, early_stopping_patience=2,
+    max_eval_clips=0, logging_steps=10,
+)  # fmt: skip
+REPORTED = ("lve_mm", "eve_mm", "emotion_accuracy", "fdd_mm2", "mouth_audio_correlation",
+            "std_ratio_mouth", "std_ratio_eyes", "std_ratio_brows")  # fmt: skip
+
+
+def _common(output_dir: Path, seed: int) -> dict[str, Any]:
+    return dict(output_dir=str(output_dir), seed=seed, save_strategy="no", report_to=[], disable_tqdm=True)
+
+
+def held_out(model, test, rig, classifier, speakers) -> dict[str, float]:
+    """Greedy animations of the test split against its ground truth."""
+    results = evaluate_model(
+        model, test, rig, speakers=speakers, batch_size=16, classifier=classifier, return_predictions=True,
+        progress=False,
+    )  # fmt: skip
+    results.update(expressiveness(results.pop("predictions"), results.pop("targets")))
+    return {key: float(value) for key, value in results.items() if isinstance(value, (int, float))}
+
+
+def run_one(args, setting: str, seed: int, test, rig, classifier, speakers) -> dict[str, Any]:
+    out = Path(args.output_dir) / setting / f"seed{seed}"
+    result_path = out / "result.json"
+    if result_path.is_file():
+        return json.loads(result_path.read_text())
+    started = time.perf_counter()
+    torch.manual_seed(seed)
+    # a finished reward model of this setting and seed is reused (an RL sweep over one reward model)
+    reward = read_done_marker(out / "reward_model") or train_reward_model(
+        ESARMRewardConfig(
+            demos_name_or_path=args.demos,
+            sta_name_or_path=f"{args.run_dir}/sta",
+            ranking_sources=SETTINGS[setting],
+            **{**REWARD_DEFAULTS, **_common(out / "reward_model", seed)},
+        )  # fmt: skip
+    )
+    reward_seconds = time.perf_counter() - started
+    result: dict[str, Any] = {"setting": setting, "seed": seed, "reward": reward, "reward_seconds": reward_seconds}
+    if not args.skip_rl:
+        rl = train_rl(
+            ESARMRLConfig(
+                policy_name_or_path=f"{args.run_dir}/sta",
+                reward_model_name_or_path=str(out / "reward_model"),
+                dataset_name_or_path=f"{args.run_dir}/corpus",
+                rig_path=args.rig_path,
+                **{**RL_DEFAULTS, **json.loads(args.rl_overrides), **_common(out / "rl", seed)},
+            )  # fmt: skip
+        )
+        policy = ESARMSTAForGeneration.from_pretrained(out / "rl").eval()
+        result["rl"] = {k: v for k, v in rl.items() if k != "train_log"}
+        result["test"] = held_out(policy, test, rig, classifier, speakers)
+    result["seconds"] = time.perf_counter() - started
+    out.mkdir(parents=True, exist_ok=True)
+    result_path.write_text(json.dumps(result, indent=1, default=float))
+    return result
+
+
+def _cell(values: list[float], digits: int = 3) -> str:
+    values = [v for v in values if v is not None and np.isfinite(v)]
+    if not values:
+        return "-"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
+
+
+def table(results: list[dict[str, Any]], baseline: dict[str, float]) -> str:
+    reward_keys = ("eval_accuracy", "eval_gt_beats_eps_0.02", "eval_accuracy_misalignment",
+                   "eval_accuracy_emotion_mismatch", "eval_spearman_return_lve", "eval_spearman_return_eve")  # fmt: skip
+    lines = [
+        "| setting | seeds | ε-pair acc | GT > ε0.02 | misaligned acc | emotion-mismatch acc | ρ(R, −LVE) | ρ(R, −EVE) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    settings = list(dict.fromkeys(r["setting"] for r in results))
+    for setting in settings:
+        rows = [r for r in results if r["setting"] == setting]
+        cells = [_cell([r["reward"].get(k) for r in rows]) for k in reward_keys]
+        lines.append(f"| {setting} | {len(rows)} | " + " | ".join(cells) + " |")
+    lines += ["", "| setting | " + " | ".join(REPORTED) + " | best update | hacking |",
+              "|---|" + "---|" * (len(REPORTED) + 2)]  # fmt: skip
+    lines.append(
+        "| STA (no RL) | " + " | ".join(f"{baseline.get(k, float('nan')):.3f}" for k in REPORTED) + " | - | - |"
+    )
+    for setting in settings:
+        rows = [r for r in results if r["setting"] == setting and "test" in r]
+        if rows:
+            cells = [_cell([r["test"].get(k) for r in rows]) for k in REPORTED]
+            best = _cell([r["rl"].get("quality_best_step") for r in rows], 1)
+            hacking = _cell([r["rl"].get("hacking") for r in rows], 2)
+            lines.append(f"| {setting} | " + " | ".join(cells) + f" | {best} | {hacking} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run_dir", required=True, help="Run folder with corpus/ and sta/ (read only).")
+    parser.add_argument("--demos", required=True, help="Demonstrations of stage 3 (with the source rows).")
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--settings", nargs="+", default=["paper"], choices=sorted(SETTINGS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--rig_path", default=None)
+    parser.add_argument("--test_clips", type=int, default=32)
+    parser.add_argument("--skip_rl", action="store_true", help="Only train and diagnose the reward models.")
+    parser.add_argument("--rl_overrides", default="{}", help="Json object of ESARMRLConfig fields.")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    torch.set_num_threads(1)
+
+    rig = resolve_rig(args.rig_path)
+    speakers = model_speakers(f"{args.run_dir}/sta")
+    corpus = f"{args.run_dir}/corpus"
+    train, test = load_split(corpus, "train"), load_split(corpus, "test")
+    fps = 30.0
+    truth = [
+        np.asarray(r["blendshapes"], np.float32)[: num_frames(len(decode_audio_value(r["audio"])), fps, SAMPLING_RATE)]
+        for r in train
+    ]
+    classifier = ExpressionClassifier().fit(truth, list(train["emotion"]))
+    test = test.select(range(min(args.test_clips, len(test))))
+    baseline_path = Path(args.output_dir) / "sta_baseline.json"
+    if baseline_path.is_file():
+        baseline = json.loads(baseline_path.read_text())
+    else:
+        sta = ESARMSTAForGeneration.from_pretrained(f"{args.run_dir}/sta").eval()
+        baseline = held_out(sta, test, rig, classifier, speakers)
+        baseline_path.parent.mkdir(parents=True, exist_ok=True)
+        baseline_path.write_text(json.dumps(baseline, indent=1))
+    results = []
+    for setting in args.settings:
+        for seed in args.seeds:
+            results.append(run_one(args, setting, seed, test, rig, classifier, speakers))
+            logger.info("%s seed %d done in %.0f s", setting, seed, results[-1]["seconds"])
+    text = table(results, baseline)
+    (Path(args.output_dir) / "ablation.md").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
