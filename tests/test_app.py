@@ -272,6 +272,7 @@ def test_the_page_in_a_real_browser(model_dir, tmp_path, request):
     import av
     import pygltflib
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -298,6 +299,10 @@ def test_the_page_in_a_real_browser(model_dir, tmp_path, request):
     driver.find_element(By.CSS_SELECTOR, "#esarm-audio input[type=file]").send_keys(str(speech))
     driver.find_element(By.CSS_SELECTOR, "#esarm-compare input").click()
     wait.until(ready.element_to_be_clickable((By.CSS_SELECTOR, "li[role=option][aria-label='happy']"))).click()
+    # ε = 1 (uniform random tokens): a random-init model's greedy tokens settle on one pose, which would not move
+    epsilon = driver.find_element(By.CSS_SELECTOR, "#esarm-epsilon input[type=number]")
+    epsilon.clear()
+    epsilon.send_keys("1", Keys.TAB)
     # The upload finishes before the button can use it: wait for the player of the uploaded file.
     wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, "#esarm-audio audio, #esarm-audio .waveform")))
     clicked = time.perf_counter()
@@ -326,10 +331,11 @@ def test_the_page_in_a_real_browser(model_dir, tmp_path, request):
     assert not driver.execute_script(viewer + "playing()")
     played = driver.execute_script(viewer + "time()")
     assert 0 < played <= seconds
-    # The face at two moments, reached with the position slider; each picture is taken once a frame at that
+    # The face at three moments, reached with the position slider; each picture is taken once a frame at that
     # moment has been drawn.
     pictures, weights = [], []
-    for moment in (0.4, 2.0):
+    moments = (0.4, 1.0, 2.0)
+    for moment in moments:
         drawn = driver.execute_script(viewer + "frames")
         driver.execute_script(
             "const seek = document.getElementById('seek'); seek.value = arguments[0];"
@@ -340,13 +346,16 @@ def test_the_page_in_a_real_browser(model_dir, tmp_path, request):
         assert driver.execute_script(viewer + "time()") == pytest.approx(moment, abs=0.01)
         weights.append(driver.execute_script(viewer + "influenceSum()"))
         pictures.append(_canvas_png(driver))
-    assert weights[0] != weights[1], weights
+    # the two moments whose morph weights differ most: the animation must move between them
+    first, second = max(((i, j) for i in range(3) for j in range(i + 1, 3)), key=lambda p: abs(weights[p[0]] - weights[p[1]]))
+    assert weights[first] != weights[second], weights
     still = pictures[0]
-    # A face is drawn (not just the background), and it moves between the two moments.
+    # A face is drawn (not just the background), and it moves between those moments.
     background = still[0, 0]
     assert (np.abs(still - background).sum(axis=-1) > 30).mean() > 0.05
-    changed = np.abs(pictures[0] - pictures[1]).sum(axis=-1) > 12
-    assert changed.sum() > 50, f"only {changed.sum()} pixels changed between 0.4 s and 2.0 s"
+    changed = np.abs(pictures[first] - pictures[second]).sum(axis=-1) > 12
+    moved = f"{moments[first]} s and {moments[second]} s"
+    assert changed.sum() > 50, f"only {changed.sum()} pixels changed between {moved}"
     driver.switch_to.default_content()
 
     summary = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#esarm-summary").text)

@@ -94,7 +94,10 @@ def build_app(animator: AppAnimator, title: str = "esarm: speech to 3D face") ->
                     [UNKNOWN_SPEAKER, *animator.speakers], value=UNKNOWN_SPEAKER, label="speaker",
                     info="a speaker the model was trained on, or unknown",
                 )  # fmt: skip
-                epsilon = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="ε (epsilon-greedy noise, 0 = the model's)")
+                epsilon = gr.Slider(
+                    0.0, 1.0, value=0.0, step=0.05, label="ε (epsilon-greedy noise, 0 = the model's)",
+                    elem_id="esarm-epsilon",
+                )
                 seed = gr.Number(0, precision=0, label="seed")
                 compare = gr.Dropdown(
                     [NO_COMPARISON, AUTO, *EMOTIONS], value=NO_COMPARISON, label="side by side: second emotion",
