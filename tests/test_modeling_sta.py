@@ -518,7 +518,7 @@ def _variant(tiny_sta_config, **fields) -> ESARMSTAConfig:
 
 def test_content_mouth_needs_region_groups():
     prior = ESARMMotionPriorConfig.tiny(group_by_region=False)
-    with pytest.raises(ValueError, match="mouth_conditioning"):
+    with pytest.raises(StrictDataclassError, match="mouth_conditioning must be 'full' with a prior of one codebook"):
         ESARMSTAConfig.tiny(motion_prior_config=prior, mouth_conditioning="content")
 
 
