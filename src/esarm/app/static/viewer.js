@@ -64,11 +64,13 @@ function setState(state, message = '') {
 // The clock: the audio's position while it plays; a wall clock when the page cannot play sound (no output
 // device, autoplay refused) so that the face still moves.
 let wallStart = null;
+// What the user asked for last: a pause while audio.play() is still pending must win over that promise's outcome.
+let wantPlaying = false;
 let wallOffset = 0;
 function currentTime() {
   if (viewer.clock === 'wall') {
     const t = wallStart === null ? wallOffset : wallOffset + (performance.now() - wallStart) / 1000;
-    if (t >= viewer.duration && wallStart !== null) { wallOffset = viewer.duration; wallStart = null; showPlaying(false); }
+    if (t >= viewer.duration && wallStart !== null) { wallOffset = viewer.duration; wallStart = null; wantPlaying = false; showPlaying(false); }
     return Math.min(t, viewer.duration);
   }
   return audio.currentTime || 0;
@@ -77,14 +79,16 @@ function isPlaying() { return viewer.clock === 'wall' ? wallStart !== null : !au
 function showPlaying(playing) { playButton.textContent = playing ? '❚❚ Pause' : '▶ Play'; }
 
 async function play() {
+  wantPlaying = true;
   if (currentTime() >= viewer.duration - 1e-3) seekTo(0);
   if (viewer.clock === 'audio' && audio.src) {
     try {
       await audio.play();
+      if (!wantPlaying) { audio.pause(); return; }
       showPlaying(true);
       return;
     } catch (error) {
-      if (error.name === 'AbortError') return; // paused (or seeked) before the sound started: nothing to do
+      if (error.name === 'AbortError' || !wantPlaying) return; // paused (or seeked) before the sound started
       viewer.clock = 'wall';
       wallOffset = audio.currentTime || 0;
       statusText.textContent = `sound unavailable (${error.name}): playing without it`;
@@ -95,6 +99,7 @@ async function play() {
   showPlaying(true);
 }
 function pause() {
+  wantPlaying = false;
   if (viewer.clock === 'wall') { wallOffset = currentTime(); wallStart = null; } else { audio.pause(); }
   showPlaying(false);
 }
@@ -104,9 +109,9 @@ function seekTo(t) {
   if (viewer.clock === 'wall') { wallOffset = t; if (wallStart !== null) wallStart = performance.now(); }
   if (audio.src) audio.currentTime = t;
 }
-playButton.addEventListener('click', () => (isPlaying() ? pause() : play()));
+playButton.addEventListener('click', () => (isPlaying() || wantPlaying ? pause() : play()));
 seek.addEventListener('input', () => seekTo(Number(seek.value) * viewer.duration));
-audio.addEventListener('ended', () => showPlaying(false));
+audio.addEventListener('ended', () => { wantPlaying = false; showPlaying(false); });
 
 function resize() {
   const width = stage.clientWidth, height = stage.clientHeight;
