@@ -328,7 +328,8 @@ def test_the_page_in_a_real_browser(model_dir, tmp_path, request):
     WebDriverWait(driver, 20).until(lambda d: d.execute_script(viewer + "time()") > 0)
     if driver.execute_script(viewer + "playing()"):  # a busy machine may have played the whole clip already
         driver.execute_script("document.getElementById('play').click()")
-    assert not driver.execute_script(viewer + "playing()")
+    # the pause settles once the page's pending play request (audio.play() is a promise) has been answered
+    WebDriverWait(driver, 10).until(lambda d: not d.execute_script(viewer + "playing()"))
     played = driver.execute_script(viewer + "time()")
     assert 0 < played <= seconds
     # The face at three moments, reached with the position slider; each picture is taken once a frame at that
