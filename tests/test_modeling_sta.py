@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from huggingface_hub.errors import StrictDataclassError
 
 from esarm import ESARMMotionPrior, ESARMMotionPriorConfig, ESARMSTAConfig, ESARMSTAForGeneration
@@ -621,3 +622,90 @@ def test_content_mouth_ignores_the_labels_and_generates_with_a_cache(tiny_sta_co
         if isinstance(module, torch.nn.Linear):
             torch.nn.init.normal_(module.weight, std=0.3)
     assert not torch.allclose(full(**batch).logits[:, :, 0], full(**other).logits[:, :, 0])
+
+
+def _large_random_weights(model: ESARMSTAForGeneration) -> ESARMSTAForGeneration:
+    for module in model.modules():  # random weights large enough to make every dependence visible
+        if isinstance(module, torch.nn.Linear):
+            torch.nn.init.normal_(module.weight, std=0.3)
+    return model
+
+
+def test_parallel_mouth_depends_on_the_audio_alone(tiny_sta_config, batch):
+    """``mouth_conditioning="parallel"``: the mouth logits depend neither on the labels nor on any previous token
+    (mouth or not), but do on the audio; the other groups still follow the labels. Greedy generation picks the
+    argmax of the teacher-forced logits of its own tokens (the RL log-probabilities are those of generation), and
+    cached generation equals the uncached one."""
+    torch.manual_seed(0)
+    model = _large_random_weights(ESARMSTAForGeneration(_variant(tiny_sta_config, mouth_conditioning="parallel")))
+    model.eval()
+    first = model(**batch).logits
+    other = {**batch, "emotion_ids": torch.tensor([6, 2]), "intensity_ids": torch.tensor([0, 2]),
+             "speaker_ids": torch.tensor([2, 0])}  # fmt: skip
+    second = model(**other).logits
+    torch.testing.assert_close(first[:, :, 0], second[:, :, 0], rtol=0, atol=0)
+    assert not torch.allclose(first[:, :, 1:], second[:, :, 1:])
+    shifted = {**batch, "motion_tokens": (batch["motion_tokens"] + 1) % model.codebook_size}
+    torch.testing.assert_close(model(**shifted).logits[:, :, 0], first[:, :, 0], rtol=0, atol=0)
+    reversed_audio = {**batch, "input_values": batch["input_values"].flip(-1)}
+    assert not torch.allclose(model(**reversed_audio).logits[:, :, 0], first[:, :, 0])
+
+    generated = model.generate(batch["input_values"], batch["attention_mask"], emotion_ids=batch["emotion_ids"])
+    mask = generated.token_mask
+    replay = model(batch["input_values"], batch["attention_mask"], emotion_ids=batch["emotion_ids"],
+                   motion_tokens=generated.motion_tokens, motion_mask=mask).logits  # fmt: skip
+    assert torch.equal(replay.argmax(-1)[mask], generated.motion_tokens[mask])
+    cached = model.generate(batch["input_values"], batch["attention_mask"], do_sample=True, seed=3)
+    uncached = model.generate(batch["input_values"], batch["attention_mask"], do_sample=True, seed=3, use_cache=False)
+    assert torch.equal(cached.motion_tokens, uncached.motion_tokens)
+
+
+def test_parallel_mouth_ignores_padding(tiny_sta_config, batch):
+    """The bidirectional mouth stream masks padded steps: the shorter clip's mouth logits are those it gets alone."""
+    torch.manual_seed(0)
+    model = ESARMSTAForGeneration(_variant(tiny_sta_config, mouth_conditioning="parallel")).eval()
+    both = model(**batch).logits
+    steps = int(batch["motion_mask"][1].sum())
+    alone = model(
+        batch["input_values"][1:, : int(batch["attention_mask"][1].sum())],
+        emotion_ids=batch["emotion_ids"][1:],
+        motion_tokens=batch["motion_tokens"][1:, :steps],
+    ).logits
+    torch.testing.assert_close(both[1, :steps, 0], alone[0, :, 0], rtol=1e-4, atol=1e-4)
+
+
+def test_mouth_regression_loss_measures_blendshape_distance(tiny_sta_config, batch):
+    """``mouth_regression_weight``: near zero when the mouth logits put all their mass on the targets, larger for
+    the wrong codes, added to ``loss`` with its weight, and its gradient reaches the mouth head, never the prior."""
+    torch.manual_seed(0)
+    model = ESARMSTAForGeneration(
+        _variant(tiny_sta_config, mouth_conditioning="parallel", mouth_regression_weight=2.0)
+    ).eval()
+    mask, targets = batch["motion_mask"], batch["motion_tokens"][..., 0]
+    exact = F.one_hot(targets, model.codebook_size).float() * 50.0
+    assert model._mouth_regression_loss(exact, targets, mask) < 1e-8
+    wrong = F.one_hot((targets + 7) % model.codebook_size, model.codebook_size).float() * 50.0
+    far = model._mouth_regression_loss(wrong, targets, mask)
+    with torch.no_grad():  # the same distance computed from decode(): the prior's own values per frame
+        decoded = [
+            model.motion_prior.decode(torch.stack([t, t, t], -1), motion_mask=mask)[..., model.motion_prior.groups[0]]
+            for t in (targets, (targets + 7) % model.codebook_size)
+        ]
+        frames = mask.repeat_interleave(model.motion_prior.frames_per_token, 1)
+        expected = (decoded[0] - decoded[1]).pow(2).mean(-1)[frames].mean()
+    torch.testing.assert_close(far, expected, rtol=1e-4, atol=1e-7)
+    out = model(**batch)
+    without = ESARMSTAForGeneration(_variant(tiny_sta_config, mouth_conditioning="parallel")).eval()
+    without.load_state_dict(model.state_dict())
+    torch.testing.assert_close(out.loss, without(**batch).loss + 2.0 * out.mouth_regression_loss)
+    model.zero_grad()
+    out.mouth_regression_loss.backward()
+    assert model.mouth_head.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.motion_prior.parameters())
+    assert model.motion_head.weight.grad is None or model.motion_head.weight.grad.abs().sum() == 0
+
+
+def test_mouth_regression_needs_region_groups():
+    prior = ESARMMotionPriorConfig.tiny(group_by_region=False)
+    with pytest.raises(StrictDataclassError, match="mouth_regression_weight must be 0 with a prior of one codebook"):
+        ESARMSTAConfig.tiny(motion_prior_config=prior, mouth_regression_weight=1.0)

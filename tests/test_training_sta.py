@@ -243,3 +243,23 @@ def test_shipped_configs_build_their_sta_model(name, tmp_path):
     if name == "small":
         assert model_config.audio_front_end == "log_mel" and model_config.mouth_conditioning == "content"
         assert model_config.phone_loss_weight > 0
+
+
+def test_audio_augmentation_field(tmp_path):
+    """``audio_augmentation``: off by default, 'default' or a mapping of AudioAugmentationConfig fields; a wrong
+    field or value fails when the config is built, naming the argument."""
+    from esarm.data.augmentation import AudioAugmentationConfig
+
+    def build(value):
+        return ESARMSTATrainingConfig(output_dir=str(tmp_path), use_cpu=True, audio_augmentation=value)
+
+    assert build(None).augmentation_config() is None
+    assert build("default").augmentation_config() == AudioAugmentationConfig()
+    custom = build('{"noise_probability": 0.9, "snr_db": [10, 20]}').augmentation_config()
+    assert custom.noise_probability == 0.9 and custom.snr_db == (10.0, 20.0)
+    assert build({"gain_probability": 0.0}).augmentation_config().gain_probability == 0.0
+    for bad, message in (("loud", "audio_augmentation must be null, 'default' or a mapping"),
+                         ('{"nois": 1}', "audio_augmentation: .*nois"),
+                         ('{"noise_probability": 2}', "noise_probability must be in")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            build(bad)

@@ -254,7 +254,7 @@ class ESARMRewardModelConfig(PreTrainedConfig):
 # ---- ESARMSTAConfig ----
 
 AUDIO_FRONT_ENDS = ("speech_encoder", "log_mel", "both")
-MOUTH_CONDITIONINGS = ("full", "content")
+MOUTH_CONDITIONINGS = ("full", "content", "parallel")
 
 
 def _tiny_wavlm_config() -> dict:
@@ -340,7 +340,15 @@ class ESARMSTAConfig(PreTrainedConfig):
         mouth_conditioning (`str`, defaults to `"full"`): What the mouth codebook (group 0) is predicted from:
             `"full"` (the paper: every group from ``[content | emotion | S(c)]``) or `"content"` (a second causal
             transformer over the content features and the previous mouth tokens only, so that the emotion label
-            cannot move the mouth's timing; the label still steers the eyes and brows). Needs a region-grouped prior.
+            cannot move the mouth's timing; the label still steers the eyes and brows) or `"parallel"` (a
+            bidirectional transformer over the content features alone predicts every mouth token at once, without
+            the previous tokens: no teacher-forcing shortcut and no exposure bias, and the mouth is fixed before the
+            other regions are decoded). Needs a region-grouped prior.
+        mouth_regression_weight (`float`, defaults to 0.0): Weight of a blendshape-space loss on the mouth
+            codebook: the softmax of the mouth logits weights the codes, the frozen prior decodes that expected code
+            vector and the mean squared error against the decoded target tokens is added to `loss`. Cross entropy
+            treats a near miss like any wrong code; this loss gives credit for codes that decode to nearby shapes.
+            Needs a region-grouped prior.
         emotion_loss_weight (`float`, defaults to 0.1): Weight of the emotion classification loss in `forward`.
         freeze_feature_encoder (`bool`, defaults to `True`): Freeze the convolutional feature encoder of the speech
             encoder (standard when fine-tuning WavLM).
@@ -376,6 +384,7 @@ class ESARMSTAConfig(PreTrainedConfig):
     log_mel_bands: int = _positive(40)
     phone_loss_weight: int | float = interval(min=0.0)(default=0.0)
     mouth_conditioning: str = _one_of(*MOUTH_CONDITIONINGS)(default="full")
+    mouth_regression_weight: int | float = interval(min=0.0)(default=0.0)
     emotion_loss_weight: int | float = interval(min=0.0)(default=0.1)
     freeze_feature_encoder: bool = True
     layer_norm_eps: int | float = interval(min=0.0, exclude_min=True)(default=1e-5)
@@ -399,6 +408,11 @@ class ESARMSTAConfig(PreTrainedConfig):
             raise ValueError(
                 f"mouth_conditioning must be 'full' with a prior of one codebook (group_by_region=False), "
                 f"got {self.mouth_conditioning!r}"
+            )
+        if self.mouth_regression_weight > 0 and self.num_groups <= 1:
+            raise ValueError(
+                f"mouth_regression_weight must be 0 with a prior of one codebook (group_by_region=False), "
+                f"got {self.mouth_regression_weight!r}"
             )
 
     @property

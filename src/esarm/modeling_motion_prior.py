@@ -462,6 +462,20 @@ class ESARMMotionPrior(ESARMMotionPriorPreTrainedModel):
             out[:, indices] = self.decoders[group](quantized[group].to(dtype), token_mask_f).to(dtype)
         return (out + (out.clamp(0.0, 1.0) - out).detach()).transpose(1, 2)  # straight-through clamp to [0, 1]
 
+    def decode_region(self, group: int, latents: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+        """One region's blendshapes ``[B, T' * frames_per_token, n_region]`` from code vectors ``[B, T', D]``.
+
+        Differentiable in ``latents``, so a mix of codes (e.g. weighted by a softmax over the codebook) can be
+        decoded and trained against; the codebook's own vectors give :meth:`decode`'s values for that region.
+        ``token_mask`` ``[B, T']`` marks valid tokens; padded frames decode to zero.
+        """
+        dtype = self.decoders[group].conv_in.weight.dtype
+        mask = token_mask[:, None, :].to(dtype)
+        out = self.decoders[group](latents.transpose(1, 2).to(dtype) * mask, mask)
+        out = out + (out.clamp(0.0, 1.0) - out).detach()  # the straight-through clamp of _decode
+        frame_mask = token_mask.repeat_interleave(self.frames_per_token, dim=1)
+        return out.transpose(1, 2) * frame_mask[..., None].to(dtype)
+
     def decode(
         self,
         motion_tokens: torch.Tensor,

@@ -70,6 +70,9 @@ class ESARMSTAOutput(ModelOutput):
         emotion_loss: cross entropy of the emotion classifier against ``emotion_ids``.
         phone_loss: cross entropy of the phone-class head of the content branch against ``phone_classes`` (with
             ``config.phone_loss_weight > 0``); weighted into ``loss``.
+        mouth_regression_loss: mean squared error, in blendshape space, between the prior's decoding of the
+            softmax-weighted mouth codes and that of the target mouth tokens (with
+            ``config.mouth_regression_weight > 0``); weighted into ``loss``.
         logits: ``[B, T', G, K]`` next-token logits (``None`` without ``motion_tokens``: they need the previous
             tokens; use :meth:`~ESARMSTAForGeneration.generate`).
         emotion_logits: ``[B, E]`` emotion classifier logits (E = 8, ``EMOTIONS`` order).
@@ -86,6 +89,7 @@ class ESARMSTAOutput(ModelOutput):
     token_loss: torch.FloatTensor | None = None
     emotion_loss: torch.FloatTensor | None = None
     phone_loss: torch.FloatTensor | None = None
+    mouth_regression_loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     emotion_logits: torch.FloatTensor | None = None
     content_features: torch.FloatTensor | None = None
@@ -319,13 +323,16 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         )  # fmt: skip
         self.motion_head = nn.Linear(hidden, config.num_groups * config.codebook_size)
         # mouth_conditioning="content": the mouth codebook (group 0) from the content features and the previous mouth
-        # tokens only, through its own causal transformer; the logits of group 0 from motion_head are then unused
+        # tokens only, through its own causal transformer; "parallel": from the content features alone, every step
+        # at once, through a bidirectional one. The logits of group 0 from motion_head are then unused.
         self.mouth_input = self.mouth_transformer = self.mouth_head = None
-        if config.mouth_conditioning == "content":
+        if config.mouth_conditioning in ("content", "parallel"):
+            causal = config.mouth_conditioning == "content"
             self.mouth_input = nn.Linear(hidden, hidden)
             self.mouth_transformer = CausalTransformer(
                 hidden, config.num_hidden_layers, config.num_attention_heads, config.intermediate_size,
-                config.dropout, attention_window=config.attention_window, layer_norm_eps=config.layer_norm_eps,
+                config.dropout, attention_window=config.attention_window if causal else None,
+                layer_norm_eps=config.layer_norm_eps, causal=causal,
             )  # fmt: skip
             self.mouth_head = nn.Linear(hidden, config.codebook_size)
         self.motion_prior = ESARMMotionPrior(config.motion_prior_config)
@@ -680,6 +687,26 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         previous = self.previous_token_dropout(previous, self.mask_embedding)  # identity in eval mode
         return torch.cat([bos, previous], dim=1)
 
+    def encode_mouth(self, content_features: torch.Tensor, step_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``mouth_conditioning="parallel"``: the mouth stream ``[B, T', H]`` of every step at once, from the content
+        features alone (bidirectional; ``step_mask`` ``[B, T']`` masks padded steps)."""
+        return self.mouth_transformer(self.mouth_input(content_features), attention_mask=step_mask)
+
+    def _mouth_regression_loss(
+        self, mouth_logits: torch.Tensor, mouth_tokens: torch.LongTensor, step_mask: torch.Tensor
+    ) -> torch.FloatTensor:
+        """Mean squared error, over valid frames and mouth blendshapes, between the frozen prior's decoding of the
+        softmax-weighted mouth codes (``[B, T', K]`` logits) and its decoding of the target mouth tokens ``[B, T']``."""
+        prior = self.motion_prior
+        quantizer = prior.quantizers[0]
+        expected = mouth_logits.float().softmax(-1) @ quantizer.codebook.float()  # [B, T', D]
+        predicted = prior.decode_region(0, expected, step_mask)
+        with torch.no_grad():
+            target = prior.decode_region(0, quantizer.lookup(mouth_tokens.masked_fill(~step_mask, 0)), step_mask)
+        frames = step_mask.repeat_interleave(prior.frames_per_token, dim=1).to(predicted.dtype)
+        error = (predicted.float() - target.float()).pow(2).mean(-1)
+        return (error * frames).sum() / frames.sum().clamp(min=1.0)
+
     def _token_logits(self, hidden: torch.Tensor, mouth_hidden: torch.Tensor | None = None) -> torch.FloatTensor:
         """``[B, L, H]`` (and the mouth stream's ``[B, L, H]``) -> ``[B, L, G, K]``."""
         batch, length, _ = hidden.shape
@@ -738,7 +765,9 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         conditioning = self._conditioning(content_features, emotion_features, style)
         inputs = conditioning + self._previous_token_inputs(motion_tokens, conditioning.shape[1])
         mouth_hidden = None
-        if self.mouth_transformer is not None:
+        if self.config.mouth_conditioning == "parallel":
+            mouth_hidden = self.encode_mouth(content_features, motion_mask)
+        elif self.mouth_transformer is not None:
             mouth_inputs = self.mouth_input(content_features)
             mouth_inputs = mouth_inputs + self._previous_mouth_inputs(motion_tokens, mouth_inputs.shape[1])
             mouth_hidden = self.mouth_transformer(mouth_inputs)
@@ -826,11 +855,16 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         hidden_states = [] if output_hidden_states else None
         if motion_tokens is not None:
             logits = self.decode_features(
-                content, emotion_features, motion_tokens=motion_tokens, style=style, all_hidden_states=hidden_states
+                content, emotion_features, motion_tokens=motion_tokens, motion_mask=step_mask, style=style,
+                all_hidden_states=hidden_states,
             )
             # padded steps are ignored through ignore_index rather than boolean indexing (no data-dependent shape)
             targets = motion_tokens.masked_fill(~step_mask[..., None], -100)
             token_loss = F.cross_entropy(logits.flatten(0, 2).float(), targets.flatten(), ignore_index=-100)
+
+        mouth_regression_loss = None
+        if logits is not None and self.config.mouth_regression_weight > 0:
+            mouth_regression_loss = self._mouth_regression_loss(logits[:, :, 0], motion_tokens[..., 0], step_mask)
 
         phone_loss = None
         if phone_classes is not None and self.phone_head is not None:
@@ -842,6 +876,8 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         if phone_loss is not None:
             weighted = self.config.phone_loss_weight * phone_loss
             loss = weighted if loss is None else loss + weighted
+        if mouth_regression_loss is not None:
+            loss = loss + self.config.mouth_regression_weight * mouth_regression_loss
         if emotion_loss is not None and (self.config.emotion_loss_weight > 0 or loss is None):
             weighted = self.config.emotion_loss_weight * emotion_loss
             loss = weighted if loss is None else loss + weighted
@@ -850,6 +886,7 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
             token_loss=token_loss,
             emotion_loss=emotion_loss,
             phone_loss=phone_loss,
+            mouth_regression_loss=mouth_regression_loss,
             logits=logits,
             emotion_logits=emotion_logits,
             content_features=content,
@@ -946,14 +983,16 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         conditioning = self._conditioning(content, emotion_features, style)  # [B, T', H]
         total_steps = conditioning.shape[1]
         cache = self.motion_transformer.new_cache(batch, total_steps, conditioning) if use_cache else None
-        mouth_conditioning = mouth_cache = None
-        if self.mouth_transformer is not None:
+        mouth_conditioning = mouth_cache = parallel_mouth = None
+        if self.config.mouth_conditioning == "parallel":
+            parallel_mouth = self.encode_mouth(content, token_mask)  # [B, T', H]: every mouth step at once
+        elif self.mouth_transformer is not None:
             mouth_conditioning = self.mouth_input(content)  # [B, T', H]: content only, whatever the labels
             if use_cache:
                 mouth_cache = self.mouth_transformer.new_cache(batch, total_steps, mouth_conditioning)
 
         def step_logits(tokens_so_far: torch.Tensor, t: int) -> torch.Tensor:
-            mouth_hidden = None
+            mouth_hidden = parallel_mouth[:, t : t + 1] if parallel_mouth is not None else None
             if cache is not None:
                 if t == 0:
                     previous = previous_mouth = self.bos_embedding[None, None].expand(batch, 1, -1)

@@ -19,9 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
 from transformers import Trainer, set_seed
 
 from ..configuration_esarm import ESARMMotionPriorConfig, ESARMSTAConfig
+from ..data.augmentation import AudioAugmentationConfig, AudioAugmenter
 from ..data.collators import PartnerIndex, STACollator
 from ..data.loading import load_split
 from ..frames import resample
@@ -68,6 +70,14 @@ class ESARMSTATrainingConfig(ESARMTrainingArguments):
     max_seconds: float | None = field(
         default=None, metadata={"help": "Crop training clips to this many seconds (only without clip pairs)."}
     )
+    audio_augmentation: str | None = field(
+        default=None,
+        metadata={
+            "help": "Augment training audio (noise, rooms, telephone band, codecs, gain, speed with the blendshape "
+            "timeline resampled): null (off), 'default' (esarm.data.augmentation.AudioAugmentationConfig's "
+            "defaults) or a json / yaml mapping of its fields. Seeded by the collator: runs stay reproducible."
+        },
+    )
     # changed TrainingArguments defaults
     output_dir: str | None = field(default=None, metadata={"help": "Where the trained STA model is saved."})
     learning_rate: float = field(default=5e-4, metadata={"help": "AdamW learning rate."})
@@ -85,6 +95,30 @@ class ESARMSTATrainingConfig(ESARMTrainingArguments):
             raise ValueError(f"cross_alignment must be 'resample' or 'dtw', got {self.cross_alignment!r}")
         if self.cross_reconstruction_weight < 0:
             raise ValueError(f"cross_reconstruction_weight must be >= 0, got {self.cross_reconstruction_weight}")
+        self.augmentation_config()  # a bad value fails here, before any data is loaded
+
+    def augmentation_config(self) -> AudioAugmentationConfig | None:
+        """The :class:`AudioAugmentationConfig` that ``audio_augmentation`` names (``None``: no augmentation)."""
+        value = self.audio_augmentation
+        if value is None or value in ("", "none", "off"):
+            return None
+        if value == "default":
+            return AudioAugmentationConfig()
+        fields = value
+        if isinstance(value, str):
+            try:
+                fields = yaml.safe_load(value)
+            except yaml.YAMLError:
+                fields = None
+        if not isinstance(fields, dict):
+            raise ValueError(
+                f"audio_augmentation must be null, 'default' or a mapping of AudioAugmentationConfig fields, "
+                f"got {value!r}"
+            )
+        try:
+            return AudioAugmentationConfig(**fields)
+        except TypeError as error:  # an unknown field name
+            raise ValueError(f"audio_augmentation: {error} (fields: AudioAugmentationConfig's)") from None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -205,6 +239,8 @@ class ESARMSTATrainer(Trainer):
                 )
             if outputs.phone_loss is not None:
                 store.add(mode, "phone_loss", outputs.phone_loss)
+            if outputs.mouth_regression_loss is not None:
+                store.add(mode, "mouth_regression_loss", outputs.mouth_regression_loss)
         if self.cross_reconstruction_weight > 0 and "partner_input_values" in inputs and inputs["has_partner"].any():
             cross = self.cross_reconstruction_loss(sta, inputs, outputs)
             store.add(mode, "cross_reconstruction_loss", cross)
@@ -279,6 +315,7 @@ def train_sta(config: ESARMSTATrainingConfig) -> dict[str, Any]:
         partner_index=partner_index,
         seed=config.seed,
         phone_targets=model.phone_head is not None,
+        augmentation=AudioAugmenter(augmentation) if (augmentation := config.augmentation_config()) else None,
     )
     trainer = ESARMSTATrainer(
         model=model,
