@@ -3,6 +3,8 @@ cross-reconstruction loss and the training entry point."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -213,18 +215,24 @@ def test_collator_adds_phone_classes_only_when_asked(micro_corpus):
     assert "phone_classes" not in STACollator(speakers=["M001"], phone_targets=True)(bare)
 
 
-def test_train_sta_with_log_mel_phone_loss_and_content_mouth(micro_corpus, prior_path, tmp_path):
+@pytest.mark.parametrize("mouth, augmentation", [("content", None), ("parallel", "default")])
+def test_train_sta_with_log_mel_phone_loss_and_content_mouth(micro_corpus, prior_path, tmp_path, mouth, augmentation):
     from esarm import ESARMSTAForGeneration
 
+    overrides = {"audio_front_end": "log_mel", "phone_loss_weight": 0.5, "mouth_conditioning": mouth,
+                 "mouth_regression_weight": 1.0 if mouth == "parallel" else 0.0}  # fmt: skip
     config = ESARMSTATrainingConfig(
         dataset_name_or_path=str(micro_corpus), motion_prior_name_or_path=str(prior_path), output_dir=str(tmp_path / "sta"),
         max_steps=2, per_device_train_batch_size=4, logging_steps=1, save_steps=2, disable_tqdm=True, use_cpu=True,
-        model_overrides='{"audio_front_end": "log_mel", "phone_loss_weight": 0.5, "mouth_conditioning": "content"}',
+        model_overrides=json.dumps(overrides), audio_augmentation=augmentation,
     )  # fmt: skip
     metrics = train_sta(config)
     assert np.isfinite(metrics["eval_phone_loss"]) and metrics["eval_phone_loss"] > 0
+    if mouth == "parallel":
+        assert np.isfinite(metrics["eval_mouth_regression_loss"])
     model = ESARMSTAForGeneration.from_pretrained(tmp_path / "sta")
     assert model.speech_encoder is None and model.phone_head is not None and model.mouth_transformer is not None
+    assert model.mouth_transformer.causal == (mouth == "content")
 
 
 @pytest.mark.parametrize("name", ["tiny", "small"])
@@ -241,8 +249,8 @@ def test_shipped_configs_build_their_sta_model(name, tmp_path):
     model_config = build_model_config(ESARMSTAConfig, config.model_config, config.model_overrides)
     assert model_config.hidden_size == 64
     if name == "small":
-        assert model_config.audio_front_end == "log_mel" and model_config.mouth_conditioning == "content"
-        assert model_config.phone_loss_weight > 0
+        assert model_config.audio_front_end == "log_mel" and model_config.mouth_conditioning == "parallel"
+        assert model_config.phone_loss_weight > 0 and config.augmentation_config() is not None
 
 
 def test_audio_augmentation_field(tmp_path):
