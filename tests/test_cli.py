@@ -163,7 +163,7 @@ def test_push_dry_run_lists_the_upload(capsys, tmp_path):
 
 def test_parser_defaults():
     args = build_parser().parse_args(["animate", "a.wav", "--model", "m"])
-    assert args.emotion == "auto" and args.chunk_seconds == 10.0 and args.format is None
+    assert args.emotion == "neutral" and args.chunk_seconds == 10.0 and args.format is None
 
 
 @pytest.mark.slow

@@ -54,12 +54,22 @@ def test_pipeline_from_a_local_folder(folder, model, speech):
 
 def test_pipeline_from_an_instance_with_auto_emotion(model, speech):
     animate = pipeline("speech-to-animation", model=model)
-    result = animate({"raw": speech, "sampling_rate": SAMPLING_RATE})
+    result = animate({"raw": speech, "sampling_rate": SAMPLING_RATE}, emotion="auto")
     inputs = ESARMProcessor()(speech)
     generated = model.generate(**inputs, emotion="auto")
     assert result["emotion"] == EMOTIONS[int(generated.emotion_ids[0])]
     np.testing.assert_allclose(result["blendshapes"], generated.blendshapes[0].numpy(), atol=1e-6)
     assert result["blendshapes"].min() >= 0.0 and result["blendshapes"].max() <= 1.0
+
+
+def test_pipeline_default_emotion_is_neutral(model, speech):
+    """Without an emotion the pipeline animates neutral speech, not the emotion head's guess (which misfires on
+    unseen voices)."""
+    animate = pipeline("speech-to-animation", model=model)
+    result = animate(speech)
+    neutral = model.generate(**ESARMProcessor()(speech), emotion_ids=EMOTIONS.index("neutral"))
+    assert result["emotion"] == "neutral"
+    np.testing.assert_allclose(result["blendshapes"], neutral.blendshapes[0].numpy(), atol=1e-6)
 
 
 def test_emotion_changes_the_animation(model, speech):

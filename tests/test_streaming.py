@@ -113,8 +113,9 @@ def test_streaming_resamples_input_rate():
 
 def test_auto_emotion_is_taken_from_the_first_window_and_kept():
     model = LocalModel()
-    result = animate_audio(model, smooth_audio(5.0), chunk_seconds=2.0, overlap_seconds=0.5)
+    result = animate_audio(model, smooth_audio(5.0), chunk_seconds=2.0, overlap_seconds=0.5, emotion="auto")
     assert result.emotion == EMOTIONS[5]
+    assert animate_audio(model, smooth_audio(5.0), chunk_seconds=2.0, overlap_seconds=0.5).emotion == "neutral"
 
 
 def test_condition_ids_and_their_errors():
@@ -127,7 +128,7 @@ def test_condition_ids_and_their_errors():
         resolve_condition_ids("happy", 4, None)
     # names match in any case; a speaker the model does not know is the unknown speaker, an id out of range fails
     assert resolve_condition_ids("HAPPY", "2", "Bob", ["ann", "bob"]) == (EMOTIONS.index("happy"), 1, 2)
-    assert resolve_condition_ids(None, None, "carol", ["ann"]) == (None, None, 0)
+    assert resolve_condition_ids(None, None, "carol", ["ann"]) == (0, None, 0)  # no emotion given: neutral
     with pytest.raises(ValueError, match=r"speaker must be one of the known speakers \['ann'\], an id in \[0, 1\]"):
         resolve_condition_ids(None, None, 2, ["ann"])
     with pytest.raises(ValueError, match="overlap_seconds"):

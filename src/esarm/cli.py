@@ -502,7 +502,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="saved STA model folder or Hub id (user/repo)")
     p.add_argument("--out", help="output file (one input; format from the suffix) or folder (default: here)")
     p.add_argument("--format", choices=OUTPUT_FORMATS, help="format when --out is a folder (default csv)")
-    p.add_argument("--emotion", default="auto", help=f"'auto' (heard in the audio) or one of {', '.join(EMOTIONS)}")
+    p.add_argument(
+        "--emotion",
+        default="neutral",
+        help=f"one of {', '.join(EMOTIONS)}, or 'auto' (the emotion the model hears; it misfires on unseen voices)",
+    )
     p.add_argument("--intensity", type=int, choices=(1, 2, 3), help="emotion intensity (default: model's)")
     p.add_argument(
         "--speaker", help="speaker name known to the processor (any case) or id; others: 0 = unknown (default)"

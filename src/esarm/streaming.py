@@ -56,11 +56,14 @@ def resolve_condition_ids(
 ) -> tuple[int | None, int | None, int]:
     """Emotion id (``None`` = heard in the audio), intensity id (``None`` = model default), speaker id (0 = unknown).
 
-    ``emotion`` is a name of ``EMOTIONS``, an id, or ``"auto"`` / ``None``; ``intensity`` is 1..3 or ``None``;
+    ``emotion`` is a name of ``EMOTIONS``, an id, ``"auto"`` (heard in the audio) or ``None`` (neutral);
+    ``intensity`` is 1..3 or ``None``;
     ``speaker`` a name in ``speakers`` (the processor's list), an id 0..len(speakers), or ``None``. Labels follow
     :mod:`esarm.labels` (names in any case, digit strings read as numbers, unknown speaker names -> 0).
     """
-    emotion_id = None if emotion is None or emotion == "auto" else emotion_to_id(emotion)
+    if emotion is None:
+        emotion = "neutral"
+    emotion_id = None if isinstance(emotion, str) and emotion.strip().casefold() == "auto" else emotion_to_id(emotion)
     intensity_id = None if intensity is None else intensity_to_id(intensity)
     return emotion_id, intensity_id, speaker_to_id(speaker, speakers or [])
 
@@ -113,7 +116,7 @@ class StreamingAnimator:
         self,
         model: Any,
         processor: Any = None,
-        emotion: str | int | None = "auto",
+        emotion: str | int | None = "neutral",
         intensity: int | None = None,
         speaker: str | int | None = None,
         chunk_seconds: float = 10.0,
@@ -319,7 +322,7 @@ def animate_audio(
     audio: np.ndarray,
     sampling_rate: int | None = None,
     processor: Any = None,
-    emotion: str | int | None = "auto",
+    emotion: str | int | None = "neutral",
     intensity: int | None = None,
     speaker: str | int | None = None,
     chunk_seconds: float = 10.0,

@@ -128,7 +128,7 @@ class AppAnimator:
     def animate(
         self,
         audio: str | os.PathLike | np.ndarray,
-        emotion: str = AUTO,
+        emotion: str = "neutral",
         intensity: int | None = None,
         speaker: str | None = None,
         epsilon: float = 0.0,

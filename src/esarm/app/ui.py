@@ -86,7 +86,7 @@ def build_app(animator: AppAnimator, title: str = "esarm: speech to 3D face") ->
                     sources=["upload", "microphone"], type="filepath", label="speech", elem_id="esarm-audio"
                 )
                 emotion = gr.Dropdown(
-                    [AUTO, *EMOTIONS], value=AUTO, label="emotion", info="auto: the emotion the model hears",
+                    [*EMOTIONS, AUTO], value="neutral", label="emotion", info="auto: the emotion the model hears",
                     elem_id="esarm-emotion",
                 )  # fmt: skip
                 intensity = gr.Slider(1, 3, value=2, step=1, label="intensity")
