@@ -631,24 +631,27 @@ def _large_random_weights(model: ESARMSTAForGeneration) -> ESARMSTAForGeneration
     return model
 
 
-def test_parallel_mouth_depends_on_the_audio_alone(tiny_sta_config, batch):
-    """``mouth_conditioning="parallel"``: the mouth logits depend neither on the labels nor on any previous token
-    (mouth or not), but do on the audio; the other groups still follow the labels. Greedy generation picks the
-    argmax of the teacher-forced logits of its own tokens (the RL log-probabilities are those of generation), and
-    cached generation equals the uncached one."""
+def test_parallel_mouth_hears_the_audio_and_the_label_never_the_previous_tokens(tiny_sta_config, batch):
+    """``mouth_conditioning="parallel"``: the mouth logits do not depend on any previous token (mouth or not) but do
+    on the audio and, through one per-clip style input only, on the labels (with that input's weights zeroed the
+    labels leave the mouth unchanged). Greedy generation picks the argmax of the teacher-forced logits of its own
+    tokens (the RL log-probabilities are those of generation), and cached generation equals the uncached one."""
     torch.manual_seed(0)
     model = _large_random_weights(ESARMSTAForGeneration(_variant(tiny_sta_config, mouth_conditioning="parallel")))
     model.eval()
     first = model(**batch).logits
     other = {**batch, "emotion_ids": torch.tensor([6, 2]), "intensity_ids": torch.tensor([0, 2]),
              "speaker_ids": torch.tensor([2, 0])}  # fmt: skip
-    second = model(**other).logits
-    torch.testing.assert_close(first[:, :, 0], second[:, :, 0], rtol=0, atol=0)
-    assert not torch.allclose(first[:, :, 1:], second[:, :, 1:])
+    assert not torch.allclose(model(**other).logits[:, :, 0], first[:, :, 0])
     shifted = {**batch, "motion_tokens": (batch["motion_tokens"] + 1) % model.codebook_size}
     torch.testing.assert_close(model(**shifted).logits[:, :, 0], first[:, :, 0], rtol=0, atol=0)
     reversed_audio = {**batch, "input_values": batch["input_values"].flip(-1)}
     assert not torch.allclose(model(**reversed_audio).logits[:, :, 0], first[:, :, 0])
+    with torch.no_grad():
+        model.mouth_style.weight.zero_()
+    label_free = model(**batch).logits
+    torch.testing.assert_close(model(**other).logits[:, :, 0], label_free[:, :, 0], rtol=0, atol=0)
+    assert not torch.allclose(model(**other).logits[:, :, 1:], label_free[:, :, 1:])
 
     generated = model.generate(batch["input_values"], batch["attention_mask"], emotion_ids=batch["emotion_ids"])
     mask = generated.token_mask
@@ -669,6 +672,8 @@ def test_parallel_mouth_ignores_padding(tiny_sta_config, batch):
     alone = model(
         batch["input_values"][1:, : int(batch["attention_mask"][1].sum())],
         emotion_ids=batch["emotion_ids"][1:],
+        intensity_ids=batch["intensity_ids"][1:],
+        speaker_ids=batch["speaker_ids"][1:],
         motion_tokens=batch["motion_tokens"][1:, :steps],
     ).logits
     torch.testing.assert_close(both[1, :steps, 0], alone[0, :, 0], rtol=1e-4, atol=1e-4)

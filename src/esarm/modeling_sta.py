@@ -323,9 +323,10 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         )  # fmt: skip
         self.motion_head = nn.Linear(hidden, config.num_groups * config.codebook_size)
         # mouth_conditioning="content": the mouth codebook (group 0) from the content features and the previous mouth
-        # tokens only, through its own causal transformer; "parallel": from the content features alone, every step
-        # at once, through a bidirectional one. The logits of group 0 from motion_head are then unused.
-        self.mouth_input = self.mouth_transformer = self.mouth_head = None
+        # tokens only, through its own causal transformer; "parallel": from the content features plus one per-clip
+        # style input (the label's mouth shape and amplitude), every step at once, through a bidirectional one. The
+        # logits of group 0 from motion_head are then unused.
+        self.mouth_input = self.mouth_transformer = self.mouth_head = self.mouth_style = None
         if config.mouth_conditioning in ("content", "parallel"):
             causal = config.mouth_conditioning == "content"
             self.mouth_input = nn.Linear(hidden, hidden)
@@ -335,6 +336,8 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
                 layer_norm_eps=config.layer_norm_eps, causal=causal,
             )  # fmt: skip
             self.mouth_head = nn.Linear(hidden, config.codebook_size)
+            if not causal:
+                self.mouth_style = nn.Linear(config.style_size, hidden)
         self.motion_prior = ESARMMotionPrior(config.motion_prior_config)
         self.post_init()
         # ESARM's own sampling settings (epsilon beside do_sample / temperature / top_k), saved beside the weights as
@@ -687,10 +690,15 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         previous = self.previous_token_dropout(previous, self.mask_embedding)  # identity in eval mode
         return torch.cat([bos, previous], dim=1)
 
-    def encode_mouth(self, content_features: torch.Tensor, step_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``mouth_conditioning="parallel"``: the mouth stream ``[B, T', H]`` of every step at once, from the content
-        features alone (bidirectional; ``step_mask`` ``[B, T']`` masks padded steps)."""
-        return self.mouth_transformer(self.mouth_input(content_features), attention_mask=step_mask)
+    def encode_mouth(
+        self, content_features: torch.Tensor, style: torch.Tensor, step_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``mouth_conditioning="parallel"``: the mouth stream ``[B, T', H]`` of every step at once (bidirectional;
+        ``step_mask`` ``[B, T']`` masks padded steps) from the content features ``[B, T', H]`` and the style vector
+        ``[B, style_size]``, added once per clip: the label can set the mouth's shape and amplitude (a smile, a
+        wide-open angry mouth), while the timing can only come from the audio."""
+        inputs = self.mouth_input(content_features) + self.mouth_style(style)[:, None]
+        return self.mouth_transformer(inputs, attention_mask=step_mask)
 
     def _mouth_regression_loss(
         self, mouth_logits: torch.Tensor, mouth_tokens: torch.LongTensor, step_mask: torch.Tensor
@@ -766,7 +774,7 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         inputs = conditioning + self._previous_token_inputs(motion_tokens, conditioning.shape[1])
         mouth_hidden = None
         if self.config.mouth_conditioning == "parallel":
-            mouth_hidden = self.encode_mouth(content_features, motion_mask)
+            mouth_hidden = self.encode_mouth(content_features, style, motion_mask)
         elif self.mouth_transformer is not None:
             mouth_inputs = self.mouth_input(content_features)
             mouth_inputs = mouth_inputs + self._previous_mouth_inputs(motion_tokens, mouth_inputs.shape[1])
@@ -985,7 +993,7 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         cache = self.motion_transformer.new_cache(batch, total_steps, conditioning) if use_cache else None
         mouth_conditioning = mouth_cache = parallel_mouth = None
         if self.config.mouth_conditioning == "parallel":
-            parallel_mouth = self.encode_mouth(content, token_mask)  # [B, T', H]: every mouth step at once
+            parallel_mouth = self.encode_mouth(content, style, token_mask)  # [B, T', H]: every mouth step at once
         elif self.mouth_transformer is not None:
             mouth_conditioning = self.mouth_input(content)  # [B, T', H]: content only, whatever the labels
             if use_cache:
