@@ -283,6 +283,8 @@ class PipelineRunner:
         values.setdefault("dataset_name_or_path", self.dataset_name_or_path)
         values.setdefault("rig_path", self.rig_path)
         values.setdefault("run_dir", str(self.output_dir))
+        # The fixed held-out sets live beside the stages, so a rerun of the evaluation reuses them.
+        values.setdefault("lipsync_heldout", str(self.output_dir / "heldout"))
         return evaluate_pipeline(ESARMEvaluationConfig(**values), stage_metrics=self.results)
 
     # ---- driver ------------------------------------------------------------------------------------------------
