@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="*", help="STA model folders (save_pretrained or Trainer checkpoints)")
     parser.add_argument("--heldout", required=True, help="held-out sets folder (esarm.data.heldout)")
-    parser.add_argument("--splits", nargs="+", default=["validation"], choices=list(SPLITS))
+    parser.add_argument("--splits", "--split", nargs="+", default=["validation"], choices=list(SPLITS))
     parser.add_argument("--train", help="corpus whose train split fits the log-mel probe")
     parser.add_argument("--max_train_clips", type=int, default=256)
     parser.add_argument("--num_sentences", type=int, help="sentences per voice when --heldout is built")

@@ -117,8 +117,9 @@ def heldout_sets(
     """The held-out sets in ``folder``, built there (:func:`esarm.data.heldout.build_heldout_sets` with ``seed`` and
     ``num_sentences``) when it holds none yet.
 
-    A split whose synthesiser is not installed, or that an existing ``folder`` was built without, is skipped with a
-    logged reason. ``max_clips`` keeps at most that many clips per split, spread evenly over voices and sentences.
+    Sets already in ``folder`` are used as they were built (a warning says so when ``seed`` or ``num_sentences``
+    differ). A split whose synthesiser is not installed, or that an existing ``folder`` was built without, is skipped
+    with a logged reason. ``max_clips`` keeps at most that many clips per split, spread evenly over voices and sentences.
     """
     from datasets import load_from_disk
 
@@ -138,6 +139,12 @@ def heldout_sets(
             return []
         heldout.build_heldout_sets(folder, seed=seed, splits=buildable, num_sentences=num_sentences)
     built = heldout.read_heldout_config(folder)
+    if (built["seed"], built["num_sentences"]) != (seed, num_sentences):
+        # Sets already in the folder win: runs measured on one folder stay comparable.
+        logger.warning(
+            "lip sync: using the held-out sets in %s as built (seed %s, %s sentences per voice), not seed %s and %s",
+            folder, built["seed"], built["num_sentences"] or "all", seed, num_sentences or "all",
+        )  # fmt: skip
     stored = load_from_disk(str(folder))
     sets = []
     for split in splits:
