@@ -202,6 +202,8 @@ def test_pipeline_config_is_checked_before_the_first_stage(tmp_path, monkeypatch
         run_pipeline({"sta": {"max_stepz": 3}}, tmp_path)
     with pytest.raises(ValueError, match="'rl' must be a mapping"):
         run_pipeline({"rl": 3}, tmp_path)
+    with pytest.raises(ValueError, match=r"evaluation.lipsync_splits must be a non-empty subset .* got \['train'\]"):
+        run_pipeline({"evaluation": {"lipsync_splits": ["train"]}}, tmp_path)
     malformed = tmp_path / "bad.yaml"
     malformed.write_text("corpus:\n  preset: tiny\n   num_workers: 2\n")
     with pytest.raises(ValueError, match="must be valid yaml, got: .*line 3") as error:

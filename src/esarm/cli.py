@@ -12,6 +12,7 @@ import argparse
 import importlib.resources
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -397,8 +398,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         shown = ", ".join(f"{k}={v:.3f}" for k, v in numbers.items() if isinstance(v, float))
         _say(f"{name}: {shown}")
     for set_name, sources in results.get("lipsync", {}).items():
-        shown = ", ".join(f"{source} {scores['r_jaw']:.3f}" for source, scores in sources.items())
-        _say(f"lip sync on {set_name}, r(jawOpen, phoneme openness): {shown}")
+        # without phoneme timings (real captures) the mouth is compared with the audio's loudness envelope instead
+        timed = any(math.isfinite(scores["r_jaw"]) for scores in sources.values())
+        key, title = ("r_jaw", "r(jawOpen, phoneme openness)") if timed else ("envelope_r", "r(mouth, loudness)")
+        shown = ", ".join(f"{source} {scores[key]:.3f}" for source, scores in sources.items())
+        _say(f"lip sync on {set_name}, {title}: {shown}")
     _say(f"report: {Path(args.output_dir)}")
     return 0
 
