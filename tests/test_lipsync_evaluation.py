@@ -27,6 +27,7 @@ from esarm.evaluation.lipsync_evaluation import (
 )
 from esarm.evaluation.report import report_markdown, results_markdown, write_report
 from esarm.evaluation.run import ESARMEvaluationConfig
+from esarm.rig import FaceRig
 
 
 @pytest.fixture(scope="module")
@@ -120,11 +121,16 @@ def test_a_split_without_phoneme_timings_gets_the_alignment_free_measures(tmp_pa
     sets = lipsync_sets(split, "test", tmp_path / "heldout")
     assert [s.name for s in sets] == ["test"] and "no phoneme timings" in sets[0].description
     assert not (tmp_path / "heldout").exists()
-    out = run_lipsync({"tiny": (tiny_model, None)}, split, "test", split, None, LipSyncSettings(tmp_path / "heldout"))
+    # A rig without the iBUG landmarks (the aperture's reference points) leaves only the aperture measures out.
+    neutral = np.random.default_rng(0).uniform(-50, 50, size=(68, 3))
+    no_landmarks = FaceRig(neutral, np.zeros((52, 68, 3)), np.zeros((0, 3)), {"lips": [1], "eye_forehead": [2]})
+    settings = LipSyncSettings(tmp_path / "heldout")
+    out = run_lipsync({"tiny": (tiny_model, None)}, split, "test", split, no_landmarks, settings)
     table = out["lipsync"]["test"]
     for source in ("tiny", "log-mel probe", "ground truth"):
         assert math.isnan(table[source]["r_jaw"]) and math.isnan(table[source]["closure_jaw"])
     truth = table["ground truth"]
+    assert math.isnan(truth["r_aperture"])
     assert truth["envelope_r"] > 0.9 and truth["envelope_lag_ms"] == 0.0
     assert truth["silence_closure"] < 0.1  # the captured mouth rests in the pauses
     assert math.isnan(truth["two_label_r"])  # no generator to replay for real captures

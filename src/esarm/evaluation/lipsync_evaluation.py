@@ -233,7 +233,7 @@ def evaluate_lipsync(
         models: ``{name: (model, processor or None)}`` (:func:`load_model`).
         sets: :func:`lipsync_sets`.
         probe: a fitted :class:`~esarm.evaluation.lipsync.LogMelProbe` (``None``: no probe row).
-        rig: the face rig (``None``: no lip-aperture measures).
+        rig: the face rig (``None``, or a rig without the 68 iBUG landmarks: no lip-aperture measures).
         labels: two emotion labels; the models are scored with the first, ``two_label_r`` compares the two.
         seed: seed of the models' rollouts (greedy) and of the generator's replay.
 
@@ -242,6 +242,11 @@ def evaluate_lipsync(
         ``"ground truth"`` and the scores of :func:`~esarm.evaluation.lipsync.set_scores` plus ``two_label_r``.
     """
     check_settings(heldout.SPLITS, labels)
+    if rig is not None and (rig.landmarks is None or len(rig.landmarks) != 68):
+        # The aperture is measured between iBUG-68 inner-lip landmarks; a rig without them still gets every jawOpen
+        # and envelope measure.
+        logger.info("lip sync: the rig (%s) has no 68 iBUG landmarks; lip-aperture measures left out", rig.source)
+        rig = None
     lips = region_indices("mouth")
     results = {}
     for lipsync_set in sets:
