@@ -275,7 +275,7 @@ def evaluate_lipsync(
 
 def check_settings(
     splits: Sequence[str], labels: Sequence[str], counts: Mapping[str, int | None] | None = None,
-    names: tuple[str, str] = ("lipsync_splits", "lipsync_labels"),
+    names: tuple[str, str] = ("splits", "labels"),
 ) -> None:  # fmt: skip
     """Raise ``ValueError`` naming the first bad lip-sync setting: ``splits`` not a non-empty subset of the held-out
     splits, ``labels`` not two different emotions, or a count of ``counts`` (``{argument: value}``) below 1. ``names``
