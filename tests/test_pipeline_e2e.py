@@ -89,8 +89,8 @@ def test_tiny_pipeline_end_to_end(tmp_path, rig_path):
         for source in ("sta", "rl"):
             for key in ("r_jaw", "r_aperture", "closure_jaw", "closure_aperture", "lag_ms", "two_label_r"):
                 assert sources[source][key] is not None, (split, source, key)
-        # the floors and the ceiling stand where the tiny corpus's measurements put them (r 0.68 / 0.75 / 0.86 on
-        # validation, 44 clips)
+        # loudness < probe < ground truth: r 0.62 / 0.72 / 0.86 on validation, 0.76 / 0.80 / 0.87 on test (4 sentences
+        # per voice; the sets, the tiny corpus and so the probe are the same on every run of this config)
         assert sources["loudness"]["r_jaw"] < sources["log-mel probe"]["r_jaw"] < sources["ground truth"]["r_jaw"]
         assert sources["ground truth"]["two_label_r"] > 0.5
 
