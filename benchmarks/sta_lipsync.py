@@ -1,105 +1,75 @@
-"""Lip sync and emotion-invariant mouth timing of STA checkpoints on one fixed held-out set, one line per model.
+"""Lip sync of many STA checkpoints on the fixed held-out sets: one table, the checkpoints in the order given (the
+curve of held-out lip sync against training steps).
 
-    python benchmarks/sta_lipsync.py --heldout runs/heldout --split validation --train runs/tiny/corpus \
+    python benchmarks/sta_lipsync.py --heldout runs/heldout --splits validation --train runs/tiny/corpus \
         runs/tiny/sta/checkpoint-100 runs/tiny/sta/checkpoint-200 runs/tiny/sta
 
-Per model: r(jawOpen, phoneme openness), r(lip aperture), bilabial closure ratio (jawOpen and aperture), lag, and the
-mean-removed lip-motion correlation between two emotion labels on the same audio (``--labels``, default neutral and
-happy). Beside them, once: the loudness envelope, the linear log-mel probe fitted on ``--train``'s train split, and the
-ground-truth generator, whose two-label value is the corpus's own generator run on the same phoneme timings with the
-two labels (the value a model that moves the mouth "as the corpus does" reaches). ``--json`` writes everything.
-Tune on the validation split; report the test split once.
+Each model is measured by the evaluation's own lip-sync step (esarm.evaluation.lipsync_evaluation.run_lipsync, what
+`esarm evaluate --lipsync-heldout` and the pipeline's evaluation stage run): r(jawOpen or lip aperture, phoneme
+openness), bilabial closure, lag, the mean-removed lip-motion correlation between two emotion labels on the same
+audio (--labels) and jawOpen's spread, beside the loudness envelope, the log-mel probe fitted on --train's train split
+and the ground-truth generator (whose two-label value replays the generator with the two labels). --heldout is built
+there when missing. Tune on the validation split; report the test split once. --json writes every number.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import math
-import time
 from pathlib import Path
 
-import numpy as np
 from datasets import load_from_disk
 
-from esarm.blendshapes import region_indices
-from esarm.data import heldout
-from esarm.data.expressions import animate
-from esarm.evaluation.lipsync import JAW_OPEN, LogMelProbe, animate_rows, lipsync_table, row_audio
-from esarm.evaluation.run import _motion_correlation
-from esarm.modeling_sta import ESARMSTAForGeneration
-from esarm.processing_esarm import ESARMProcessor
+from esarm.data.heldout import SPLITS
+from esarm.evaluation.lipsync import format_table
+from esarm.evaluation.lipsync_evaluation import LipSyncSettings, load_model, run_lipsync
 from esarm.rig import resolve_rig
+from esarm.utils import atomic_write_json
 
 logger = logging.getLogger("sta_lipsync")
 
-LIPS = region_indices("mouth")
+CURVE_COLUMNS = ("r_jaw", "r_aperture", "closure_jaw", "closure_aperture", "lag_ms", "two_label_r", "jaw_std")
 
 
-def generator_two_label(rows: list[dict], split: str, seed: int, labels: tuple[str, str]) -> float:
-    """The ground-truth generator's mouth-motion correlation between the two labels on the same timings and audio."""
-    voices, _ = heldout.SPLITS[split]
-    styles = {s.name: s for s in heldout._speaker_styles(voices, seed, list(heldout.SPLITS).index(split))}
-    first, second = [], []
-    for i, row in enumerate(rows):
-        audio, fps = row_audio(row), float(row["fps"])
-        style = styles[row["speaker"]]
-        for label, out in zip(labels, (first, second)):
-            intensity = 1 if label == "neutral" else 3
-            rng = np.random.default_rng([seed, 11, i])  # the same draws for both labels
-            out.append(animate(list(row["phonemes"]), np.asarray(row["phoneme_times"], np.float64), audio,
-                               int(row["sampling_rate"]), style, label, intensity, fps, rng))  # fmt: skip
-    return _motion_correlation(first, second, LIPS)
+def curve_table(results: dict[str, dict[str, dict[str, float]]], models: list[str]) -> str:
+    """One line per model (in the given order) and set: the columns of the training curve."""
+    lines = ["| set | model | " + " | ".join(CURVE_COLUMNS) + " |", "|" + "---|" * (len(CURVE_COLUMNS) + 2)]
+    for set_name, sources in results.items():
+        for name in models:
+            cells = [f"{sources[name].get(key, float('nan')):.3f}" for key in CURVE_COLUMNS]
+            lines.append(f"| {set_name} | {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
-def model_scores(path: str, rows: list[dict], rig, labels: tuple[str, str], seed: int) -> dict[str, float]:
-    model = ESARMSTAForGeneration.from_pretrained(path).eval()
-    saved = any((Path(path) / n).exists() for n in ("processor_config.json", "preprocessor_config.json"))
-    processor = ESARMProcessor.from_pretrained(path) if saved else None
-    started = time.perf_counter()
-    first = animate_rows(model, rows, processor, emotion=labels[0], seed=seed)
-    second = animate_rows(model, rows, processor, emotion=labels[1], seed=seed)
-    scores = lipsync_table(rows, first, None, rig)["model"]
-    scores["two_label_lip_motion_r"] = _motion_correlation(first, second, LIPS)
-    scores["jaw_std"] = float(np.mean([np.std(b[:, JAW_OPEN]) for b in first]))
-    scores["seconds"] = time.perf_counter() - started
-    return scores
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="*", help="STA model folders (save_pretrained or Trainer checkpoints)")
     parser.add_argument("--heldout", required=True, help="held-out sets folder (esarm.data.heldout)")
-    parser.add_argument("--split", default="validation", choices=list(heldout.SPLITS))
+    parser.add_argument("--splits", "--split", nargs="+", default=["validation"], choices=list(SPLITS))
     parser.add_argument("--train", help="corpus whose train split fits the log-mel probe")
-    parser.add_argument("--max_train_clips", type=int, default=512)
+    parser.add_argument("--max_train_clips", type=int, default=256)
+    parser.add_argument("--num_sentences", type=int, help="sentences per voice when --heldout is built")
+    parser.add_argument("--max_clips", type=int, help="at most this many clips per set")
     parser.add_argument("--labels", nargs=2, default=["neutral", "happy"])
+    parser.add_argument("--rig", help="face rig (default: esarm.rig.resolve_rig)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write all scores here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
-    rows = list(load_from_disk(args.heldout)[args.split].with_format("numpy"))
-    rig = resolve_rig(None)
-    labels = tuple(args.labels)
-    probe = None
-    if args.train:
-        train = load_from_disk(args.train)["train"]
-        train = train.select(range(min(args.max_train_clips, len(train))))
-        probe = LogMelProbe().fit(train.with_format("numpy"))
-    results = {name: scores for name, scores in lipsync_table(rows, None, probe, rig).items()}
-    results["ground truth"]["two_label_lip_motion_r"] = generator_two_label(rows, args.split, args.seed, labels)
-    for path in args.models:
-        results[path] = model_scores(path, rows, rig, labels, args.seed)
-    keys = ("r_jaw", "r_aperture", "closure_jaw", "closure_aperture", "lag_ms", "two_label_lip_motion_r", "jaw_std")
-    print(f"{args.split} ({len(rows)} clips) | " + " | ".join(keys))
-    for name, scores in results.items():
-        cells = [f"{scores.get(k, math.nan):.3f}" for k in keys]
-        print(f"{name} | " + " | ".join(cells))
+    settings = LipSyncSettings(
+        args.heldout, args.splits, args.num_sentences, args.max_clips, args.max_train_clips, args.labels
+    )
+    names = {str(path): load_model(path) for path in args.models}
+    train = load_from_disk(args.train)["train"] if args.train else None
+    results = run_lipsync(names, None, None, train, resolve_rig(args.rig), settings, args.seed)
+    print(format_table(results["lipsync"]))
+    if names:
+        print()
+        print(curve_table(results["lipsync"], list(names)))
     if args.json:
-        clean = {n: {k: (v if math.isfinite(v) else None) for k, v in s.items()} for n, s in results.items()}
-        Path(args.json).write_text(json.dumps({"split": args.split, "labels": labels, "results": clean}, indent=2))
+        atomic_write_json(Path(args.json), {"labels": args.labels, **results}, sort_keys=False)
+    return results
 
 
 if __name__ == "__main__":

@@ -67,6 +67,7 @@ def _cases(root: Path) -> list[tuple[str, list[str], str]]:
     speech, out = str(root / "speech.wav"), str(root / "anim.csv")
     animate = ["animate", speech, "--out", out, "--model"]
     pipeline = ["pipeline", "--output-dir", str(root / "run"), "--config"]
+    evaluate = ["evaluate", "--model", str(root / "sta"), "--dataset", str(root), "--output-dir", str(root / "ev")]
     return [
         ("truncated model.safetensors", [*animate, str(root / "truncated")], "truncated or corrupted"),
         ("corrupted model.safetensors", [*animate, str(root / "corrupted")], "must be a safetensors file"),
@@ -98,6 +99,19 @@ def _cases(root: Path) -> list[tuple[str, list[str], str]]:
         ("missing --rig", ["pipeline", "--output-dir", str(root / "run"), "--config", "tiny", "--set",
                            f"rig_path={root / 'no_rig.npz'}"], "no such path"),
         ("--threads 0", [*animate, str(root / "sta"), "--threads", "0"], "--threads must be a positive"),
+        ("--lipsync-splits train", [*evaluate, "--lipsync-splits", "train"],
+         "--lipsync-splits must be a non-empty subset of ['validation', 'test'], got ['train']"),
+        ("--lipsync-labels happy happy", [*evaluate, "--lipsync-labels", "happy", "happy"],
+         "--lipsync-labels must be two different emotions"),
+        ("--lipsync-labels joyful", [*evaluate, "--lipsync-labels", "neutral", "joyful"],
+         "got ['neutral', 'joyful']"),
+        ("--lipsync-max-clips 0", [*evaluate, "--lipsync-max-clips", "0"], "--lipsync-max-clips must be a positive"),
+        ("--lipsync-num-sentences 21", [*evaluate, "--lipsync-num-sentences", "21"],
+         "--lipsync-num-sentences must be in 1..20"),
+        ("--lipsync-heldout a file", [*evaluate, "--lipsync-heldout", str(root / "a_file")],
+         "--lipsync-heldout must be a folder of held-out sets"),
+        ("--lipsync-heldout under a file", [*evaluate, "--lipsync-heldout", str(root / "a_file" / "h")],
+         str(root / "a_file")),
     ]  # fmt: skip
 
 

@@ -7,21 +7,22 @@ import numpy as np
 import pytest
 from datasets import Dataset
 
+from esarm.evaluation.metrics import motion_correlation
 from esarm.evaluation.report import results_markdown
-from esarm.evaluation.run import _motion_correlation, even_spread
+from esarm.evaluation.run import even_spread
 
 
 def test_motion_correlation_ignores_the_resting_pose_but_not_the_timing():
     rng = np.random.default_rng(0)
     talking = rng.normal(size=(40, 52)).cumsum(0)
     smiling = talking + 0.7  # same movements around another mean pose
-    assert _motion_correlation([talking], [smiling], [0, 1, 2]) == pytest.approx(1.0)
-    assert _motion_correlation([talking], [2.0 * talking], [0, 1, 2]) == pytest.approx(1.0)
-    assert _motion_correlation([talking], [-talking], [0, 1, 2]) == pytest.approx(-1.0)
+    assert motion_correlation([talking], [smiling], [0, 1, 2]) == pytest.approx(1.0)
+    assert motion_correlation([talking], [2.0 * talking], [0, 1, 2]) == pytest.approx(1.0)
+    assert motion_correlation([talking], [-talking], [0, 1, 2]) == pytest.approx(-1.0)
     other = rng.normal(size=(40, 52)).cumsum(0)
-    assert abs(_motion_correlation([talking], [other[::-1]], list(range(52)))) < 0.9
+    assert abs(motion_correlation([talking], [other[::-1]], list(range(52)))) < 0.9
     # lengths differ: compared on the common part; a still sequence has no motion and is skipped
-    assert _motion_correlation([talking, np.zeros((5, 52))], [smiling[:30], talking[:5]], [0]) == pytest.approx(1.0)
+    assert motion_correlation([talking, np.zeros((5, 52))], [smiling[:30], talking[:5]], [0]) == pytest.approx(1.0)
 
 
 def test_results_markdown_reports_the_lip_motion_correlation():

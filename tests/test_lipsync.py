@@ -260,36 +260,3 @@ def test_animate_rows_returns_the_rows_frame_counts():
     np.testing.assert_array_equal(again[0], outputs[0])
     with pytest.raises(ValueError, match="fps"):
         animate_rows(model, [dict(rows[0], fps=25.0)])
-
-
-def test_evaluate_lipsync_script(tmp_path, micro_corpus):
-    import importlib.util
-    import json
-    from pathlib import Path
-
-    from esarm.data.heldout import build_heldout_sets
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "evaluate_lipsync.py"
-    spec = importlib.util.spec_from_file_location("evaluate_lipsync_script", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    from esarm import ESARMSTAConfig, ESARMSTAForGeneration
-
-    ESARMSTAForGeneration(ESARMSTAConfig.tiny()).save_pretrained(tmp_path / "sta")
-    heldout = build_heldout_sets(tmp_path / "heldout", splits=("validation",), num_sentences=1)
-    out = tmp_path / "lipsync.json"
-    results = script.main(
-        ["--heldout", str(heldout), "--train", str(micro_corpus), "--splits", "validation", "--out", str(out)]
-        + ["--rig", str(_write_rig(tmp_path)), "--model", str(tmp_path / "sta")]
-    )
-    sources = results["validation (eSpeak NG)"]
-    assert list(sources) == ["model", "loudness", "log-mel probe", "ground truth"]
-    saved = json.loads(out.read_text())  # strict JSON: undefined measures are null, not NaN
-    assert saved["results"]["validation (eSpeak NG)"]["loudness"]["envelope_r"] is None
-    assert saved["results"]["validation (eSpeak NG)"]["ground truth"]["r_jaw"] == pytest.approx(
-        sources["ground truth"]["r_jaw"]
-    )
-
-
-def _write_rig(tmp_path):
-    return hand_made_rig().save_npz(tmp_path / "rig.npz")

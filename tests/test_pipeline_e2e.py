@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from esarm.data.flite import find_flite
 from esarm.training import runner
 from esarm.training.args import load_config_file
 from esarm.training.checkpoints import DONE_MARKER, read_done_marker
@@ -78,6 +79,20 @@ def test_tiny_pipeline_end_to_end(tmp_path, rig_path):
     assert results["sta_eve"] < results["condition_baseline_eve"]
     # emotion control: the requested emotion is recognised (chance: 1/8)
     assert results["sta_emotion_accuracy"] > 0.5
+    # lip sync on the fixed held-out sets (<run>/heldout), per split and source, in pipeline_results.json
+    saved = json.loads((tmp_path / "run" / "pipeline_results.json").read_text())
+    lipsync = saved["stages"]["evaluation"]["lipsync"]
+    assert list(lipsync) == (["validation", "test"] if find_flite() else ["validation"])
+    assert "### Lip sync" in table
+    for split, sources in lipsync.items():
+        assert list(sources) == ["sta", "rl", "loudness", "log-mel probe", "ground truth"], split
+        for source in ("sta", "rl"):
+            for key in ("r_jaw", "r_aperture", "closure_jaw", "closure_aperture", "lag_ms", "two_label_r"):
+                assert sources[source][key] is not None, (split, source, key)
+        # loudness < probe < ground truth: r 0.62 / 0.72 / 0.86 on validation, 0.76 / 0.80 / 0.87 on test (4 sentences
+        # per voice; the sets, the tiny corpus and so the probe are the same on every run of this config)
+        assert sources["loudness"]["r_jaw"] < sources["log-mel probe"]["r_jaw"] < sources["ground truth"]["r_jaw"]
+        assert sources["ground truth"]["two_label_r"] > 0.5
 
 
 def _small_config(**motion_prior):
@@ -187,6 +202,8 @@ def test_pipeline_config_is_checked_before_the_first_stage(tmp_path, monkeypatch
         run_pipeline({"sta": {"max_stepz": 3}}, tmp_path)
     with pytest.raises(ValueError, match="'rl' must be a mapping"):
         run_pipeline({"rl": 3}, tmp_path)
+    with pytest.raises(ValueError, match=r"evaluation.lipsync_splits must be a non-empty subset .* got \['train'\]"):
+        run_pipeline({"evaluation": {"lipsync_splits": ["train"]}}, tmp_path)
     malformed = tmp_path / "bad.yaml"
     malformed.write_text("corpus:\n  preset: tiny\n   num_workers: 2\n")
     with pytest.raises(ValueError, match="must be valid yaml, got: .*line 3") as error:

@@ -150,6 +150,31 @@ def features():
     return clip_features({"phonemes": List(Value("string")), "phoneme_times": List(Value("float32"))})
 
 
+def missing_engine(split: str) -> str | None:
+    """Why ``split`` cannot be built on this machine (its synthesiser is not installed), or ``None`` when it can."""
+    voices, _ = SPLITS[_check_splits([split])[0]]
+    if any(v.engine == "flite" for v in voices) and find_flite() is None:
+        return f"the {split} split is spoken by CMU Flite, which was not found: {INSTALL_HINT}"
+    return None
+
+
+def read_heldout_config(folder: str | os.PathLike) -> dict[str, Any]:
+    """The settings that held-out sets saved by :func:`build_heldout_sets` were built with (seed, splits, fps,
+    num_sentences, voices, sentences)."""
+    path = Path(folder) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"folder must hold held-out sets written by build_heldout_sets, got {str(folder)!r}")
+    return json.loads(path.read_text())
+
+
+def speaker_styles(split: str, seed: int = 0) -> dict[str, SpeakerStyle]:
+    """The ground-truth generator's facial style of each voice of ``split`` (by ``speaker`` name) for the sets
+    built with ``seed``: with them, :func:`esarm.data.expressions.animate` replays a held-out row's ground truth
+    under another emotion label."""
+    voices, _ = SPLITS[_check_splits([split])[0]]
+    return {s.name: s for s in _speaker_styles(voices, seed, list(SPLITS).index(split))}
+
+
 def _speaker_styles(voices: Sequence[HeldOutVoice], seed: int, split_index: int) -> list[SpeakerStyle]:
     # Facial styles come from the corpus's own generator (same ranges of articulation, jaw share, loudness coupling),
     # drawn with a seed of their own so that no held-out face is a training speaker's face.
@@ -313,4 +338,7 @@ __all__ = [
     "features",
     "generate_clip",
     "generate_heldout_sets",
+    "missing_engine",
+    "read_heldout_config",
+    "speaker_styles",
 ]

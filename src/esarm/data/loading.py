@@ -22,9 +22,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["dataset_reference", "load_split", "load_splits"]
+__all__ = ["dataset_reference", "even_spread", "load_split", "load_splits"]
 
 _SAVE_TO_DISK_MARKERS = ("dataset_dict.json", "state.json")
 _DATA_SUFFIXES = (".parquet", ".arrow", ".jsonl", ".json", ".csv")
@@ -136,3 +138,14 @@ def _without_audio_decoding(data: Any):
         if isinstance(feature, Audio) and feature.decode:
             data = data.cast_column(name, Audio(decode=False))
     return data
+
+
+def even_spread(dataset_split: Any, max_clips: int | None) -> Any:
+    """At most ``max_clips`` rows of a split, spread evenly over it (rows are ordered by sentence and emotion, so
+    the first ``max_clips`` would cover few of them); a list of rows is cut to its first ``max_clips``."""
+    count = len(dataset_split) if max_clips is None else min(len(dataset_split), max_clips)
+    if count == len(dataset_split):
+        return dataset_split
+    if hasattr(dataset_split, "select"):
+        return dataset_split.select(np.linspace(0, len(dataset_split) - 1, count).round().astype(int).tolist())
+    return dataset_split[:count]

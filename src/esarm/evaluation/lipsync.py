@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -362,14 +362,15 @@ def set_scores(
         ``r_jaw`` / ``r_aperture`` (mean over clips of r with the openness curve), ``closure_jaw`` /
         ``closure_aperture`` (pooled over the set's frames), ``lag_ms`` (peak of the clip-averaged cross-correlation
         of the jaw with the openness curve; positive = late), and the alignment-free ``envelope_r``,
-        ``envelope_lag_ms`` and ``silence_closure`` (on the aperture when given, else the jaw). Measures that need
-        phoneme timings are NaN for rows without them.
+        ``envelope_lag_ms`` and ``silence_closure`` (on the aperture when given, else the jaw), and ``jaw_std``
+        (mean over clips of the jaw curve's standard deviation: a mouth that hardly moves scores a high r on a
+        scale nobody sees). Measures that need phoneme timings are NaN for rows without them.
     """
     if len(rows) != len(mouths):
         raise ValueError(f"mouths must hold one entry per row ({len(rows)}), got {len(mouths)}")
     r = {"jaw": [], "aperture": []}
     pooled = {"jaw": ([], []), "aperture": ([], [])}
-    lag_curves, envelope_curves, envelope_r, silence = [], [], [], []
+    lag_curves, envelope_curves, envelope_r, silence, jaw_std = [], [], [], [], []
     fps = float(rows[0]["fps"]) if rows else 30.0
     for row, curves in zip(rows, mouths):
         num_frames = len(curves["jaw"])
@@ -378,6 +379,7 @@ def set_scores(
         envelope_r.append(pearson(main, loudness))
         envelope_curves.append(cross_correlation(main, loudness, max_lag_frames))
         silence.append(silence_closure(main, loudness))
+        jaw_std.append(float(np.std(curves["jaw"])))
         if row.get("phonemes") is None or row.get("phoneme_times") is None:
             continue
         openness, classes = reference_curves(row, num_frames)
@@ -395,6 +397,7 @@ def set_scores(
         "envelope_r": _nanmean(envelope_r),
         "envelope_lag_ms": _mean_lag_ms(envelope_curves, fps),
         "silence_closure": _nanmean(silence),
+        "jaw_std": _nanmean(jaw_std),
     }
     for name, (values, classes) in pooled.items():
         if values:
@@ -410,30 +413,34 @@ def _mouths(blendshapes: np.ndarray, rig) -> dict[str, np.ndarray]:
 
 
 def lipsync_table(
-    rows: Sequence[dict[str, Any]], model_blendshapes: Sequence[np.ndarray] | None = None,
+    rows: Sequence[dict[str, Any]],
+    model_blendshapes: Sequence[np.ndarray] | Mapping[str, Sequence[np.ndarray]] | None = None,
     probe: LogMelProbe | None = None, rig=None, max_lag_frames: int = DEFAULT_MAX_LAG_FRAMES,
 ) -> dict[str, dict[str, float]]:  # fmt: skip
     """The lip-sync scores (:func:`set_scores`) of every source on one set, floor and ceiling beside the model.
 
-    Sources: ``"model"`` (``model_blendshapes``, one ``[frames, 52]`` per row, e.g. from :func:`animate_rows`),
-    ``"loudness"`` (the :func:`loudness_envelope` as the mouth; its own envelope measures are trivial and left
+    Sources: the models (``model_blendshapes``: one ``[frames, 52]`` per row, e.g. from :func:`animate_rows`, as
+    source ``"model"``; or ``{name: sequences}`` for several models, one source each), ``"loudness"`` (the
+    :func:`loudness_envelope` as the mouth; its own envelope measures and its ``jaw_std``, in audio units, are left
     NaN), ``"log-mel probe"`` (``probe``'s prediction) and ``"ground truth"`` (the rows' ``blendshapes``: on the
     held-out sets, the corpus's generator run on the engine's timings). ``rig`` adds the lip-aperture measures.
     """
     rows = list(rows)
     table = {}
-    if model_blendshapes is not None:
-        if len(model_blendshapes) != len(rows):
+    if model_blendshapes is not None and not isinstance(model_blendshapes, Mapping):
+        model_blendshapes = {"model": model_blendshapes}
+    for name, sequences in (model_blendshapes or {}).items():
+        if len(sequences) != len(rows):
             raise ValueError(
-                f"model_blendshapes must hold one sequence per row ({len(rows)}), got {len(model_blendshapes)}"
+                f"model_blendshapes[{name!r}] must hold one sequence per row ({len(rows)}), got {len(sequences)}"
             )
-        table["model"] = set_scores(rows, [_mouths(b, rig) for b in model_blendshapes], max_lag_frames)
+        table[name] = set_scores(rows, [_mouths(b, rig) for b in sequences], max_lag_frames)
     loudness = [
         {"jaw": loudness_envelope(row_audio(r), int(r["sampling_rate"]), len(r["blendshapes"]), float(r["fps"]))}
         for r in rows
     ]
     table["loudness"] = set_scores(rows, loudness, max_lag_frames)
-    table["loudness"].update(envelope_r=math.nan, envelope_lag_ms=math.nan, silence_closure=math.nan)
+    table["loudness"].update(envelope_r=math.nan, envelope_lag_ms=math.nan, silence_closure=math.nan, jaw_std=math.nan)
     if probe is not None:
         predictions = [
             probe.predict(row_audio(r), int(r["sampling_rate"]), len(r["blendshapes"]), float(r["fps"])) for r in rows
@@ -452,17 +459,20 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("envelope_r", "r(envelope)", "{:.2f}"),
     ("envelope_lag_ms", "envelope lag ms", "{:+.0f}"),
     ("silence_closure", "silence closure", "{:.2f}"),
+    ("two_label_r", "two-label lip r", "{:.2f}"),
 )
 
 
 def format_table(results: dict[str, dict[str, dict[str, float]]]) -> str:
-    """A markdown table: one row per (set, source) of ``{set: {source: scores}}``; NaN shows as ``-``."""
+    """A markdown table: one row per (set, source) of ``{set: {source: scores}}``; NaN or ``None`` shows as ``-``."""
     header = "| set | source | " + " | ".join(title for _, title, _ in COLUMNS) + " |"
     lines = [header, "|" + "---|" * (len(COLUMNS) + 2)]
     for set_name, sources in results.items():
         for source, scores in sources.items():
+            values = [scores.get(key) for key, _, _ in COLUMNS]  # None: undefined, as a JSON round trip writes NaN
             cells = [
-                fmt.format(scores[key]) if np.isfinite(scores.get(key, math.nan)) else "-" for key, _, fmt in COLUMNS
+                "-" if value is None or not np.isfinite(value) else fmt.format(value)
+                for value, (_, _, fmt) in zip(values, COLUMNS)
             ]
             lines.append(f"| {set_name} | {source} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -390,3 +390,18 @@ def emotion_accuracy(classifier, blendshapes: Any, emotions: Sequence[str | int]
 # Names used by the training pipeline (mm, per-frame max over the region, mean over frames).
 lip_vertex_error = lve
 emotional_vertex_error = eve
+
+
+def motion_correlation(a: list[np.ndarray], b: list[np.ndarray], indices: list[int]) -> float:
+    """Mean over clip pairs of the correlation of the region's motion: the blendshapes of ``indices`` with each
+    clip's own mean pose removed (so a different resting pose, e.g. a smile, does not count; the timing and size of
+    the movements do), flattened over time and channels."""
+    values = []
+    for x, y in zip(a, b):
+        n = min(len(x), len(y))
+        u = x[:n, indices] - x[:n, indices].mean(0)
+        v = y[:n, indices] - y[:n, indices].mean(0)
+        denominator = float(np.sqrt((u**2).sum() * (v**2).sum()))
+        if denominator > 0:
+            values.append(float((u * v).sum()) / denominator)
+    return float(np.mean(values)) if values else float("nan")

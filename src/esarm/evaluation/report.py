@@ -7,7 +7,11 @@ Results layout (plain dicts of numbers, what :func:`esarm.evaluation.run.run_eva
       "dataset": "mead", "split": "test", "rig": "<rig provenance>",
       "models": {"ESARM": {"lve_mm": 3.1, "eve_mm": 2.9, "lve_squared_mm2": ..., ...}, ...},   # Table I
       "epsilons": {"mead": {"0.02": {"lve_mm": ..., "eve_mm": ..., "lve_mm_std": ..., "reward_mean": ...}}},  # Table II
+      "lipsync": {"validation": {"ESARM": {"r_jaw": 0.5, "closure_aperture": 0.7, ...}, "loudness": {...}, ...}},
+      "lipsync_sets": {"validation": {"description": "...", "num_clips": 24, "labels": ["neutral", "happy"]}},
     }
+
+The ``lipsync`` sections (:mod:`esarm.evaluation.lipsync_evaluation`) hold the lip-sync scores per set and source.
 
 :func:`write_report` also accepts the flat dict of :func:`esarm.evaluation.run.evaluate_pipeline`
 (``<model>_lve`` / ``<model>_eve`` keys for Table I, ``eps_<epsilon>_lve`` / ``eps_<epsilon>_eve`` for Table II);
@@ -28,6 +32,7 @@ import numpy as np
 from ..blendshapes import BLENDSHAPE_INDEX
 from ..utils import atomic_write, atomic_write_json, atomic_write_text
 from . import metrics as M
+from .lipsync import format_table
 
 logger = logging.getLogger(__name__)
 
@@ -197,11 +202,41 @@ def results_markdown(results: dict[str, Any], stage_metrics: dict[str, dict[str,
         lines.append(
             f"| {eps} | {_format(r[key], 4)} | {_format(r.get(f'eps_{eps}_lve'))} | {_format(r.get(f'eps_{eps}_eve'))} |"
         )
+    if r.get("lipsync"):
+        lines += ["", "### Lip sync", "", lipsync_markdown(r).rstrip("\n")]
     for stage, title in (("reward", "Reward model"), ("rl", "RL fine-tuning")):
         numbers = {k: v for k, v in (stage_metrics.get(stage) or {}).items() if isinstance(v, (int, float))}
         if numbers:
             lines += ["", f"### {title} (stage metrics)", "", "| metric | value |", "|---|---|"]
             lines += [f"| {k} | {_format(v, 4)} |" for k, v in sorted(numbers.items())]
+    return "\n".join(lines) + "\n"
+
+
+def lipsync_markdown(results: Mapping[str, Any]) -> str:
+    """The lip-sync section of a results dict (``lipsync`` and ``lipsync_sets``): what each set is, what the columns
+    mean, and one table row per set and source. Empty when the results hold no lip-sync scores."""
+    scores = results.get("lipsync") or {}
+    if not scores:
+        return ""
+    sets = results.get("lipsync_sets") or {}
+    lines = []
+    for name in scores:
+        about = sets.get(name, {})
+        labels = about.get("labels") or ["?", "?"]
+        lines.append(
+            f"- `{name}`: {about.get('description', name)}, {about.get('num_clips', '?')} clips; models animated "
+            f"with the label `{labels[0]}` (two-label lip r: against `{labels[1]}` on the same audio)."
+        )
+    lines += [
+        "",
+        "r: Pearson correlation of the mouth opening (jawOpen; lip aperture on the rig) with the phoneme-openness "
+        "curve of the synthesiser's timings. closure: opening on p / b / m frames over vowel frames (0: the lips "
+        "close on every bilabial). lag: at the cross-correlation peak, positive = the mouth is late. Envelope and "
+        "silence columns need no phoneme timings. The loudness envelope and the log-mel probe (fitted on the "
+        "training split) are the floors, the ground truth (the corpus's generator) the ceiling.",
+        "",
+        format_table(scores),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -227,6 +262,8 @@ def report_markdown(results: Mapping[str, Any], digits: int = 2) -> str:
             "",
             table_epsilons_markdown(results["epsilons"], digits=digits),
         ]
+    if results.get("lipsync"):
+        lines += ["## Lip sync", "", lipsync_markdown(results)]
     return "\n".join(lines)
 
 
@@ -425,6 +462,7 @@ def render_rig_poses(
 
 
 __all__ = [
+    "lipsync_markdown",
     "plot_blendshape_curves",
     "plot_epsilon_errors",
     "plot_reward_vs_epsilon",

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from ..blendshapes import EMOTIONS, region_indices
 from ..data.collators import STACollator
-from ..data.loading import load_split, load_splits
+from ..data.loading import even_spread, load_split, load_splits
 from ..data.schema import SAMPLING_RATE, decode_audio_value
 from ..frames import num_frames
 from ..labels import emotion_to_id, model_speakers
@@ -46,6 +46,7 @@ from ..modeling_sta import ESARMSTAForGeneration
 from ..rig import resolve_rig
 from . import metrics as M
 from .classifier import ExpressionClassifier
+from .lipsync_evaluation import DEFAULT_LABELS, LipSyncSettings, load_model, run_lipsync
 from .report import write_report
 from .rl_diagnostics import motion_report
 from .rollouts import DEFAULT_EPSILONS, evaluate_motion_prior, rollout_batch
@@ -58,17 +59,6 @@ __all__ = ["ESARMEvaluationConfig", "evaluate_model", "evaluate_pipeline", "even
 
 # ---------------------------------------------------------------------------------------------------------------
 # saved models on a split (esarm evaluate)
-
-
-def even_spread(dataset_split: Any, max_clips: int | None) -> Any:
-    """At most ``max_clips`` rows of a split, spread evenly over it (rows are ordered by sentence and emotion, so
-    the first ``max_clips`` would cover few of them); a list of rows is cut to its first ``max_clips``."""
-    count = len(dataset_split) if max_clips is None else min(len(dataset_split), max_clips)
-    if count == len(dataset_split):
-        return dataset_split
-    if hasattr(dataset_split, "select"):
-        return dataset_split.select(np.linspace(0, len(dataset_split) - 1, count).round().astype(int).tolist())
-    return dataset_split[:count]
 
 
 def _rows(dataset_split: Any, max_samples: int | None) -> list[dict[str, Any]]:
@@ -194,6 +184,7 @@ def run_evaluation(
     seed: int = 0,
     device: str | None = None,
     progress: bool = True,
+    lipsync: LipSyncSettings | bool = True,
 ) -> dict[str, Any]:
     """Evaluate one or more saved STA models on a dataset split and write the report (``esarm evaluate``).
 
@@ -213,9 +204,12 @@ def run_evaluation(
         reward_model_path: a saved ``ESARMRewardModel`` to score rollouts (reward vs ε plot).
         batch_size, max_samples, num_diversity_samples, seed: see :func:`evaluate_model`.
         device: torch device (default: CUDA when available, else CPU).
+        lipsync: where and how to measure lip sync (:class:`~esarm.evaluation.lipsync_evaluation.LipSyncSettings`;
+            ``True``: its defaults, on ``split`` itself; ``False``: not measured). The log-mel probe is fitted on
+            ``train_split`` when the corpus has it.
 
     Returns:
-        The results dict (layout in the module docstring), also written as ``report.json``.
+        The results dict (layout in :mod:`esarm.evaluation.report`), also written as ``report.json``.
     """
     if isinstance(model_paths, (str, os.PathLike)):
         model_paths = [model_paths]
@@ -264,6 +258,11 @@ def run_evaluation(
                     batch_size=batch_size, max_samples=max_samples, seed=seed, progress=progress,
                 )  # fmt: skip
                 results["epsilons"].setdefault(dataset_name, {})[str(float(epsilon))] = row
+    if lipsync is not False:
+        settings = LipSyncSettings() if lipsync is True else lipsync
+        models = {name: load_model(path, device) for name, path in named.items()}
+        train = corpus[train_split] if train_split is not None and train_split in corpus else None
+        results.update(run_lipsync(models, corpus[split], split, train, rig, settings, seed))
     write_report(results, output_dir, curves=curves, fps=float(getattr(model.config, "fps", 30.0)))
     return results
 
@@ -293,6 +292,41 @@ class ESARMEvaluationConfig:
     batch_size: int = field(default=32, metadata={"help": "Clips generated together."})
     rig_path: str | None = field(default=None, metadata={"help": "Face rig (.npz); default $ESARM_RIG."})
     seed: int = field(default=0, metadata={"help": "Seed of the noisy rollouts."})
+    lipsync: bool = field(default=True, metadata={"help": "Measure lip sync (esarm.evaluation.lipsync_evaluation)."})
+    lipsync_heldout: str | None = field(
+        default=None,
+        metadata={"help": "Folder of the fixed held-out sets (esarm.data.heldout), built there when missing; the "
+                  "pipeline's default is <run>/heldout. None: lip sync on the evaluated split itself. A corpus "
+                  "without phoneme timings (MEAD) is always measured on its own split (alignment-free measures)."},
+    )  # fmt: skip
+    lipsync_splits: list[str] = field(
+        default_factory=lambda: ["validation", "test"],
+        metadata={"help": "Held-out splits; one whose synthesiser is not installed (test: flite) is skipped."},
+    )
+    lipsync_num_sentences: int | None = field(
+        default=None, metadata={"help": "Sentences per held-out voice when the sets are built (None: all 20)."}
+    )
+    lipsync_max_clips: int | None = field(default=None, metadata={"help": "Measure at most this many clips per set."})
+    lipsync_probe_clips: int | None = field(
+        default=256, metadata={"help": "Fit the log-mel probe on at most this many clips of train_split."}
+    )
+    lipsync_labels: list[str] = field(
+        default_factory=lambda: list(DEFAULT_LABELS),
+        metadata={"help": "Two emotion labels: the first is scored, the lip motion of the two is compared."},
+    )
+
+    def __post_init__(self) -> None:
+        self.lipsync_settings()  # a bad lip-sync field fails here, not after the models ran
+
+    def lipsync_settings(self) -> LipSyncSettings:
+        """The ``lipsync_*`` fields as :class:`~esarm.evaluation.lipsync_evaluation.LipSyncSettings`."""
+        try:
+            return LipSyncSettings(
+                self.lipsync_heldout, list(self.lipsync_splits), self.lipsync_num_sentences, self.lipsync_max_clips,
+                self.lipsync_probe_clips, list(self.lipsync_labels),
+            )  # fmt: skip
+        except ValueError as error:  # name the config's field, not the settings' attribute
+            raise ValueError(f"lipsync_{error}") from None
 
 
 def _ground_truth(dataset, count: int, fps: float) -> list[np.ndarray]:
@@ -338,21 +372,6 @@ def _other_emotion(emotion: str, index: int) -> str:
 
 def _region_change(a: list[np.ndarray], b: list[np.ndarray], indices: list[int]) -> float:
     return float(np.mean([np.abs(x[: len(y)][:, indices] - y[: len(x)][:, indices]).mean() for x, y in zip(a, b)]))
-
-
-def _motion_correlation(a: list[np.ndarray], b: list[np.ndarray], indices: list[int]) -> float:
-    """Mean over clip pairs of the correlation of the region's motion: the blendshapes of ``indices`` with each
-    clip's own mean pose removed (so a different resting pose, e.g. a smile, does not count; the timing and size of
-    the movements do), flattened over time and channels."""
-    values = []
-    for x, y in zip(a, b):
-        n = min(len(x), len(y))
-        u = x[:n, indices] - x[:n, indices].mean(0)
-        v = y[:n, indices] - y[:n, indices].mean(0)
-        denominator = float(np.sqrt((u**2).sum() * (v**2).sum()))
-        if denominator > 0:
-            values.append(float((u * v).sum()) / denominator)
-    return float(np.mean(values)) if values else float("nan")
 
 
 def evaluate_pipeline(
@@ -419,9 +438,9 @@ def evaluate_pipeline(
     results["swap_lip_change_mae"] = _region_change(sta_predictions, swapped_predictions, lips)
     results["swap_upper_change_mae"] = _region_change(sta_predictions, swapped_predictions, upper)
     # lip *motion* (own mean pose removed): between the two labels, and against ground truth as the reference
-    results["swap_lip_motion_correlation"] = _motion_correlation(sta_predictions, swapped_predictions, lips)
-    results["swap_upper_motion_correlation"] = _motion_correlation(sta_predictions, swapped_predictions, upper)
-    results["sta_lip_motion_correlation_ground_truth"] = _motion_correlation(sta_predictions, targets, lips)
+    results["swap_lip_motion_correlation"] = M.motion_correlation(sta_predictions, swapped_predictions, lips)
+    results["swap_upper_motion_correlation"] = M.motion_correlation(sta_predictions, swapped_predictions, upper)
+    results["sta_lip_motion_correlation_ground_truth"] = M.motion_correlation(sta_predictions, targets, lips)
     if rig is not None:
         between = _errors(swapped_predictions, sta_predictions, rig)
         results["swap_lip_change_lve"] = between["lve"]
@@ -442,6 +461,15 @@ def evaluate_pipeline(
             results[f"rl_{key}"] = value
         results["rl_emotion_accuracy"] = _accuracy(classifier, rl_predictions, [r["emotion"] for r in rows])
         results.update(motion_report("rl", rl_predictions, targets, rig))
+
+    if config.lipsync:
+        models = {"sta": load_model(run_dir / "sta")}
+        if (rl_dir / "config.json").is_file():
+            models["rl"] = load_model(rl_dir)
+        evaluated = load_split(config.dataset_name_or_path, config.split)
+        results.update(
+            run_lipsync(models, evaluated, config.split, train, rig, config.lipsync_settings(), config.seed)
+        )
 
     # reward model / RL numbers reported by their stages
     for stage in ("reward", "rl"):

@@ -107,7 +107,8 @@ def _summary(name: str, metrics: dict[str, Any]) -> str:
 
 def check_pipeline_config(values: dict[str, Any]) -> None:
     """Raise ``ValueError`` naming the first problem of a pipeline config: an unknown section or key, a section
-    that is not a mapping, an unknown ``corpus.preset``. (Field values are checked by each stage's config.)"""
+    that is not a mapping, an unknown ``corpus.preset``, a bad value in the evaluation section. (The other stages'
+    field values are checked by each stage's config.)"""
     unknown = sorted(set(values) - set(STAGES) - set(TOP_LEVEL_KEYS))
     if unknown:
         raise ValueError(f"config sections must be among {list(STAGES) + list(TOP_LEVEL_KEYS)}, got unknown {unknown}")
@@ -130,6 +131,10 @@ def check_pipeline_config(values: dict[str, Any]) -> None:
                 f"config section {stage!r} has unknown keys {bad}; expected fields of "
                 f"{'SyntheticCorpusConfig' if stage == 'corpus' else STAGE_CONFIGS[stage].__name__}"
             )
+    try:  # the evaluation runs last, and every one of its fields has a default: check its values now
+        ESARMEvaluationConfig(**(values.get("evaluation") or {}))
+    except ValueError as error:
+        raise ValueError(f"evaluation.{error}") from None
 
 
 def rig_fingerprint(rig: FaceRig) -> str:
@@ -283,6 +288,8 @@ class PipelineRunner:
         values.setdefault("dataset_name_or_path", self.dataset_name_or_path)
         values.setdefault("rig_path", self.rig_path)
         values.setdefault("run_dir", str(self.output_dir))
+        # The fixed held-out sets live beside the stages, so a rerun of the evaluation reuses them.
+        values.setdefault("lipsync_heldout", str(self.output_dir / "heldout"))
         return evaluate_pipeline(ESARMEvaluationConfig(**values), stage_metrics=self.results)
 
     # ---- driver ------------------------------------------------------------------------------------------------
