@@ -321,6 +321,13 @@ def test_train_reward_model_from_saved_folders_writes_a_loadable_model(tmp_path,
     assert metrics["eval_num_pairs"] == 2
     assert 0.0 <= metrics["eval_accuracy"] <= 1.0 and "eval_accuracy_gap_0.98" in metrics
     assert {"eval_gt_beats_eps_0.02", "eval_gt_beats_eps_1", "eval_return_gt"} <= set(metrics)
+    # what the reward model looks at, per face region: token change rates and the ground truth's swap gains
+    from esarm.evaluation.rl_diagnostics import group_names
+
+    for name in group_names(prior.num_groups):
+        assert 0.0 <= metrics[f"eval_token_change_rate_{name}_gt"] <= 1.0
+        assert 0.0 <= metrics[f"eval_token_change_rate_{name}_policy"] <= 1.0
+        assert np.isfinite(metrics[f"eval_gt_swap_gain_{name}"])
     assert read_done_marker(config.output_dir)["eval_accuracy"] == metrics["eval_accuracy"]
     model = ESARMRewardModel.from_pretrained(config.output_dir)
     assert model.config.hidden_size == 16 and model.config.codebook_size == prior.codebook_size
