@@ -46,6 +46,15 @@ SETTINGS: dict[str, list[str]] = {
     "vertex_error": ["epsilon", "vertex_error"],
     "all": ["epsilon", "ground_truth", "misalignment", "emotion_mismatch", "vertex_error"],
     "quality": ["ground_truth", "misalignment", "emotion_mismatch", "vertex_error"],
+    "all_pose": ["epsilon", "ground_truth", "misalignment", "emotion_mismatch", "vertex_error"],
+    "all_pose_near": ["epsilon", "ground_truth", "misalignment", "emotion_mismatch", "vertex_error"],
+}
+# Reward-model options of a setting beyond its ranking sources (docs/rl.md: why the ground truth loses to
+# near-greedy rollouts): token embeddings that start from the motion prior's code poses, and ground-truth pairs
+# against the near-policy rollouts only.
+SETTING_OPTIONS: dict[str, dict[str, Any]] = {
+    "all_pose": {"token_embedding_init": "motion_prior"},
+    "all_pose_near": {"token_embedding_init": "motion_prior", "ground_truth_negatives": "near_policy"},
 }
 REWARD_DEFAULTS: dict[str, Any] = dict(
     max_steps=50, learning_rate=1e-3, per_device_train_batch_size=16, max_pairs_per_clip=12, logging_steps=25
@@ -86,7 +95,7 @@ def run_one(args, setting: str, seed: int, test, rig, classifier, speakers) -> d
             demos_name_or_path=args.demos,
             sta_name_or_path=f"{args.run_dir}/sta",
             ranking_sources=SETTINGS[setting],
-            **{**REWARD_DEFAULTS, **_common(out / "reward_model", seed)},
+            **{**REWARD_DEFAULTS, **SETTING_OPTIONS.get(setting, {}), **_common(out / "reward_model", seed)},
         )  # fmt: skip
     )
     reward_seconds = time.perf_counter() - started
@@ -119,10 +128,12 @@ def _cell(values: list[float], digits: int = 3) -> str:
 
 def table(results: list[dict[str, Any]], baseline: dict[str, float]) -> str:
     reward_keys = ("eval_accuracy", "eval_gt_beats_eps_0.02", "eval_accuracy_misalignment",
-                   "eval_accuracy_emotion_mismatch", "eval_spearman_return_lve", "eval_spearman_return_eve")  # fmt: skip
+                   "eval_accuracy_emotion_mismatch", "eval_spearman_return_lve", "eval_spearman_return_eve",
+                   "eval_gt_swap_gain_eyes", "eval_gt_swap_gain_mouth")  # fmt: skip
     lines = [
-        "| setting | seeds | ε-pair acc | GT > ε0.02 | misaligned acc | emotion-mismatch acc | ρ(R, −LVE) | ρ(R, −EVE) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| setting | seeds | ε-pair acc | GT > ε0.02 | misaligned acc | emotion-mismatch acc | ρ(R, −LVE) | ρ(R, −EVE) "
+        "| eyes swap gain | mouth swap gain |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     settings = list(dict.fromkeys(r["setting"] for r in results))
     for setting in settings:

@@ -1,5 +1,5 @@
 """Reward-model and RL diagnostics on hand numbers: per-source accuracy, rank correlation across a clip's rollouts,
-the reward-hacking check and the expressiveness ratio."""
+the reward-hacking check, the expressiveness ratio and the per-region token diagnostics."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ import pytest
 from esarm.blendshapes import region_indices
 from esarm.evaluation.rl_diagnostics import (
     expressiveness,
+    group_names,
     motion_report,
     rank_correlation_by_clip,
     ranking_source_accuracy,
     reward_hacking_check,
+    swap_group_tokens,
+    token_change_rate,
 )
 
 
@@ -67,3 +70,27 @@ def test_motion_report_prefixes_the_ratios_and_adds_fdd_with_a_rig(rig_path):
     assert report["rl_fdd_mm2"] == pytest.approx(fdd(predictions, [t[:28] for t in targets], rig))
     assert set(motion_report("sta", predictions, targets)) == {"sta_std_ratio_mouth", "sta_std_ratio_eyes",
                                                                "sta_std_ratio_brows"}  # fmt: skip
+
+
+def test_token_change_rate_counts_changes_per_group_over_all_sequences():
+    first = np.array([[0, 5], [0, 6], [1, 6]])  # group 0: one change in 2 steps; group 1: one change
+    second = np.array([[2, 2], [2, 2]])  # no change in 1 step
+    assert token_change_rate([first, second]).tolist() == pytest.approx([1 / 3, 1 / 3])
+    assert token_change_rate([np.array([[3, 4]])]).tolist() == [0.0, 0.0], "one step: nothing to change"
+    with pytest.raises(ValueError, match="at least one"):
+        token_change_rate([])
+    with pytest.raises(ValueError, match=r"\[T', G\] arrays, got shape \(3,\)"):
+        token_change_rate([np.zeros(3)])
+
+
+def test_swap_group_tokens_takes_one_group_over_the_common_steps():
+    tokens = np.array([[0, 1, 2], [3, 4, 5], [6, 7, 8]])
+    donor = np.array([[10, 11, 12], [13, 14, 15]])
+    swapped = swap_group_tokens(tokens, donor, 1)
+    assert swapped.tolist() == [[0, 11, 2], [3, 14, 5], [6, 7, 8]]
+    assert tokens[0, 1] == 1, "the input is not modified"
+    with pytest.raises(ValueError, match=r"group must be in \[0, 3\), got 3"):
+        swap_group_tokens(tokens, donor, 3)
+    with pytest.raises(ValueError, match="same G"):
+        swap_group_tokens(tokens, donor[:, :2], 0)
+    assert group_names(3) == ["mouth", "eyes", "brows"] and group_names(1) == ["group0"]

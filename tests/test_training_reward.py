@@ -72,6 +72,11 @@ def test_each_ranking_source_ranks_the_expected_rows():
 
     assert _better_worse(pairs_of("epsilon")) == {(1, 2)}
     assert _better_worse(pairs_of("ground_truth")) == {(0, 1), (0, 2), (0, 3), (0, 4), (0, 5), (7, 6)}
+    # near the policy only: the epsilon 0.5 rollout (row 2) and the epsilon 0.25 one of clip b (row 6, its clip's
+    # smallest epsilon) differ: row 6 stays, row 2 goes
+    assert _better_worse(pairs_of("ground_truth", ground_truth_negatives="near_policy")) == {
+        (0, 1), (0, 3), (0, 4), (0, 5), (7, 6)
+    }  # fmt: skip
     assert _better_worse(pairs_of("emotion_mismatch")) == {(0, 3), (1, 3)}
     # the final model's best rollout (row 1) counts as the latest checkpoint
     assert _better_worse(pairs_of("checkpoint")) == {(5, 4), (1, 4), (1, 5)}
@@ -99,6 +104,10 @@ def test_source_pairs_cap_each_clip_and_source_and_reject_unknown_sources():
         build_source_pairs(_CLIPS, _SOURCES, _EPSILONS, ["checkpoint"])
     with pytest.raises(ValueError, match="ranking_sources"):
         ESARMRewardConfig(output_dir="x", ranking_sources=["epsilon", "human"])
+    with pytest.raises(ValueError, match="ground_truth_negatives must be 'all' or 'near_policy', got 'few'"):
+        ESARMRewardConfig(output_dir="x", ground_truth_negatives="few")
+    with pytest.raises(ValueError, match="token_embedding_init must be one of"):
+        ESARMRewardConfig(output_dir="x", token_embedding_init="codebook")
 
 
 def test_demo_columns_read_old_splits_without_a_source_column():
@@ -304,6 +313,7 @@ def test_train_reward_model_from_saved_folders_writes_a_loadable_model(tmp_path,
         save_steps=2,
         disable_tqdm=True,
         snippet_length=6,
+        token_embedding_init="motion_prior",
         resume_from_checkpoint="auto",
     )
     metrics = train_reward_model(config)
@@ -311,13 +321,52 @@ def test_train_reward_model_from_saved_folders_writes_a_loadable_model(tmp_path,
     assert metrics["eval_num_pairs"] == 2
     assert 0.0 <= metrics["eval_accuracy"] <= 1.0 and "eval_accuracy_gap_0.98" in metrics
     assert {"eval_gt_beats_eps_0.02", "eval_gt_beats_eps_1", "eval_return_gt"} <= set(metrics)
+    # what the reward model looks at, per face region: token change rates and the ground truth's swap gains
+    from esarm.evaluation.rl_diagnostics import group_names
+
+    for name in group_names(prior.num_groups):
+        assert 0.0 <= metrics[f"eval_token_change_rate_{name}_gt"] <= 1.0
+        assert 0.0 <= metrics[f"eval_token_change_rate_{name}_policy"] <= 1.0
+        assert np.isfinite(metrics[f"eval_gt_swap_gain_{name}"])
     assert read_done_marker(config.output_dir)["eval_accuracy"] == metrics["eval_accuracy"]
     model = ESARMRewardModel.from_pretrained(config.output_dir)
     assert model.config.hidden_size == 16 and model.config.codebook_size == prior.codebook_size
     assert model.config.num_speakers == 1
+    # the motion-token embeddings started from the STA model's code poses (4 small steps hardly move them)
+    from esarm.training.reward import code_pose_embeddings
+
+    prior = ESARMSTAForGeneration.from_pretrained(sta_path).motion_prior.eval()
+    start = code_pose_embeddings(prior, 16, model.config.initializer_range, config.seed)
+    trained = model.get_input_embeddings().weight.detach()
+    assert np.corrcoef(start.flatten().numpy(), trained.flatten().numpy())[0, 1] > 0.9
     # a second run resumes from the last checkpoint (step 4 = max_steps) and trains no further
     again = train_reward_model(config)
     assert again["train_steps"] == 4
+
+
+def test_code_pose_embeddings_follow_the_decoded_poses(tiny_sta_config):
+    from esarm.modeling_sta import ESARMSTAForGeneration
+    from esarm.training.reward import code_pose_embeddings
+
+    torch.manual_seed(0)
+    prior = ESARMSTAForGeneration(tiny_sta_config).motion_prior.eval()
+    groups, codes = prior.num_groups, prior.codebook_size
+    embeddings = code_pose_embeddings(prior, 48, std=0.02, seed=3)
+    assert embeddings.shape == (groups * codes, 48)
+    assert torch.equal(embeddings, code_pose_embeddings(prior, 48, std=0.02, seed=3)), "a fixed projection per seed"
+    for group, indices in enumerate(prior.groups):
+        rows = embeddings[group * codes : (group + 1) * codes]
+        assert rows.std().item() == pytest.approx(0.02, rel=1e-4)
+        # distances between codes follow distances between their decoded poses (random projection: rank order
+        # of the pairwise distances is kept, up to the projection's distortion)
+        ids = torch.arange(codes)[:, None, None].expand(codes, 4, groups)
+        poses = prior.decode(ids)
+        poses = poses[:, poses.shape[1] // 2, indices]
+        pose_distances = torch.pdist(poses)
+        embedding_distances = torch.pdist(rows)
+        rho = np.corrcoef(np.argsort(np.argsort(pose_distances.detach().numpy())),
+                          np.argsort(np.argsort(embedding_distances.numpy())))[0, 1]  # fmt: skip
+        assert rho > 0.8, f"group {group}: Spearman {rho:.2f} between pose and embedding distances"
 
 
 def test_command_line_parses_into_the_config(tmp_path):

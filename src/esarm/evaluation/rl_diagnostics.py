@@ -9,6 +9,9 @@ Pure functions on numbers the training stages and :func:`esarm.evaluation.run.ev
   only if, *for a given clip*, a higher return means a better animation;
 * :func:`reward_hacking_check`: over the held-out checks of an RL run, whether the return kept rising while LVE
   got worse;
+* :func:`token_change_rate` and :func:`swap_group_tokens`: what the reward model looks at. Per codebook group (face
+  region), how often a motion token changes from one step to the next, and a copy of a token sequence with one
+  group taken from another sequence (score both: the return change says how much that region moves the reward);
 * :func:`expressiveness`: per face region, the ratio of generated to ground-truth motion (std over time): the
   paper's claim is that RL restores expressive motion that the mode-seeking supervised model rarely produces.
 """
@@ -25,8 +28,8 @@ from scipy.stats import spearmanr
 from ..blendshapes import FACE_REGIONS, region_indices
 from .metrics import fdd
 
-__all__ = ["expressiveness", "motion_report", "rank_correlation_by_clip", "ranking_source_accuracy",
-           "reward_hacking_check"]  # fmt: skip
+__all__ = ["expressiveness", "group_names", "motion_report", "rank_correlation_by_clip", "ranking_source_accuracy",
+           "reward_hacking_check", "swap_group_tokens", "token_change_rate"]  # fmt: skip
 
 
 def ranking_source_accuracy(
@@ -98,6 +101,45 @@ def reward_hacking_check(
         "hacking_fraction": float(np.mean(rising)),
         "hacking": float(r[-1] > r[0] and e[-1] > e[0] + tolerance_mm),
     }
+
+
+def group_names(num_groups: int) -> list[str]:
+    """Names of the motion prior's codebook groups: the face regions (:data:`~esarm.blendshapes.FACE_REGIONS`, in
+    order) when there is one group per region, else ``group<g>``."""
+    if num_groups == len(FACE_REGIONS):
+        return list(FACE_REGIONS)
+    return [f"group{g}" for g in range(num_groups)]
+
+
+def token_change_rate(token_sequences: Sequence[np.ndarray]) -> np.ndarray:
+    """Per codebook group, the share of steps whose motion token differs from the previous step's, over all
+    sequences (``[T', G]`` code ids each; sequences of one step add nothing). Returns ``[G]``."""
+    if not token_sequences:
+        raise ValueError("token_sequences must hold at least one [T', G] array, got none")
+    changes = steps = 0
+    for tokens in token_sequences:
+        tokens = np.asarray(tokens)
+        if tokens.ndim != 2:
+            raise ValueError(f"token_sequences must hold [T', G] arrays, got shape {tokens.shape}")
+        changes = changes + (tokens[1:] != tokens[:-1]).sum(axis=0)
+        steps += max(len(tokens) - 1, 0)
+    return np.asarray(changes, dtype=float) / max(steps, 1)
+
+
+def swap_group_tokens(tokens: np.ndarray, donor: np.ndarray, group: int) -> np.ndarray:
+    """A copy of ``tokens`` ``[T', G]`` whose codes of ``group`` are the ``donor``'s (``[T'', G]``) over their common
+    steps; the other groups, and any steps beyond the donor's length, are kept."""
+    tokens, donor = np.asarray(tokens), np.asarray(donor)
+    if tokens.ndim != 2 or donor.ndim != 2 or tokens.shape[1] != donor.shape[1]:
+        raise ValueError(
+            f"tokens and donor must be [T, G] arrays with the same G, got {tokens.shape} and {donor.shape}"
+        )
+    if not 0 <= group < tokens.shape[1]:
+        raise ValueError(f"group must be in [0, {tokens.shape[1]}), got {group}")
+    swapped = tokens.copy()
+    steps = min(len(tokens), len(donor))
+    swapped[:steps, group] = donor[:steps, group]
+    return swapped
 
 
 def expressiveness(predictions: Sequence[np.ndarray], targets: Sequence[np.ndarray]) -> dict[str, Any]:

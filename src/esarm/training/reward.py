@@ -48,9 +48,16 @@ from ..configuration_esarm import ESARMRewardModelConfig, ESARMSTAConfig
 from ..data.collators import STACollator
 from ..data.loading import load_split
 from ..data.schema import SAMPLING_RATE, decode_audio_value
-from ..evaluation.rl_diagnostics import rank_correlation_by_clip, ranking_source_accuracy
+from ..evaluation.rl_diagnostics import (
+    group_names,
+    rank_correlation_by_clip,
+    ranking_source_accuracy,
+    swap_group_tokens,
+    token_change_rate,
+)
 from ..labels import model_speakers
 from ..modeling_reward import ESARMRewardModel, ranking_loss
+from ..modeling_sta import ESARMSTAForGeneration
 from .args import ESARMTrainingArguments, build_model_config
 from .checkpoints import resolve_resume_checkpoint, write_done_marker
 from .metric_store import MetricStore, log_with_metrics
@@ -62,6 +69,7 @@ GROUND_TRUTH_EPSILON = -1.0  # marks ground-truth rows in evaluation (better tha
 RANKING_SOURCES: tuple[str, ...] = (
     "epsilon", "ground_truth", "misalignment", "emotion_mismatch", "checkpoint", "vertex_error",
 )  # fmt: skip
+TOKEN_EMBEDDING_INITS: tuple[str, ...] = ("random", "motion_prior")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -106,6 +114,14 @@ class ESARMRewardConfig(ESARMTrainingArguments):
         default_factory=lambda: [2, 4, 8],
         metadata={"help": "Audio shifts (motion tokens, either direction) of the misalignment source's worse side."},
     )
+    ground_truth_negatives: str = field(
+        default="all",
+        metadata={
+            "help": "ground_truth source: the captured animation ranks above 'all' generated rows of its clip, or "
+            "only the 'near_policy' ones (smallest-epsilon, emotion-mismatch and checkpoint rollouts): the pairs "
+            "the epsilon ranking does not already imply."
+        },
+    )
     vertex_error_margin: float = field(
         default=0.5, metadata={"help": "vertex_error source: minimum LVE + EVE difference (mm) of a pair."}
     )
@@ -118,6 +134,14 @@ class ESARMRewardConfig(ESARMTrainingArguments):
         metadata={
             "help": "'aligned': both snippets cover the same time window (same audio); 'trex': the better "
             "rollout's snippet starts no earlier than the worse one's (T-REX's sampling)."
+        },
+    )
+    token_embedding_init: str = field(
+        default="random",
+        metadata={
+            "help": "'random': the reward model learns its motion-token embeddings from scratch; 'motion_prior': "
+            "each code starts as a fixed random projection of the face pose the STA model's motion prior decodes "
+            "it to (see code_pose_embeddings), so that codes of similar poses start close."
         },
     )
     eval_batch_size: int = field(default=16, metadata={"help": "Rollouts per forward pass in evaluation."})
@@ -145,6 +169,14 @@ class ESARMRewardConfig(ESARMTrainingArguments):
             )
         if not self.misalignment_shifts or any(int(k) == 0 for k in self.misalignment_shifts):
             raise ValueError(f"misalignment_shifts must be non-zero token shifts, got {self.misalignment_shifts}")
+        if self.ground_truth_negatives not in ("all", "near_policy"):
+            raise ValueError(
+                f"ground_truth_negatives must be 'all' or 'near_policy', got {self.ground_truth_negatives!r}"
+            )
+        if self.token_embedding_init not in TOKEN_EMBEDDING_INITS:
+            raise ValueError(
+                f"token_embedding_init must be one of {list(TOKEN_EMBEDDING_INITS)}, got {self.token_embedding_init!r}"
+            )
         if self.max_pairs_per_clip is not None and self.max_pairs_per_clip < 1:
             raise ValueError(f"max_pairs_per_clip must be None or >= 1, got {self.max_pairs_per_clip}")
         super().__post_init__()
@@ -200,6 +232,7 @@ def build_source_pairs(
     max_pairs_per_clip: int | None = None,
     shifts: Sequence[int] = (2, 4, 8),
     vertex_error_margin: float = 0.5,
+    ground_truth_negatives: str = "all",
     seed: int = 0,
 ) -> list[RankingPair]:
     """Training (or held-out) pairs of every requested ranking source (see the module docstring).
@@ -213,6 +246,8 @@ def build_source_pairs(
         max_pairs_per_clip: sample at most this many pairs per clip and source (``None``: all).
         shifts: misalignment shifts in motion tokens; each aligned motion is paired with each shift, in a random
             direction.
+        ground_truth_negatives: ``"all"`` generated rows of a clip rank below its ground truth, or only the
+            ``"near_policy"`` ones (smallest-epsilon, emotion-mismatch and checkpoint rollouts).
     Returns:
         :class:`RankingPair` s, the order inside each pair randomised so that both labels occur.
     """
@@ -247,7 +282,10 @@ def build_source_pairs(
                 candidates = [(a, b, 0, 0) if epsilons[a] < epsilons[b] else (b, a, 0, 0)
                               for a, b in itertools.combinations(kind["epsilon"], 2) if epsilons[a] != epsilons[b]]  # fmt: skip
             elif source == "ground_truth":
-                candidates = [(g, r, 0, 0) for g in kind["ground_truth"] for r in generated]
+                negatives = generated
+                if ground_truth_negatives == "near_policy":
+                    negatives = best_rollouts + kind["emotion_mismatch"] + kind["checkpoint"]
+                candidates = [(g, r, 0, 0) for g in kind["ground_truth"] for r in negatives]
             elif source == "misalignment":
                 candidates = [(a, a, 0, k) for a in kind["ground_truth"] + best_rollouts for k in shifts]
             elif source == "emotion_mismatch":
@@ -595,7 +633,8 @@ def evaluate_ranking(
     model, demos, collator: RolloutCollator, batch_size: int = 16, shifts: Sequence[int] = (2, 4, 8)
 ) -> dict[str, float]:
     """Scores every row of a held-out demonstration split once (rollouts and ground-truth rows; misaligned copies
-    for the misalignment pairs), sharded over processes and gathered. Returns :func:`ranking_metrics`, plus
+    for the misalignment pairs), sharded over processes and gathered. Returns :func:`ranking_metrics`, the
+    per-region diagnostics of :func:`_region_diagnostics`, plus
     ``accuracy_<source>`` for every ranking source the split supports (all its pairs, ``shifts`` for misalignment)
     and ``spearman_return_lve`` / ``spearman_return_eve``: Spearman's rho between the return and ``-LVE`` /
     ``-EVE`` across the generated rollouts of each clip, averaged over clips (with a rig in stage 3). The same dict
@@ -622,6 +661,7 @@ def evaluate_ranking(
     better = [returns[(p.i, p.shift_i)] if p.label else returns[(p.j, p.shift_j)] for p in pairs]
     worse = [returns[(p.j, p.shift_j)] if p.label else returns[(p.i, p.shift_i)] for p in pairs]
     metrics.update(ranking_source_accuracy([p.source for p in pairs], better, worse))
+    metrics.update(_region_diagnostics(model, demos, columns, collator, batch_size, returns))
     generated = [i for i, s in enumerate(columns["row_sources"]) if s != "ground_truth"]
     if "lve" in demos.column_names:
         for name in ("lve", "eve"):
@@ -631,6 +671,57 @@ def evaluate_ranking(
                 [returns[(i, 0)] for i in generated],
                 [-float(values[i]) for i in generated],
             )
+    return metrics
+
+
+def _region_diagnostics(model, demos, columns, collator, batch_size, returns) -> dict[str, float]:
+    """What the reward model looks at, per codebook group (face region ``<r>``), on clips with a ground-truth row
+    and epsilon rollouts:
+
+    * ``token_change_rate_<r>_gt`` / ``_policy``: share of steps whose code changes, for the ground truth and for
+      the clip's smallest-epsilon rollouts (the near-greedy policy);
+    * ``gt_swap_gain_<r>``: mean return change when the ground truth's codes of region ``r`` are replaced by those
+      of the clip's first smallest-epsilon rollout. Positive: the reward model prefers the policy's motion of that
+      region to the captured one.
+    """
+    clip_ids, row_sources, epsilons = columns["clip_ids"], columns["row_sources"], columns["epsilons"]
+    truth = {clip_ids[i]: i for i, s in enumerate(row_sources) if s == "ground_truth"}
+    best: dict[str, list[int]] = defaultdict(list)
+    smallest: dict[str, float] = {}
+    for i, source in enumerate(row_sources):
+        if source == "epsilon" and clip_ids[i] in truth:
+            clip = clip_ids[i]
+            if epsilons[i] < smallest.get(clip, math.inf):
+                smallest[clip], best[clip] = epsilons[i], []
+            if epsilons[i] == smallest[clip]:
+                best[clip].append(i)
+    if not best:
+        return {}
+    clips = sorted(best)
+    gt_tokens = [np.asarray(tokens_of(demos[truth[c]])) for c in clips]
+    policy_tokens = {i: np.asarray(tokens_of(demos[i])) for c in clips for i in best[c]}
+    names = group_names(gt_tokens[0].shape[1])
+    metrics: dict[str, float] = {}
+    for name, gt_rate, policy_rate in zip(
+        names, token_change_rate(gt_tokens), token_change_rate(list(policy_tokens.values()))
+    ):
+        metrics[f"token_change_rate_{name}_gt"] = float(gt_rate)
+        metrics[f"token_change_rate_{name}_policy"] = float(policy_rate)
+    items = [(k, g) for k in range(len(clips)) for g in range(len(names))]
+    state = PartialState()
+    with state.split_between_processes(items) as shard:
+        rows = [
+            {**demos[truth[clips[k]]], "motion_tokens": swap_group_tokens(gt_tokens[k], policy_tokens[best[clips[k]][0]], g)}
+            for k, g in shard
+        ]  # fmt: skip
+        scored = list(zip(shard, score_rollouts(model, rows, collator, batch_size) if rows else []))
+    if state.num_processes > 1:
+        scored = gather_object(scored)
+    gains: dict[int, list[float]] = defaultdict(list)
+    for (k, g), value in scored:
+        gains[g].append(value - returns[(truth[clips[k]], 0)])
+    for g, name in enumerate(names):
+        metrics[f"gt_swap_gain_{name}"] = float(np.mean(gains[g]))
     return metrics
 
 
@@ -665,6 +756,35 @@ def build_reward_model(config: ESARMRewardConfig, motion_prior_config=None, num_
     return ESARMRewardModel(model_config)
 
 
+@torch.no_grad()
+def code_pose_embeddings(prior, hidden_size: int, std: float, seed: int = 0) -> torch.Tensor:
+    """Motion-token embeddings ``[G * K, hidden_size]`` (row ``g * K + k`` for code ``k`` of group ``g``, the reward
+    model's layout) built from what each code *means*: the face pose the motion prior decodes a steady run of that
+    code to, restricted to the group's face region, centred over the group's codes and sent through a fixed random
+    Gaussian projection (which keeps distances between poses up to a small distortion, Johnson-Lindenstrauss),
+    scaled to ``std`` per group.
+
+    Why: the reward model sees motion only as code ids. Trained from random embeddings on a few hundred pairs it
+    learns which ids the near-greedy policy emits rather than which motion is good; epsilon noise and captured
+    motion both bring codes the policy rarely emits. Starting from pose geometry, a code next to the policy's
+    codes (a real blink, a wider jaw) and a code far from it (a uniform random draw) start apart.
+    """
+    groups, codes = prior.num_groups, prior.codebook_size
+    steps = 4  # a steady run: the decoder's convolutions see the same code on both sides
+    ids = torch.arange(codes, device=prior.device)[:, None, None].expand(codes, steps, groups)
+    poses = prior.decode(ids).float()  # [K, steps * frames_per_token, 52]
+    poses = poses[:, poses.shape[1] // 2]  # the middle frame: [K, 52]
+    generator = torch.Generator().manual_seed(seed)
+    rows = []
+    for indices in prior.groups:
+        pose = poses[:, indices].cpu()
+        pose = pose - pose.mean(0, keepdim=True)
+        projection = torch.randn(len(indices), hidden_size, generator=generator)
+        embedding = pose @ projection
+        rows.append(embedding * (std / embedding.std().clamp_min(1e-8)))
+    return torch.cat(rows)  # [G * K, hidden]
+
+
 def train_reward_model(config: ESARMRewardConfig) -> dict[str, Any]:
     """Train (or resume) the reward model, save it to ``config.output_dir``, evaluate it on the held-out demos and
     write the stage's done marker. Returns the metrics (``eval_accuracy``, ``eval_accuracy_gap_<g>``,
@@ -676,6 +796,13 @@ def train_reward_model(config: ESARMRewardConfig) -> dict[str, Any]:
     set_seed(config.seed)
     speakers, motion_prior_config = sta_context(config.sta_name_or_path)
     model = build_reward_model(config, motion_prior_config, num_speakers=len(speakers))
+    if config.token_embedding_init == "motion_prior" and config.model_name_or_path is None:
+        if config.sta_name_or_path is None:
+            raise ValueError("token_embedding_init='motion_prior' needs sta_name_or_path (its motion prior), got None")
+        prior = ESARMSTAForGeneration.from_pretrained(config.sta_name_or_path).motion_prior.eval()
+        model.get_input_embeddings().weight.data.copy_(
+            code_pose_embeddings(prior, model.config.hidden_size, model.config.initializer_range, config.seed)
+        )
 
     train_demos = load_split(config.demos_name_or_path, config.train_split)
     pairs = build_source_pairs(
@@ -684,6 +811,7 @@ def train_reward_model(config: ESARMRewardConfig) -> dict[str, Any]:
         max_pairs_per_clip=config.max_pairs_per_clip,
         shifts=config.misalignment_shifts,
         vertex_error_margin=config.vertex_error_margin,
+        ground_truth_negatives=config.ground_truth_negatives,
         seed=config.seed,
     )
     if not pairs:
