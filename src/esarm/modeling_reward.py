@@ -123,9 +123,12 @@ class ESARMRewardPreTrainedModel(PreTrainedModel):
         init_module_weights(module, self.config.initializer_range)
 
     def _set_gradient_checkpointing(
-        self, enable: bool = True, gradient_checkpointing_func: Callable = checkpoint, every_n_layers: int = 1
+        self, enable: bool = True, gradient_checkpointing_func: Callable = checkpoint, **kwargs
     ) -> None:
-        super()._set_gradient_checkpointing(enable, gradient_checkpointing_func, every_n_layers)
+        # **kwargs: the options of the installed transformers (every_n_layers in 5.24)
+        super()._set_gradient_checkpointing(
+            enable=enable, gradient_checkpointing_func=gradient_checkpointing_func, **kwargs
+        )
         if enable:
             # WavLM passes a tensor that needs gradients by keyword, which reentrant checkpointing cannot handle
             checkpoint_speech_encoders_without_reentry(self, gradient_checkpointing_func)
