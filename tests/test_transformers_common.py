@@ -106,6 +106,10 @@ def _import_common_tests(tests: Path) -> tuple[type, type]:
 
 
 ModelTesterMixin, ConfigTester = _import_common_tests(_fetch_common_tests())
+# The eager-vs-SDPA cases and the decorator that expands them into one test each, as the sdist's module holds them
+_MODELING_COMMON = sys.modules[ModelTesterMixin.__module__]
+EAGER_MATCHES_SDPA_CASES = _MODELING_COMMON.TEST_EAGER_MATCHES_SDPA_INFERENCE_PARAMETERIZATION
+expand = _MODELING_COMMON.parameterized.expand
 
 BATCH = 2
 SAMPLES = 8000  # 0.5 s at 16 kHz: 15 frames at 30 fps, 8 motion steps of 2 frames
@@ -305,6 +309,11 @@ class RewardCommonTest(_ESARMCommonTests, unittest.TestCase):
 
     def test_config(self):
         self.config_tester.run_common_tests()
+
+    @expand(EAGER_MATCHES_SDPA_CASES)
+    @_off("attn_implementation selects nothing: the attention is SDPA, eager only to return weights (same code)")
+    def test_eager_matches_sdpa_inference(self, *case):
+        pass
 
     def _prepare_for_class(self, inputs_dict, model_class, return_labels=False):
         """With ``return_labels``, the ``labels`` the model documents: one target return per trajectory (an MSE
