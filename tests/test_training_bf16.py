@@ -50,7 +50,7 @@ def test_every_training_stage_trains_in_bf16(tmp_path):
     run_pipeline(config, run, stages=["corpus", "motion_prior", "sta", "demos", "reward", "rl"])
     for stage, measure in TRAINING_STAGES.items():
         stage_dir = run / STAGE_DIRS[stage]
-        metrics = read_done_marker(stage_dir)["metrics"]
+        metrics = read_done_marker(stage_dir)
         assert metrics["train_steps"] == 2, (stage, metrics)
         assert math.isfinite(metrics[measure]), (stage, metrics)
         arguments = torch.load(stage_dir / "training_args.bin", weights_only=False)
