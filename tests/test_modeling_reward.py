@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 from huggingface_hub.errors import StrictDataclassError
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 from esarm.configuration_esarm import ESARMMotionPriorConfig, ESARMRewardModelConfig
 from esarm.modeling_reward import ESARMRewardModel, ranking_loss
@@ -276,8 +277,14 @@ def test_output_hidden_states(model):
     torch.testing.assert_close(out.hidden_states[-1][:, 4::2], out.last_hidden_state)
 
 
-def test_declared_features_hold(tiny_reward_config):
-    """SDPA is what the attention calls; gradient checkpointing recomputes the blocks with the same gradients."""
+@pytest.mark.parametrize("use_reentrant", [False, True])
+def test_declared_features_hold(tiny_reward_config, use_reentrant):
+    """SDPA is what the attention calls; gradient checkpointing recomputes the blocks with the same gradients.
+
+    With ``use_reentrant=True`` the speech encoder's layers are checkpointed without reentry: WavLM hands a tensor
+    that needs gradients to its layers by keyword, which reentrant checkpointing does not detach, and one backward
+    pass then ran for minutes on two tiny layers.
+    """
     assert ESARMRewardModel._supports_sdpa and ESARMRewardModel.supports_gradient_checkpointing
     inputs = make_inputs(tiny_reward_config)
     gradients = []
@@ -285,11 +292,65 @@ def test_declared_features_hold(tiny_reward_config):
         torch.manual_seed(0)
         model = ESARMRewardModel(tiny_reward_config).train()
         if checkpointing:
-            model.activation_checkpointing_enable()
-            assert all(block.gradient_checkpointing for block in model.transformer.layers)
+            model.activation_checkpointing_enable({"use_reentrant": use_reentrant})
+            blocks = list(model.transformer.layers)
+            encoder_layers = [m for m in model.audio_encoder.modules() if isinstance(m, GradientCheckpointingLayer)]
+            assert encoder_layers and all(layer.gradient_checkpointing for layer in blocks + encoder_layers)
+            assert all(
+                block._gradient_checkpointing_func.keywords["use_reentrant"] is use_reentrant for block in blocks
+            )
+            assert not any(layer._gradient_checkpointing_func.keywords["use_reentrant"] for layer in encoder_layers)
         model(**inputs).returns.sum().backward()
-        gradients.append(model.transformer.layers[0].attention.qkv.weight.grad.clone())
-    torch.testing.assert_close(gradients[0], gradients[1])
+        gradients.append({name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None})
+    assert gradients[0].keys() == gradients[1].keys()
+    assert any(name.startswith("speech_encoder.encoder.encoder.layers.1.") for name in gradients[0])
+    for name, gradient in gradients[0].items():
+        torch.testing.assert_close(gradients[1][name], gradient, msg=name)
+
+
+def test_labels_give_the_mean_squared_error_of_the_returns(model):
+    inputs = make_inputs(model.config)
+    labels = torch.tensor([0.5, -1.0])
+    with torch.no_grad():
+        plain = model(**inputs)
+        out = model(**inputs, labels=labels)
+        as_tuple = model(**inputs, labels=labels, return_dict=False)
+    assert plain.loss is None
+    torch.testing.assert_close(out.loss, ((plain.returns - labels) ** 2).mean())
+    torch.testing.assert_close(out.returns, plain.returns)
+    torch.testing.assert_close(as_tuple[0], out.loss)  # the loss comes first, as in transformers' outputs
+    with pytest.raises(ValueError, match=r"labels must be a \[batch=2\] tensor of target returns, got shape \[2, 1\]"):
+        model(**inputs, labels=labels[:, None])
+
+
+def test_output_attentions_are_causal_weights_and_leave_the_outputs_unchanged(model):
+    inputs = make_inputs(model.config)
+    length = 3 + 2 * inputs["motion_tokens"].shape[1]
+    with torch.no_grad():
+        plain = model(**inputs)
+        out = model(**inputs, output_attentions=True)
+        model.set_attn_implementation("eager")  # transformers allows config.output_attentions with eager only
+        model.config.output_attentions = True
+        from_config = model(**inputs)
+    assert plain.attentions is None and len(from_config.attentions) == model.config.num_hidden_layers
+    assert len(out.attentions) == model.config.num_hidden_layers
+    for weights in out.attentions:
+        assert weights.shape == (2, model.config.num_attention_heads, length, length)
+        torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:-1]))
+        assert torch.all(weights.triu(diagonal=1) == 0)  # position i never reads a later position
+    # the eager attention that returns the weights gives the fused attention's outputs
+    torch.testing.assert_close(out.returns, plain.returns, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.last_hidden_state, plain.last_hidden_state, atol=1e-5, rtol=1e-5)
+
+
+def test_input_embeddings_are_the_motion_token_table(model):
+    config = model.config
+    table = model.get_input_embeddings()
+    assert isinstance(table, torch.nn.Embedding)
+    assert tuple(table.weight.shape) == (config.num_groups * config.codebook_size, config.hidden_size)
+    replacement = torch.nn.Embedding(config.num_groups * config.codebook_size, config.hidden_size)
+    model.set_input_embeddings(replacement)
+    assert model.get_input_embeddings() is replacement and model.token_embedding is replacement
 
 
 def test_bf16_forward_and_backward(tiny_reward_config):

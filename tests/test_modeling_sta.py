@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from huggingface_hub.errors import StrictDataclassError
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 from esarm import ESARMMotionPrior, ESARMMotionPriorConfig, ESARMSTAConfig, ESARMSTAForGeneration
 from esarm.audio_features import PHONE_CLASSES, PhoneClassHead, normalized_log_mel
@@ -472,19 +473,32 @@ def test_input_embeddings_are_the_token_tables(model):
     torch.testing.assert_close(model.embed_motion_tokens(tokens), expected)
 
 
-def test_declared_features_hold(tiny_sta_config, batch):
-    """SDPA is what the attention calls; gradient checkpointing recomputes the blocks with the same gradients."""
+@pytest.mark.parametrize("use_reentrant", [False, True])
+def test_declared_features_hold(tiny_sta_config, batch, use_reentrant):
+    """SDPA is what the attention calls; gradient checkpointing recomputes the blocks with the same gradients.
+
+    With ``use_reentrant=True`` the speech encoder's layers are checkpointed without reentry (WavLM passes a tensor
+    that needs gradients by keyword, which reentrant checkpointing does not detach: the backward pass hung).
+    """
     assert ESARMSTAForGeneration._supports_sdpa and ESARMSTAForGeneration.supports_gradient_checkpointing
     gradients = []
     for checkpointing in (False, True):
         torch.manual_seed(0)
         model = ESARMSTAForGeneration(tiny_sta_config).train()
         if checkpointing:
-            model.activation_checkpointing_enable()
-            assert all(block.gradient_checkpointing for block in model.motion_transformer.layers)
+            model.activation_checkpointing_enable({"use_reentrant": use_reentrant})
+            blocks = list(model.motion_transformer.layers)
+            encoder_layers = [m for m in model.audio_encoder.modules() if isinstance(m, GradientCheckpointingLayer)]
+            assert encoder_layers and all(layer.gradient_checkpointing for layer in blocks + encoder_layers)
+            assert all(
+                block._gradient_checkpointing_func.keywords["use_reentrant"] is use_reentrant for block in blocks
+            )
+            assert not any(layer._gradient_checkpointing_func.keywords["use_reentrant"] for layer in encoder_layers)
         model(**batch).loss.backward()
-        gradients.append(model.motion_transformer.layers[0].attention.qkv.weight.grad.clone())
-    torch.testing.assert_close(gradients[0], gradients[1])
+        gradients.append({name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None})
+    assert gradients[0].keys() == gradients[1].keys()
+    for name, gradient in gradients[0].items():
+        torch.testing.assert_close(gradients[1][name], gradient, msg=name)
 
 
 def test_decoder_step_compiles_without_graph_breaks(model):

@@ -14,6 +14,7 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from esarm import ESARMProcessor
+from esarm.training.args import ESARMTrainingArguments
 from esarm.training.rl import (
     CONDITION_KEYS,
     ESARMRLConfig,
@@ -90,6 +91,14 @@ def _args(tmp_path, **overrides) -> ESARMRLConfig:
     )
     values.update(overrides)
     return ESARMRLConfig(**values)
+
+
+@pytest.mark.skipif(torch.accelerator.is_available(), reason="an accelerator keeps pinned memory")
+def test_rl_config_shares_the_stages_training_arguments(tmp_path):
+    """The shared defaults (no pinned memory without an accelerator: torch warns on every epoch otherwise)."""
+    config = _args(tmp_path)
+    assert isinstance(config, ESARMTrainingArguments)
+    assert config.dataloader_pin_memory is False and config.save_total_limit == 1  # transformers' default: None
 
 
 # ---- the algorithm on hand numbers -------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ marked slow.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import os
 import subprocess
@@ -105,6 +106,10 @@ def _import_common_tests(tests: Path) -> tuple[type, type]:
 
 
 ModelTesterMixin, ConfigTester = _import_common_tests(_fetch_common_tests())
+# The eager-vs-SDPA cases and the decorator that expands them into one test each, as the sdist's module holds them
+_MODELING_COMMON = sys.modules[ModelTesterMixin.__module__]
+EAGER_MATCHES_SDPA_CASES = _MODELING_COMMON.TEST_EAGER_MATCHES_SDPA_INFERENCE_PARAMETERIZATION
+expand = _MODELING_COMMON.parameterized.expand
 
 BATCH = 2
 SAMPLES = 8000  # 0.5 s at 16 kHz: 15 frames at 30 fps, 8 motion steps of 2 frames
@@ -171,6 +176,7 @@ class RewardTester:
         self.is_training = True
         config = self.get_config()
         self.num_hidden_layers = config.num_hidden_layers
+        self.num_attention_heads = config.num_attention_heads
         self.seq_length = 3 + 2 * STEPS  # condition prefix, then interleaved audio and motion positions
         self.hidden_size = config.hidden_size
 
@@ -190,24 +196,52 @@ def _off(reason: str):
 
 
 class _ESARMCommonTests(ModelTesterMixin):
-    has_attentions = False  # the attention is F.scaled_dot_product_attention: no weights to return
     test_resize_embeddings = False  # motion-token tables are sized by the motion prior's codebook, not a vocabulary
     test_mismatched_shapes = False  # needs a classification head (num_labels); these models have none
     test_torch_exportable = False  # the export tests live in a module the sdist does not ship
 
-    @_off("no attention weights: the attention calls F.scaled_dot_product_attention")
-    def test_attention_outputs(self):
-        pass
-
-    # Its failure message subtracts the two outputs eagerly, which bool masks cannot; the masks stay bool because
-    # callers index with them (outputs.motion_mask[keep], x[mask]): a 0/1 integer mask would silently gather rows.
-    @_off("its failure message subtracts the two outputs, which bool masks (token_mask, motion_mask) cannot")
     def test_model_outputs_equivalence(self):
-        pass
+        """transformers' test, with bool tensors compared exactly.
+
+        Its failure message subtracts the two outputs eagerly, which bool tensors cannot (``RuntimeError``), so the
+        inherited test fails on any bool output whatever the values. The masks (``token_mask``, ``motion_mask``)
+        stay bool because callers index with them (``x[outputs.motion_mask]``): a 0/1 integer mask would silently
+        gather rows 0 and 1 instead.
+        """
+        config, inputs_dict = self.model_tester.prepare_config_and_inputs_for_common()
+
+        def check(expected, given, path):
+            if isinstance(expected, (list, tuple)):
+                self.assertEqual(len(expected), len(given), path)
+                for index, (left, right) in enumerate(zip(expected, given)):
+                    check(left, right, f"{path}[{index}]")
+            elif isinstance(expected, torch.Tensor):
+                self.assertEqual(expected.dtype, given.dtype, path)
+                if expected.dtype == torch.bool:
+                    self.assertTrue(torch.equal(expected, given), path)
+                else:
+                    torch.testing.assert_close(given, expected, atol=1e-5, rtol=0, equal_nan=True, msg=path)
+            else:
+                self.assertEqual(expected, given, path)
+
+        for model_class in self.all_model_classes:
+            model = model_class(copy.deepcopy(config)).eval()
+            for return_labels in (False, True):
+                extras = [{}, {"output_hidden_states": True}]
+                if self.has_attentions:
+                    extras += [{"output_attentions": True}, {"output_hidden_states": True, "output_attentions": True}]
+                for extra in extras:
+                    inputs = self._prepare_for_class(inputs_dict, model_class, return_labels=return_labels)
+                    with torch.no_grad():
+                        as_tuple = model(**inputs, return_dict=False, **extra)
+                        as_dict = model(**inputs, return_dict=True, **extra).to_tuple()
+                    self.assertIsInstance(as_tuple, tuple)
+                    check(as_dict, as_tuple, f"{model_class.__name__} labels={return_labels} {extra}")
 
 
 class MotionPriorCommonTest(_ESARMCommonTests, unittest.TestCase):
     all_model_classes = (ESARMMotionPrior,)
+    has_attentions = False  # a convolutional auto-encoder: no attention
 
     def setUp(self):
         self.model_tester = MotionPriorTester(self)
@@ -230,6 +264,9 @@ class STACommonTest(_ESARMCommonTests, unittest.TestCase):
     all_model_classes = (ESARMSTAForGeneration,)
     # generate is ESARM's own (G tokens per step, length fixed by the audio): GenerationMixin's tests do not apply
     all_generative_model_classes = ()
+    # forward returns no attention weights (output_attentions is the reward model's only); an STA with them is a
+    # change to its decoder, which this test module does not make
+    has_attentions = False
 
     def setUp(self):
         self.model_tester = STATester(self)
@@ -239,6 +276,10 @@ class STACommonTest(_ESARMCommonTests, unittest.TestCase):
 
     def test_config(self):
         self.config_tester.run_common_tests()
+
+    @_off("it asks for output_attentions (the WavLM inside records attentions); STA returns no attention weights")
+    def test_capture_outputs_decorator(self):
+        pass
 
     def test_model_get_set_embeddings(self):
         """Overridden as transformers' MusicGen test is: one embedding table per codebook (the G face-region
@@ -258,7 +299,7 @@ class STACommonTest(_ESARMCommonTests, unittest.TestCase):
 
 
 class RewardCommonTest(_ESARMCommonTests, unittest.TestCase):
-    all_model_classes = (ESARMRewardModel,)
+    all_model_classes = (ESARMRewardModel,)  # output_attentions: the causal transformer's weights
 
     def setUp(self):
         self.model_tester = RewardTester(self)
@@ -268,3 +309,16 @@ class RewardCommonTest(_ESARMCommonTests, unittest.TestCase):
 
     def test_config(self):
         self.config_tester.run_common_tests()
+
+    @expand(EAGER_MATCHES_SDPA_CASES)
+    @_off("attn_implementation selects nothing: the attention is SDPA, eager only to return weights (same code)")
+    def test_eager_matches_sdpa_inference(self, *case):
+        pass
+
+    def _prepare_for_class(self, inputs_dict, model_class, return_labels=False):
+        """With ``return_labels``, the ``labels`` the model documents: one target return per trajectory (an MSE
+        regression loss, as transformers' ``num_labels=1`` heads)."""
+        inputs = super()._prepare_for_class(inputs_dict, model_class, return_labels=return_labels)
+        if return_labels:
+            inputs["labels"] = torch.randn(BATCH)
+        return inputs

@@ -11,24 +11,36 @@ where ``audio_t`` is the speech encoder's feature (learned layer weighting, resa
 token ``[G]`` of step ``t``. The reward ``r_t`` is read at ``motion_t`` (it sees the condition and the audio and
 motion of steps ``<= t``) and the return is ``R(tau) = sum_t gamma^t r_t`` over valid steps (paper eq. 2).
 
-:func:`ranking_loss` is paper eq. 1, the Bradley-Terry cross entropy on the returns of a pair of trajectories.
+:func:`ranking_loss` is paper eq. 1, the Bradley-Terry cross entropy on the returns of a pair of trajectories; the
+reward trainer (:mod:`esarm.training.reward`) trains with it. ``forward(labels=...)`` follows transformers' convention
+for a scalar-score head (``...ForSequenceClassification`` with ``num_labels=1``): given a target return per
+trajectory it returns the mean squared error, for regression onto known scores and for the generic training loops
+that expect a ``loss``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration_esarm import ESARMRewardModelConfig
 from .frames import num_motion_steps
-from .modules import CausalTransformer, SpeechEncoder, build_audio_encoder, init_module_weights
+from .modules import (
+    CausalTransformer,
+    SpeechEncoder,
+    build_audio_encoder,
+    checkpoint_speech_encoders_without_reentry,
+    init_module_weights,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,19 +53,25 @@ class ESARMRewardOutput(ModelOutput):
     """Output of :meth:`ESARMRewardModel.forward`.
 
     Args:
+        loss: With ``labels``: mean squared error between ``returns`` and the target returns (float32).
         rewards: Per-step rewards ``[batch, tokens]``; 0 at padded steps.
         returns: Discounted returns ``sum_t gamma^t rewards[:, t]`` over valid steps ``[batch]``.
         motion_mask: ``[batch, tokens]`` bool mask of the valid steps used.
         last_hidden_state: Transformer outputs at the motion positions ``[batch, tokens, hidden]``.
         hidden_states: With ``output_hidden_states=True``: the transformer's input to each block and its normalised
             output over the whole sequence, ``num_hidden_layers + 1`` tensors ``[batch, 3 + 2 * tokens, hidden]``.
+        attentions: With ``output_attentions=True``: the causal transformer's attention weights,
+            ``num_hidden_layers`` tensors ``[batch, heads, 3 + 2 * tokens, 3 + 2 * tokens]`` (the speech encoder's
+            own attentions are not returned).
     """
 
+    loss: torch.FloatTensor | None = None
     rewards: torch.FloatTensor | None = None
     returns: torch.FloatTensor | None = None
     motion_mask: torch.BoolTensor | None = None
     last_hidden_state: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 def ranking_loss(returns_i: torch.Tensor, returns_j: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -103,6 +121,17 @@ class ESARMRewardPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         # The speech encoder (a PreTrainedModel) is initialised by its own _init_weights (transformers dispatches).
         init_module_weights(module, self.config.initializer_range)
+
+    def _set_gradient_checkpointing(
+        self, enable: bool = True, gradient_checkpointing_func: Callable = checkpoint, **kwargs
+    ) -> None:
+        # **kwargs: the options of the installed transformers (every_n_layers in 5.24)
+        super()._set_gradient_checkpointing(
+            enable=enable, gradient_checkpointing_func=gradient_checkpointing_func, **kwargs
+        )
+        if enable:
+            # WavLM passes a tensor that needs gradients by keyword, which reentrant checkpointing cannot handle
+            checkpoint_speech_encoders_without_reentry(self, gradient_checkpointing_func)
 
 
 class ESARMRewardModel(ESARMRewardPreTrainedModel):
@@ -229,7 +258,9 @@ class ESARMRewardModel(ESARMRewardPreTrainedModel):
         speaker_ids: torch.Tensor | None = None,
         motion_tokens: torch.Tensor | None = None,
         motion_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
         return_dict: bool | None = None,
     ) -> ESARMRewardOutput | tuple:
         """Per-step rewards and discounted returns of trajectories.
@@ -242,15 +273,26 @@ class ESARMRewardModel(ESARMRewardPreTrainedModel):
             speaker_ids: ``[batch]`` ids, 0 = unknown speaker (default).
             motion_tokens: ``[batch, tokens, G]`` code ids of the motion prior.
             motion_mask: ``[batch, tokens]`` 1 at valid steps (right padding); default all valid.
+            labels: ``[batch]`` target returns: the output then holds ``loss``, the mean squared error of ``returns``
+                (regression, as transformers' ``num_labels=1`` heads). The ranking of paper eq. 1 needs a pair of
+                trajectories: :func:`ranking_loss` on two ``returns``.
             output_hidden_states: Return the transformer's hidden states (``config.output_hidden_states``).
+            output_attentions: Return the transformer's attention weights (``config.output_attentions``). They are
+                computed eagerly, because ``F.scaled_dot_product_attention`` does not return them: slower.
             return_dict: Return an :class:`ESARMRewardOutput` (default, ``config.return_dict``) or a tuple.
 
         Returns:
             :class:`ESARMRewardOutput` with ``rewards`` ``[batch, tokens]`` and ``returns`` ``[batch]``.
         """
+        if labels is not None and tuple(labels.shape) != (input_values.shape[0],):
+            raise ValueError(
+                f"labels must be a [batch={input_values.shape[0]}] tensor of target returns, got shape "
+                f"{list(labels.shape)}"
+            )
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         emotion_ids, intensity_ids, speaker_ids, motion_tokens, motion_mask = self._check_inputs(
             input_values, attention_mask, emotion_ids, intensity_ids, speaker_ids, motion_tokens, motion_mask
@@ -273,19 +315,27 @@ class ESARMRewardModel(ESARMRewardPreTrainedModel):
         interleaved = torch.stack([audio + types[1], motion + types[2]], dim=2).reshape(batch, 2 * steps, -1)
         # Right padding only: causal attention never reads a later (padded) position, so no key mask is needed.
         hidden_states = [] if output_hidden_states else None
-        hidden = self.transformer(torch.cat([prefix, interleaved], dim=1), all_hidden_states=hidden_states)
+        attentions = [] if output_attentions else None
+        hidden = self.transformer(
+            torch.cat([prefix, interleaved], dim=1), all_hidden_states=hidden_states, all_attentions=attentions
+        )
         # hidden: [B, 3 + 2T', H]
         motion_hidden = hidden[:, _PREFIX_LENGTH + 1 :: 2]  # outputs at motion_t: [B, T', H]
 
         rewards = self.reward_head(motion_hidden).squeeze(-1) * motion_mask
         discounts = self.config.gamma ** torch.arange(steps, device=rewards.device, dtype=rewards.dtype)
         returns = (rewards * discounts).sum(-1)
+        loss = None
+        if labels is not None:
+            loss = F.mse_loss(returns.float(), labels.to(device=returns.device, dtype=torch.float32))
         output = ESARMRewardOutput(
+            loss=loss,
             rewards=rewards,
             returns=returns,
             motion_mask=motion_mask,
             last_hidden_state=motion_hidden,
             hidden_states=tuple(hidden_states) if hidden_states else None,
+            attentions=tuple(attentions) if attentions else None,
         )
         return output if return_dict else output.to_tuple()
 

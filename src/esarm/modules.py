@@ -11,9 +11,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import warnings
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +34,7 @@ __all__ = [
     "SpeechEncoder",
     "audio_frame_lengths",
     "build_audio_encoder",
+    "checkpoint_speech_encoders_without_reentry",
     "init_module_weights",
     "is_building_empty_model",
     "sequence_mask",
@@ -180,6 +183,30 @@ class SpeechEncoder(nn.Module):
         return resample(projected, frames, num_steps.to(frames.device))
 
 
+def checkpoint_speech_encoders_without_reentry(model: nn.Module, gradient_checkpointing_func: Callable) -> None:
+    """Make the checkpointed layers of every :class:`SpeechEncoder` in ``model`` use non-reentrant checkpointing.
+
+    Call it from a model's ``_set_gradient_checkpointing`` after transformers has set ``gradient_checkpointing_func``
+    on every layer. Reentrant checkpointing (``use_reentrant=True``) detaches only the positional arguments of a
+    layer. WavLM hands the relative ``position_bias`` of its first layer to the others as a keyword argument, so with
+    reentry every layer's recomputation runs a nested backward through the layers before it: with two tiny WavLM
+    layers (transformers 5.24, torch 2.13) one backward pass did not finish in 40 s, while four layers without
+    reentry took 0.15 s.
+    Non-reentrant checkpointing saves the same activations and handles keyword arguments; the layers outside the
+    speech encoders keep the function as given.
+    """
+    keywords = getattr(gradient_checkpointing_func, "keywords", None) or {}
+    if not keywords.get("use_reentrant", False):
+        return  # transformers' default is already use_reentrant=False
+    # a partial of a partial: the later keyword wins, the other arguments (e.g. preserve_rng_state) are kept
+    without_reentry = functools.partial(gradient_checkpointing_func, use_reentrant=False)
+    for speech_encoder in model.modules():
+        if isinstance(speech_encoder, SpeechEncoder):
+            for module in speech_encoder.encoder.modules():
+                if hasattr(module, "_gradient_checkpointing_func"):
+                    module._gradient_checkpointing_func = without_reentry
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Causal transformer with an explicit key/value cache
 # --------------------------------------------------------------------------------------------------------------------
@@ -278,7 +305,14 @@ class CausalSelfAttention(nn.Module):
         cache: KeyValueCache | None,
         layer: int,
         key_start: int = 0,
-    ) -> torch.Tensor:
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Attention outputs ``[B, L, H]`` and, with ``output_attentions``, the weights ``[B, heads, L, keys]``.
+
+        ``F.scaled_dot_product_attention`` cannot return its weights, so asking for them runs the same attention
+        eagerly (softmax of the scaled scores, as transformers' ``eager`` attention); the outputs agree within
+        float rounding.
+        """
         batch, length, hidden = hidden_states.shape
         qkv = self.qkv(hidden_states).view(batch, length, 3, self.num_heads, self.head_dim)
         query, key, value = qkv.permute(2, 0, 3, 1, 4)  # each [B, heads, L, head_dim]
@@ -287,15 +321,44 @@ class CausalSelfAttention(nn.Module):
             key, value = cache.update(layer, key, value)
             if key_start:
                 key, value = key[:, :, key_start:], value[:, :, key_start:]
-        attended = F.scaled_dot_product_attention(
-            query,
-            key,
-            value,
-            attn_mask=mask,
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=is_causal,
-        )
-        return self.out(attended.transpose(1, 2).reshape(batch, length, hidden))
+        dropout = self.dropout if self.training else 0.0
+        weights = None
+        if output_attentions:
+            attended, weights = eager_attention(query, key, value, mask, is_causal, dropout)
+        else:
+            attended = F.scaled_dot_product_attention(
+                query, key, value, attn_mask=mask, dropout_p=dropout, is_causal=is_causal
+            )
+        return self.out(attended.transpose(1, 2).reshape(batch, length, hidden)), weights
+
+
+def eager_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    mask: torch.Tensor | None,
+    is_causal: bool,
+    dropout: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``F.scaled_dot_product_attention`` written out, returning the attention weights too.
+
+    Args:
+        query: ``[B, heads, L, head_dim]``.
+        key, value: ``[B, heads, S, head_dim]``.
+        mask: boolean ``[B or 1, 1, L, S]``, True where a query may attend (every row has a True), or ``None``.
+        is_causal: query ``i`` attends to keys ``<= i`` (``L == S``; used without ``mask``).
+        dropout: dropout probability on the weights (0 outside training).
+
+    Returns:
+        The attended values ``[B, heads, L, head_dim]`` and the weights ``[B, heads, L, S]`` (before dropout).
+    """
+    scores = query @ key.transpose(-1, -2) / math.sqrt(query.shape[-1])  # [B, heads, L, S]
+    if is_causal:
+        mask = torch.ones(query.shape[-2], key.shape[-2], dtype=torch.bool, device=query.device).tril()
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores.float(), dim=-1).to(value.dtype)
+    return F.dropout(weights, p=dropout, training=dropout > 0) @ value, weights
 
 
 class TransformerBlock(GradientCheckpointingLayer):
@@ -315,11 +378,16 @@ class TransformerBlock(GradientCheckpointingLayer):
         )
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, hidden_states, cos, sin, mask, is_causal, cache=None, layer=0, key_start=0):
-        hidden_states = hidden_states + self.dropout(
-            self.attention(self.attention_norm(hidden_states), cos, sin, mask, is_causal, cache, layer, key_start)
+    def forward(
+        self, hidden_states, cos, sin, mask, is_causal, cache=None, layer=0, key_start=0, output_attentions=False
+    ):
+        """The block's output ``[B, L, H]``, or with ``output_attentions`` the pair (output, attention weights)."""
+        attended, weights = self.attention(
+            self.attention_norm(hidden_states), cos, sin, mask, is_causal, cache, layer, key_start, output_attentions
         )
-        return hidden_states + self.dropout(self.mlp(self.mlp_norm(hidden_states)))
+        hidden_states = hidden_states + self.dropout(attended)
+        hidden_states = hidden_states + self.dropout(self.mlp(self.mlp_norm(hidden_states)))
+        return (hidden_states, weights) if output_attentions else hidden_states
 
 
 class CausalTransformer(nn.Module):
@@ -371,6 +439,7 @@ class CausalTransformer(nn.Module):
         attention_mask: torch.Tensor | None = None,
         cache: KeyValueCache | None = None,
         all_hidden_states: list[torch.Tensor] | None = None,
+        all_attentions: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """
         Args:
@@ -380,6 +449,8 @@ class CausalTransformer(nn.Module):
             cache: if given, the new steps are appended to it and attend to the cached ones.
             all_hidden_states: if given, the input of every block and the normalised output are appended to it
                 (``num_layers + 1`` tensors ``[B, L, H]``, transformers' ``output_hidden_states`` convention).
+            all_attentions: if given, the attention weights of every block are appended to it (``num_layers``
+                tensors ``[B, heads, L, past + L]``, computed eagerly: see :class:`CausalSelfAttention`).
 
         Returns:
             ``[B, L, H]`` normalised outputs.
@@ -419,7 +490,14 @@ class CausalTransformer(nn.Module):
         for index, block in enumerate(self.layers):
             if all_hidden_states is not None:
                 all_hidden_states.append(hidden_states)
-            hidden_states = block(hidden_states, cos, sin, mask, is_causal, cache=cache, layer=index, key_start=key_start)
+            output_attentions = all_attentions is not None
+            hidden_states = block(
+                hidden_states, cos, sin, mask, is_causal, cache=cache, layer=index, key_start=key_start,
+                output_attentions=output_attentions,
+            )  # fmt: skip
+            if output_attentions:
+                hidden_states, weights = hidden_states
+                all_attentions.append(weights)
         if cache is not None:
             cache.advance(length)
         hidden_states = self.norm(hidden_states)

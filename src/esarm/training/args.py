@@ -34,6 +34,10 @@ class ESARMTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
+        if (self.bf16 or self.bf16_full_eval) and not torch.accelerator.is_available():
+            # With no accelerator the Trainer trains on the CPU in any case, and CPU bf16 (autocast) works, but
+            # transformers accepts bf16 there only with use_cpu set ("Your setup doesn't support bf16/gpu")
+            self.use_cpu = True
         super().__post_init__()
         if self.dataloader_pin_memory and not torch.accelerator.is_available():
             # pinned memory only speeds up copies to an accelerator; without one torch warns on every epoch

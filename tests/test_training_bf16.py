@@ -1,0 +1,57 @@
+"""``bf16=True`` in every training stage (motion prior, STA, reward model, RL), run by the pipeline runner on CPU.
+
+transformers accepts bf16 without an accelerator only with ``use_cpu`` set; the stages' shared training arguments
+set it, so ``--set motion_prior.bf16=true sta.bf16=true reward.bf16=true rl.bf16=true`` works on a laptop as on a
+GPU. Each stage trains two steps of the micro corpus in mixed precision (float32 weights, bf16 autocast).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from esarm.training.checkpoints import read_done_marker
+from esarm.training.motion_prior import ESARMMotionPriorTrainingConfig
+from esarm.training.runner import STAGE_DIRS, run_pipeline
+
+# each stage's training loss, or for RL (which logs no loss) the mean reward of its rollouts
+TRAINING_STAGES = {"motion_prior": "train_loss", "sta": "train_loss", "reward": "train_loss", "rl": "train_reward"}
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.skipif(torch.accelerator.is_available(), reason="checks the CPU path (use_cpu set for bf16)")
+def test_bf16_training_arguments_run_on_the_cpu_without_an_accelerator(tmp_path):
+    config = ESARMMotionPriorTrainingConfig(output_dir=str(tmp_path), bf16=True)
+    assert config.bf16 and config.use_cpu and config.device.type == "cpu"
+
+
+def test_every_training_stage_trains_in_bf16(tmp_path):
+    shared = {"bf16": True, "max_steps": 2, "logging_steps": 1, "save_steps": 1000, "disable_tqdm": True}
+    config = {
+        "seed": 0,
+        "num_threads": 1,
+        "corpus": {"preset": "micro"},
+        "motion_prior": {**shared, "per_device_train_batch_size": 8},
+        "sta": {**shared, "per_device_train_batch_size": 4, "per_device_eval_batch_size": 8},
+        "demos": {"epsilons": [0.02, 1.0], "num_rollouts": 1, "max_clips": 4, "batch_size": 4},
+        "reward": {**shared, "per_device_train_batch_size": 4},
+        "rl": {**shared, "per_device_train_batch_size": 2, "num_rollouts": 2, "max_eval_clips": 2,
+               "quality_eval_steps": 0},
+    }  # fmt: skip
+    run = tmp_path / "run"
+    run_pipeline(config, run, stages=["corpus", "motion_prior", "sta", "demos", "reward", "rl"])
+    for stage, measure in TRAINING_STAGES.items():
+        stage_dir = run / STAGE_DIRS[stage]
+        metrics = read_done_marker(stage_dir)
+        assert metrics["train_steps"] == 2, (stage, metrics)
+        assert math.isfinite(metrics[measure]), (stage, metrics)
+        arguments = torch.load(stage_dir / "training_args.bin", weights_only=False)
+        assert arguments.bf16 and arguments.use_cpu, stage
