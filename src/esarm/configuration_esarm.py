@@ -341,9 +341,10 @@ class ESARMSTAConfig(PreTrainedConfig):
             `"full"` (the paper: every group from ``[content | emotion | S(c)]``) or `"content"` (a second causal
             transformer over the content features and the previous mouth tokens only, so that the emotion label
             cannot move the mouth's timing; the label still steers the eyes and brows) or `"parallel"` (a
-            bidirectional transformer over the content features, plus the style vector added once per clip, predicts
-            every mouth token at once, without the previous tokens: no teacher-forcing shortcut and no exposure
-            bias; the timing comes from the audio, the label sets the mouth's shape and amplitude). Needs a region-grouped prior.
+            bidirectional transformer over the content features predicts every mouth token at once, without the
+            previous tokens: no teacher-forcing shortcut and no exposure bias; the style vector adds one per-clip
+            bias to the mouth logits, so the timing comes from the audio and the label sets the mouth's shape and
+            amplitude). Needs a region-grouped prior.
         mouth_regression_weight (`float`, defaults to 0.0): Weight of a blendshape-space loss on the mouth
             codebook: the softmax of the mouth logits weights the codes, the frozen prior decodes that expected code
             vector and the mean squared error against the decoded target tokens is added to `loss`. Cross entropy

@@ -337,9 +337,9 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         )  # fmt: skip
         self.motion_head = nn.Linear(hidden, config.num_groups * config.codebook_size)
         # mouth_conditioning="content": the mouth codebook (group 0) from the content features and the previous mouth
-        # tokens only, through its own causal transformer; "parallel": from the content features plus one per-clip
-        # style input (the label's mouth shape and amplitude), every step at once, through a bidirectional one. The
-        # logits of group 0 from motion_head are then unused.
+        # tokens only, through its own causal transformer; "parallel": from the content features, every step at once,
+        # through a bidirectional one, plus a per-clip bias from the style (the label's mouth shape and amplitude).
+        # The logits of group 0 from motion_head are then unused.
         self.mouth_input = self.mouth_transformer = self.mouth_head = self.mouth_style = None
         if config.mouth_conditioning in ("content", "parallel"):
             causal = config.mouth_conditioning == "content"
@@ -708,11 +708,12 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         self, content_features: torch.Tensor, style: torch.Tensor, step_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         """``mouth_conditioning="parallel"``: the mouth stream ``[B, T', H]`` of every step at once (bidirectional;
-        ``step_mask`` ``[B, T']`` masks padded steps) from the content features ``[B, T', H]`` and the style vector
-        ``[B, style_size]``, added once per clip: the label can set the mouth's shape and amplitude (a smile, a
-        wide-open angry mouth), while the timing can only come from the audio."""
-        inputs = self.mouth_input(content_features) + self.mouth_style(style)[:, None]
-        return self.mouth_transformer(inputs, attention_mask=step_mask)
+        ``step_mask`` ``[B, T']`` masks padded steps) from the content features ``[B, T', H]``, plus one vector of the
+        style ``[B, style_size]`` added to every step after the transformer: a per-clip bias of the mouth logits.
+        The label can set the mouth's shape and amplitude (a smile, a wide-open angry mouth); the timing comes from
+        the audio alone."""
+        hidden = self.mouth_transformer(self.mouth_input(content_features), attention_mask=step_mask)
+        return hidden + self.mouth_style(style)[:, None]
 
     def _mouth_regression_loss(
         self, mouth_logits: torch.Tensor, mouth_tokens: torch.LongTensor, step_mask: torch.Tensor
