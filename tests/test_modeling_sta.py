@@ -728,3 +728,18 @@ def test_mouth_regression_needs_region_groups():
     prior = ESARMMotionPriorConfig.tiny(group_by_region=False)
     with pytest.raises(StrictDataclassError, match="mouth_regression_weight must be 0 with a prior of one codebook"):
         ESARMSTAConfig.tiny(motion_prior_config=prior, mouth_regression_weight=1.0)
+
+
+def test_output_attentions_are_the_motion_transformers_causal_weights(model, batch):
+    """``output_attentions=True``: one ``[B, heads, T', T']`` tensor per motion-transformer block, rows that sum to 1
+    over the past steps only (causal), and the same logits as without them."""
+    plain = model(**batch)
+    out = model(**batch, output_attentions=True)
+    assert plain.attentions is None
+    torch.testing.assert_close(out.logits, plain.logits, rtol=1e-5, atol=1e-5)
+    steps = batch["motion_tokens"].shape[1]
+    assert len(out.attentions) == model.config.num_hidden_layers
+    for weights in out.attentions:
+        assert weights.shape == (2, model.config.num_attention_heads, steps, steps)
+        torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:-1]), rtol=1e-5, atol=1e-5)
+        assert torch.all(weights.triu(diagonal=1) == 0)

@@ -158,6 +158,7 @@ class STATester:
         self.is_training = True
         config = self.get_config()
         self.num_hidden_layers = config.num_hidden_layers
+        self.num_attention_heads = config.num_attention_heads
         self.seq_length = STEPS
         self.hidden_size = config.hidden_size
 
@@ -263,10 +264,7 @@ class MotionPriorCommonTest(_ESARMCommonTests, unittest.TestCase):
 class STACommonTest(_ESARMCommonTests, unittest.TestCase):
     all_model_classes = (ESARMSTAForGeneration,)
     # generate is ESARM's own (G tokens per step, length fixed by the audio): GenerationMixin's tests do not apply
-    all_generative_model_classes = ()
-    # forward returns no attention weights (output_attentions is the reward model's only); an STA with them is a
-    # change to its decoder, which this test module does not make
-    has_attentions = False
+    all_generative_model_classes = ()  # output_attentions: the motion transformer's weights
 
     def setUp(self):
         self.model_tester = STATester(self)
@@ -277,8 +275,9 @@ class STACommonTest(_ESARMCommonTests, unittest.TestCase):
     def test_config(self):
         self.config_tester.run_common_tests()
 
-    @_off("it asks for output_attentions (the WavLM inside records attentions); STA returns no attention weights")
-    def test_capture_outputs_decorator(self):
+    @expand(EAGER_MATCHES_SDPA_CASES)
+    @_off("attn_implementation selects nothing: the attention is SDPA, eager only to return weights (same code)")
+    def test_eager_matches_sdpa_inference(self, *case):
         pass
 
     def test_model_get_set_embeddings(self):

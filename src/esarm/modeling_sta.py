@@ -86,6 +86,8 @@ class ESARMSTAOutput(ModelOutput):
         motion_mask: ``[B, T']`` True at valid steps (inside the audio and, with targets, inside ``motion_mask``).
         hidden_states: With ``output_hidden_states=True`` and ``motion_tokens``: the motion transformer's input to
             each block and its normalised output, ``num_hidden_layers + 1`` tensors ``[B, T', H]``.
+        attentions: With ``output_attentions=True`` and ``motion_tokens``: the motion transformer's attention
+            weights, ``num_hidden_layers`` tensors ``[B, heads, T', T']`` (the speech encoder's are not returned).
     """
 
     loss: torch.FloatTensor | None = None
@@ -101,6 +103,7 @@ class ESARMSTAOutput(ModelOutput):
     audio_features: torch.FloatTensor | None = None
     motion_mask: torch.BoolTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -750,6 +753,7 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         *,
         style: torch.Tensor | None = None,
         all_hidden_states: list[torch.Tensor] | None = None,
+        all_attentions: list[torch.Tensor] | None = None,
     ) -> torch.FloatTensor:
         """Teacher-forced next-token logits ``[B, T', G, K]`` from disentangled features.
 
@@ -766,6 +770,8 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
             motion_mask: ``[B, T']`` valid steps (right padding; padded tokens are ignored).
             style: a precomputed ``S(c)`` ``[B, style_size]`` instead of the ids.
             all_hidden_states: if given, the motion transformer's hidden states are appended to it.
+            all_attentions: if given, the motion transformer's attention weights are appended to it (computed
+                eagerly: slower).
         """
         if motion_tokens is None:
             raise ValueError("motion_tokens must be given to decode_features (teacher forcing), got None")
@@ -795,7 +801,8 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
             mouth_inputs = mouth_inputs + self._previous_mouth_inputs(motion_tokens, mouth_inputs.shape[1])
             mouth_hidden = self.mouth_transformer(mouth_inputs)
         # right padding: causal attention never lets valid steps see padded ones, so no mask is needed
-        return self._token_logits(self.motion_transformer(inputs, all_hidden_states=all_hidden_states), mouth_hidden)
+        hidden = self.motion_transformer(inputs, all_hidden_states=all_hidden_states, all_attentions=all_attentions)
+        return self._token_logits(hidden, mouth_hidden)
 
     # ---- forward -----------------------------------------------------------------------------------------------
 
@@ -810,6 +817,7 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         motion_mask: torch.Tensor | None = None,
         phone_classes: torch.LongTensor | None = None,
         output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
         return_dict: bool | None = None,
     ) -> ESARMSTAOutput | tuple:
         """Teacher-forced pass.
@@ -832,6 +840,8 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
             phone_classes: ``[B, T]`` phone class per animation frame (``esarm.audio_features.PHONE_CLASSES`` ids,
                 -100 where unknown), the target of the phone-class head (used with ``config.phone_loss_weight > 0``).
             output_hidden_states: Return the motion transformer's hidden states (``config.output_hidden_states``).
+            output_attentions: Return the motion transformer's attention weights (``config.output_attentions``),
+                computed eagerly because ``F.scaled_dot_product_attention`` does not return them: slower.
             return_dict: Return an :class:`ESARMSTAOutput` (default, ``config.return_dict``) or a tuple.
 
         Returns:
@@ -841,6 +851,7 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         input_values, attention_mask, lengths = self._check_audio(input_values, attention_mask, check_values=False)
         batch = input_values.shape[0]
@@ -876,10 +887,11 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
 
         logits = token_loss = None
         hidden_states = [] if output_hidden_states else None
+        attentions = [] if output_attentions else None
         if motion_tokens is not None:
             logits = self.decode_features(
                 content, emotion_features, motion_tokens=motion_tokens, motion_mask=step_mask, style=style,
-                all_hidden_states=hidden_states,
+                all_hidden_states=hidden_states, all_attentions=attentions,
             )
             # padded steps are ignored through ignore_index rather than boolean indexing (no data-dependent shape)
             targets = motion_tokens.masked_fill(~step_mask[..., None], -100)
@@ -918,6 +930,7 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
             audio_features=audio_features,
             motion_mask=step_mask,
             hidden_states=tuple(hidden_states) if hidden_states else None,
+            attentions=tuple(attentions) if attentions else None,
         )
         return output if return_dict else output.to_tuple()
 
