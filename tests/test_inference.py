@@ -13,7 +13,7 @@ from transformers.models.wavlm.modeling_wavlm import WavLMAttention
 
 from esarm import ESARMSTAConfig, ESARMSTAForGeneration
 from esarm.inference import WavLMSdpaAttention, optimize_for_inference
-from esarm.modules import conv_geometry, crossfade_weights, encoder_window_starts
+from esarm.modules import conv_geometry, crossfade_weights, encoder_windows
 
 
 @pytest.fixture(scope="module")
@@ -75,15 +75,18 @@ def test_argument_errors(tiny_model):
         optimize_for_inference(tiny_model, attention="flash")
 
 
-def test_encoder_window_starts_cover_the_frames_with_the_least_overlap():
-    assert encoder_window_starts(400, 500, 50) == [0]
-    # 60 s of WavLM frames (50 per second) in 10 s windows overlapping by at least 1 s: 7 windows, evenly spread.
-    starts = encoder_window_starts(3000, 500, 50)
-    assert starts == [0, 417, 833, 1250, 1667, 2083, 2500]
-    assert all(b - a <= 500 - 50 for a, b in zip(starts, starts[1:]))
-    assert encoder_window_starts(11, 5, 2) == [0, 3, 6]
+def test_encoder_windows_cover_the_frames_with_the_fewest_shortest_windows():
+    assert encoder_windows(400, 500, 50) == ([0], 400)
+    # 60 s of WavLM frames (50 per second) in windows of at most 10 s overlapping by at least 1 s: 7 windows,
+    # shortened from 500 to 472 frames so that they share the frames evenly.
+    starts, length = encoder_windows(3000, 500, 50)
+    assert (starts, length) == ([0, 421, 843, 1264, 1685, 2107, 2528], 472)
+    assert starts[-1] + length == 3000 and all(a + length - b >= 50 for a, b in zip(starts, starts[1:]))
+    # 30 s in 20 s windows with 2 s of overlap: two windows of 16 s, not 20 s.
+    assert encoder_windows(1500, 1000, 100) == ([0, 700], 800)
+    assert encoder_windows(11, 5, 2) == ([0, 3, 6], 5)
     with pytest.raises(ValueError, match=r"overlap must be in \[0, window\) = \[0, 5\), got 5"):
-        encoder_window_starts(11, 5, 5)
+        encoder_windows(11, 5, 5)
 
 
 def test_crossfade_weights_ramp_across_overlaps_and_sum_to_one():

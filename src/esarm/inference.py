@@ -35,9 +35,17 @@ from .modules import conv_geometry
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ATTENTION_IMPLEMENTATIONS", "WavLMSdpaAttention", "optimize_for_inference"]
+__all__ = [
+    "ATTENTION_IMPLEMENTATIONS",
+    "CPU_INFERENCE_DEFAULTS",
+    "WavLMSdpaAttention",
+    "apply_cpu_inference_defaults",
+    "optimize_for_inference",
+]
 
 ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa")
+# The levers that esarm's pipeline, ``esarm animate`` and the streaming animator apply to a model on the CPU.
+CPU_INFERENCE_DEFAULTS = {"attention": "sdpa", "int8": False, "encoder_window_seconds": 20.0}
 _ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
 
 
@@ -176,3 +184,19 @@ def optimize_for_inference(
         "encoder window=%s s", attention, swapped, quantized, compile, encoder_window_seconds,
     )  # fmt: skip
     return model
+
+
+def apply_cpu_inference_defaults(model: Any) -> Any:
+    """Apply :data:`CPU_INFERENCE_DEFAULTS` to ``model`` in place when it runs on the CPU with a WavLM speech encoder
+    (the setting they were measured on); other models are returned unchanged. Returns ``model``.
+
+    The defaults keep the model's parameters and its outputs on clips shorter than the encoder window (fused
+    attention gives the same tokens), so the pipeline, ``esarm animate`` and the streaming animator apply them to
+    the model they are given.
+    """
+    encoder = model.audio_encoder
+    if encoder is None or next(encoder.parameters()).device.type != "cpu":
+        return model
+    if not any(isinstance(module, WavLMAttention) for module in encoder.modules()):
+        return model
+    return optimize_for_inference(model, **CPU_INFERENCE_DEFAULTS)

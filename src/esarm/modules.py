@@ -35,7 +35,7 @@ __all__ = [
     "build_audio_encoder",
     "conv_geometry",
     "crossfade_weights",
-    "encoder_window_starts",
+    "encoder_windows",
     "init_module_weights",
     "is_building_empty_model",
     "sequence_mask",
@@ -140,15 +140,17 @@ def conv_geometry(encoder: nn.Module) -> tuple[int, int]:
     return receptive, stride
 
 
-def encoder_window_starts(num_frames: int, window: int, overlap: int) -> list[int]:
-    """First frame of each window covering ``num_frames`` frames with windows of ``window`` frames that overlap by
-    at least ``overlap`` frames: the fewest windows, spread evenly, the last one ending at the last frame."""
+def encoder_windows(num_frames: int, window: int, overlap: int) -> tuple[list[int], int]:
+    """(first frame of each window, window length) covering ``num_frames`` frames with the fewest windows of at
+    most ``window`` frames that overlap by at least ``overlap`` frames: the windows are shortened to share the
+    frames evenly (every frame encoded past the audio length costs time), the last one ending at the last frame."""
     if not 0 <= overlap < window:
         raise ValueError(f"overlap must be in [0, window) = [0, {window}), got {overlap}")
     if num_frames <= window:
-        return [0]
+        return [0], num_frames
     count = math.ceil((num_frames - overlap) / (window - overlap))
-    return [round(i * (num_frames - window) / (count - 1)) for i in range(count)]
+    length = math.ceil((num_frames + (count - 1) * overlap) / count)
+    return [round(i * (num_frames - length) / (count - 1)) for i in range(count)], length
 
 
 def crossfade_weights(starts: list[int], window: int, num_frames: int) -> torch.Tensor:
@@ -196,9 +198,9 @@ class SpeechEncoder(nn.Module):
         self.windows_per_batch = 8
 
     def set_window(self, window_frames: int | None, overlap_frames: int = 0) -> None:
-        """Encode audio longer than ``window_frames`` encoder frames in windows of that many frames (20 ms each
-        for WavLM) overlapping by at least ``overlap_frames``, cross-faded linearly across the overlaps; ``None``
-        encodes the whole audio at once (the default, as in training).
+        """Encode audio longer than ``window_frames`` encoder frames in windows of at most that many frames (20 ms
+        each for WavLM) overlapping by at least ``overlap_frames`` (:func:`encoder_windows`), cross-faded linearly
+        across the overlaps; ``None`` encodes the whole audio at once (the default, as in training).
 
         Self-attention over the whole audio costs quadratic time in its length; windows make the cost linear. The
         accuracy cost against the whole-audio encoder is measured by ``benchmarks/generation.py``.
@@ -269,16 +271,15 @@ class SpeechEncoder(nn.Module):
         batched ``windows_per_batch`` at a time.
         """
         receptive, stride = conv_geometry(self.encoder)
-        window = self.window_frames
-        span = (window - 1) * stride + receptive
         hidden = int(self.encoder.config.hidden_size)
         pooled = input_values.new_zeros(input_values.shape[0], int(frame_lengths.max()), hidden)
         for b, (num_samples, num_frames) in enumerate(zip(sample_lengths.tolist(), frame_lengths.tolist())):
-            if num_frames <= window:
+            if num_frames <= self.window_frames:
                 states = self._weighted_states(input_values[b : b + 1, :num_samples], None)[0]
                 pooled[b, : states.shape[0]] = states[:num_frames]
                 continue
-            starts = encoder_window_starts(num_frames, window, self.window_overlap_frames)
+            starts, window = encoder_windows(num_frames, self.window_frames, self.window_overlap_frames)
+            span = (window - 1) * stride + receptive
             weights = crossfade_weights(starts, window, num_frames).to(pooled)
             for first in range(0, len(starts), self.windows_per_batch):
                 group = starts[first : first + self.windows_per_batch]
