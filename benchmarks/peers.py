@@ -13,8 +13,11 @@ transformers:
 - ``from_pretrained`` of their wav2vec 2.0 classes builds the named architecture from a config with random weights
   (FaceFormer and CodeTalker: wav2vec2-base; EmoTalk: two wav2vec2-large-xlsr-53 encoders, one with its 7-class
   emotion head), and the audio is normalised as their processors do (zero mean, unit variance);
-- newer transformers return ``(hidden_states, extract_features)`` from ``feature_projection``, which the
-  repositories' copies of ``Wav2Vec2Model.forward`` pass on as one tensor: the first element is passed on;
+- their wav2vec 2.0 runs eager attention (their forward asks for the attention weights), and EmoTalk's
+  classifier's ``init_weights()`` call runs ``post_init()`` (today's transformers needs it for weight tying);
+- newer transformers return ``(hidden_states, extract_features)`` from ``feature_projection``, which FaceFormer's
+  and CodeTalker's copies of ``Wav2Vec2Model.forward`` pass on as one tensor: the first element is passed on
+  (EmoTalk's copy takes it already);
 - FaceFormer's and CodeTalker's temporal-bias mask and periodic positional encoding are built for 600 frames
   (20 s at 30 fps); their own functions rebuild them for the longest clip;
 - CodeTalker loads its stage-1 VQ autoencoder from a file: a random one is saved to a temporary file first; it
@@ -80,14 +83,22 @@ def random_from_pretrained(cls, config):
     return classmethod(build)
 
 
+def base_config():
+    """wav2vec2-base's architecture (FaceFormer's and CodeTalker's encoder), with eager attention: the peers' forward
+    asks for the attention weights, which fused attention does not give (their transformers had only eager)."""
+    from transformers import Wav2Vec2Config
+
+    return Wav2Vec2Config(attn_implementation="eager")
+
+
 def xlsr_large_config(**kwargs):
-    """wav2vec2-large-xlsr-53's architecture (EmoTalk's two encoders)."""
+    """wav2vec2-large-xlsr-53's architecture (EmoTalk's two encoders), eager attention as in :func:`base_config`."""
     from transformers import Wav2Vec2Config
 
     return Wav2Vec2Config(
         hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
         feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True, feat_extract_activation="gelu",
-        **kwargs,
+        attn_implementation="eager", **kwargs,
     )  # fmt: skip
 
 
@@ -101,9 +112,8 @@ def build_faceformer(repo: Path, max_frames: int):
     sys.path.insert(0, str(repo))
     import faceformer  # FaceFormer's own modules, from the checkout
     import wav2vec
-    from transformers import Wav2Vec2Config
 
-    wav2vec.Wav2Vec2Model.from_pretrained = random_from_pretrained(wav2vec.Wav2Vec2Model, Wav2Vec2Config())
+    wav2vec.Wav2Vec2Model.from_pretrained = random_from_pretrained(wav2vec.Wav2Vec2Model, base_config())
     args = SimpleNamespace(dataset="vocaset", feature_dim=64, period=30, vertice_dim=5023 * 3, device="cpu",
                            train_subjects=VOCASET_TRAIN_SUBJECTS)  # fmt: skip
     model = faceformer.Faceformer(args).eval()
@@ -124,16 +134,23 @@ def build_emotalk(repo: Path, max_frames: int):
     wav2vec.Wav2Vec2Model.from_pretrained = random_from_pretrained(wav2vec.Wav2Vec2Model, xlsr_large_config())
     classifier_config = xlsr_large_config(num_labels=7, final_dropout=0.1)
     classifier_config.pooling_mode = "mean"
-    wav2vec.Wav2Vec2ForSpeechClassification.from_pretrained = random_from_pretrained(
-        wav2vec.Wav2Vec2ForSpeechClassification, classifier_config
-    )
+
+    def build_classifier(cls, *args, **kwargs):
+        # Its __init__ ends with init_weights(), which today's transformers can only run inside post_init().
+        cls.init_weights = lambda self: None
+        try:
+            classifier = cls(classifier_config)
+        finally:
+            del cls.init_weights  # back to transformers' own
+        classifier.post_init()
+        return classifier
+
+    wav2vec.Wav2Vec2ForSpeechClassification.from_pretrained = classmethod(build_classifier)
     extractor = Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True)
     emotalk_model.Wav2Vec2Processor.from_pretrained = classmethod(lambda cls, *args, **kwargs: extractor)
     emotalk_model.Wav2Vec2FeatureExtractor.from_pretrained = classmethod(lambda cls, *args, **kwargs: extractor)
     args = SimpleNamespace(feature_dim=832, bs_dim=52, period=30, device="cpu", max_seq_len=max_frames, batch_size=1)
     model = emotalk_model.EmoTalk(args).eval()
-    first_output_of_feature_projection(model.audio_encoder_cont)
-    first_output_of_feature_projection(model.audio_encoder_emo.wav2vec2)
     return lambda audio: model.predict(torch.from_numpy(audio)[None], level=1, person=0)
 
 
@@ -156,12 +173,11 @@ def build_codetalker(repo: Path, max_frames: int):
     from models.lib import wav2vec
     from models.stage1_vocaset import VQAutoEncoder
     from models.utils import PeriodicPositionalEncoding, init_biased_mask
-    from transformers import Wav2Vec2Config
 
     sections = yaml.safe_load((repo / "config" / "vocaset" / "demo.yaml").read_text())
     args = SimpleNamespace(**{key: value for section in sections.values() for key, value in section.items()})
     args.device = "cpu"
-    wav2vec.Wav2Vec2Model.from_pretrained = random_from_pretrained(wav2vec.Wav2Vec2Model, Wav2Vec2Config())
+    wav2vec.Wav2Vec2Model.from_pretrained = random_from_pretrained(wav2vec.Wav2Vec2Model, base_config())
     with tempfile.TemporaryDirectory() as folder:
         args.vqvae_pretrained_path = os.path.join(folder, "stage1.pth.tar")
         torch.save({"state_dict": VQAutoEncoder(args).state_dict()}, args.vqvae_pretrained_path)
