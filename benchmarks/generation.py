@@ -145,7 +145,8 @@ def feature_cosine(model: ESARMSTAForGeneration, reference: torch.Tensor, audio:
 def run_lever(model: ESARMSTAForGeneration, lever: str, audio: torch.Tensor) -> tuple[np.ndarray | None, np.ndarray]:
     """(motion tokens ``[T', G]`` or ``None`` for windowed runs, blendshapes ``[T, 52]``) of one clip."""
     if "window10" in lever:
-        result = animate_audio(model, audio[0].numpy(), emotion=1, processor=None, chunk_seconds=10.0)
+        result = animate_audio(model, audio[0].numpy(), emotion=1, processor=None, chunk_seconds=10.0,
+                               cpu_defaults=False)  # fmt: skip
         return None, result.blendshapes
     normalised = (audio - audio.mean()) / torch.sqrt(audio.var(unbiased=False) + 1e-7)  # as animate_audio does
     output = model.generate(normalised, emotion_ids=[1])
