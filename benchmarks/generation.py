@@ -8,20 +8,25 @@ and each audio duration, prints a markdown table with:
 - per-frame: time of the autoregressive token loop per animation frame (timed inside ``generate``), which the
   key/value cache keeps roughly flat as the audio gets longer (``--uncached`` shows it growing without the cache).
 
-``--levers`` adds a table of the CPU inference levers of :func:`esarm.inference.optimize_for_inference` (each on
-and off: ``fp32``, ``sdpa``, ``int8``, ``int8+sdpa``; ``window10`` = 10 s windows of ``esarm.streaming``): the
-median over ``--repeats`` runs of the process CPU time (``time.process_time``, all threads together; the honest
-measure on a shared, loaded machine) and of the wall time, and the accuracy against the float model on the same
-input: motion-token agreement and blendshape MAE.
+``--levers`` adds a table of the CPU inference levers of :func:`esarm.inference.optimize_for_inference`, combined
+with ``+`` (``fp32`` first: the reference; ``sdpa``, ``int8``, ``compile``; ``encN`` = the speech encoder over
+N-second windows overlapping by N / 10 s; ``window10`` = 10 s windows of ``esarm.streaming``, decoder included):
+the median over ``--repeats`` runs of the process CPU time (``time.process_time``, all threads together; the
+honest measure on a shared, loaded machine) and of the wall time, and the accuracy against the float model on the
+same input: motion-token agreement, blendshape MAE and the cosine similarity of the speech features (mean and
+minimum over frames; windows' minimum is at their seams).
 
-Usage: ``python benchmarks/generation.py [--presets tiny base] [--durations 5 60] [--threads 1] [--repeats 1]``
-       ``python benchmarks/generation.py --levers fp32 sdpa int8 int8+sdpa window10 --repeats 3 --threads 1 2``
+Usage: ``python benchmarks/generation.py [--presets tiny base] [--durations 5 60] [--threads 1 2] [--repeats 1]
+[--cpu-defaults]`` (``--cpu-defaults``: the levers of ``esarm.inference.CPU_INFERENCE_DEFAULTS``, as the pipeline,
+``esarm animate`` and the streaming animator apply them on the CPU)
+       ``python benchmarks/generation.py --levers fp32 sdpa int8+sdpa sdpa+enc10 window10 --repeats 3 --threads 1 2``
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import os
 import platform
 import statistics
 import time
@@ -31,7 +36,7 @@ import torch
 
 import esarm.modeling_sta
 from esarm import ESARMSTAConfig, ESARMSTAForGeneration
-from esarm.inference import optimize_for_inference
+from esarm.inference import CPU_INFERENCE_DEFAULTS, optimize_for_inference
 from esarm.streaming import animate_audio
 
 SAMPLING_RATE = 16000
@@ -70,13 +75,15 @@ class LoopTimer:
         esarm.modeling_sta.decode_autoregressively = self._original
 
 
-def best_time(function, repeats: int) -> float:
-    times = []
+def best_time(function, repeats: int) -> tuple[float, float]:
+    """(best wall time, best process CPU time) over ``repeats`` calls of ``function``."""
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         function()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return min(wall), min(cpu)
 
 
 @torch.no_grad()
@@ -92,7 +99,7 @@ def measure(model: ESARMSTAForGeneration, seconds: float, repeats: int, use_cach
             model.generate(audio, use_cache=use_cache)
         loops.append(timer.seconds)
 
-    total = best_time(run, repeats)
+    total, cpu = best_time(run, repeats)
     decoding = min(loops)
     return {
         "seconds": seconds,
@@ -100,25 +107,46 @@ def measure(model: ESARMSTAForGeneration, seconds: float, repeats: int, use_cach
         "steps": steps,
         "total_s": total,
         "rtf": total / seconds,
+        "cpu_s": cpu,
         "loop_s": decoding,
         "per_frame_ms": 1000 * decoding / frames,
         "per_step_ms": 1000 * decoding / steps,
     }
 
 
+def encoder_window(names: set[str]) -> tuple[float | None, float]:
+    """(window, overlap) seconds of an ``encN`` lever: N-second encoder windows overlapping by N / 10 seconds."""
+    windows = [float(name[3:]) for name in names if name.startswith("enc")]
+    return (windows[0], windows[0] / 10) if windows else (None, 0.0)
+
+
 def apply_lever(model: ESARMSTAForGeneration, lever: str) -> ESARMSTAForGeneration:
     """A copy of ``model`` with the lever's optimisations (``window10`` only changes how it is called)."""
     names = set(lever.split("+"))
-    if not names <= {"fp32", "sdpa", "int8", "window10"}:
-        raise ValueError(f"lever must combine fp32, sdpa, int8 and window10 with '+', got {lever!r}")
+    known = {"fp32", "sdpa", "int8", "compile", "window10"}
+    if not all(name in known or (name.startswith("enc") and name[3:].replace(".", "", 1).isdigit()) for name in names):
+        raise ValueError(f"lever must combine {sorted(known)} and encN (N-second encoder windows), got {lever!r}")
     attention = "sdpa" if "sdpa" in names else "eager"
-    return optimize_for_inference(copy.deepcopy(model), int8="int8" in names, attention=attention)
+    window, overlap = encoder_window(names)
+    return optimize_for_inference(
+        copy.deepcopy(model), int8="int8" in names, attention=attention, compile="compile" in names,
+        encoder_window_seconds=window, encoder_window_overlap_seconds=overlap,
+    )  # fmt: skip
+
+
+def feature_cosine(model: ESARMSTAForGeneration, reference: torch.Tensor, audio: torch.Tensor) -> tuple[float, float]:
+    """(mean, minimum) cosine similarity between ``model``'s speech features of ``audio`` and ``reference``'s: for
+    encoder windows the minimum falls at the seams, where a window's edge hears the least context."""
+    normalised = (audio - audio.mean()) / torch.sqrt(audio.var(unbiased=False) + 1e-7)
+    cosine = torch.nn.functional.cosine_similarity(model.encode_audio(normalised)[0], reference, dim=-1)
+    return float(cosine.mean()), float(cosine.min())
 
 
 def run_lever(model: ESARMSTAForGeneration, lever: str, audio: torch.Tensor) -> tuple[np.ndarray | None, np.ndarray]:
     """(motion tokens ``[T', G]`` or ``None`` for windowed runs, blendshapes ``[T, 52]``) of one clip."""
     if "window10" in lever:
-        result = animate_audio(model, audio[0].numpy(), emotion=1, processor=None, chunk_seconds=10.0)
+        result = animate_audio(model, audio[0].numpy(), emotion=1, processor=None, chunk_seconds=10.0,
+                               cpu_defaults=False)  # fmt: skip
         return None, result.blendshapes
     normalised = (audio - audio.mean()) / torch.sqrt(audio.var(unbiased=False) + 1e-7)  # as animate_audio does
     output = model.generate(normalised, emotion_ids=[1])
@@ -133,6 +161,8 @@ def measure_levers(preset: str, levers: list[str], durations: list[float], repea
     for seconds in durations:
         audio = torch.randn(1, int(seconds * SAMPLING_RATE), generator=torch.Generator().manual_seed(0)) * 0.1
         reference = None
+        normalised = (audio - audio.mean()) / torch.sqrt(audio.var(unbiased=False) + 1e-7)
+        reference_features = reference_model.encode_audio(normalised)[0]
         for lever in levers:
             model = apply_lever(reference_model, lever)
             run_lever(model, lever, audio[:, :SAMPLING_RATE])  # warm-up
@@ -148,9 +178,10 @@ def measure_levers(preset: str, levers: list[str], durations: list[float], repea
                 reference = tokens, blendshapes
             agreement = None if tokens is None else float((tokens == reference[0]).mean())
             mae = float(np.abs(blendshapes - reference[1]).mean())
+            cosine = feature_cosine(model, reference_features, audio)
             rows.append(dict(preset=preset, threads=torch.get_num_threads(), seconds=seconds, lever=lever,
-                             cpu=statistics.median(cpu),
-                             wall=statistics.median(wall), agreement=agreement, mae=mae))  # fmt: skip
+                             cpu=statistics.median(cpu), wall=statistics.median(wall), agreement=agreement, mae=mae,
+                             cosine=cosine))  # fmt: skip
             print(format_lever_row(rows[-1]), flush=True)
     return rows
 
@@ -160,7 +191,7 @@ def format_lever_row(row: dict) -> str:
     return (
         f"| {row['preset']} | {row['threads']} | {row['seconds']:g} | {row['lever']} | {row['cpu']:.2f} | "
         f"{row['cpu'] / row['seconds']:.3f} | {row['wall']:.2f} | {row['wall'] / row['seconds']:.3f} | "
-        f"{agreement} | {row['mae']:.4f} |"
+        f"{agreement} | {row['mae']:.4f} | {row['cosine'][0]:.4f} / {row['cosine'][1]:.4f} |"
     )
 
 
@@ -170,47 +201,54 @@ def main() -> None:
     parser.add_argument("--durations", nargs="+", type=float, default=[5.0, 60.0], help="audio seconds")
     parser.add_argument("--threads", type=int, nargs="+", default=[1], help="torch intra-op threads (each)")
     parser.add_argument("--repeats", type=int, default=1, help="runs per measurement (best, or median for levers)")
-    parser.add_argument("--levers", nargs="+", default=None, help="fp32 first, then e.g. sdpa int8 int8+sdpa window10")
+    parser.add_argument("--levers", nargs="+", default=None, help="fp32 first, then e.g. sdpa int8+sdpa sdpa+enc10")
     parser.add_argument("--uncached", action="store_true", help="also time use_cache=False at every duration")
     parser.add_argument("--attention-window", type=int, default=None, help="sliding attention window (steps)")
+    parser.add_argument("--cpu-defaults", action="store_true", help="apply esarm.inference.CPU_INFERENCE_DEFAULTS")
     args = parser.parse_args()
     if args.levers:
         print(f"CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}; medians of "
-              f"{args.repeats} runs; CPU time = time.process_time (all threads), the machine is shared")  # fmt: skip
+              f"{args.repeats} runs; CPU time = time.process_time (all threads), the machine is shared; load average "
+              f"{' '.join(f'{load:.2f}' for load in os.getloadavg())}")  # fmt: skip
         print()
         print("| preset | threads | audio (s) | lever | CPU time (s) | CPU RTF | wall (s) | wall RTF | "
-              "token agreement | blendshape MAE |")  # fmt: skip
-        print("|---|---|---|---|---|---|---|---|---|---|")
+              "token agreement | blendshape MAE | feature cosine mean / min |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for threads in args.threads:
             torch.set_num_threads(threads)
             for preset in args.presets:
                 measure_levers(preset, args.levers, args.durations, args.repeats)
         return
-    torch.set_num_threads(args.threads[0])
-
     print(
         f"CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}, threads={args.threads}, "
-        f"attention_window={args.attention_window}"
+        f"attention_window={args.attention_window}, levers: {CPU_INFERENCE_DEFAULTS if args.cpu_defaults else None}; "
+        f"load average {' '.join(f'{load:.2f}' for load in os.getloadavg())}; best of {args.repeats}"
     )
     print()
     print(
-        "| preset | params (M) | audio (s) | frames | steps | generate (s) | RTF | token loop (s) | per-frame (ms) | cache |"
+        "| preset | threads | params (M) | audio (s) | frames | steps | generate wall (s) | wall RTF | CPU (s) | CPU RTF "
+        "| token loop (s) | per-frame (ms) | cache |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for preset in args.presets:
-        model = build(preset, args.attention_window)
-        params = sum(p.numel() for p in model.parameters()) / 1e6
-        rows = [(seconds, True) for seconds in args.durations]
-        if args.uncached:
-            rows += [(seconds, False) for seconds in args.durations]
-        for seconds, use_cache in rows:
-            result = measure(model, seconds, args.repeats, use_cache=use_cache)
-            print(
-                f"| {preset} | {params:.1f} | {seconds:g} | {result['frames']} | {result['steps']} | "
-                f"{result['total_s']:.2f} | {result['rtf']:.3f} | {result['loop_s']:.2f} | "
-                f"{result['per_frame_ms']:.2f} | {'yes' if use_cache else 'no'} |",
-                flush=True,
-            )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for preset in args.presets:
+            model = build(preset, args.attention_window)
+            if args.cpu_defaults:
+                optimize_for_inference(model, **CPU_INFERENCE_DEFAULTS)
+            params = sum(p.numel() for p in model.parameters()) / 1e6
+            rows = [(seconds, True) for seconds in args.durations]
+            if args.uncached:
+                rows += [(seconds, False) for seconds in args.durations]
+            for seconds, use_cache in rows:
+                result = measure(model, seconds, args.repeats, use_cache=use_cache)
+                print(
+                    f"| {preset} | {threads} | {params:.1f} | {seconds:g} | {result['frames']} | {result['steps']} | "
+                    f"{result['total_s']:.2f} | {result['rtf']:.3f} | {result['cpu_s']:.2f} | "
+                    f"{result['cpu_s'] / seconds:.3f} | {result['loop_s']:.2f} | {result['per_frame_ms']:.2f} | "
+                    f"{'yes' if use_cache else 'no'} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -1,16 +1,19 @@
-"""CPU inference levers: fused WavLM attention, dynamic int8 quantisation of the speech encoder."""
+"""CPU inference levers: fused WavLM attention, dynamic int8 quantisation, windowed speech encoder."""
 
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
+from transformers import WavLMConfig
 from transformers.models.wavlm.modeling_wavlm import WavLMAttention
 
 from esarm import ESARMSTAConfig, ESARMSTAForGeneration
 from esarm.inference import WavLMSdpaAttention, optimize_for_inference
+from esarm.modules import conv_geometry, crossfade_weights, encoder_windows
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +73,73 @@ def test_int8_quantises_the_encoder_linear_layers(tiny_model, attention):
 def test_argument_errors(tiny_model):
     with pytest.raises(ValueError, match=r"attention must be one of \['eager', 'sdpa'\], got 'flash'"):
         optimize_for_inference(tiny_model, attention="flash")
+
+
+def test_encoder_windows_cover_the_frames_with_the_fewest_shortest_windows():
+    assert encoder_windows(400, 500, 50) == ([0], 400)
+    # 60 s of WavLM frames (50 per second) in windows of at most 10 s overlapping by at least 1 s: 7 windows,
+    # shortened from 500 to 472 frames so that they share the frames evenly.
+    starts, length = encoder_windows(3000, 500, 50)
+    assert (starts, length) == ([0, 421, 843, 1264, 1685, 2107, 2528], 472)
+    assert starts[-1] + length == 3000 and all(a + length - b >= 50 for a, b in zip(starts, starts[1:]))
+    # 30 s in 20 s windows with 2 s of overlap: two windows of 16 s, not 20 s.
+    assert encoder_windows(1500, 1000, 100) == ([0, 700], 800)
+    assert encoder_windows(11, 5, 2) == ([0, 3, 6], 5)
+    with pytest.raises(ValueError, match=r"overlap must be in \[0, window\) = \[0, 5\), got 5"):
+        encoder_windows(11, 5, 5)
+
+
+def test_crossfade_weights_ramp_across_overlaps_and_sum_to_one():
+    weights = crossfade_weights([0, 3, 6], 5, 11)
+    # Windows [0, 5), [3, 8), [6, 11): two frames shared by each pair, linear ramps at the frame centres.
+    expected = torch.tensor(
+        [[1.0, 1.0, 1.0, 0.75, 0.25], [0.25, 0.75, 1.0, 0.75, 0.25], [0.25, 0.75, 1.0, 1.0, 1.0]]
+    )
+    torch.testing.assert_close(weights, expected)
+    total = torch.zeros(11)
+    for start, weight in zip([0, 3, 6], weights):
+        total[start : start + 5] += weight
+    torch.testing.assert_close(total, torch.ones(11))
+
+
+def test_conv_geometry_gives_the_encoder_frame_count(tiny_model):
+    assert conv_geometry(SimpleNamespace(config=WavLMConfig())) == (400, 320)  # WavLM base: 25 ms taps every 20 ms
+    receptive, stride = conv_geometry(tiny_model.audio_encoder)
+    samples = torch.tensor([receptive, receptive + stride - 1, receptive + stride, 16000, 16001])
+    expected = tiny_model.audio_encoder._get_feat_extract_output_lengths(samples)
+    assert torch.equal((samples - receptive) // stride + 1, expected)
+
+
+@pytest.mark.filterwarnings("ignore:Support for mismatched key_padding_mask")
+def test_windowed_encoder_matches_the_whole_audio_encoder(tiny_model):
+    audio = speech(2, seconds=9.0)
+    mask = torch.ones_like(audio, dtype=torch.long)
+    mask[1, 16000 * 5 :] = 0  # second clip is 5 s long, right-padded
+    windowed = optimize_for_inference(
+        copy.deepcopy(tiny_model), encoder_window_seconds=3.0, encoder_window_overlap_seconds=1.0
+    )
+    assert windowed.speech_encoder.window_frames == 150 and windowed.speech_encoder.window_overlap_frames == 50
+    with torch.no_grad():
+        whole, whole_mask = tiny_model.encode_audio(audio, mask)
+        ours, ours_mask = windowed.encode_audio(audio, mask)
+        assert torch.equal(ours_mask, whole_mask)
+        cosine = torch.nn.functional.cosine_similarity(ours, whole, dim=-1)[whole_mask]
+        assert cosine.min() > 0.99 and not torch.allclose(ours, whole)  # windows hear less context: close, not equal
+        # A window longer than the audio is the whole-audio encoder; None switches windows off.
+        optimize_for_inference(windowed, encoder_window_seconds=20.0)
+        torch.testing.assert_close(windowed.encode_audio(audio, mask)[0], whole, atol=1e-5, rtol=1e-4)
+        optimize_for_inference(windowed)
+        assert windowed.speech_encoder.window_frames is None
+        optimize_for_inference(windowed, encoder_window_seconds=2.0, encoder_window_overlap_seconds=0.5)
+        output = windowed.generate(audio, mask, emotion_ids=[1, 2])
+    assert output.blendshapes.shape == (2, 270, 52) and int(output.frame_mask[1].sum()) == 150
+
+
+def test_encoder_window_argument_errors(tiny_model):
+    model = copy.deepcopy(tiny_model)
+    with pytest.raises(ValueError, match=r"encoder_window_seconds must be a positive number of seconds or None, got 0"):
+        optimize_for_inference(model, encoder_window_seconds=0)
+    with pytest.raises(ValueError, match=r"encoder_window_overlap_seconds must be in \[0, encoder_window_seconds=2"):
+        optimize_for_inference(model, encoder_window_seconds=2, encoder_window_overlap_seconds=2)
+    with pytest.raises(ValueError, match=r"window_frames must be a positive int or None, got 0"):
+        model.speech_encoder.set_window(0)

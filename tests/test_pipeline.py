@@ -183,3 +183,21 @@ def test_chunking_bad_arguments(model, speech):
         animate(speech, chunk_length_s=2.0, generate_kwargs={"logits_processor": []})
     with pytest.raises(ValueError, match="emotion.*joyful"):
         animate(speech, chunk_length_s=2.0, emotion="joyful")
+
+
+def test_cpu_defaults_fuse_the_encoder_attention_unless_switched_off(speech):
+    from transformers.models.wavlm.modeling_wavlm import WavLMAttention
+
+    from esarm.inference import CPU_INFERENCE_DEFAULTS, WavLMSdpaAttention
+
+    torch.manual_seed(0)
+    plain = ESARMSTAForGeneration(ESARMSTAConfig.tiny()).eval()
+    fused = ESARMSTAForGeneration(ESARMSTAConfig.tiny()).eval()
+    fused.load_state_dict(plain.state_dict())
+    expected = pipeline("speech-to-animation", model=plain, cpu_defaults=False)(speech, emotion="fear")
+    assert {type(m) for m in plain.audio_encoder.modules() if isinstance(m, WavLMAttention)} == {WavLMAttention}
+    result = pipeline("speech-to-animation", model=fused)(speech, emotion="fear")
+    assert {type(m) for m in fused.audio_encoder.modules() if isinstance(m, WavLMAttention)} == {WavLMSdpaAttention}
+    window = round(CPU_INFERENCE_DEFAULTS["encoder_window_seconds"] * 50)  # WavLM frames, 50 per second
+    assert fused.speech_encoder.window_frames == window
+    np.testing.assert_allclose(result["blendshapes"], expected["blendshapes"], atol=1e-5)

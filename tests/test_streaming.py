@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from transformers.models.wavlm.modeling_wavlm import WavLMAttention
 
 from esarm.blendshapes import EMOTIONS
 from esarm.streaming import StreamingAnimator, animate_audio, resolve_condition_ids
@@ -18,6 +20,8 @@ RATE = 16000
 class LocalModel:
     """Stand-in for ESARMSTAForGeneration whose frame t is the mean of the audio samples of frame t: any
     misplaced window, frame offset or fade shows up as an error against the unchunked result."""
+
+    audio_encoder = None  # no speech encoder: the CPU inference levers leave it as it is
 
     def __init__(self, fps: float = 30.0, frames_per_token: int = 2):
         self.config = SimpleNamespace(sampling_rate=RATE, fps=fps, frames_per_token=frames_per_token)
@@ -222,3 +226,21 @@ def test_tiny_model_low_latency_window_is_one_generate_call_on_context_and_looka
     whole = animate_audio(tiny_model, audio, emotion="happy", chunk_seconds=1 / 15, overlap_seconds=0.0,
                           context_seconds=3.0, lookahead_seconds=3.0).blendshapes  # fmt: skip
     np.testing.assert_allclose(whole, offline, atol=1e-5)
+
+
+def test_cpu_defaults_fuse_the_encoder_attention_and_keep_the_animation():
+    from esarm import ESARMSTAConfig, ESARMSTAForGeneration
+    from esarm.inference import WavLMSdpaAttention
+
+    def attention_types(model):
+        return {type(m) for m in model.audio_encoder.modules() if isinstance(m, WavLMAttention)}
+
+    torch.manual_seed(0)
+    plain = ESARMSTAForGeneration(ESARMSTAConfig.tiny()).eval()  # not the shared fixture: the defaults act in place
+    fused = copy.deepcopy(plain)
+    audio = smooth_audio(1.5) * np.random.default_rng(0).normal(size=int(1.5 * RATE)).astype(np.float32)
+    expected = animate_audio(plain, audio, emotion="sad", cpu_defaults=False).blendshapes
+    assert attention_types(plain) == {WavLMAttention}  # cpu_defaults=False: the model as given
+    animator = StreamingAnimator(fused, emotion="sad")
+    assert animator.model is fused and attention_types(fused) == {WavLMSdpaAttention}
+    np.testing.assert_allclose(animate_audio(fused, audio, emotion="sad").blendshapes, expected, atol=1e-5)

@@ -215,6 +215,12 @@ def cmd_animate(args: argparse.Namespace) -> int:
         check_writable_folder(folder, argument="--out")
     _apply_threads(args.threads)
     model, processor = load_model_and_processor(args.model, args.device)
+    if args.int8:
+        from esarm.inference import CPU_INFERENCE_DEFAULTS, optimize_for_inference
+
+        if next(model.parameters()).device.type != "cpu":
+            raise CommandError(f"--int8 needs the CPU (dynamic int8 kernels are CPU-only), got --device {args.device}")
+        optimize_for_inference(model, **{**CPU_INFERENCE_DEFAULTS, "int8": True})
 
     rig = None
     if any(o.suffix.lower() in (".mp4", ".gif", ".glb", ".gltf") for o in outputs):
@@ -235,7 +241,7 @@ def cmd_animate(args: argparse.Namespace) -> int:
         result = animate_audio(
             model, audio, sampling_rate=rate, processor=processor, emotion=args.emotion, intensity=args.intensity,
             speaker=args.speaker, chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds,
-            epsilon=args.epsilon or 0.0, seed=args.seed, do_sample=args.sample,
+            epsilon=args.epsilon or 0.0, seed=args.seed, do_sample=args.sample, cpu_defaults=not args.no_cpu_defaults,
         )  # fmt: skip
         metadata = {"source": source.name, "emotion": result.emotion, "intensity": args.intensity, "model": args.model}
         save_animation(
@@ -565,6 +571,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recursive", action="store_true", help="also look in sub-folders of input folders")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, usually the number of cores)")
+    p.add_argument(
+        "--no-cpu-defaults", action="store_true",
+        help="on the CPU, run the model as saved (default: fused attention in the speech encoder, same result)",
+    )  # fmt: skip
+    p.add_argument(
+        "--int8", action="store_true",
+        help="dynamic int8 quantisation of the speech encoder's linear layers (CPU; changes a few motion tokens)",
+    )  # fmt: skip
     p.set_defaults(handler=cmd_animate)
 
     p = commands.add_parser(

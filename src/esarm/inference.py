@@ -12,6 +12,9 @@ The speech encoder (WavLM) is almost all of the ``base`` preset's inference time
   layers: weights stored in int8, activations quantised per batch on the fly. WavLM's eager attention reads
   ``q_proj.weight`` directly, so with ``attention="eager"`` its four attention projections stay in float.
 - ``compile=True``: ``torch.compile`` of the motion transformer (the autoregressive decoder step).
+- ``encoder_window_seconds``: the speech encoder hears long audio in overlapping windows of this length, cross-faded
+  across ``encoder_window_overlap_seconds`` (:meth:`esarm.modules.SpeechEncoder.set_window`). Self-attention over
+  the whole clip costs time quadratic in its length; windows make it linear.
 
 The accuracy cost of each lever (token agreement, blendshape MAE against the float model) is measured by
 ``benchmarks/generation.py``; nothing here changes a saved checkpoint.
@@ -28,11 +31,21 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.models.wavlm.modeling_wavlm import WavLMAttention
 
+from .modules import conv_geometry
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["ATTENTION_IMPLEMENTATIONS", "WavLMSdpaAttention", "optimize_for_inference"]
+__all__ = [
+    "ATTENTION_IMPLEMENTATIONS",
+    "CPU_INFERENCE_DEFAULTS",
+    "WavLMSdpaAttention",
+    "apply_cpu_inference_defaults",
+    "optimize_for_inference",
+]
 
 ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa")
+# The levers that esarm's pipeline, ``esarm animate`` and the streaming animator apply to a model on the CPU.
+CPU_INFERENCE_DEFAULTS = {"attention": "sdpa", "int8": False, "encoder_window_seconds": 20.0}
 _ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
 
 
@@ -106,12 +119,39 @@ def _quantize_linear_layers(encoder: nn.Module) -> int:
     return len(spec)
 
 
+def _set_encoder_window(model: Any, window_seconds: float | None, overlap_seconds: float) -> None:
+    """Convert the window and overlap to encoder frames and set them on the model's speech encoder."""
+    if window_seconds is None:
+        if model.speech_encoder is not None:
+            model.speech_encoder.set_window(None)
+        return
+    if isinstance(window_seconds, bool) or not isinstance(window_seconds, (int, float)) or not window_seconds > 0:
+        raise ValueError(f"encoder_window_seconds must be a positive number of seconds or None, got {window_seconds!r}")
+    if isinstance(overlap_seconds, bool) or not isinstance(overlap_seconds, (int, float)):
+        raise ValueError(f"encoder_window_overlap_seconds must be a number of seconds, got {overlap_seconds!r}")
+    if not 0 <= overlap_seconds < window_seconds:
+        raise ValueError(
+            f"encoder_window_overlap_seconds must be in [0, encoder_window_seconds={window_seconds}), "
+            f"got {overlap_seconds}"
+        )
+    if model.speech_encoder is None:
+        raise ValueError(
+            f"encoder_window_seconds needs a speech encoder, got audio_front_end={model.config.audio_front_end!r}"
+        )
+    _, stride = conv_geometry(model.audio_encoder)
+    frames_per_second = float(model.config.sampling_rate) / stride
+    window = max(1, round(window_seconds * frames_per_second))
+    model.speech_encoder.set_window(window, min(window - 1, round(overlap_seconds * frames_per_second)))
+
+
 def optimize_for_inference(
     model: Any,
     *,
     int8: bool = False,
     attention: str = "eager",
     compile: bool = False,
+    encoder_window_seconds: float | None = None,
+    encoder_window_overlap_seconds: float = 2.0,
 ) -> Any:
     """Apply CPU inference levers to an ``ESARMSTAForGeneration`` in place and return it (in eval mode).
 
@@ -120,6 +160,9 @@ def optimize_for_inference(
         int8: dynamic int8 quantisation of the speech encoder's linear layers (module docstring).
         attention: ``"eager"`` (transformers' WavLM attention) or ``"sdpa"`` (fused attention, same result).
         compile: ``torch.compile`` the motion transformer (the decoder step; the first calls pay the compilation).
+        encoder_window_seconds: encode audio longer than this in overlapping windows of this length (seconds);
+            ``None`` encodes each clip whole (as in training).
+        encoder_window_overlap_seconds: least overlap between neighbouring windows (seconds, cross-faded).
 
     Returns:
         ``model``, ready for ``generate``; it can no longer be trained or saved with int8 layers.
@@ -131,12 +174,29 @@ def optimize_for_inference(
         raise ValueError(f"int8=True needs the model on the CPU (dynamic int8 kernels are CPU-only), got {device}")
     model.eval()
     encoder = model.audio_encoder
+    _set_encoder_window(model, encoder_window_seconds, encoder_window_overlap_seconds)
     swapped = _set_attention(encoder, attention)
     quantized = _quantize_linear_layers(encoder) if int8 else 0
     if compile:
         model.motion_transformer.forward = torch.compile(model.motion_transformer.forward, dynamic=True)
     logger.info(
-        "inference levers: attention=%s (%d WavLM layers), int8 linear layers=%d, compiled decoder=%s",
-        attention, swapped, quantized, compile,
+        "inference levers: attention=%s (%d WavLM layers), int8 linear layers=%d, compiled decoder=%s, "
+        "encoder window=%s s", attention, swapped, quantized, compile, encoder_window_seconds,
     )  # fmt: skip
     return model
+
+
+def apply_cpu_inference_defaults(model: Any) -> Any:
+    """Apply :data:`CPU_INFERENCE_DEFAULTS` to ``model`` in place when it runs on the CPU with a WavLM speech encoder
+    (the setting they were measured on); other models are returned unchanged. Returns ``model``.
+
+    The defaults keep the model's parameters and its outputs on clips shorter than the encoder window (fused
+    attention gives the same tokens), so the pipeline, ``esarm animate`` and the streaming animator apply them to
+    the model they are given.
+    """
+    encoder = model.audio_encoder
+    if encoder is None or next(encoder.parameters()).device.type != "cpu":
+        return model
+    if not any(isinstance(module, WavLMAttention) for module in encoder.modules()):
+        return model
+    return optimize_for_inference(model, **CPU_INFERENCE_DEFAULTS)

@@ -4,6 +4,7 @@
   a nested config, or loads pretrained weights (e.g. ``microsoft/wavlm-base-plus``) when a name is given.
 - :class:`SpeechEncoder` turns 16 kHz audio into one feature vector per motion step: encoder hidden states ->
   learned softmax-weighted sum of layers -> linear projection -> linear resampling to ``T'`` steps (+ mask).
+  :meth:`SpeechEncoder.set_window` makes it encode long audio in overlapping windows (cost linear in the length).
 - :class:`CausalTransformer` is a small pre-norm causal transformer (rotary positions,
   ``F.scaled_dot_product_attention``) with an explicit :class:`KeyValueCache`, so incremental decoding does not
   depend on the cache classes or field names of a particular transformers version.
@@ -35,6 +36,9 @@ __all__ = [
     "audio_frame_lengths",
     "build_audio_encoder",
     "checkpoint_speech_encoders_without_reentry",
+    "conv_geometry",
+    "crossfade_weights",
+    "encoder_windows",
     "init_module_weights",
     "is_building_empty_model",
     "sequence_mask",
@@ -123,6 +127,53 @@ def sequence_mask(lengths: torch.Tensor, max_length: int | None = None) -> torch
     return torch.arange(max_length, device=lengths.device)[None, :] < lengths[:, None]
 
 
+def conv_geometry(encoder: nn.Module) -> tuple[int, int]:
+    """(receptive field, stride) in samples of one frame of the encoder's convolutional feature extractor (400 and
+    320 for WavLM / wav2vec 2.0), from ``config.conv_kernel`` / ``config.conv_stride``."""
+    config = getattr(encoder, "config", None)
+    kernels, strides = getattr(config, "conv_kernel", None), getattr(config, "conv_stride", None)
+    if not kernels or not strides:
+        raise ValueError(
+            f"windowed encoding needs an encoder config with conv_kernel and conv_stride, got {type(encoder).__name__}"
+        )
+    receptive, stride = 1, 1
+    for kernel, step in zip(kernels, strides):
+        receptive += (kernel - 1) * stride
+        stride *= step
+    return receptive, stride
+
+
+def encoder_windows(num_frames: int, window: int, overlap: int) -> tuple[list[int], int]:
+    """(first frame of each window, window length) covering ``num_frames`` frames with the fewest windows of at
+    most ``window`` frames that overlap by at least ``overlap`` frames: the windows are shortened to share the
+    frames evenly (every frame encoded past the audio length costs time), the last one ending at the last frame."""
+    if not 0 <= overlap < window:
+        raise ValueError(f"overlap must be in [0, window) = [0, {window}), got {overlap}")
+    if num_frames <= window:
+        return [0], num_frames
+    count = math.ceil((num_frames - overlap) / (window - overlap))
+    length = math.ceil((num_frames + (count - 1) * overlap) / count)
+    return [round(i * (num_frames - length) / (count - 1)) for i in range(count)], length
+
+
+def crossfade_weights(starts: list[int], window: int, num_frames: int) -> torch.Tensor:
+    """Weights ``[len(starts), window]`` that stitch windowed features: linear ramps across each overlap with the
+    neighbouring windows, normalised so the weights of every frame sum to 1."""
+    weights = torch.ones(len(starts), window)
+    position = torch.arange(window, dtype=torch.float32) + 0.5
+    for i, start in enumerate(starts):
+        if i > 0:
+            left = starts[i - 1] + window - start  # frames shared with the previous window
+            weights[i] = torch.minimum(weights[i], (position / left).clamp(max=1.0))
+        if i < len(starts) - 1:
+            right = start + window - starts[i + 1]
+            weights[i] = torch.minimum(weights[i], ((window - position) / right).clamp(max=1.0))
+    total = torch.zeros(num_frames)
+    for start, weight in zip(starts, weights):
+        total[start : start + window] += weight
+    return weights / torch.stack([total[start : start + window] for start in starts])
+
+
 class SpeechEncoder(nn.Module):
     """Audio -> one feature vector per motion step.
 
@@ -145,6 +196,28 @@ class SpeechEncoder(nn.Module):
         num_states = int(encoder.config.num_hidden_layers) + 1
         self.layer_weights = nn.Parameter(torch.zeros(num_states))
         self.projection = nn.Linear(int(encoder.config.hidden_size), output_size)
+        self.window_frames: int | None = None  # see set_window; not saved, an inference setting
+        self.window_overlap_frames = 0
+        self.windows_per_batch = 8
+
+    def set_window(self, window_frames: int | None, overlap_frames: int = 0) -> None:
+        """Encode audio longer than ``window_frames`` encoder frames in windows of at most that many frames (20 ms
+        each for WavLM) overlapping by at least ``overlap_frames`` (:func:`encoder_windows`), cross-faded linearly
+        across the overlaps; ``None`` encodes the whole audio at once (the default, as in training).
+
+        Self-attention over the whole audio costs quadratic time in its length; windows make the cost linear. The
+        accuracy cost against the whole-audio encoder is measured by ``benchmarks/generation.py``.
+        """
+        if window_frames is None:
+            self.window_frames, self.window_overlap_frames = None, 0
+            return
+        if isinstance(window_frames, bool) or not isinstance(window_frames, int) or window_frames < 1:
+            raise ValueError(f"window_frames must be a positive int or None, got {window_frames!r}")
+        valid_overlap = isinstance(overlap_frames, int) and not isinstance(overlap_frames, bool)
+        if not valid_overlap or not 0 <= overlap_frames < window_frames:
+            raise ValueError(f"overlap_frames must be an int in [0, {window_frames}), got {overlap_frames!r}")
+        conv_geometry(self.encoder)  # fails now, not at the first long clip, if the encoder has no conv geometry
+        self.window_frames, self.window_overlap_frames = window_frames, overlap_frames
 
     def forward(
         self,
@@ -166,6 +239,17 @@ class SpeechEncoder(nn.Module):
             sample_lengths = torch.full((batch,), samples, dtype=torch.long, device=input_values.device)
         else:
             sample_lengths = attention_mask.long().sum(-1)
+        frames = audio_frame_lengths(self.encoder, sample_lengths)
+        if self.window_frames is not None and int(frames.max()) > self.window_frames:
+            pooled = self._windowed_states(input_values, sample_lengths, frames)
+        else:
+            pooled = self._weighted_states(input_values, attention_mask)
+        frames = frames.clamp(min=1, max=pooled.shape[1])
+        projected = self.projection(pooled)  # [B, F, output_size]
+        return resample(projected, frames, num_steps.to(frames.device))
+
+    def _weighted_states(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """The learned weighted sum of the encoder's hidden states ``[B, F, H_enc]``."""
         with warnings.catch_warnings():
             # WavLM's attention mixes a float position bias with a boolean padding mask (harmless torch warning)
             warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask")
@@ -177,10 +261,36 @@ class SpeechEncoder(nn.Module):
         states[-1] = outputs.last_hidden_state
         hidden_states = torch.stack(states, dim=0)  # [L+1, B, F, H_enc]
         weights = torch.softmax(self.layer_weights, dim=0).to(hidden_states.dtype)
-        pooled = (weights[:, None, None, None] * hidden_states).sum(0)  # [B, F, H_enc]
-        frames = audio_frame_lengths(self.encoder, sample_lengths).clamp(min=1, max=pooled.shape[1])
-        projected = self.projection(pooled)  # [B, F, output_size]
-        return resample(projected, frames, num_steps.to(frames.device))
+        return (weights[:, None, None, None] * hidden_states).sum(0)
+
+    def _windowed_states(
+        self, input_values: torch.Tensor, sample_lengths: torch.Tensor, frame_lengths: torch.Tensor
+    ) -> torch.Tensor:
+        """:meth:`_weighted_states` of each sequence computed over overlapping windows and cross-faded.
+
+        A window starting at frame ``s`` reads samples ``[s * stride, s * stride + span)``, which give exactly the
+        encoder frames ``s .. s + window - 1`` of the whole audio (same convolution taps); only the attention (and
+        a group-normalised first convolution) see less context. Each sequence is encoded unpadded, its windows
+        batched ``windows_per_batch`` at a time.
+        """
+        receptive, stride = conv_geometry(self.encoder)
+        hidden = int(self.encoder.config.hidden_size)
+        pooled = input_values.new_zeros(input_values.shape[0], int(frame_lengths.max()), hidden)
+        for b, (num_samples, num_frames) in enumerate(zip(sample_lengths.tolist(), frame_lengths.tolist())):
+            if num_frames <= self.window_frames:
+                states = self._weighted_states(input_values[b : b + 1, :num_samples], None)[0]
+                pooled[b, : states.shape[0]] = states[:num_frames]
+                continue
+            starts, window = encoder_windows(num_frames, self.window_frames, self.window_overlap_frames)
+            span = (window - 1) * stride + receptive
+            weights = crossfade_weights(starts, window, num_frames).to(pooled)
+            for first in range(0, len(starts), self.windows_per_batch):
+                group = starts[first : first + self.windows_per_batch]
+                windows = torch.stack([input_values[b, s * stride : s * stride + span] for s in group])
+                states = self._weighted_states(windows, None)  # [windows, window, H_enc]
+                for k, start in enumerate(group):
+                    pooled[b, start : start + window] += weights[first + k, :, None] * states[k, :window]
+        return pooled
 
 
 def checkpoint_speech_encoders_without_reentry(model: nn.Module, gradient_checkpointing_func: Callable) -> None:

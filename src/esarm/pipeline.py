@@ -24,6 +24,7 @@ from transformers.pipelines import PIPELINE_REGISTRY
 
 from .audio import load_audio
 from .blendshapes import ARKIT_NAMES, EMOTIONS
+from .inference import apply_cpu_inference_defaults
 from .processing_esarm import ESARMProcessor
 from .streaming import animate_audio
 
@@ -97,6 +98,12 @@ class SpeechToAnimationPipeline(Pipeline):
         stride_length_s: audio each window hears but keeps no frames of, on each side (seconds, or a
             ``(left, right)`` pair; default ``chunk_length_s / 6``); ignored without ``chunk_length_s``.
 
+    Construction argument:
+        cpu_defaults: apply :data:`esarm.inference.CPU_INFERENCE_DEFAULTS` to the model (in place) when it runs on
+            the CPU (default ``True``): fused attention in the speech encoder, and clips longer than its window
+            encoded in cross-faded windows. ``False`` keeps the model as given; call
+            :func:`esarm.inference.optimize_for_inference` for other levers (int8, ``torch.compile``).
+
     Returns:
         ``{"blendshapes": float32 [T, 52], "names": list of the 52 ARKit names, "fps": float, "emotion": str}``.
     """
@@ -107,11 +114,14 @@ class SpeechToAnimationPipeline(Pipeline):
     _load_image_processor = False
     _load_video_processor = False
 
-    def __init__(self, model, processor=None, **kwargs):
+    def __init__(self, model, processor=None, cpu_defaults: bool = True, **kwargs):
         super().__init__(model=model, processor=processor, **kwargs)
         if self.processor is None:
             self.processor = default_processor(self.model)
         self.model.eval()
+        self.cpu_defaults = cpu_defaults
+        if cpu_defaults:
+            apply_cpu_inference_defaults(self.model)
 
     def _sanitize_parameters(
         self,
@@ -211,7 +221,8 @@ class SpeechToAnimationPipeline(Pipeline):
     def _forward(self, model_inputs, chunking=None, **generate_kwargs):
         if chunking is not None:
             result = animate_audio(self.model, model_inputs.pop("audio"), sampling_rate=self.processor.sampling_rate,
-                                   processor=self.processor, **model_inputs, **chunking, **generate_kwargs)  # fmt: skip
+                                   processor=self.processor, cpu_defaults=self.cpu_defaults, **model_inputs, **chunking,
+                                   **generate_kwargs)  # fmt: skip
             return {"frames": result.blendshapes, "emotion": result.emotion}
         output = self.model.generate(**model_inputs, emotion="auto", **generate_kwargs)
         return {"blendshapes": output.blendshapes, "frame_mask": output.frame_mask, "emotion_ids": output.emotion_ids}

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from .audio import resample
 from .blendshapes import EMOTIONS
+from .inference import apply_cpu_inference_defaults
 from .labels import emotion_to_id, intensity_to_id, speaker_to_id
 
 logger = logging.getLogger(__name__)
@@ -110,6 +111,8 @@ class StreamingAnimator:
             latency.
         epsilon, seed, do_sample, temperature, top_k: passed to ``generate`` (window ``k`` uses ``seed + k``).
         sampling_rate: rate of the pushed audio (Hz, default: the model's); resampled to the model's rate.
+        cpu_defaults: apply :data:`esarm.inference.CPU_INFERENCE_DEFAULTS` to the model (in place) when it runs
+            on the CPU: fused attention in the speech encoder (same tokens, faster).
     """
 
     def __init__(
@@ -129,13 +132,14 @@ class StreamingAnimator:
         sampling_rate: int | None = None,
         context_seconds: float = 0.0,
         lookahead_seconds: float = 0.0,
+        cpu_defaults: bool = True,
     ):
         if chunk_seconds <= 0:
             raise ValueError(f"chunk_seconds must be > 0, got {chunk_seconds}")
         for name, value in (("context_seconds", context_seconds), ("lookahead_seconds", lookahead_seconds)):
             if not value >= 0:
                 raise ValueError(f"{name} must be >= 0 seconds, got {value}")
-        self.model = model.eval()
+        self.model = apply_cpu_inference_defaults(model.eval()) if cpu_defaults else model.eval()
         self.model_rate = int(model.config.sampling_rate)
         self.input_rate = int(sampling_rate or self.model_rate)
         self.fps = float(model.config.fps)
@@ -332,18 +336,21 @@ def animate_audio(
     progress: bool = False,
     context_seconds: float = 0.0,
     lookahead_seconds: float = 0.0,
+    cpu_defaults: bool = True,
     **generate_kwargs: Any,
 ) -> AnimationResult:
     """Animate a whole waveform of any length -> :class:`AnimationResult` (``round(seconds * fps)`` frames).
 
     Audio no longer than ``chunk_seconds`` is animated in one pass; longer audio window by window (module
     docstring). ``audio`` is mono (or (channels, samples)) float at ``sampling_rate`` (default: the model's).
-    ``context_seconds`` and ``lookahead_seconds``: extra audio each window hears (see :class:`StreamingAnimator`).
+    ``context_seconds`` and ``lookahead_seconds``: extra audio each window hears, ``cpu_defaults``: the CPU
+    inference levers (see :class:`StreamingAnimator`).
     """
     animator = StreamingAnimator(
         model, processor, emotion=emotion, intensity=intensity, speaker=speaker, chunk_seconds=chunk_seconds,
         overlap_seconds=overlap_seconds, epsilon=epsilon, seed=seed, sampling_rate=sampling_rate,
-        context_seconds=context_seconds, lookahead_seconds=lookahead_seconds, **generate_kwargs,
+        context_seconds=context_seconds, lookahead_seconds=lookahead_seconds, cpu_defaults=cpu_defaults,
+        **generate_kwargs,
     )  # fmt: skip
     audio = np.asarray(audio, dtype=np.float32)
     step = max(1, int(round(animator.hop_frames / animator.fps * animator.input_rate)))  # one hop of input audio
