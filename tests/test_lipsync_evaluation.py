@@ -15,8 +15,9 @@ import pytest
 import torch
 
 from esarm import ESARMSTAConfig, ESARMSTAForGeneration
-from esarm.blendshapes import BLENDSHAPE_INDEX
+from esarm.blendshapes import BLENDSHAPE_INDEX, EMOTIONS
 from esarm.data import heldout
+from esarm.evaluation.lipsync import row_audio
 from esarm.evaluation.lipsync_evaluation import (
     LipSyncSettings,
     evaluate_lipsync,
@@ -27,6 +28,7 @@ from esarm.evaluation.lipsync_evaluation import (
 )
 from esarm.evaluation.report import report_markdown, results_markdown, write_report
 from esarm.evaluation.run import ESARMEvaluationConfig
+from esarm.processing_esarm import ESARMProcessor
 from esarm.rig import FaceRig
 
 
@@ -111,6 +113,15 @@ def test_heldout_sets_beside_the_baselines_and_the_generator(validation_folder, 
     assert 0.5 < truth["two_label_r"] <= 1.0
     assert math.isnan(table["loudness"]["two_label_r"]) and math.isnan(table["log-mel probe"]["two_label_r"])
     assert "two_label_r" in table["tiny"] and math.isnan(table["tiny"]["r_aperture"])  # no rig given
+    # the emotion head's accuracy on the labelled held-out clips: what emotion="auto" would animate with
+    heard = [
+        EMOTIONS[int(tiny_model.classify_emotion(tiny_model.encode_emotion(
+            ESARMProcessor()(row_audio(row), sampling_rate=int(row["sampling_rate"]))["input_values"])).argmax())]
+        for row in sets[0].rows
+    ]  # fmt: skip
+    expected = np.mean([h == row["emotion"] for h, row in zip(heard, sets[0].rows)])
+    assert table["tiny"]["emotion_head_accuracy"] == pytest.approx(expected)
+    assert math.isnan(table["loudness"]["emotion_head_accuracy"])
     with pytest.raises(ValueError, match="labels must be two different emotions"):
         evaluate_lipsync({}, sets, labels=["neutral"])
 

@@ -82,7 +82,7 @@ class SpeechToAnimationPipeline(Pipeline):
         emotion: an emotion name from ``EMOTIONS`` / id, or ``"auto"`` for the emotion the model hears in the
             audio. Default (``None``): neutral. ``"auto"`` is not the default because the emotion head misfires on
             voices it never heard: on the fixed held-out sets (neutral speech of unseen voices) the ``small`` model
-            hears "neutral" in 2 % (eSpeak NG) and 10 % (Flite) of the clips (docs/training.md).
+            hears "neutral" in 6 % (eSpeak NG) and 11 % (Flite) of the clips, the tiny one in none (README).
         intensity: 1, 2 or 3 (default: 1 for neutral, 2 otherwise).
         speaker: a known speaker name / id (default: unknown speaker).
         epsilon: epsilon-greedy noise in [0, 1] (0 = the model's greedy animation).

@@ -460,6 +460,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("envelope_lag_ms", "envelope lag ms", "{:+.0f}"),
     ("silence_closure", "silence closure", "{:.2f}"),
     ("two_label_r", "two-label lip r", "{:.2f}"),
+    ("emotion_head_accuracy", "emotion heard", "{:.2f}"),
 )
 
 

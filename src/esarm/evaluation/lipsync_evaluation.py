@@ -223,6 +223,28 @@ def generator_two_label(
     return M.motion_correlation(first, second, region_indices("mouth"))
 
 
+def emotion_head_accuracy(model, rows: Sequence[dict[str, Any]], processor=None) -> float:
+    """Share of ``rows`` whose ``emotion`` label the model's audio emotion head hears: what ``emotion="auto"`` would
+    animate with. NaN when no row has a label."""
+    import torch
+
+    processor = processor or ESARMProcessor()
+    device = next(model.parameters()).device
+    hits = []
+    for row in rows:
+        if row.get("emotion") not in EMOTIONS:
+            continue
+        features = processor(row_audio(row), sampling_rate=int(row["sampling_rate"]), return_tensors="pt")
+        mask = features.get("attention_mask")
+        with torch.no_grad():
+            pooled = model.encode_emotion(
+                features["input_values"].to(device), None if mask is None else mask.to(device)
+            )
+            heard = int(model.classify_emotion(pooled).argmax(-1)[0])
+        hits.append(EMOTIONS[heard] == row["emotion"])
+    return float(np.mean(hits)) if hits else math.nan
+
+
 def evaluate_lipsync(
     models: Mapping[str, tuple[Any, Any]], sets: Sequence[LipSyncSet], probe: LogMelProbe | None = None, rig=None,
     labels: Sequence[str] = DEFAULT_LABELS, seed: int = 0, max_lag_frames: int = DEFAULT_MAX_LAG_FRAMES,
@@ -239,7 +261,8 @@ def evaluate_lipsync(
 
     Returns:
         ``{set name: {source: scores}}`` with sources ``*models``, ``"loudness"``, ``"log-mel probe"``,
-        ``"ground truth"`` and the scores of :func:`~esarm.evaluation.lipsync.set_scores` plus ``two_label_r``.
+        ``"ground truth"`` and the scores of :func:`~esarm.evaluation.lipsync.set_scores` plus ``two_label_r`` and
+        ``emotion_head_accuracy`` (:func:`emotion_head_accuracy`, models only).
     """
     check_settings(heldout.SPLITS, labels)
     if rig is not None and (rig.landmarks is None or len(rig.landmarks) != 68):
@@ -254,15 +277,17 @@ def evaluate_lipsync(
         if not rows:
             logger.warning("lip sync: the %s set holds no clips; skipped", lipsync_set.name)
             continue
-        animations, two_label = {}, {}
+        animations, two_label, emotion_accuracy = {}, {}, {}
         for name, (model, processor) in models.items():
             first = animate_rows(model, rows, processor, emotion=labels[0], seed=seed)
             second = animate_rows(model, rows, processor, emotion=labels[1], seed=seed)
             animations[name] = first
             two_label[name] = M.motion_correlation(first, second, lips)
+            emotion_accuracy[name] = emotion_head_accuracy(model, rows, processor)
         table = lipsync_table(rows, animations, probe, rig, max_lag_frames)
         for source, scores in table.items():
             scores["two_label_r"] = two_label.get(source, math.nan)
+            scores["emotion_head_accuracy"] = emotion_accuracy.get(source, math.nan)
         if lipsync_set.styles is not None:
             table["ground truth"]["two_label_r"] = generator_two_label(rows, lipsync_set.styles, labels, seed)
         results[lipsync_set.name] = table
