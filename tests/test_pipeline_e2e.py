@@ -82,10 +82,10 @@ def test_tiny_pipeline_end_to_end(tmp_path, rig_path):
     # lip sync on the fixed held-out sets (<run>/heldout), per split and source, in pipeline_results.json
     saved = json.loads((tmp_path / "run" / "pipeline_results.json").read_text())
     lipsync = saved["stages"]["evaluation"]["lipsync"]
-    assert list(lipsync) == (["validation", "test"] if find_flite() else ["validation"])
+    assert set(lipsync) == ({"validation", "test"} if find_flite() else {"validation"})  # the json's keys are sorted
     assert "### Lip sync" in table
     for split, sources in lipsync.items():
-        assert list(sources) == ["sta", "rl", "loudness", "log-mel probe", "ground truth"], split
+        assert set(sources) == {"sta", "rl", "loudness", "log-mel probe", "ground truth"}, split
         for source in ("sta", "rl"):
             for key in ("r_jaw", "r_aperture", "closure_jaw", "closure_aperture", "lag_ms", "two_label_r"):
                 assert sources[source][key] is not None, (split, source, key)
