@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
@@ -37,8 +35,8 @@ from .frames import num_motion_steps
 from .modules import (
     CausalTransformer,
     SpeechEncoder,
+    SpeechEncoderCheckpointingMixin,
     build_audio_encoder,
-    checkpoint_speech_encoders_without_reentry,
     init_module_weights,
 )
 
@@ -108,7 +106,7 @@ def ranking_loss(returns_i: torch.Tensor, returns_j: torch.Tensor, y: torch.Tens
     return -((1 - y) * log_j_better + y * log_i_better).mean()
 
 
-class ESARMRewardPreTrainedModel(PreTrainedModel):
+class ESARMRewardPreTrainedModel(SpeechEncoderCheckpointingMixin, PreTrainedModel):
     config_class = ESARMRewardModelConfig
     config: ESARMRewardModelConfig
     base_model_prefix = "reward_model"
@@ -121,17 +119,6 @@ class ESARMRewardPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         # The speech encoder (a PreTrainedModel) is initialised by its own _init_weights (transformers dispatches).
         init_module_weights(module, self.config.initializer_range)
-
-    def _set_gradient_checkpointing(
-        self, enable: bool = True, gradient_checkpointing_func: Callable = checkpoint, **kwargs
-    ) -> None:
-        # **kwargs: the options of the installed transformers (every_n_layers in 5.24)
-        super()._set_gradient_checkpointing(
-            enable=enable, gradient_checkpointing_func=gradient_checkpointing_func, **kwargs
-        )
-        if enable:
-            # WavLM passes a tensor that needs gradients by keyword, which reentrant checkpointing cannot handle
-            checkpoint_speech_encoders_without_reentry(self, gradient_checkpointing_func)
 
 
 class ESARMRewardModel(ESARMRewardPreTrainedModel):

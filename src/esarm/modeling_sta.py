@@ -23,14 +23,12 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel
 from transformers import initialization as init
 from transformers.dynamic_module_utils import custom_object_save
@@ -50,9 +48,9 @@ from .modeling_motion_prior import ESARMMotionPrior
 from .modules import (
     CausalTransformer,
     SpeechEncoder,
+    SpeechEncoderCheckpointingMixin,
     audio_frame_lengths,
     build_audio_encoder,
-    checkpoint_speech_encoders_without_reentry,
     init_module_weights,
     sequence_mask,
 )
@@ -256,7 +254,7 @@ class SpectralFeatures(nn.Module):
         return features
 
 
-class ESARMSTAPreTrainedModel(PreTrainedModel):
+class ESARMSTAPreTrainedModel(SpeechEncoderCheckpointingMixin, PreTrainedModel):
     config_class = ESARMSTAConfig
     base_model_prefix = "sta"
     main_input_name = "input_values"
@@ -272,17 +270,6 @@ class ESARMSTAPreTrainedModel(PreTrainedModel):
             init.normal_(module.bos_embedding, mean=0.0, std=std)
             if module.mask_embedding is not None:
                 init.normal_(module.mask_embedding, mean=0.0, std=std)
-
-    def _set_gradient_checkpointing(
-        self, enable: bool = True, gradient_checkpointing_func: Callable = checkpoint, **kwargs
-    ) -> None:
-        # **kwargs: the options of the installed transformers (every_n_layers in 5.24)
-        super()._set_gradient_checkpointing(
-            enable=enable, gradient_checkpointing_func=gradient_checkpointing_func, **kwargs
-        )
-        if enable:
-            # WavLM passes a tensor that needs gradients by keyword, which reentrant checkpointing cannot handle
-            checkpoint_speech_encoders_without_reentry(self, gradient_checkpointing_func)
 
 
 class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):

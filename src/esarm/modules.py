@@ -21,6 +21,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -35,6 +36,7 @@ __all__ = [
     "SpeechEncoder",
     "audio_frame_lengths",
     "build_audio_encoder",
+    "SpeechEncoderCheckpointingMixin",
     "checkpoint_speech_encoders_without_reentry",
     "conv_geometry",
     "crossfade_weights",
@@ -315,6 +317,23 @@ def checkpoint_speech_encoders_without_reentry(model: nn.Module, gradient_checkp
             for module in speech_encoder.encoder.modules():
                 if hasattr(module, "_gradient_checkpointing_func"):
                     module._gradient_checkpointing_func = without_reentry
+
+
+class SpeechEncoderCheckpointingMixin:
+    """For the ``PreTrainedModel`` classes that hold a :class:`SpeechEncoder`: after transformers has set up gradient
+    checkpointing, :func:`checkpoint_speech_encoders_without_reentry` keeps the speech encoders' layers
+    non-reentrant. Put it before ``PreTrainedModel`` among the bases."""
+
+    def _set_gradient_checkpointing(
+        self, enable: bool = True, gradient_checkpointing_func: Callable = checkpoint, **kwargs
+    ) -> None:
+        # **kwargs: the options of the installed transformers (every_n_layers in 5.24)
+        super()._set_gradient_checkpointing(
+            enable=enable, gradient_checkpointing_func=gradient_checkpointing_func, **kwargs
+        )
+        if enable:
+            # WavLM passes a tensor that needs gradients by keyword, which reentrant checkpointing cannot handle
+            checkpoint_speech_encoders_without_reentry(self, gradient_checkpointing_func)
 
 
 # --------------------------------------------------------------------------------------------------------------------
