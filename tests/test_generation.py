@@ -72,6 +72,20 @@ def test_transformer_cache_matches_full_pass_and_grows(window):
     assert cache.length == 9 and cache.capacity >= 9
 
 
+def test_transformer_decoding_steps_match_the_full_pass_past_the_rotary_table():
+    """One-token steps take a leaner path (a rotary table grown by doubling from 64 positions): same outputs."""
+    torch.manual_seed(0)
+    transformer = CausalTransformer(16, 2, 2, 32).eval()
+    inputs = torch.randn(1, 150, 16)
+    cache = transformer.new_cache(1, 150, inputs)
+    steps = torch.cat([transformer(inputs[:, t : t + 1], cache=cache) for t in range(150)], 1)
+    torch.testing.assert_close(steps, transformer(inputs), atol=1e-5, rtol=1e-5)
+    assert transformer._rotary_table[0].shape[0] >= 150
+    transformer.double()  # the table follows the inputs' dtype
+    cache = transformer.new_cache(1, 2, inputs.double())
+    assert transformer(inputs[:, :1].double(), cache=cache).dtype == torch.float64
+
+
 # ---- shapes and masks ------------------------------------------------------------------------------------------
 
 
