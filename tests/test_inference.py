@@ -12,7 +12,14 @@ from transformers import WavLMConfig
 from transformers.models.wavlm.modeling_wavlm import WavLMAttention
 
 from esarm import ESARMSTAConfig, ESARMSTAForGeneration
-from esarm.inference import WavLMSdpaAttention, optimize_for_inference
+from esarm.inference import (
+    CPU_INFERENCE_DEFAULTS,
+    INT8_MIN_HIDDEN_SIZE,
+    WavLMSdpaAttention,
+    apply_cpu_inference_defaults,
+    int8_inference_layers,
+    optimize_for_inference,
+)
 from esarm.modules import conv_geometry, crossfade_weights, encoder_windows
 
 
@@ -73,6 +80,29 @@ def test_int8_quantises_the_encoder_linear_layers(tiny_model, attention):
 def test_argument_errors(tiny_model):
     with pytest.raises(ValueError, match=r"attention must be one of \['eager', 'sdpa'\], got 'flash'"):
         optimize_for_inference(tiny_model, attention="flash")
+    with pytest.raises(ValueError, match=r"int8 must be True, False or 'auto', got 'yes'"):
+        optimize_for_inference(tiny_model, int8="yes")
+    with pytest.raises(ValueError, match=r"overrides must be among \['attention', .*\], got \['threads'\]"):
+        apply_cpu_inference_defaults(tiny_model, threads=2)
+
+
+def test_cpu_defaults_quantise_wide_encoders_only_and_the_result_refuses_to_train_or_save(tiny_model, tmp_path):
+    assert CPU_INFERENCE_DEFAULTS["int8"] == "auto"
+    narrow = apply_cpu_inference_defaults(copy.deepcopy(tiny_model))  # 32 wide: int8 would not pay
+    assert int8_inference_layers(narrow) == 0
+    narrow.train()  # still a float model
+    wavlm = {**ESARMSTAConfig.tiny().audio_encoder_config.to_dict(), "hidden_size": INT8_MIN_HIDDEN_SIZE}
+    wide = ESARMSTAForGeneration(ESARMSTAConfig.tiny(audio_encoder_config=wavlm)).eval()
+    apply_cpu_inference_defaults(wide)
+    assert int8_inference_layers(wide) > 0 and int8_inference_layers(wide.motion_transformer) == 0
+    assert wide.generate(speech(1, 0.5), emotion_ids=[0]).blendshapes.shape == (1, 15, 52)
+    with pytest.raises(ValueError, match="cannot train: its speech encoder holds dynamic int8 inference layers"):
+        wide.train()
+    with pytest.raises(ValueError, match="cannot be saved: .*cpu_defaults=False to keep it in float"):
+        wide.save_pretrained(tmp_path / "wide")
+    assert not (tmp_path / "wide").exists()
+    floating = ESARMSTAForGeneration(ESARMSTAConfig.tiny(audio_encoder_config=wavlm)).eval()
+    assert int8_inference_layers(apply_cpu_inference_defaults(floating, int8=False)) == 0
 
 
 def test_encoder_windows_cover_the_frames_with_the_fewest_shortest_windows():

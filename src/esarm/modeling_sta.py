@@ -44,6 +44,7 @@ from .generation import (
     make_generator,
     resolve_generation_settings,
 )
+from .inference import int8_inference_layers
 from .modeling_motion_prior import ESARMMotionPrior
 from .modules import (
     CausalTransformer,
@@ -396,9 +397,20 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         return self.config.codebook_size
 
     def train(self, mode: bool = True):
+        if mode:
+            self._check_no_int8_layers("train")
         super().train(mode)
         self.motion_prior.eval()  # the prior stays frozen (no EMA / dead-code updates while the STA trains)
         return self
+
+    def _check_no_int8_layers(self, action: str) -> None:
+        if int8_inference_layers(self):
+            raise ValueError(
+                f"this model cannot {action}: its speech encoder holds dynamic int8 inference layers "
+                "(esarm.inference.optimize_for_inference(int8=True), one of the CPU defaults that "
+                "pipeline('speech-to-animation'), StreamingAnimator and esarm animate apply in place); load the model "
+                "again, or pass cpu_defaults=False to keep it in float"
+            )
 
     # ---- motion prior ------------------------------------------------------------------------------------------
 
@@ -433,6 +445,7 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         """``PreTrainedModel.save_pretrained`` plus the ``"speech-to-animation"`` pipeline: ``custom_pipelines`` in
         ``config.json`` and the pipeline's code beside the model's, so ``pipeline("speech-to-animation",
         model=folder, trust_remote_code=True)`` works where esarm is not installed."""
+        self._check_no_int8_layers("be saved")
         self.config.custom_pipelines = custom_pipelines()
         super().save_pretrained(save_directory, *args, **kwargs)
         custom_object_save(SpeechToAnimationPipeline, save_directory)

@@ -308,7 +308,8 @@ def animate_rows(
     model, rows: Iterable[dict[str, Any]], processor=None, emotion: str = "neutral", intensity: int | None = None,
     seed: int = 0, **generate_kwargs: Any,
 ) -> list[np.ndarray]:  # fmt: skip
-    """Animate each row's audio with an STA model through :func:`esarm.streaming.animate_audio` (greedy, seeded).
+    """Animate each row's audio with an STA model through :func:`esarm.streaming.animate_audio` (greedy, seeded;
+    the model as trained: no CPU inference levers).
 
     Returns one ``[frames, 52]`` array per row with the row's frame count.
 
@@ -321,7 +322,7 @@ def animate_rows(
     for row in rows:
         result = animate_audio(
             model, row_audio(row), sampling_rate=int(row["sampling_rate"]), processor=processor,
-            emotion=emotion, intensity=intensity, seed=seed, **generate_kwargs,
+            emotion=emotion, intensity=intensity, seed=seed, cpu_defaults=False, **generate_kwargs,
         )  # fmt: skip
         if abs(result.fps - float(row["fps"])) > 1e-6:
             raise ValueError(f"the model animates at {result.fps} fps, but row {row['id']!r} is at {row['fps']} fps")
