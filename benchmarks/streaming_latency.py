@@ -25,6 +25,7 @@ import torch
 
 from esarm import ESARMSTAConfig, ESARMSTAForGeneration
 from esarm.blendshapes import EMOTIONS
+from esarm.data.schema import decode_audio_value
 from esarm.evaluation.metrics import lve
 from esarm.rig import FaceRig
 from esarm.streaming import StreamingAnimator, animate_audio
@@ -40,7 +41,7 @@ def load_clips(corpus: Path | None, count: int) -> list[tuple[np.ndarray, np.nda
 
         split = datasets.load_from_disk(str(corpus))["test"]
         rows = split.select(range(min(count, len(split))))
-        return [(np.asarray(r["audio"], np.float32), np.asarray(r["blendshapes"], np.float32), r["emotion"])
+        return [(decode_audio_value(r["audio"]), np.asarray(r["blendshapes"], np.float32), r["emotion"])
                 for r in rows]  # fmt: skip
     rng = np.random.default_rng(0)
     clips = []
@@ -78,8 +79,11 @@ def stream(model, audio: np.ndarray, emotion: str, lookahead: float, context: fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, default=Path("/work/main/runs/tiny-baseline/sta"))
-    parser.add_argument("--corpus", type=Path, default=Path("/work/main/runs/tiny-baseline/corpus"))
+    parser.add_argument(
+        "--model", type=Path, default=Path("runs/tiny/sta"),
+        help="trained STA model (default: the tiny pipeline's; random init if absent)",
+    )  # fmt: skip
+    parser.add_argument("--corpus", type=Path, default=Path("runs/tiny/corpus"), help="its corpus (test split: LVE)")
     parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--lookahead", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.5, 1.0])
     parser.add_argument("--context", type=float, default=2.0, help="seconds of audio before each window")
