@@ -12,6 +12,11 @@ memory does not grow with the length (windows of ``--chunk-seconds``).
 
 ``--levers`` times the generation once per lever of :func:`esarm.inference.optimize_for_inference` (``fp32``,
 ``sdpa``, ``int8``, ``int8+sdpa``); the command row always runs the CLI as it ships.
+
+``--batch-sizes 1 4 16`` adds the throughput of ``pipeline("speech-to-animation")`` (CPU defaults) on
+``--batch-clips`` clips of 3-7 s: clips and seconds of audio animated per second of wall time, per batch size.
+
+    python benchmarks/animate.py --presets tiny base --long-minutes 0 --batch-sizes 1 4 16 --threads 2
 """
 
 from __future__ import annotations
@@ -124,6 +129,26 @@ def long_file(model_dir: Path, minutes: float, chunk: float, threads: int) -> di
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def pipeline_throughput(model_dir: Path, batch_sizes: list[int], clips: int) -> list[tuple[int, float, float]]:
+    """(batch size, clips / s, audio seconds / s) of the pipeline on ``clips`` clips of 3-7 s (a warm-up first)."""
+    from transformers import pipeline
+
+    import esarm  # noqa: F401  (registers the task)
+
+    animate = pipeline("speech-to-animation", model=str(model_dir))
+    lengths = np.linspace(3.0, 7.0, clips)
+    audios = [speech_like(float(seconds), seed=index) for index, seconds in enumerate(lengths)]
+    animate(audios[:2], batch_size=2)
+    rows = []
+    for batch_size in batch_sizes:
+        started = time.perf_counter()
+        results = animate(audios, batch_size=batch_size)
+        elapsed = time.perf_counter() - started
+        assert len(results) == clips
+        rows.append((batch_size, clips / elapsed, float(lengths.sum()) / elapsed))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--presets", nargs="+", default=["tiny", "base"])
@@ -133,6 +158,8 @@ def main() -> None:
     parser.add_argument("--chunk-seconds", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the CPU is shared)")
     parser.add_argument("--levers", nargs="+", default=["fp32"], help="generation timed with each: fp32 sdpa int8 ...")
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[], help="pipeline throughput per batch size")
+    parser.add_argument("--batch-clips", type=int, default=32, help="clips of the throughput table")
     args = parser.parse_args()
 
     import torch
@@ -141,7 +168,7 @@ def main() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     print(f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads {args.threads}, "
           f"torch {torch.__version__}")  # fmt: skip
-    rows, long_rows = [], []
+    rows, long_rows, batch_rows = [], [], []
     with tempfile.TemporaryDirectory(prefix="esarm-bench-") as tmp:
         tmp = Path(tmp)
         audio = speech_like(args.seconds)
@@ -155,6 +182,9 @@ def main() -> None:
             for lever in args.levers:
                 generation_seconds = time_generation(model_dir, audio, args.chunk_seconds, lever=lever)
                 rows.append((f"{preset} ({lever})", parameters, cli_seconds, generation_seconds))
+            if args.batch_sizes:
+                for batch_size, clips, audio_seconds in pipeline_throughput(model_dir, args.batch_sizes, args.batch_clips):
+                    batch_rows.append((preset, batch_size, clips, audio_seconds))
             if args.long_minutes > 0 and preset in args.long_presets:
                 for minutes in (1.0, args.long_minutes):
                     measured = long_file(model_dir, minutes, args.chunk_seconds, args.threads)
@@ -169,6 +199,12 @@ def main() -> None:
         print(f"| {preset} | {parameters / 1e6:.1f} M | {cli_seconds:.2f} | {cli_seconds / args.seconds:.3f} | "
               f"{generation_seconds:.2f} | {generation_seconds / args.seconds:.3f} |")  # fmt: skip
     print("\nRTF = processing time / audio duration (< 1: faster than real time).")
+    if batch_rows:
+        print(f"\n`pipeline('speech-to-animation')` throughput, {args.batch_clips} clips of 3-7 s (CPU defaults)\n")
+        print("| preset | batch size | clips / s | audio seconds / s |")
+        print("|---|---:|---:|---:|")
+        for preset, batch_size, clips, audio_seconds in batch_rows:
+            print(f"| {preset} | {batch_size} | {clips:.2f} | {audio_seconds:.1f} |")
     if long_rows:
         print(f"\nLong files (windows of {args.chunk_seconds:g} s, one fresh process each)\n")
         print(

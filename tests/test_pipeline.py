@@ -98,6 +98,20 @@ def test_file_inputs_are_resampled_and_batched(tmp_path, model, speech):
     assert [r["blendshapes"].shape for r in results] == [(24, 52), (36, 52)]
 
 
+def test_batch_size_pads_clips_and_gives_the_one_by_one_animation(model, speech):
+    animate = pipeline("speech-to-animation", model=model)
+    clips = [speech, speech[: int(0.5 * SAMPLING_RATE)], speech[::-1].copy()[: int(0.9 * SAMPLING_RATE)]]
+    for emotion in ("happy", "auto"):
+        alone = [animate(clip, emotion=emotion) for clip in clips]
+        batched = animate(clips, emotion=emotion, batch_size=3)
+        assert [r["blendshapes"].shape for r in batched] == [(36, 52), (15, 52), (27, 52)]
+        for one, together in zip(alone, batched):
+            assert together["emotion"] == one["emotion"]
+            np.testing.assert_allclose(together["blendshapes"], one["blendshapes"], atol=1e-5)
+    with pytest.raises(ValueError, match="chunk_length_s animates one recording at a time.*batch_size=1"):
+        animate(clips, chunk_length_s=1.0, batch_size=2)
+
+
 def test_bad_arguments_raise_value_errors(model, speech):
     animate = pipeline("speech-to-animation", model=model)
     with pytest.raises(ValueError, match="emotion.*joyful"):

@@ -100,9 +100,14 @@ class SpeechToAnimationPipeline(Pipeline):
 
     Construction argument:
         cpu_defaults: apply :data:`esarm.inference.CPU_INFERENCE_DEFAULTS` to the model (in place) when it runs on
-            the CPU (default ``True``): fused attention in the speech encoder, and clips longer than its window
-            encoded in cross-faded windows. ``False`` keeps the model as given; call
-            :func:`esarm.inference.optimize_for_inference` for other levers (int8, ``torch.compile``).
+            the CPU (default ``True``): fused attention in the speech encoder, clips longer than its window encoded
+            in cross-faded windows, and int8 linear layers in encoders at least 256 wide (an int8 model cannot train
+            or be saved). ``False`` keeps the model as given; call :func:`esarm.inference.optimize_for_inference`
+            for other levers.
+
+    Batches: ``animate(list_of_clips, batch_size=8)`` pads the clips of a batch and generates them together (same
+    animation as one by one); the token loop's per-step cost is shared by the batch (``benchmarks/animate.py``:
+    clips per second against the batch size). ``chunk_length_s`` needs ``batch_size=1``.
 
     Returns:
         ``{"blendshapes": float32 [T, 52], "names": list of the 52 ARKit names, "fps": float, "emotion": str}``.
@@ -118,6 +123,9 @@ class SpeechToAnimationPipeline(Pipeline):
         super().__init__(model=model, processor=processor, **kwargs)
         if self.processor is None:
             self.processor = default_processor(self.model)
+        # transformers pads batches (``batch_size`` > 1) with the feature extractor's padding value; the attention
+        # mask that preprocess always returns marks the padding, so a batch animates each clip as alone.
+        self.feature_extractor = self.processor.feature_extractor
         self.model.eval()
         self.cpu_defaults = cpu_defaults
         if cpu_defaults:
@@ -208,8 +216,8 @@ class SpeechToAnimationPipeline(Pipeline):
             return_tensors="pt",
         )
         model_inputs = {"input_values": features["input_values"]}
-        if features.get("attention_mask") is not None:
-            model_inputs["attention_mask"] = features["attention_mask"]
+        mask = features.get("attention_mask")
+        model_inputs["attention_mask"] = torch.ones_like(features["input_values"], dtype=torch.long) if mask is None else mask
         if not auto and features.get("emotion_ids") is not None:
             model_inputs["emotion_ids"] = features["emotion_ids"]
         if intensity is not None and features.get("intensity_ids") is not None:
@@ -220,6 +228,11 @@ class SpeechToAnimationPipeline(Pipeline):
 
     def _forward(self, model_inputs, chunking=None, **generate_kwargs):
         if chunking is not None:
+            if not isinstance(model_inputs["audio"], np.ndarray):
+                raise ValueError(
+                    "chunk_length_s animates one recording at a time (window by window), got a batch: call the "
+                    "pipeline with batch_size=1 when chunk_length_s is given"
+                )
             result = animate_audio(self.model, model_inputs.pop("audio"), sampling_rate=self.processor.sampling_rate,
                                    processor=self.processor, cpu_defaults=self.cpu_defaults, **model_inputs, **chunking,
                                    **generate_kwargs)  # fmt: skip
