@@ -24,7 +24,8 @@ transformers:
   imports ``six`` for ``six.string_types`` only, which stands in where ``six`` is not installed.
 
 FaceFormer and CodeTalker use their VOCASET settings (30 fps, 5023 vertices), EmoTalk its 52 blendshapes at 30 fps.
-A peer's longer durations are skipped once one run takes more than ``--max-seconds`` of CPU time.
+A peer's longer durations are skipped once one run takes more than ``--max-seconds`` of CPU time, and
+``--worker-timeout`` stops a worker after that many seconds of wall time (its unfinished clips say so).
 
 Usage::
 
@@ -224,7 +225,15 @@ def run_worker(name: str, repo: Path | None, args: argparse.Namespace) -> list[d
     if repo is not None:
         command += ["--repo", str(repo)]
     environment = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-    completed = subprocess.run(command, capture_output=True, text=True, env=environment)  # fmt: skip
+    try:
+        completed = subprocess.run(command, capture_output=True, text=True, env=environment,
+                                   timeout=args.worker_timeout)  # fmt: skip
+    except subprocess.TimeoutExpired as stopped:  # the rows printed before the timeout still count
+        output = stopped.stdout.decode() if isinstance(stopped.stdout, bytes) else stopped.stdout or ""
+        rows = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+        done = {row["seconds"] for row in rows}
+        return rows + [{"model": name, "seconds": seconds, "stopped": args.worker_timeout}
+                       for seconds in args.durations if seconds not in done]  # fmt: skip
     rows = [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
     if completed.returncode != 0:
         print(f"{name} failed (exit status {completed.returncode}):\n{completed.stderr[-3000:]}", file=sys.stderr)
@@ -239,6 +248,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement (median)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--max-seconds", type=float, default=180.0, help="skip longer clips after a run this slow")
+    parser.add_argument("--worker-timeout", type=float, default=None,
+                        help="stop a model's worker after this many wall seconds (its unfinished clips: 'stopped')")
     parser.add_argument("--worker", choices=sorted(BUILDERS), help=argparse.SUPPRESS)
     parser.add_argument("--repo", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -277,6 +288,8 @@ def main() -> None:
                 cells.append("failed")
             elif "skipped" in row:
                 cells.append(f"skipped: {row['skipped']}")
+            elif "stopped" in row:
+                cells.append(f"not finished: worker stopped after {row['stopped']:g} s of wall time")
             else:
                 value = statistics.median(row["cpu"])
                 runs = "" if len(row["cpu"]) == args.repeats else f", {len(row['cpu'])} run(s)"
