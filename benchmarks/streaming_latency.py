@@ -6,7 +6,8 @@ compute time of that ``push`` call. Compute is reported as wall time and as proc
 (``time.process_time``, all threads): the development machine is shared and loaded, and CPU time is what the model
 itself costs. Quality is measured against the offline result of the same model (one pass over each clip):
 blendshape MAE, frame-to-frame jitter, and with a trained model and its test corpus also LVE (mm, embedded rig)
-against the offline output and against the recorded ground truth.
+against the offline output and against the recorded ground truth, and lip sync: r(jawOpen, phoneme openness), the
+lip-sync evaluation's measure, of the live and the offline animation.
 
     python benchmarks/streaming_latency.py                          # trained tiny run if present, else random
     python benchmarks/streaming_latency.py --model runs/x/sta --corpus runs/x/corpus --lookahead 0.1 0.3 1.0
@@ -26,6 +27,7 @@ import torch
 from esarm import ESARMSTAConfig, ESARMSTAForGeneration
 from esarm.blendshapes import EMOTIONS
 from esarm.data.schema import decode_audio_value
+from esarm.evaluation.lipsync import jaw_open, pearson, reference_curves
 from esarm.evaluation.metrics import lve
 from esarm.rig import FaceRig
 from esarm.streaming import StreamingAnimator, animate_audio
@@ -34,22 +36,31 @@ RATE = 16000
 PIECE = 320  # samples: 20 ms
 
 
-def load_clips(corpus: Path | None, count: int) -> list[tuple[np.ndarray, np.ndarray | None, str]]:
-    """(audio, ground-truth blendshapes or ``None``, emotion) of ``count`` test clips, or synthetic speech."""
+def load_clips(corpus: Path | None, count: int) -> tuple[list[tuple[np.ndarray, np.ndarray | None, str]], list]:
+    """(audio, ground-truth blendshapes or ``None``, emotion) of ``count`` test clips, or synthetic speech; and the
+    rows (for their phoneme timings; empty for synthetic speech)."""
     if corpus is not None and corpus.exists():
         import datasets
 
         split = datasets.load_from_disk(str(corpus))["test"]
-        rows = split.select(range(min(count, len(split))))
-        return [(decode_audio_value(r["audio"]), np.asarray(r["blendshapes"], np.float32), r["emotion"])
-                for r in rows]  # fmt: skip
+        rows = [dict(r) for r in split.select(range(min(count, len(split))))]
+        clips = [(decode_audio_value(r["audio"]), np.asarray(r["blendshapes"], np.float32), r["emotion"]) for r in rows]
+        return clips, rows
     rng = np.random.default_rng(0)
     clips = []
     for index in range(count):
         t = np.arange(int(3.0 * RATE)) / RATE
         voice = np.sin(2 * np.pi * (120 + 10 * index) * t) + 0.3 * rng.normal(size=t.shape)
         clips.append(((0.2 * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)) * voice).astype(np.float32), None, "happy"))
-    return clips
+    return clips, []
+
+
+def jaw_sync(animations: list[np.ndarray], rows: list) -> str:
+    """Mean r(jawOpen, phoneme openness) over the clips (the lip-sync evaluation's measure), or '–' without timings."""
+    if not rows or "phonemes" not in rows[0]:
+        return "–"
+    scores = [pearson(jaw_open(a), reference_curves(row, len(a))[0]) for a, row in zip(animations, rows)]
+    return f"{np.nanmean(scores):.3f}"
 
 
 def stream(model, audio: np.ndarray, emotion: str, lookahead: float, context: float) -> tuple[np.ndarray, dict]:
@@ -98,7 +109,7 @@ def main() -> None:
         model = ESARMSTAForGeneration(ESARMSTAConfig.tiny()).eval()
         source = "random-init tiny"
         args.corpus = None
-    clips = load_clips(args.corpus, args.clips)
+    clips, rows = load_clips(args.corpus, args.clips)
     rig = FaceRig.default()
     seconds = sum(len(a) for a, _, _ in clips) / RATE
     print(f"CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}; model: {source}; "
@@ -109,13 +120,15 @@ def main() -> None:
     if truth[0] is not None:
         lengths = [min(len(o), len(g)) for o, g in zip(offline, truth)]
         offline_lve = lve([o[:n] for o, n in zip(offline, lengths)], [g[:n] for g, n in zip(truth, lengths)], rig)
-        print(f"offline LVE vs ground truth: {offline_lve:.3f} mm")
+        print(
+            f"offline LVE vs ground truth: {offline_lve:.3f} mm; offline r(jawOpen, openness): {jaw_sync(offline, rows)}"
+        )
     offline_jitter = statistics.mean(float(np.abs(np.diff(o, axis=0)).mean()) for o in offline)
     print()
     print("| threads | look-ahead (s) | bound (s) | latency p50 / p95 / max (ms, wall) | latency p50 / max (ms, CPU) | "
           "compute per push p50 (ms, wall / CPU) | MAE vs offline | jitter (live / offline) | LVE vs offline (mm) | "
-          "LVE vs truth (mm) |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "LVE vs truth (mm) | r(jawOpen, openness) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for threads in args.threads:
         torch.set_num_threads(threads)
         with torch.no_grad():
@@ -141,7 +154,8 @@ def main() -> None:
             print(f"| {threads} | {lookahead:g} | {measured['bound']:.3f} | {np.median(wall):.0f} / "
                   f"{np.percentile(wall, 95):.0f} / {wall.max():.0f} | {np.median(cpu):.0f} / {cpu.max():.0f} | "
                   f"{1000 * np.median(timing['wall_call']):.0f} / {1000 * np.median(timing['cpu_call']):.0f} | "
-                  f"{mae:.4f} | {jitter:.4f} / {offline_jitter:.4f} | {lve_offline:.3f} | {lve_truth} |",
+                  f"{mae:.4f} | {jitter:.4f} / {offline_jitter:.4f} | {lve_offline:.3f} | {lve_truth} | "
+                  f"{jaw_sync(live, rows)} |",
                   flush=True)  # fmt: skip
     print(
         "\nLatency: from the start of a frame's audio until push() returns it (20 ms pieces); bound = "
