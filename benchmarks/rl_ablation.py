@@ -89,11 +89,9 @@ def held_out(model, test, rig, classifier, speakers) -> dict[str, float]:
 
 
 def rl_variants(centre: dict[str, Any], grid: dict[str, list[Any]]) -> list[tuple[str, dict[str, Any]]]:
-    """One-dimensional sweeps: ``("", centre)`` without a grid, else one ``("<option>=<value>", options)`` per value
-    of each swept option, the others at ``centre``."""
-    if not grid:
-        return [("", dict(centre))]
-    variants = []
+    """One-dimensional sweeps: ``("", centre)`` first, then one ``("<option>=<value>", options)`` per value of each
+    swept option, the others at ``centre``."""
+    variants = [("", dict(centre))]
     for name, values in grid.items():
         if not isinstance(values, list) or not values:
             raise ValueError(f"--rl_grid must map each option to a non-empty list, got {name}: {values!r}")
@@ -127,12 +125,13 @@ def run_one(args, setting: str, seed: int, variant: str, rl_options: dict[str, A
     started = time.perf_counter()
     torch.manual_seed(seed)
     # a finished reward model of this setting and seed is reused (an RL sweep over one reward model)
+    reward_options = {**REWARD_DEFAULTS, **SETTING_OPTIONS.get(setting, {}), **json.loads(args.reward_overrides)}
     reward = read_done_marker(out / "reward_model") or train_reward_model(
         ESARMRewardConfig(
             demos_name_or_path=args.demos,
             sta_name_or_path=f"{args.run_dir}/sta",
             ranking_sources=SETTINGS[setting],
-            **{**REWARD_DEFAULTS, **SETTING_OPTIONS.get(setting, {}), **_common(out / "reward_model", seed)},
+            **{**reward_options, **_common(out / "reward_model", seed)},
         )  # fmt: skip
     )
     reward_seconds = time.perf_counter() - started
@@ -225,6 +224,10 @@ def main() -> None:
     parser.add_argument("--rig_path", default=None)
     parser.add_argument("--test_clips", type=int, default=32)
     parser.add_argument("--skip_rl", action="store_true", help="Only train and diagnose the reward models.")
+    parser.add_argument(
+        "--reward_overrides", default="{}",
+        help="Json object of ESARMRewardConfig fields over REWARD_DEFAULTS (e.g. more steps for a larger corpus).",
+    )  # fmt: skip
     parser.add_argument("--rl_overrides", default="{}", help="Json object of ESARMRLConfig fields (the centre).")
     parser.add_argument(
         "--rl_grid", default="{}",

@@ -441,9 +441,10 @@ def test_ablation_sweeps_rl_options_one_at_a_time():
     centre = {"learning_rate": 3e-4, "max_steps": 40, "kl_coef": 0.05}
     assert rl_ablation.rl_variants(centre, {}) == [("", centre)]
     variants = rl_ablation.rl_variants(centre, json.loads('{"learning_rate": [1e-4, 1e-3], "kl_target": [null]}'))
-    assert [name for name, _ in variants] == ["learning_rate=0.0001", "learning_rate=0.001", "kl_target=null"]
-    assert variants[1][1] == {"learning_rate": 1e-3, "max_steps": 40, "kl_coef": 0.05}
-    assert variants[2][1] == {**centre, "kl_target": None}
+    assert [name for name, _ in variants] == ["", "learning_rate=0.0001", "learning_rate=0.001", "kl_target=null"]
+    assert variants[0][1] == centre
+    assert variants[2][1] == {"learning_rate": 1e-3, "max_steps": 40, "kl_coef": 0.05}
+    assert variants[3][1] == {**centre, "kl_target": None}
     with pytest.raises(ValueError, match="must be an ESARMRLConfig field, got 'lr'"):
         rl_ablation.rl_variants(centre, {"lr": [1e-4]})
     with pytest.raises(ValueError, match="non-empty list, got learning_rate: 0.001"):
