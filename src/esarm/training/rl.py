@@ -13,8 +13,9 @@ Per training step, for a batch of clips (audio + condition, never the ground-tru
 Options beyond the paper: per-step (dense) rewards from the reward model's per-step outputs (``reward_type``), an
 adaptive KL coefficient that steers the per-token KL towards ``kl_target`` (Ziegler et al. 2019,
 arXiv:1909.08593), and a held-out quality check every ``quality_eval_steps`` updates (greedy LVE + EVE against the
-ground truth of validation clips) that keeps the best policy and stops early after ``early_stopping_patience``
-checks without improvement: the guard against a policy that exploits the reward model.
+ground truth of validation clips, or with ``quality_metric="expressive"`` the per-region motion closest to the
+capture's within an LVE / EVE tolerance) that keeps the best policy and stops early after
+``early_stopping_patience`` checks without improvement: the guard against a policy that exploits the reward model.
 
 The trainer is a ``transformers.Trainer`` in TRL's style (TRL 1.16 has no PPO and its RLOO / GRPO trainers
 assume text LLMs): one Trainer step is one optimiser update; the sampler repeats each generation batch of clips
