@@ -4,9 +4,15 @@ several settings and seeds, on the corpus, STA model and demonstrations of an ex
     python benchmarks/rl_ablation.py --run_dir runs/tiny --demos runs/x/demos --output_dir runs/ablation \
         --settings paper ground_truth misalignment --seeds 0 1 2
 
-Each setting is a named list of ranking sources (``SETTINGS``) plus the RL options of :data:`RL_DEFAULTS`; every
-(setting, seed) writes ``<output_dir>/<setting>/seed<k>/result.json`` and is skipped when that file exists. The
-table (mean +- std over seeds) goes to stdout and ``<output_dir>/ablation.md``. Held-out numbers are on the
+Each setting is a named list of ranking sources (``SETTINGS``) plus the RL options of :data:`RL_DEFAULTS`
+(``--rl_overrides`` changes them for every run); every (setting, seed) writes
+``<output_dir>/<setting>/seed<k>/result.json`` and is skipped when that file exists. ``--rl_grid`` sweeps RL
+options one at a time around that centre, each value its own RL run on the setting's reward model of that seed
+(trained once, shared by the sweep), in ``<output_dir>/<setting>/seed<k>/<option>=<value>/``:
+
+    python benchmarks/rl_ablation.py ... --settings all --seeds 0 --rl_grid '{"learning_rate": [1e-4, 1e-3]}'
+
+The tables (mean +- std over seeds) go to stdout and ``<output_dir>/ablation.md``. Held-out numbers are on the
 ``test`` split (speakers never seen in training): LVE / EVE (mm), emotion accuracy of an expression classifier
 trained on the ground truth of the training split, FDD and the per-region motion ratio generated / ground truth.
 """
@@ -82,39 +88,74 @@ def held_out(model, test, rig, classifier, speakers) -> dict[str, float]:
     return {key: float(value) for key, value in results.items() if isinstance(value, (int, float))}
 
 
-def run_one(args, setting: str, seed: int, test, rig, classifier, speakers) -> dict[str, Any]:
+def rl_variants(centre: dict[str, Any], grid: dict[str, list[Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """One-dimensional sweeps: ``("", centre)`` first, then one ``("<option>=<value>", options)`` per value of each
+    swept option, the others at ``centre``."""
+    variants = [("", dict(centre))]
+    for name, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"--rl_grid must map each option to a non-empty list, got {name}: {values!r}")
+        if not hasattr(ESARMRLConfig, name):
+            raise ValueError(f"--rl_grid option must be an ESARMRLConfig field, got {name!r}")
+        variants += [(f"{name}={json.dumps(value)}", {**centre, name: value}) for value in values]
+    return variants
+
+
+def rl_summary(rl: dict[str, Any]) -> dict[str, Any]:
+    """The RL run's own numbers for the table: training reward first / last (sampled rollouts), per-token KL and
+    coefficient reached, updates run, the guard's choice and the held-out validation checks of the first, chosen
+    and last policy (the last is what an unguarded run would have kept)."""
+    history = rl.get("quality_history") or []
+    summary = {key: rl.get(key) for key in ("train_reward_first", "train_reward", "train_kl", "train_kl_coef",
+                                           "train_entropy", "train_steps", "quality_best_step", "hacking")}  # fmt: skip
+    summary["restored"] = float(rl.get("quality_best_step") == 0) if history else None
+    if history:
+        chosen = next(h for h in history if h["step"] == rl["quality_best_step"])
+        for name, check in (("first", history[0]), ("chosen", chosen), ("last", history[-1])):
+            summary.update({f"val_{name}_{key}": value for key, value in check.items() if key != "score"})
+    return summary
+
+
+def run_one(args, setting: str, seed: int, variant: str, rl_options: dict[str, Any], test, rig, classifier,
+            speakers) -> dict[str, Any]:  # fmt: skip
     out = Path(args.output_dir) / setting / f"seed{seed}"
-    result_path = out / "result.json"
+    result_path = out / variant / "result.json"
     if result_path.is_file():
         return json.loads(result_path.read_text())
     started = time.perf_counter()
     torch.manual_seed(seed)
     # a finished reward model of this setting and seed is reused (an RL sweep over one reward model)
+    reward_options = {**REWARD_DEFAULTS, **SETTING_OPTIONS.get(setting, {}), **json.loads(args.reward_overrides)}
     reward = read_done_marker(out / "reward_model") or train_reward_model(
         ESARMRewardConfig(
             demos_name_or_path=args.demos,
             sta_name_or_path=f"{args.run_dir}/sta",
             ranking_sources=SETTINGS[setting],
-            **{**REWARD_DEFAULTS, **SETTING_OPTIONS.get(setting, {}), **_common(out / "reward_model", seed)},
+            **{**reward_options, **_common(out / "reward_model", seed)},
         )  # fmt: skip
     )
     reward_seconds = time.perf_counter() - started
-    result: dict[str, Any] = {"setting": setting, "seed": seed, "reward": reward, "reward_seconds": reward_seconds}
+    result: dict[str, Any] = {
+        "setting": setting, "seed": seed, "variant": variant, "rl_options": rl_options, "reward": reward,
+        "reward_seconds": reward_seconds,
+    }  # fmt: skip
     if not args.skip_rl:
+        rl_dir = out / variant / "rl"
         rl = train_rl(
             ESARMRLConfig(
                 policy_name_or_path=f"{args.run_dir}/sta",
                 reward_model_name_or_path=str(out / "reward_model"),
                 dataset_name_or_path=f"{args.run_dir}/corpus",
                 rig_path=args.rig_path,
-                **{**RL_DEFAULTS, **json.loads(args.rl_overrides), **_common(out / "rl", seed)},
+                **{**rl_options, **_common(rl_dir, seed)},
             )  # fmt: skip
         )
-        policy = ESARMSTAForGeneration.from_pretrained(out / "rl").eval()
+        policy = ESARMSTAForGeneration.from_pretrained(rl_dir).eval()
         result["rl"] = {k: v for k, v in rl.items() if k != "train_log"}
+        result["rl_summary"] = rl_summary(rl)
         result["test"] = held_out(policy, test, rig, classifier, speakers)
     result["seconds"] = time.perf_counter() - started
-    out.mkdir(parents=True, exist_ok=True)
+    result_path.parent.mkdir(parents=True, exist_ok=True)
     result_path.write_text(json.dumps(result, indent=1, default=float))
     return result
 
@@ -140,19 +181,37 @@ def table(results: list[dict[str, Any]], baseline: dict[str, float]) -> str:
         rows = [r for r in results if r["setting"] == setting]
         cells = [_cell([r["reward"].get(k) for r in rows]) for k in reward_keys]
         lines.append(f"| {setting} | {len(rows)} | " + " | ".join(cells) + " |")
-    lines += ["", "| setting | " + " | ".join(REPORTED) + " | best update | hacking |",
-              "|---|" + "---|" * (len(REPORTED) + 2)]  # fmt: skip
-    lines.append(
-        "| STA (no RL) | " + " | ".join(f"{baseline.get(k, float('nan')):.3f}" for k in REPORTED) + " | - | - |"
-    )
-    for setting in settings:
-        rows = [r for r in results if r["setting"] == setting and "test" in r]
-        if rows:
-            cells = [_cell([r["test"].get(k) for r in rows]) for k in REPORTED]
-            best = _cell([r["rl"].get("quality_best_step") for r in rows], 1)
-            hacking = _cell([r["rl"].get("hacking") for r in rows], 2)
-            lines.append(f"| {setting} | " + " | ".join(cells) + f" | {best} | {hacking} |")
+    runs = list(dict.fromkeys((r["setting"], r.get("variant", "")) for r in results if "test" in r))
+    if not runs:
+        return "\n".join(lines)
+    lines += ["", "Held-out test speakers, greedy (the guard's chosen policy):", "",
+              "| setting | seeds | " + " | ".join(REPORTED) + " |", "|---|---|" + "---|" * len(REPORTED)]  # fmt: skip
+    lines.append("| STA (no RL) | - | " + " | ".join(f"{baseline.get(k, float('nan')):.3f}" for k in REPORTED) + " |")
+    for setting, variant in runs:
+        rows = [r for r in results if (r["setting"], r.get("variant", "")) == (setting, variant) and "test" in r]
+        cells = [_cell([r["test"].get(k) for r in rows]) for k in REPORTED]
+        lines.append(f"| {setting} {variant} | {len(rows)} | " + " | ".join(cells) + " |")
+    lines += ["", "RL run (training reward of sampled rollouts; validation checks of the guard, greedy):", "",
+              "| setting | " + " | ".join(header for _, header, _ in RL_COLUMNS) + " |",
+              "|---|" + "---|" * len(RL_COLUMNS)]  # fmt: skip
+    for setting, variant in runs:
+        rows = [r for r in results if (r["setting"], r.get("variant", "")) == (setting, variant) and "test" in r]
+        summaries = [r.get("rl_summary") or rl_summary(r["rl"]) for r in rows]
+        cells = [_cell([s.get(key) for s in summaries], digits) for key, _, digits in RL_COLUMNS]
+        lines.append(f"| {setting} {variant} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# (rl_summary key, column header, digits)
+RL_COLUMNS = (
+    ("train_reward_first", "reward first", 2), ("train_reward", "reward last", 2), ("train_kl", "KL/token", 4),
+    ("train_kl_coef", "kl_coef", 3), ("train_steps", "updates", 0), ("quality_best_step", "chosen update", 0),
+    ("restored", "STA restored", 2), ("hacking", "hacking", 2), ("val_first_lve_mm", "val LVE first", 3),
+    ("val_last_lve_mm", "val LVE last", 3), ("val_first_eve_mm", "val EVE first", 3),
+    ("val_last_eve_mm", "val EVE last", 3), ("val_last_std_ratio_eyes", "val eyes ratio last", 3),
+    ("val_last_std_ratio_brows", "val brows ratio last", 3), ("val_first_reward", "val return first", 2),
+    ("val_last_reward", "val return last", 2),
+)  # fmt: skip
 
 
 def main() -> None:
@@ -165,7 +224,15 @@ def main() -> None:
     parser.add_argument("--rig_path", default=None)
     parser.add_argument("--test_clips", type=int, default=32)
     parser.add_argument("--skip_rl", action="store_true", help="Only train and diagnose the reward models.")
-    parser.add_argument("--rl_overrides", default="{}", help="Json object of ESARMRLConfig fields.")
+    parser.add_argument(
+        "--reward_overrides", default="{}",
+        help="Json object of ESARMRewardConfig fields over REWARD_DEFAULTS (e.g. more steps for a larger corpus).",
+    )  # fmt: skip
+    parser.add_argument("--rl_overrides", default="{}", help="Json object of ESARMRLConfig fields (the centre).")
+    parser.add_argument(
+        "--rl_grid", default="{}",
+        help='Json object {option: [values]}: one RL run per value, the other options at the centre.',
+    )  # fmt: skip
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(1)
@@ -189,11 +256,13 @@ def main() -> None:
         baseline = held_out(sta, test, rig, classifier, speakers)
         baseline_path.parent.mkdir(parents=True, exist_ok=True)
         baseline_path.write_text(json.dumps(baseline, indent=1))
+    variants = rl_variants({**RL_DEFAULTS, **json.loads(args.rl_overrides)}, json.loads(args.rl_grid))
     results = []
     for setting in args.settings:
         for seed in args.seeds:
-            results.append(run_one(args, setting, seed, test, rig, classifier, speakers))
-            logger.info("%s seed %d done in %.0f s", setting, seed, results[-1]["seconds"])
+            for variant, rl_options in variants:
+                results.append(run_one(args, setting, seed, variant, rl_options, test, rig, classifier, speakers))
+                logger.info("%s %s seed %d done in %.0f s", setting, variant, seed, results[-1]["seconds"])
     text = table(results, baseline)
     (Path(args.output_dir) / "ablation.md").write_text(text + "\n")
     print(text)

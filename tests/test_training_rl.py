@@ -3,8 +3,11 @@ a tiny STA policy against a simple fixed reward model, ground-truth isolation an
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -20,8 +23,11 @@ from esarm.training.rl import (
     ESARMRLConfig,
     ESARMRLTrainer,
     HeldOutQualityCallback,
+    PolicyInputCollator,
     clipped_policy_loss,
+    evaluate_policy,
     masked_mean,
+    quality_score,
     returns_to_go,
     rloo_advantages,
     token_log_probs,
@@ -173,6 +179,26 @@ def test_config_validates_rl_fields(tmp_path):
         _args(tmp_path, cliprange=1.5)
     with pytest.raises(ValueError, match="temperature"):
         _args(tmp_path, temperature=0.0)
+    with pytest.raises(ValueError, match=r"quality_metric must be one of \('lve_eve', 'expressive'\), got 'fdd'"):
+        _args(tmp_path, quality_metric="fdd")
+    with pytest.raises(ValueError, match="quality_tolerance_mm must be >= 0, got -0.1"):
+        _args(tmp_path, quality_tolerance_mm=-0.1)
+
+
+def test_quality_score_on_hand_numbers():
+    initial = {"lve_mm": 4.0, "eve_mm": 2.0, "std_ratio_mouth": 1.0, "std_ratio_eyes": 0.5, "std_ratio_brows": 1.0}
+    assert quality_score(initial, initial) == 6.0
+    assert quality_score({"blendshape_mae": 0.3}, {"blendshape_mae": 0.3}) == 0.3  # no rig
+    # expressive: sum_r |log ratio_r|, while LVE and EVE stay within the tolerance of the initial check
+    assert quality_score(initial, initial, "expressive") == pytest.approx(math.log(2.0))
+    livelier = {**initial, "lve_mm": 4.04, "eve_mm": 1.9, "std_ratio_eyes": 0.8, "std_ratio_brows": 1.25}
+    assert quality_score(livelier, initial, "expressive", 0.05) == pytest.approx(2 * math.log(1.25))
+    assert quality_score(livelier, initial, "expressive", 0.03) == math.inf  # LVE 0.04 mm worse
+    assert quality_score({**livelier, "eve_mm": 2.06}, initial, "expressive", 0.05) == math.inf
+    with pytest.raises(ValueError, match="metric 'expressive' needs lve_mm and eve_mm"):
+        quality_score({"blendshape_mae": 0.3}, {"blendshape_mae": 0.3}, "expressive")
+    with pytest.raises(ValueError, match="metric must be one of"):
+        quality_score(initial, initial, "lve")
 
 
 # ---- the trainer on a tiny STA policy ----------------------------------------------------------------------------
@@ -346,6 +372,85 @@ def test_quality_guard_keeps_the_best_checkpoint_and_stops_early(policy):
     torch.testing.assert_close(guard.best_state["motion_head.weight"] + 2.0, policy.motion_head.weight.detach())
 
 
+def test_expressive_guard_keeps_the_liveliest_policy_within_the_tolerance(policy):
+    checks = iter(
+        [
+            {"lve_mm": 4.0, "eve_mm": 2.0, "std_ratio_eyes": 0.5},  # the STA model: damped eyes
+            {"lve_mm": 4.02, "eve_mm": 2.01, "std_ratio_eyes": 0.7},  # livelier, within 0.05 mm: kept
+            {"lve_mm": 4.2, "eve_mm": 2.0, "std_ratio_eyes": 1.0},  # as lively as the capture but worse lips
+            {"lve_mm": 4.0, "eve_mm": 2.0, "std_ratio_eyes": 0.6},
+        ]
+    )
+    guard = HeldOutQualityCallback(
+        lambda model: {"reward": 0.0, "std_ratio_mouth": 1.0, "std_ratio_brows": 1.0, **next(checks)},
+        every=1, metric="expressive", tolerance_mm=0.05,
+    )  # fmt: skip
+
+    class _State:
+        global_step = 0
+
+    state = _State()
+    guard.on_train_begin(None, state, None, model=policy)
+    for step in (1, 2, 3):
+        state.global_step = step
+        guard.on_step_end(None, state, None, model=policy)
+    assert guard.best_step == 1
+    assert [h["score"] for h in guard.history][2] == math.inf
+
+
+def test_evaluate_policy_measures_motion_per_region_against_the_ground_truth(policy, rig):
+    from esarm.blendshapes import region_indices
+
+    collator = PolicyInputCollator(speakers=["spk1"], fps=float(policy.config.fps))
+    clips = _clips(3, seconds=1.0)
+    policy.eval()
+    with torch.no_grad():
+        generated = policy.generate(**collator([clips[i] for i in range(3)]), emotion=None, do_sample=False)
+    lengths = generated.frame_mask.sum(1).tolist()
+    own = [generated.blendshapes[i, : int(n)].numpy() for i, n in enumerate(lengths)]
+    # the ground truth is the policy's own greedy animation, then the same with the eyes moving twice as much
+    as_truth = clips.remove_columns("blendshapes").add_column("blendshapes", [a.tolist() for a in own])
+    values = evaluate_policy(policy, LowerHalfCodeReward(policy.codebook_size), as_truth, collator, rig=rig)
+    assert values["lve_mm"] < 1e-3 and values["eve_mm"] < 1e-3
+    for region in ("mouth", "eyes", "brows"):
+        assert values[f"std_ratio_{region}"] == pytest.approx(1.0, rel=1e-4), region
+    eyes = region_indices("eyes")
+    livelier = []
+    for animation in own:
+        truth = animation.copy()
+        truth[:, eyes] = animation[:, eyes].mean(0) + 2.0 * (animation[:, eyes] - animation[:, eyes].mean(0))
+        livelier.append(truth.tolist())
+    values = evaluate_policy(
+        policy, LowerHalfCodeReward(policy.codebook_size),
+        clips.remove_columns("blendshapes").add_column("blendshapes", livelier), collator, rig=rig,
+    )  # fmt: skip
+    assert values["std_ratio_eyes"] == pytest.approx(0.5, rel=1e-4)
+    assert values["std_ratio_mouth"] == pytest.approx(1.0, rel=1e-4) and values["eve_mm"] > 1e-3
+
+
+def _rl_ablation():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "rl_ablation.py"
+    spec = importlib.util.spec_from_file_location("rl_ablation_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ablation_sweeps_rl_options_one_at_a_time():
+    rl_ablation = _rl_ablation()
+    centre = {"learning_rate": 3e-4, "max_steps": 40, "kl_coef": 0.05}
+    assert rl_ablation.rl_variants(centre, {}) == [("", centre)]
+    variants = rl_ablation.rl_variants(centre, json.loads('{"learning_rate": [1e-4, 1e-3], "kl_target": [null]}'))
+    assert [name for name, _ in variants] == ["", "learning_rate=0.0001", "learning_rate=0.001", "kl_target=null"]
+    assert variants[0][1] == centre
+    assert variants[2][1] == {"learning_rate": 1e-3, "max_steps": 40, "kl_coef": 0.05}
+    assert variants[3][1] == {**centre, "kl_target": None}
+    with pytest.raises(ValueError, match="must be an ESARMRLConfig field, got 'lr'"):
+        rl_ablation.rl_variants(centre, {"lr": [1e-4]})
+    with pytest.raises(ValueError, match="non-empty list, got learning_rate: 0.001"):
+        rl_ablation.rl_variants(centre, {"learning_rate": 1e-3})
+
+
 def test_checkpoint_resume_continues_from_the_saved_step(tmp_path, policy, tiny_sta_config):
     from esarm.modeling_sta import ESARMSTAForGeneration
 
@@ -400,7 +505,7 @@ def test_train_rl_from_saved_folders_reports_before_and_after(tmp_path, policy, 
     metrics = train_rl(config)
     assert [h["step"] for h in metrics["quality_history"]] == [0, 1, 2]
     assert metrics["quality_best_step"] in (0, 1, 2) and "hacking" in metrics
-    for key in ("reward", "blendshape_mae", "lve_mm", "eve_mm", "sampled_reward", "sampled_lve_mm"):
+    for key in ("reward", "blendshape_mae", "lve_mm", "eve_mm", "std_ratio_eyes", "sampled_reward", "sampled_lve_mm"):
         assert math.isfinite(metrics[f"{key}_before"]) and math.isfinite(metrics[f"{key}_after"]), key
     assert metrics["lve_mm_before"] > 0 and metrics["train_steps"] == 2
     assert {"train_reward", "train_kl", "train_reward_first"} <= set(metrics)

@@ -13,8 +13,9 @@ Per training step, for a batch of clips (audio + condition, never the ground-tru
 Options beyond the paper: per-step (dense) rewards from the reward model's per-step outputs (``reward_type``), an
 adaptive KL coefficient that steers the per-token KL towards ``kl_target`` (Ziegler et al. 2019,
 arXiv:1909.08593), and a held-out quality check every ``quality_eval_steps`` updates (greedy LVE + EVE against the
-ground truth of validation clips) that keeps the best policy and stops early after ``early_stopping_patience``
-checks without improvement: the guard against a policy that exploits the reward model.
+ground truth of validation clips, or with ``quality_metric="expressive"`` the per-region motion closest to the
+capture's within an LVE / EVE tolerance) that keeps the best policy and stops early after
+``early_stopping_patience`` checks without improvement: the guard against a policy that exploits the reward model.
 
 The trainer is a ``transformers.Trainer`` in TRL's style (TRL 1.16 has no PPO and its RLOO / GRPO trainers
 assume text LLMs): one Trainer step is one optimiser update; the sampler repeats each generation batch of clips
@@ -39,6 +40,7 @@ from transformers import Trainer, TrainerCallback, set_seed
 from trl.models import unwrap_model_for_generation
 from trl.trainer.utils import RepeatSampler, disable_dropout_in_model, entropy_from_logits, selective_log_softmax
 
+from ..blendshapes import FACE_REGIONS, region_indices
 from ..data.collators import STACollator
 from ..data.loading import load_split
 from ..evaluation.metrics import eve, lve
@@ -61,6 +63,7 @@ logger = logging.getLogger(__name__)
 POLICY_DATASET_COLUMNS: tuple[str, ...] = ("audio", "sampling_rate", "emotion", "intensity", "speaker")
 CONDITION_KEYS: tuple[str, ...] = ("input_values", "attention_mask", "emotion_ids", "intensity_ids", "speaker_ids")
 GROUND_TRUTH_COLUMNS: tuple[str, ...] = ("blendshapes", "tokens", "motion_tokens", "motion_mask", "labels")
+QUALITY_METRICS: tuple[str, ...] = ("lve_eve", "expressive")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -92,6 +95,10 @@ class ESARMRLConfig(ESARMTrainingArguments):
         reward_type: ``"sparse"`` (paper eq. 2: the return at the end of the sequence) or ``"dense"``.
         steps_per_generation: micro-batches generated together and replayed ``num_ppo_epochs`` times.
         quality_eval_steps / quality_eval_clips / early_stopping_patience: the held-out quality check.
+        quality_metric: what the check minimises: ``"lve_eve"`` (LVE + EVE in mm) or ``"expressive"`` (the distance
+            of the per-region motion ratio generated / ground truth from 1, among checks whose LVE and EVE are each
+            within ``quality_tolerance_mm`` of the initial policy's): :func:`quality_score`.
+        quality_tolerance_mm: how much worse than the initial policy LVE and EVE may get under ``"expressive"``.
         cliprange: PPO ratio clip ``epsilon``: ratios are clipped to ``[1 - cliprange, 1 + cliprange]``.
         num_ppo_epochs: optimiser updates on each batch of rollouts before new ones are sampled.
         entropy_coef: weight of the entropy bonus (0 disables it).
@@ -158,6 +165,18 @@ class ESARMRLConfig(ESARMTrainingArguments):
         },
     )
     quality_eval_clips: int = field(default=8, metadata={"help": "Validation clips of the held-out quality check."})
+    quality_metric: str = field(
+        default="lve_eve",
+        metadata={
+            "help": "'lve_eve': the check minimises LVE + EVE (mm); 'expressive': it minimises the distance of the "
+            "per-region motion ratio (generated / ground truth) from 1 among checks whose LVE and EVE stay within "
+            "quality_tolerance_mm of the initial policy's."
+        },
+    )
+    quality_tolerance_mm: float = field(
+        default=0.05,
+        metadata={"help": "With quality_metric 'expressive': how much LVE and EVE may each exceed the initial ones."},
+    )
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "Stop after this many quality checks without improvement (None: never)."}
     )
@@ -200,6 +219,10 @@ class ESARMRLConfig(ESARMTrainingArguments):
         _check(self.reward_type in ("sparse", "dense"), "reward_type", "'sparse' or 'dense'", self.reward_type)
         _check(self.quality_eval_steps >= 0, "quality_eval_steps", ">= 0", self.quality_eval_steps)
         _check(self.quality_eval_clips >= 1, "quality_eval_clips", ">= 1", self.quality_eval_clips)
+        _check(
+            self.quality_metric in QUALITY_METRICS, "quality_metric", f"one of {QUALITY_METRICS}", self.quality_metric
+        )
+        _check(self.quality_tolerance_mm >= 0, "quality_tolerance_mm", ">= 0", self.quality_tolerance_mm)
         _check(
             self.early_stopping_patience is None or self.early_stopping_patience >= 1,
             "early_stopping_patience", "None or >= 1", self.early_stopping_patience,
@@ -615,8 +638,10 @@ def evaluate_policy(
     The ground-truth blendshapes are read here only, to measure; the collator never passes them to the policy.
 
     Returns:
-        ``{"reward": ..., "blendshape_mae": ..., "lve_mm": ..., "eve_mm": ...}`` (the last three need ground truth,
-        the last two a rig).
+        ``{"reward": ..., "blendshape_mae": ..., "std_ratio_<region>": ..., "lve_mm": ..., "eve_mm": ...}`` (all but
+        the reward need ground truth, LVE / EVE a rig); ``std_ratio_<region>`` is the generated / captured motion
+        of each face region (std over time, summed over the region's blendshapes and over clips; 1 = as much as the
+        capture).
     """
     count = len(dataset) if max_clips is None else min(max_clips, len(dataset))
     device = next(policy.parameters()).device
@@ -644,24 +669,64 @@ def evaluate_policy(
                     length = min(int(generated.frame_mask[i].sum()), len(target))
                     predicted = generated.blendshapes[i, :length].float().cpu().numpy()
                     clip["blendshape_mae"] = float(np.abs(predicted - target[:length]).mean())
+                    for region in FACE_REGIONS:
+                        indices = region_indices(region)
+                        clip[f"_motion_{region}"] = float(predicted[:, indices].std(axis=0).sum())
+                        clip[f"_reference_motion_{region}"] = float(target[:length, indices].std(axis=0).sum())
                     if rig is not None:
                         clip["lve_mm"] = float(lve(predicted, target[:length], rig))
                         clip["eve_mm"] = float(eve(predicted, target[:length], rig))
                 per_clip.append(clip)
     if state.num_processes > 1:
         per_clip = gather_object(per_clip)
-    return {key: float(np.mean([clip[key] for clip in per_clip])) for key in per_clip[0]} if per_clip else {}
+    if not per_clip:
+        return {}
+    means = {key: float(np.mean([clip[key] for clip in per_clip])) for key in per_clip[0]}
+    results = {key: value for key, value in means.items() if not key.startswith("_")}
+    for region in FACE_REGIONS if "blendshape_mae" in results else ():
+        # pooled over clips, as esarm.evaluation.rl_diagnostics.expressiveness: sum of generated / sum of captured
+        reference = means[f"_reference_motion_{region}"]
+        results[f"std_ratio_{region}"] = means[f"_motion_{region}"] / reference if reference > 0 else float("nan")
+    return results
+
+
+def quality_score(
+    values: dict[str, float], initial: dict[str, float], metric: str = "lve_eve", tolerance_mm: float = 0.05
+) -> float:
+    """The held-out quality guard's score of one check (lower is better).
+
+    Args:
+        values: the check's greedy held-out metrics (:func:`evaluate_policy`).
+        initial: the metrics of the first check (the policy before RL).
+        metric: ``"lve_eve"``: ``lve_mm + eve_mm`` (``blendshape_mae`` without a rig). ``"expressive"``: the
+            distance of the per-region motion ratios from the capture's, ``sum_r |log std_ratio_r|``, when
+            ``lve_mm`` and ``eve_mm`` are each at most ``tolerance_mm`` above ``initial``'s, else ``inf`` (a policy
+            that moves more like the capture without losing lip or upper-face accuracy).
+        tolerance_mm: the allowed loss of LVE and EVE under ``"expressive"``.
+    """
+    if metric not in QUALITY_METRICS:
+        raise ValueError(f"metric must be one of {QUALITY_METRICS}, got {metric!r}")
+    if metric == "lve_eve":
+        return values["lve_mm"] + values["eve_mm"] if "lve_mm" in values else values["blendshape_mae"]
+    if "lve_mm" not in values:
+        raise ValueError(f"metric 'expressive' needs lve_mm and eve_mm (a face rig), got {sorted(values)}")
+    if any(values[key] > initial[key] + tolerance_mm for key in ("lve_mm", "eve_mm")):
+        return math.inf
+    return float(sum(abs(math.log(values[f"std_ratio_{region}"])) for region in FACE_REGIONS))
 
 
 class HeldOutQualityCallback(TrainerCallback):
     """The guard against reward hacking: every ``every`` updates (and before the first), ``measure(model)`` (greedy
-    held-out metrics of :func:`evaluate_policy`) scores the policy by ``lve_mm + eve_mm`` (``blendshape_mae``
-    without a rig); the weights of the best check, the initial policy included, are kept on the CPU
+    held-out metrics of :func:`evaluate_policy`) scores the policy with :func:`quality_score` (``metric``,
+    ``tolerance_mm``); the weights of the best check, the initial policy included, are kept on the CPU
     (``best_state``), and training stops after ``patience`` checks without improvement. ``history`` holds every
-    check (``step`` plus the measured values)."""
+    check (``step``, ``score`` plus the measured values)."""
 
-    def __init__(self, measure, every: int, patience: int | None = None):
+    def __init__(
+        self, measure, every: int, patience: int | None = None, metric: str = "lve_eve", tolerance_mm: float = 0.05
+    ):
         self.measure, self.every, self.patience = measure, every, patience
+        self.metric, self.tolerance_mm = metric, tolerance_mm
         self.history: list[dict[str, float]] = []
         self.best_score, self.best_step, self.best_state = math.inf, 0, None
         self._checks_without_improvement = 0
@@ -669,10 +734,11 @@ class HeldOutQualityCallback(TrainerCallback):
     def check(self, model: nn.Module, step: int) -> None:
         values = self.measure(model)
         model.train()
-        score = values["lve_mm"] + values["eve_mm"] if "lve_mm" in values else values["blendshape_mae"]
+        initial = self.history[0] if self.history else values
+        score = quality_score(values, initial, self.metric, self.tolerance_mm)
         self.history.append({"step": step, "score": score, **values})
         logger.info("RL quality check at update %d: %s", step, values)
-        if score < self.best_score:
+        if score < self.best_score or self.best_state is None:
             self.best_score, self.best_step, self._checks_without_improvement = score, step, 0
             self.best_state = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
         else:
@@ -739,6 +805,8 @@ def train_rl(config: ESARMRLConfig) -> dict[str, Any]:
             ),
             config.quality_eval_steps,
             config.early_stopping_patience,
+            config.quality_metric,
+            config.quality_tolerance_mm,
         )
     trainer = ESARMRLTrainer(
         model=policy,
