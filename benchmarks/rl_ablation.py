@@ -95,6 +95,7 @@ def run_one(args, setting: str, seed: int, test, rig, classifier, speakers) -> d
             demos_name_or_path=args.demos,
             sta_name_or_path=f"{args.run_dir}/sta",
             ranking_sources=SETTINGS[setting],
+            eval_demos_name_or_path=args.eval_demos,
             **{**REWARD_DEFAULTS, **SETTING_OPTIONS.get(setting, {}), **_common(out / "reward_model", seed)},
         )  # fmt: skip
     )
@@ -159,6 +160,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run_dir", required=True, help="Run folder with corpus/ and sta/ (read only).")
     parser.add_argument("--demos", required=True, help="Demonstrations of stage 3 (with the source rows).")
+    parser.add_argument(
+        "--eval_demos", default=None, help="Held-out demonstrations of another stage-3 run (default: --demos)."
+    )
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--settings", nargs="+", default=["paper"], choices=sorted(SETTINGS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])

@@ -87,6 +87,14 @@ class ESARMRewardConfig(ESARMTrainingArguments):
     eval_split: str | None = field(
         default="validation", metadata={"help": "Held-out demonstration split for pairwise accuracy (None: skip)."}
     )
+    eval_demos_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Held-out demonstrations from another stage-3 run (its eval_split), e.g. the paper's uniform "
+            "epsilon noise, so that reward models trained on different kinds of noise are compared on one set. "
+            "None: demos_name_or_path."
+        },
+    )
     sta_name_or_path: str | None = field(
         default=None,
         metadata={
@@ -821,7 +829,8 @@ def train_reward_model(config: ESARMRewardConfig) -> dict[str, Any]:
         )
     counts = {source: sum(p.source == source for p in pairs) for source in config.ranking_sources}
     logger.info("reward model: %d training pairs from %d demonstration rows: %s", len(pairs), len(train_demos), counts)
-    eval_demos = load_split(config.demos_name_or_path, config.eval_split) if config.eval_split else None
+    eval_source = config.eval_demos_name_or_path or config.demos_name_or_path
+    eval_demos = load_split(eval_source, config.eval_split) if config.eval_split else None
 
     collator = RankingPairCollator(
         RolloutCollator(speakers, float(model.config.fps), int(model.config.frames_per_token)),
