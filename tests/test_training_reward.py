@@ -342,6 +342,11 @@ def test_train_reward_model_from_saved_folders_writes_a_loadable_model(tmp_path,
     # a second run resumes from the last checkpoint (step 4 = max_steps) and trains no further
     again = train_reward_model(config)
     assert again["train_steps"] == 4
+    # held-out demonstrations of another stage-3 run (3 clips instead of 2): the evaluation reads those
+    other = {"validation": _demo_rows(3, 1, prior.codebook_size, prior.num_groups, seed=3)}
+    datasets.DatasetDict(other).save_to_disk(str(tmp_path / "other_demos"))
+    config.eval_demos_name_or_path, config.output_dir = str(tmp_path / "other_demos"), str(tmp_path / "rm_other")
+    assert train_reward_model(config)["eval_num_pairs"] == 3
 
 
 def test_code_pose_embeddings_follow_the_decoded_poses(tiny_sta_config):

@@ -10,6 +10,15 @@ ranking sources of :mod:`esarm.training.reward` (column ``source``):
 * ``"checkpoint"`` (``checkpoints_name_or_path``): greedy rollouts of earlier STA checkpoints, ranked by their
   training step (``checkpoint_step``; the final model's epsilon rollouts count as the last step).
 
+The exploration noise of the epsilon rollouts (``epsilon_noise``, ``epsilon_regions``) is the paper's
+epsilon-greedy by default: every step and codebook group independently takes a uniformly random code with
+probability epsilon. Because the supervised policy is nearly static in the upper face (its eye codes change on
+10 % of steps, the captured eyes' on 39 %: docs/rl.md), such noise is told apart by how often codes change, and a
+reward model trained on it scores real blinks and brow motion as noise. Two options change that:
+``epsilon_regions`` puts noise on some face regions only (the others keep the policy's tokens), and
+``epsilon_noise="hold"`` holds each random code for a run drawn from the ground truth's run lengths of that region
+(:class:`ExplorationNoiseLogitsProcessor`).
+
 Work is split into items (a batch of clips x one epsilon x one rollout index), each generated with its own seed,
 so the dataset does not depend on the number of processes: items are sharded with accelerate's
 ``split_between_processes``, gathered, and only the main process writes.
