@@ -164,6 +164,24 @@ def test_held_noise_changes_codes_as_often_as_its_run_lengths():
     assert (uniform[1:] != uniform[:-1]).float().mean().item() > 0.9
 
 
+def test_noisy_ground_truth_rows(sta_path, micro_corpus, tmp_path, rig_path):
+    _collect(sta_path, micro_corpus, tmp_path / "demos", ground_truth_epsilons=[0.5, 1.0], rig_path=str(rig_path))
+    demos = load_from_disk(str(tmp_path / "demos"))["train"]
+    truth = {r["id"]: np.asarray(r["motion_tokens"]) for r in demos if r["source"] == "ground_truth"}
+    noisy = demos.filter(lambda r: r["source"] == "ground_truth_epsilon")
+    assert len(noisy) == 5 * 2 * 2 and sorted(set(noisy["epsilon"])) == [0.5, 1.0]
+    changed = {0.5: [], 1.0: []}
+    for row in noisy:
+        tokens = np.asarray(row["motion_tokens"])
+        assert tokens.shape == truth[row["id"]].shape and len(row["blendshapes"]) >= len(tokens)
+        assert row["lve"] > 0 and not row["is_ground_truth"]
+        changed[row["epsilon"]].append((tokens != truth[row["id"]]).mean())
+    # a share epsilon of the codes is drawn at random (1 / K of those draws the ground truth's own code)
+    assert 0.3 < np.mean(changed[0.5]) < 0.6 and np.mean(changed[1.0]) > 0.8
+    with pytest.raises(ValueError, match="ground_truth_epsilons"):
+        ESARMDemoConfig(ground_truth_epsilons=[0.0])
+
+
 @pytest.mark.parametrize("options", [{"epsilon_regions": ["mouth"]}, {"epsilon_noise": "hold"}])
 def test_collect_with_other_noise(sta_path, micro_corpus, tmp_path, options):
     metrics = _collect(sta_path, micro_corpus, tmp_path / "demos", emotion_mismatch=True, **options)

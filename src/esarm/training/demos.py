@@ -102,6 +102,14 @@ class ESARMDemoConfig:
             "rollouts rank by training step: the learning-progress ranking source."
         },
     )
+    ground_truth_epsilons: list[float] = field(
+        default_factory=list,
+        metadata={
+            "help": "Also write num_rollouts copies of each clip's ground-truth tokens with the exploration noise "
+            "(epsilon_noise, epsilon_regions) at each of these epsilons (source 'ground_truth_epsilon'): noise on "
+            "top of captured motion rather than on the policy's, for the reward model's ground_truth_epsilon source."
+        },
+    )
     epsilon_noise: str = field(
         default="uniform",
         metadata={
@@ -136,6 +144,10 @@ class ESARMDemoConfig:
             raise ValueError(
                 f"epsilon_regions must be None or a non-empty list of {list(FACE_REGIONS)}, got {self.epsilon_regions}"
             )
+        if any(not 0.0 < float(e) <= 1.0 for e in self.ground_truth_epsilons):
+            raise ValueError(f"ground_truth_epsilons must be values in (0, 1], got {self.ground_truth_epsilons}")
+        if self.ground_truth_epsilons and not self.include_ground_truth:
+            raise ValueError("ground_truth_epsilons needs include_ground_truth=True, got include_ground_truth=False")
         if self.epsilon_noise == "hold" and not self.include_ground_truth:
             # the run lengths of held noise come from the ground-truth tokens
             raise ValueError("epsilon_noise='hold' needs include_ground_truth=True, got include_ground_truth=False")
@@ -275,6 +287,15 @@ def collect_demos(config: ESARMDemoConfig) -> dict[str, Any]:
                 )  # fmt: skip
             if config.include_ground_truth:
                 records.extend(_ground_truth_rows(dataset, truth, cache, config, split, speakers))
+            groups = noisy_groups if noisy_groups is not None else list(range(num_groups))
+            for epsilon in config.ground_truth_epsilons:
+                for rollout in range(config.num_rollouts):
+                    records.extend(
+                        _noisy_ground_truth_rows(
+                            model, truth, cache, epsilon, rollout, groups, run_lengths, rig,
+                            _item_seed(config.seed, f"{split}/ground_truth_epsilon", 0, epsilon, rollout),
+                        )
+                    )  # fmt: skip
             splits[split] = Dataset.from_list(records, features=features)
         for source, epsilon in [("epsilon", e) for e in config.epsilons] + [("emotion_mismatch", None)]:
             chosen = [r for r in produced if r["source"] == source and (epsilon is None or r["epsilon"] == epsilon)]
@@ -371,6 +392,42 @@ def _ground_truth_rows(dataset, truth, cache, config, split, speakers) -> list[d
             {**base, "epsilon": 0.0, "rollout": 0, "rank": -1, "is_ground_truth": True, "source": "ground_truth",
              "generated_emotion": clip["emotion"], "checkpoint_step": -1, "lve": 0.0, "eve": 0.0,
              "motion_tokens": ids, "blendshapes": seq}
+        )  # fmt: skip
+    return rows
+
+
+def add_exploration_noise(tokens: np.ndarray, codebook_size: int, processor: LogitsProcessor) -> np.ndarray:
+    """A copy of a token sequence ``[T', G]`` with the noise of ``processor`` (an
+    :class:`ExplorationNoiseLogitsProcessor`, fresh) applied step by step, as if ``tokens`` were the policy's
+    choices."""
+    tokens = np.asarray(tokens)
+    groups = np.arange(tokens.shape[1])
+    noisy = np.empty_like(tokens)
+    for t, codes in enumerate(tokens):
+        scores = torch.zeros(len(codes), codebook_size)
+        scores[groups, codes] = 1.0
+        noisy[t] = processor(None, scores).argmax(-1).numpy()
+    return noisy
+
+
+def _noisy_ground_truth_rows(model, truth, cache, epsilon, rollout, groups, run_lengths, rig, seed):
+    """The ``ground_truth_epsilon`` rows of one epsilon and rollout index: each clip's ground-truth tokens with
+    exploration noise, decoded by the motion prior, with LVE / EVE against the captured animation."""
+    prior = model.motion_prior
+    device = next(model.parameters()).device
+    rows = []
+    for index, (seq, ids) in enumerate(truth):
+        processor = ExplorationNoiseLogitsProcessor(epsilon, ids.shape[1], groups, run_lengths, seed + index)
+        noisy = add_exploration_noise(ids, prior.codebook_size, processor)
+        with torch.no_grad():
+            decoded = prior.decode(torch.as_tensor(noisy, device=device)[None], num_frames=len(seq))
+        blendshapes = decoded[0, : len(seq)].float().cpu().numpy()
+        rows.append(
+            {**cache[index], "epsilon": epsilon, "rollout": rollout, "rank": -2, "is_ground_truth": False,
+             "source": "ground_truth_epsilon", "generated_emotion": cache[index]["emotion"], "checkpoint_step": -1,
+             "lve": float(lve(blendshapes, seq, rig)) if rig is not None else float("nan"),
+             "eve": float(eve(blendshapes, seq, rig)) if rig is not None else float("nan"),
+             "motion_tokens": noisy.astype(np.int64), "blendshapes": blendshapes}
         )  # fmt: skip
     return rows
 
