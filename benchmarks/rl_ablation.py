@@ -96,7 +96,12 @@ def run_one(args, setting: str, seed: int, test, rig, classifier, speakers) -> d
             sta_name_or_path=f"{args.run_dir}/sta",
             ranking_sources=SETTINGS[setting],
             eval_demos_name_or_path=args.eval_demos,
-            **{**REWARD_DEFAULTS, **SETTING_OPTIONS.get(setting, {}), **_common(out / "reward_model", seed)},
+            **{
+                **REWARD_DEFAULTS,
+                **SETTING_OPTIONS.get(setting, {}),
+                **json.loads(args.reward_overrides),
+                **_common(out / "reward_model", seed),
+            },
         )  # fmt: skip
     )
     reward_seconds = time.perf_counter() - started
@@ -169,6 +174,7 @@ def main() -> None:
     parser.add_argument("--rig_path", default=None)
     parser.add_argument("--test_clips", type=int, default=32)
     parser.add_argument("--skip_rl", action="store_true", help="Only train and diagnose the reward models.")
+    parser.add_argument("--reward_overrides", default="{}", help="Json object of ESARMRewardConfig fields.")
     parser.add_argument("--rl_overrides", default="{}", help="Json object of ESARMRLConfig fields.")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
