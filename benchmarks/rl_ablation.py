@@ -48,7 +48,11 @@ SETTINGS: dict[str, list[str]] = {
     "quality": ["ground_truth", "misalignment", "emotion_mismatch", "vertex_error"],
     "all_pose": ["epsilon", "ground_truth", "misalignment", "emotion_mismatch", "vertex_error"],
     "all_pose_near": ["epsilon", "ground_truth", "misalignment", "emotion_mismatch", "vertex_error"],
-}
+    # noise on top of the captured motion (stage 3's ground_truth_epsilons), added to or instead of the policy's
+    "all_gt_epsilon": ["epsilon", "ground_truth", "misalignment", "emotion_mismatch", "vertex_error",
+                       "ground_truth_epsilon"],
+    "gt_epsilon": ["ground_truth_epsilon", "ground_truth", "misalignment", "emotion_mismatch", "vertex_error"],
+}  # fmt: skip
 # Reward-model options of a setting beyond its ranking sources (docs/rl.md: why the ground truth loses to
 # near-greedy rollouts): token embeddings that start from the motion prior's code poses, and ground-truth pairs
 # against the near-policy rollouts only.
