@@ -105,9 +105,10 @@ class ESARMDemoConfig:
     ground_truth_epsilons: list[float] = field(
         default_factory=list,
         metadata={
-            "help": "Also write num_rollouts copies of each clip's ground-truth tokens with the exploration noise "
-            "(epsilon_noise, epsilon_regions) at each of these epsilons (source 'ground_truth_epsilon'): noise on "
-            "top of captured motion rather than on the policy's, for the reward model's ground_truth_epsilon source."
+            "help": "Also write num_rollouts copies of each clip's ground-truth tokens with exploration noise of "
+            "kind epsilon_noise on every region at each of these epsilons (source 'ground_truth_epsilon'): noise "
+            "on top of captured motion rather than on the policy's, for the reward model's ground_truth_epsilon "
+            "source."
         },
     )
     epsilon_noise: str = field(
@@ -287,7 +288,9 @@ def collect_demos(config: ESARMDemoConfig) -> dict[str, Any]:
                 )  # fmt: skip
             if config.include_ground_truth:
                 records.extend(_ground_truth_rows(dataset, truth, cache, config, split, speakers))
-            groups = noisy_groups if noisy_groups is not None else list(range(num_groups))
+            # every region: noise on captured motion teaches noise apart from real motion wherever it is (the
+            # regions restriction only keeps the policy's static upper face from ranking above motion)
+            groups = list(range(num_groups))
             for epsilon in config.ground_truth_epsilons:
                 for rollout in range(config.num_rollouts):
                     records.extend(
