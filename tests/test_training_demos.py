@@ -186,7 +186,7 @@ def test_noisy_ground_truth_rows(sta_path, micro_corpus, tmp_path, rig_path):
 def test_collect_with_other_noise(sta_path, micro_corpus, tmp_path, options):
     metrics = _collect(sta_path, micro_corpus, tmp_path / "demos", emotion_mismatch=True, **options)
     demos = load_from_disk(str(tmp_path / "demos"))["train"]
-    greedy = _collect(sta_path, micro_corpus, tmp_path / "greedy", epsilons=[0.0], num_rollouts=1)
+    _collect(sta_path, micro_corpus, tmp_path / "greedy", epsilons=[0.0], num_rollouts=1)
     greedy_tokens = load_from_disk(str(tmp_path / "greedy"))["train"].filter(lambda r: r["source"] == "epsilon")
     greedy_by_clip = {r["id"]: np.asarray(r["motion_tokens"]) for r in greedy_tokens}
     noisy = demos.filter(lambda r: r["source"] == "epsilon" and r["epsilon"] == 1.0)
