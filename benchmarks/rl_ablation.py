@@ -54,7 +54,11 @@ SETTINGS: dict[str, list[str]] = {
     "quality": ["ground_truth", "misalignment", "emotion_mismatch", "vertex_error"],
     "all_pose": ["epsilon", "ground_truth", "misalignment", "emotion_mismatch", "vertex_error"],
     "all_pose_near": ["epsilon", "ground_truth", "misalignment", "emotion_mismatch", "vertex_error"],
-}
+    # noise on top of the captured motion (stage 3's ground_truth_epsilons), added to or instead of the policy's
+    "all_gt_epsilon": ["epsilon", "ground_truth", "misalignment", "emotion_mismatch", "vertex_error",
+                       "ground_truth_epsilon"],
+    "gt_epsilon": ["ground_truth_epsilon", "ground_truth", "misalignment", "emotion_mismatch", "vertex_error"],
+}  # fmt: skip
 # Reward-model options of a setting beyond its ranking sources (docs/rl.md: why the ground truth loses to
 # near-greedy rollouts): token embeddings that start from the motion prior's code poses, and ground-truth pairs
 # against the near-policy rollouts only.
@@ -131,6 +135,7 @@ def run_one(args, setting: str, seed: int, variant: str, rl_options: dict[str, A
             demos_name_or_path=args.demos,
             sta_name_or_path=f"{args.run_dir}/sta",
             ranking_sources=SETTINGS[setting],
+            eval_demos_name_or_path=args.eval_demos,
             **{**reward_options, **_common(out / "reward_model", seed)},
         )  # fmt: skip
     )
@@ -218,6 +223,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run_dir", required=True, help="Run folder with corpus/ and sta/ (read only).")
     parser.add_argument("--demos", required=True, help="Demonstrations of stage 3 (with the source rows).")
+    parser.add_argument(
+        "--eval_demos", default=None, help="Held-out demonstrations of another stage-3 run (default: --demos)."
+    )
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--settings", nargs="+", default=["paper"], choices=sorted(SETTINGS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])

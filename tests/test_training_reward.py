@@ -94,6 +94,16 @@ def test_each_ranking_source_ranks_the_expected_rows():
     assert {p.shift_i + p.shift_j < 0 for p in misaligned} == {True, False}, "both shift directions occur"
 
 
+def test_noisy_ground_truth_rows_rank_below_the_ground_truth_and_by_epsilon():
+    # clip a: ground truth (row 0), its noisy copies at 0.25 (rows 1, 2) and 1.0 (row 3), one rollout (row 4)
+    clips, sources = ["a"] * 5, ["ground_truth"] + ["ground_truth_epsilon"] * 3 + ["epsilon"]
+    epsilons = [0.0, 0.25, 0.25, 1.0, 0.02]
+    pairs = build_source_pairs(clips, sources, epsilons, ["ground_truth_epsilon"], seed=0)
+    assert _better_worse(pairs) == {(0, 1), (0, 2), (0, 3), (1, 3), (2, 3)}
+    # the noisy copies are no generated rollouts: the ground_truth source does not rank them
+    assert _better_worse(build_source_pairs(clips, sources, epsilons, ["ground_truth"], seed=0)) == {(0, 4)}
+
+
 def test_source_pairs_cap_each_clip_and_source_and_reject_unknown_sources():
     pairs = build_source_pairs(_CLIPS, _SOURCES, _EPSILONS, ["ground_truth", "misalignment"], max_pairs_per_clip=2)
     assert sum(p.source == "ground_truth" and _CLIPS[p.i] == "a" for p in pairs) == 2
@@ -342,6 +352,11 @@ def test_train_reward_model_from_saved_folders_writes_a_loadable_model(tmp_path,
     # a second run resumes from the last checkpoint (step 4 = max_steps) and trains no further
     again = train_reward_model(config)
     assert again["train_steps"] == 4
+    # held-out demonstrations of another stage-3 run (3 clips instead of 2): the evaluation reads those
+    other = {"validation": _demo_rows(3, 1, prior.codebook_size, prior.num_groups, seed=3)}
+    datasets.DatasetDict(other).save_to_disk(str(tmp_path / "other_demos"))
+    config.eval_demos_name_or_path, config.output_dir = str(tmp_path / "other_demos"), str(tmp_path / "rm_other")
+    assert train_reward_model(config)["eval_num_pairs"] == 3
 
 
 def test_code_pose_embeddings_follow_the_decoded_poses(tiny_sta_config):

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from accelerate import PartialState
 from accelerate.utils import gather_object
+from transformers import LogitsProcessorList
 
 from ..data.collators import STACollator, pad_blendshapes
 from .metrics import eve, lve
@@ -19,9 +20,11 @@ DEFAULT_EPSILONS = (0.02, 0.25, 0.5, 0.75, 1.0)
 
 
 def rollout_batch(model, collator: STACollator, rows: list[dict[str, Any]], epsilon: float, seed: int,
-                  do_sample: bool = False, temperature: float = 1.0) -> list[dict[str, np.ndarray]]:  # fmt: skip
-    """Generate one rollout per row at ``epsilon``; returns per clip ``motion_tokens [T', G]`` and
-    ``blendshapes [T, 52]`` cut to the clip's own length."""
+                  do_sample: bool = False, temperature: float = 1.0,
+                  logits_processor: LogitsProcessorList | None = None) -> list[dict[str, np.ndarray]]:  # fmt: skip
+    """Generate one rollout per row at ``epsilon`` (plus any ``logits_processor``, e.g. another kind of
+    exploration noise); returns per clip ``motion_tokens [T', G]`` and ``blendshapes [T, 52]`` cut to the clip's
+    own length."""
     device = next(model.parameters()).device
     batch = collator([{k: v for k, v in r.items() if k != "blendshapes"} for r in rows])
     generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -36,6 +39,7 @@ def rollout_batch(model, collator: STACollator, rows: list[dict[str, Any]], epsi
             do_sample=do_sample,
             temperature=temperature,
             generator=generator,
+            logits_processor=logits_processor,
         )
     results = []
     for i in range(len(rows)):

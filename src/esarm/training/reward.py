@@ -16,7 +16,10 @@ Ranking sources (``ranking_sources``; each automatic, from the demonstrations of
   ground truth;
 * ``"checkpoint"``: greedy rollouts of later STA checkpoints rank above those of earlier ones;
 * ``"vertex_error"``: of two rollouts of a clip, the one closer to the captured animation (LVE + EVE, mm, stored
-  by stage 3 with a rig) ranks higher, when they differ by more than ``vertex_error_margin`` mm.
+  by stage 3 with a rig) ranks higher, when they differ by more than ``vertex_error_margin`` mm;
+* ``"ground_truth_epsilon"``: the captured animation ranks above copies of it with exploration noise at epsilon
+  (stage 3's ``ground_truth_epsilons``), a less noisy copy above a noisier one: D-REX anchored at real motion
+  instead of the policy's, so that noise is told from captured motion by its codes, not by how often they change.
 
 Held-out evaluation (:func:`evaluate_ranking`) scores every rollout of the evaluation split once and reports the
 pairwise accuracy over all different-epsilon pairs of a clip, overall and by epsilon gap, the mean return per
@@ -67,8 +70,10 @@ logger = logging.getLogger(__name__)
 CLIP_ID_COLUMNS: tuple[str, ...] = ("clip_id", "id")
 GROUND_TRUTH_EPSILON = -1.0  # marks ground-truth rows in evaluation (better than any rollout)
 RANKING_SOURCES: tuple[str, ...] = (
-    "epsilon", "ground_truth", "misalignment", "emotion_mismatch", "checkpoint", "vertex_error",
+    "epsilon", "ground_truth", "misalignment", "emotion_mismatch", "checkpoint", "vertex_error", "ground_truth_epsilon",
 )  # fmt: skip
+# stage-3 row sources made by the STA policy (the rollouts whose quality the reward model must rank)
+GENERATED_ROW_SOURCES: tuple[str, ...] = ("epsilon", "emotion_mismatch", "checkpoint")
 TOKEN_EMBEDDING_INITS: tuple[str, ...] = ("random", "motion_prior")
 
 
@@ -86,6 +91,14 @@ class ESARMRewardConfig(ESARMTrainingArguments):
     train_split: str = field(default="train", metadata={"help": "Demonstration split to train on."})
     eval_split: str | None = field(
         default="validation", metadata={"help": "Held-out demonstration split for pairwise accuracy (None: skip)."}
+    )
+    eval_demos_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Held-out demonstrations from another stage-3 run (its eval_split), e.g. the paper's uniform "
+            "epsilon noise, so that reward models trained on different kinds of noise are compared on one set. "
+            "None: demos_name_or_path."
+        },
     )
     sta_name_or_path: str | None = field(
         default=None,
@@ -239,7 +252,8 @@ def build_source_pairs(
 
     Args:
         clip_ids / row_sources / epsilons: per demonstration row, its clip, the stage-3 ``source`` that made it
-            (``epsilon``, ``ground_truth``, ``emotion_mismatch``, ``checkpoint``) and its epsilon.
+            (``epsilon``, ``ground_truth``, ``emotion_mismatch``, ``checkpoint``, ``ground_truth_epsilon``) and its
+            epsilon.
         sources: the ranking sources to build pairs for (:data:`RANKING_SOURCES`).
         checkpoint_steps: per row, the STA training step of ``checkpoint`` rows (needed for that source).
         vertex_errors: per row, LVE + EVE in mm against the ground truth (needed for ``vertex_error``).
@@ -271,7 +285,7 @@ def build_source_pairs(
     for clip in sorted(rows_by_clip):
         rows = rows_by_clip[clip]
         kind = {name: [r for r in rows if row_sources[r] == name] for name in ("epsilon", "ground_truth",
-                                                                              "emotion_mismatch", "checkpoint")}  # fmt: skip
+                "emotion_mismatch", "checkpoint", "ground_truth_epsilon")}  # fmt: skip
         best_eps = min((float(epsilons[r]) for r in kind["epsilon"]), default=None)
         best_rollouts = [r for r in kind["epsilon"] if float(epsilons[r]) == best_eps]
         generated = kind["epsilon"] + kind["emotion_mismatch"] + kind["checkpoint"]
@@ -281,6 +295,13 @@ def build_source_pairs(
             if source == "epsilon":
                 candidates = [(a, b, 0, 0) if epsilons[a] < epsilons[b] else (b, a, 0, 0)
                               for a, b in itertools.combinations(kind["epsilon"], 2) if epsilons[a] != epsilons[b]]  # fmt: skip
+            elif source == "ground_truth_epsilon":
+                # noise on top of the captured motion: the ground truth (epsilon 0) above its noisy copies, and
+                # among those the less noisy one above
+                chain = kind["ground_truth"] + kind["ground_truth_epsilon"]
+                level = {r: 0.0 if row_sources[r] == "ground_truth" else float(epsilons[r]) for r in chain}
+                candidates = [(a, b, 0, 0) if level[a] < level[b] else (b, a, 0, 0)
+                              for a, b in itertools.combinations(chain, 2) if level[a] != level[b]]  # fmt: skip
             elif source == "ground_truth":
                 negatives = generated
                 if ground_truth_negatives == "near_policy":
@@ -662,7 +683,7 @@ def evaluate_ranking(
     worse = [returns[(p.j, p.shift_j)] if p.label else returns[(p.i, p.shift_i)] for p in pairs]
     metrics.update(ranking_source_accuracy([p.source for p in pairs], better, worse))
     metrics.update(_region_diagnostics(model, demos, columns, collator, batch_size, returns))
-    generated = [i for i, s in enumerate(columns["row_sources"]) if s != "ground_truth"]
+    generated = [i for i, s in enumerate(columns["row_sources"]) if s in GENERATED_ROW_SOURCES]
     if "lve" in demos.column_names:
         for name in ("lve", "eve"):
             values = demos[name]
@@ -821,7 +842,8 @@ def train_reward_model(config: ESARMRewardConfig) -> dict[str, Any]:
         )
     counts = {source: sum(p.source == source for p in pairs) for source in config.ranking_sources}
     logger.info("reward model: %d training pairs from %d demonstration rows: %s", len(pairs), len(train_demos), counts)
-    eval_demos = load_split(config.demos_name_or_path, config.eval_split) if config.eval_split else None
+    eval_source = config.eval_demos_name_or_path or config.demos_name_or_path
+    eval_demos = load_split(eval_source, config.eval_split) if config.eval_split else None
 
     collator = RankingPairCollator(
         RolloutCollator(speakers, float(model.config.fps), int(model.config.frames_per_token)),
