@@ -48,12 +48,12 @@ __all__ = [
 ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa")
 # The levers that esarm's pipeline, ``esarm animate`` and the streaming animator apply to a model on the CPU.
 # Measured with benchmarks/generation.py (speed, random-init base) and benchmarks/lever_accuracy.py (a trained model):
-# int8 cuts base's CPU time by a quarter to a third at 5-60 s and moved the trained tiny model's test LVE by
-# 0.009 mm (0.2 %); "auto" applies it to wide encoders only (INT8_MIN_HIDDEN_SIZE).
+# int8 cuts base's CPU time by 16 / 18 / 6 % at 5 / 30 / 60 s on a quiet 2-core machine and moved the trained tiny
+# model's test LVE by 0.009 mm (0.2 %); "auto" applies it to wide encoders only (INT8_MIN_HIDDEN_SIZE).
 CPU_INFERENCE_DEFAULTS = {"attention": "sdpa", "int8": "auto", "encoder_window_seconds": 20.0}
-# int8="auto" quantises a speech encoder at least this wide. Measured: WavLM base (768) runs a third faster; the tiny
-# preset's 32-wide encoder gains nothing (quantising the activations costs what the int8 products save) and keeps
-# its float outputs.
+# int8="auto" quantises a speech encoder at least this wide. Measured: WavLM base (768) runs up to 18 % faster; the
+# tiny preset's 32-wide encoder gains nothing (quantising the activations costs what the int8 products save) and
+# keeps its float outputs.
 INT8_MIN_HIDDEN_SIZE = 256
 _ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
 
