@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -53,6 +54,21 @@ def tiny_reward_config():
     from esarm import ESARMRewardModelConfig
 
     return ESARMRewardModelConfig.tiny()
+
+
+@pytest.fixture(scope="session")
+def repo_script():
+    """``repo_script("benchmarks/x.py")`` imports a script of the repository by its path (benchmarks/ and scripts/
+    are not packages), so tests can call its functions and ``main``."""
+
+    def load(relative_path: str):
+        path = Path(__file__).resolve().parents[1] / relative_path
+        spec = importlib.util.spec_from_file_location(f"{path.parent.name}_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture(scope="session")

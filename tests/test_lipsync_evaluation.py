@@ -3,11 +3,9 @@ the evaluation config's fields and the report's section."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import math
-from pathlib import Path
 
 import datasets
 import numpy as np
@@ -177,11 +175,10 @@ def test_report_shows_the_lipsync_section(tmp_path):
     assert "## Lip sync" not in report_markdown({"models": {"a": {"lve_mm": 1.0}}})
 
 
-def test_benchmark_measures_many_checkpoints_with_the_evaluation_step(tmp_path, validation_folder, micro_corpus):
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "sta_lipsync.py"
-    spec = importlib.util.spec_from_file_location("sta_lipsync_benchmark", path)
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
+def test_benchmark_measures_many_checkpoints_with_the_evaluation_step(
+    tmp_path, validation_folder, micro_corpus, repo_script
+):
+    benchmark = repo_script("benchmarks/sta_lipsync.py")
     for seed in (0, 1):  # two "checkpoints"
         torch.manual_seed(seed)
         ESARMSTAForGeneration(ESARMSTAConfig.tiny()).save_pretrained(tmp_path / f"checkpoint-{seed}")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import datasets
 import numpy as np
@@ -195,19 +193,11 @@ def test_evaluate_model_is_deterministic_and_limits_samples(tiny_sta, rig):
     assert first["lve_mm"] == second["lve_mm"] and first["eve_mm"] == second["eve_mm"]
 
 
-def _evaluate_script():
-    path = Path(__file__).resolve().parents[1] / "scripts" / "evaluate.py"
-    spec = importlib.util.spec_from_file_location("evaluate_script", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_evaluate_script_runs_the_evaluation_and_writes_the_report(tmp_path, tiny_sta, rig_path):
+def test_evaluate_script_runs_the_evaluation_and_writes_the_report(tmp_path, tiny_sta, rig_path, repo_script):
     corpus = tiny_corpus(num_clips=4)
     corpus.save_to_disk(str(tmp_path / "corpus"))
     tiny_sta.save_pretrained(tmp_path / "sta")
-    results = _evaluate_script().main(
+    results = repo_script("scripts/evaluate.py").main(
         ["--model_paths", str(tmp_path / "sta"), "--dataset_name_or_path", str(tmp_path / "corpus"), "--output_dir",
          str(tmp_path / "out"), "--rig", str(rig_path), "--epsilons", "1.0", "--dataset_name", "tiny",
          "--batch_size", "4"]

@@ -3,11 +3,9 @@ a tiny STA policy against a simple fixed reward model, ground-truth isolation an
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import datasets
 import numpy as np
@@ -428,16 +426,8 @@ def test_evaluate_policy_measures_motion_per_region_against_the_ground_truth(pol
     assert values["std_ratio_mouth"] == pytest.approx(1.0, rel=1e-4) and values["eve_mm"] > 1e-3
 
 
-def _rl_ablation():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "rl_ablation.py"
-    spec = importlib.util.spec_from_file_location("rl_ablation_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_ablation_sweeps_rl_options_one_at_a_time():
-    rl_ablation = _rl_ablation()
+def test_ablation_sweeps_rl_options_one_at_a_time(repo_script):
+    rl_ablation = repo_script("benchmarks/rl_ablation.py")
     centre = {"learning_rate": 3e-4, "max_steps": 40, "kl_coef": 0.05}
     assert rl_ablation.rl_variants(centre, {}) == [("", centre)]
     variants = rl_ablation.rl_variants(centre, json.loads('{"learning_rate": [1e-4, 1e-3], "kl_target": [null]}'))
