@@ -36,7 +36,7 @@ import torch
 
 import esarm.modeling_sta
 from esarm import ESARMSTAConfig, ESARMSTAForGeneration
-from esarm.inference import CPU_INFERENCE_DEFAULTS, optimize_for_inference
+from esarm.inference import CPU_INFERENCE_DEFAULTS, lever_settings, optimize_for_inference
 from esarm.streaming import animate_audio
 
 SAMPLING_RATE = 16000
@@ -114,24 +114,10 @@ def measure(model: ESARMSTAForGeneration, seconds: float, repeats: int, use_cach
     }
 
 
-def encoder_window(names: set[str]) -> tuple[float | None, float]:
-    """(window, overlap) seconds of an ``encN`` lever: N-second encoder windows overlapping by N / 10 seconds."""
-    windows = [float(name[3:]) for name in names if name.startswith("enc")]
-    return (windows[0], windows[0] / 10) if windows else (None, 0.0)
-
-
 def apply_lever(model: ESARMSTAForGeneration, lever: str) -> ESARMSTAForGeneration:
     """A copy of ``model`` with the lever's optimisations (``window10`` only changes how it is called)."""
-    names = set(lever.split("+"))
-    known = {"fp32", "sdpa", "int8", "compile", "window10"}
-    if not all(name in known or (name.startswith("enc") and name[3:].replace(".", "", 1).isdigit()) for name in names):
-        raise ValueError(f"lever must combine {sorted(known)} and encN (N-second encoder windows), got {lever!r}")
-    attention = "sdpa" if "sdpa" in names else "eager"
-    window, overlap = encoder_window(names)
-    return optimize_for_inference(
-        copy.deepcopy(model), int8="int8" in names, attention=attention, compile="compile" in names,
-        encoder_window_seconds=window, encoder_window_overlap_seconds=overlap,
-    )  # fmt: skip
+    encoder_levers = "+".join(name for name in lever.split("+") if name != "window10") or "fp32"
+    return optimize_for_inference(copy.deepcopy(model), **lever_settings(encoder_levers))
 
 
 def feature_cosine(model: ESARMSTAForGeneration, reference: torch.Tensor, audio: torch.Tensor) -> tuple[float, float]:

@@ -23,7 +23,7 @@ import torch
 
 from esarm.data.loading import load_split
 from esarm.evaluation.run import evaluate_model
-from esarm.inference import optimize_for_inference
+from esarm.inference import lever_settings, optimize_for_inference
 from esarm.modeling_sta import ESARMSTAForGeneration
 from esarm.rig import resolve_rig
 
@@ -33,18 +33,8 @@ REPORTED = ("lve_mm", "eve_mm", "blendshape_mae", "mouth_audio_correlation")
 
 
 def apply(model: ESARMSTAForGeneration, lever: str) -> ESARMSTAForGeneration:
-    """A copy of ``model`` with the lever: ``sdpa``, ``int8``, ``encN`` (N-second encoder windows, N / 10 s overlap)
-    joined by ``+``; ``fp32`` is the model as saved."""
-    names = set(lever.split("+")) - {"fp32"}
-    windows = [float(name[3:]) for name in names if name.startswith("enc")]
-    unknown = names - {"sdpa", "int8"} - {name for name in names if name.startswith("enc")}
-    if unknown:
-        raise ValueError(f"lever must combine fp32, sdpa, int8 and encN, got {lever!r}")
-    return optimize_for_inference(
-        copy.deepcopy(model), int8="int8" in names, attention="sdpa" if "sdpa" in names else "eager",
-        encoder_window_seconds=windows[0] if windows else None,
-        encoder_window_overlap_seconds=windows[0] / 10 if windows else 2.0,
-    )  # fmt: skip
+    """A copy of ``model`` with the lever (:func:`esarm.inference.lever_settings`); ``fp32`` is the model as saved."""
+    return optimize_for_inference(copy.deepcopy(model), **lever_settings(lever))
 
 
 @torch.no_grad()

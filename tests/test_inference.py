@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -18,6 +19,7 @@ from esarm.inference import (
     WavLMSdpaAttention,
     apply_cpu_inference_defaults,
     int8_inference_layers,
+    lever_settings,
     optimize_for_inference,
 )
 from esarm.modules import conv_geometry, crossfade_weights, encoder_windows
@@ -84,6 +86,24 @@ def test_argument_errors(tiny_model):
         optimize_for_inference(tiny_model, int8="yes")
     with pytest.raises(ValueError, match=r"overrides must be among \['attention', .*\], got \['threads'\]"):
         apply_cpu_inference_defaults(tiny_model, threads=2)
+
+
+def test_levers_apply_once_and_lever_names_parse(tiny_model, caplog):
+    model = copy.deepcopy(tiny_model)
+    with caplog.at_level("INFO", logger="esarm.inference"):
+        apply_cpu_inference_defaults(model)
+        apply_cpu_inference_defaults(model)  # what every StreamingAnimator of the pipeline or the app does
+        assert sum("inference levers" in r.message for r in caplog.records) == 1
+        optimize_for_inference(model, attention="eager")  # other levers still apply
+        assert sum("inference levers" in r.message for r in caplog.records) == 2
+    assert all(type(m) is WavLMAttention for m in model.audio_encoder.modules() if isinstance(m, WavLMAttention))
+    assert lever_settings("fp32") == dict(int8=False, attention="eager", compile=False, encoder_window_seconds=None,
+                                          encoder_window_overlap_seconds=2.0)  # fmt: skip
+    assert lever_settings("int8+sdpa+enc20") == dict(int8=True, attention="sdpa", compile=False,
+                                                     encoder_window_seconds=20.0, encoder_window_overlap_seconds=2.0)  # fmt: skip
+    for bad in ("fp16", "enc10+enc20", "sdpa+encx"):
+        with pytest.raises(ValueError, match=f"lever must join fp32, sdpa, int8, compile and one encN .*got {re.escape(repr(bad))}"):
+            lever_settings(bad)
 
 
 def test_cpu_defaults_quantise_wide_encoders_only_and_the_result_refuses_to_train_or_save(tiny_model, tmp_path):

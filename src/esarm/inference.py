@@ -42,6 +42,7 @@ __all__ = [
     "WavLMSdpaAttention",
     "apply_cpu_inference_defaults",
     "int8_inference_layers",
+    "lever_settings",
     "optimize_for_inference",
 ]
 
@@ -195,6 +196,12 @@ def optimize_for_inference(
     if int8 and device.type != "cpu":
         raise ValueError(f"int8=True needs the model on the CPU (dynamic int8 kernels are CPU-only), got {device}")
     model.eval()
+    levers = dict(int8=int8, attention=attention, compile=compile, encoder_window_seconds=encoder_window_seconds,
+                  encoder_window_overlap_seconds=encoder_window_overlap_seconds)  # fmt: skip
+    if getattr(model, "_inference_levers", None) == levers:
+        # already in place: the pipeline, the app and each StreamingAnimator apply the CPU defaults to the model
+        # they are given, so without this every request would walk the encoder again (and log it)
+        return model
     _set_encoder_window(model, encoder_window_seconds, encoder_window_overlap_seconds)
     swapped = _set_attention(encoder, attention)
     quantized = _quantize_linear_layers(encoder) if int8 else 0
@@ -204,7 +211,25 @@ def optimize_for_inference(
         "inference levers: attention=%s (%d WavLM layers), int8 linear layers=%d, compiled decoder=%s, "
         "encoder window=%s s", attention, swapped, quantized, compile, encoder_window_seconds,
     )  # fmt: skip
+    model._inference_levers = levers
     return model
+
+
+def lever_settings(lever: str) -> dict[str, Any]:
+    """The :func:`optimize_for_inference` keyword arguments of a lever as the benchmarks name it: parts joined by
+    ``+`` among ``fp32`` (the model as saved), ``sdpa``, ``int8``, ``compile`` and ``encN`` (the speech encoder over
+    N-second windows overlapping by N / 10 s), e.g. ``"int8+sdpa+enc20"``."""
+    names = set(lever.split("+"))
+    windows = [name for name in names if name.startswith("enc") and name[3:].replace(".", "", 1).isdigit()]
+    if not names - set(windows) <= {"fp32", "sdpa", "int8", "compile"} or len(windows) > 1:
+        raise ValueError(
+            f"lever must join fp32, sdpa, int8, compile and one encN (N-second encoder windows) with '+', got {lever!r}"
+        )
+    window = float(windows[0][3:]) if windows else None
+    return dict(
+        int8="int8" in names, attention="sdpa" if "sdpa" in names else "eager", compile="compile" in names,
+        encoder_window_seconds=window, encoder_window_overlap_seconds=window / 10 if window else 2.0,
+    )  # fmt: skip
 
 
 def apply_cpu_inference_defaults(model: Any, **overrides: Any) -> Any:

@@ -112,7 +112,8 @@ class StreamingAnimator:
         epsilon, seed, do_sample, temperature, top_k: passed to ``generate`` (window ``k`` uses ``seed + k``).
         sampling_rate: rate of the pushed audio (Hz, default: the model's); resampled to the model's rate.
         cpu_defaults: apply :data:`esarm.inference.CPU_INFERENCE_DEFAULTS` to the model (in place) when it runs
-            on the CPU: fused attention in the speech encoder (same tokens, faster).
+            on the CPU: fused attention and windows in the speech encoder, and int8 linear layers in encoders at
+            least 256 wide (:func:`esarm.inference.apply_cpu_inference_defaults`; a no-op when already applied).
     """
 
     def __init__(
