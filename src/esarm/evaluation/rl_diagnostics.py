@@ -142,6 +142,13 @@ def swap_group_tokens(tokens: np.ndarray, donor: np.ndarray, group: int) -> np.n
     return swapped
 
 
+def region_motion(blendshapes: np.ndarray) -> dict[str, float]:
+    """Per face region, the motion of one animation ``[T, 52]``: the std over time of each blendshape, summed over the
+    region's blendshapes (what :func:`expressiveness` sums over clips)."""
+    blendshapes = np.asarray(blendshapes)
+    return {region: float(blendshapes[:, region_indices(region)].std(axis=0).sum()) for region in FACE_REGIONS}
+
+
 def expressiveness(predictions: Sequence[np.ndarray], targets: Sequence[np.ndarray]) -> dict[str, Any]:
     """Per face region (:data:`~esarm.blendshapes.FACE_REGIONS`), ``std_ratio_<region>``: the motion of the
     generated animations (std over time of each blendshape, summed over the region's blendshapes and over clips)
@@ -155,16 +162,17 @@ def expressiveness(predictions: Sequence[np.ndarray], targets: Sequence[np.ndarr
             f"predictions and targets must be non-empty and of the same length, got {len(predictions)} and "
             f"{len(targets)}"
         )
-    metrics: dict[str, Any] = {}
-    for region in FACE_REGIONS:
-        indices = region_indices(region)
-        generated = reference = 0.0
-        for pred, target in zip(predictions, targets):
-            n = min(len(pred), len(target))
-            generated += float(np.asarray(pred)[:n, indices].std(axis=0).sum())
-            reference += float(np.asarray(target)[:n, indices].std(axis=0).sum())
-        metrics[f"std_ratio_{region}"] = generated / reference if reference > 0 else float("nan")
-    return metrics
+    generated = dict.fromkeys(FACE_REGIONS, 0.0)
+    reference = dict.fromkeys(FACE_REGIONS, 0.0)
+    for pred, target in zip(predictions, targets):
+        n = min(len(pred), len(target))
+        for totals, clip in ((generated, np.asarray(pred)[:n]), (reference, np.asarray(target)[:n])):
+            for region, motion in region_motion(clip).items():
+                totals[region] += motion
+    return {
+        f"std_ratio_{region}": generated[region] / reference[region] if reference[region] > 0 else float("nan")
+        for region in FACE_REGIONS
+    }
 
 
 def motion_report(prefix: str, predictions: Sequence[np.ndarray], targets: Sequence[np.ndarray], rig=None) -> dict:

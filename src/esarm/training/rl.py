@@ -40,11 +40,11 @@ from transformers import Trainer, TrainerCallback, set_seed
 from trl.models import unwrap_model_for_generation
 from trl.trainer.utils import RepeatSampler, disable_dropout_in_model, entropy_from_logits, selective_log_softmax
 
-from ..blendshapes import FACE_REGIONS, region_indices
+from ..blendshapes import FACE_REGIONS
 from ..data.collators import STACollator
 from ..data.loading import load_split
 from ..evaluation.metrics import eve, lve
-from ..evaluation.rl_diagnostics import reward_hacking_check
+from ..evaluation.rl_diagnostics import region_motion, reward_hacking_check
 from ..evaluation.run import even_spread
 from ..labels import UNKNOWN_SPEAKER_ID, model_speakers
 from ..modeling_reward import ESARMRewardModel
@@ -669,10 +669,9 @@ def evaluate_policy(
                     length = min(int(generated.frame_mask[i].sum()), len(target))
                     predicted = generated.blendshapes[i, :length].float().cpu().numpy()
                     clip["blendshape_mae"] = float(np.abs(predicted - target[:length]).mean())
-                    for region in FACE_REGIONS:
-                        indices = region_indices(region)
-                        clip[f"_motion_{region}"] = float(predicted[:, indices].std(axis=0).sum())
-                        clip[f"_reference_motion_{region}"] = float(target[:length, indices].std(axis=0).sum())
+                    # summed over clips after the gather, as esarm.evaluation.rl_diagnostics.expressiveness pools
+                    clip.update({f"_motion_{r}": m for r, m in region_motion(predicted).items()})
+                    clip.update({f"_reference_motion_{r}": m for r, m in region_motion(target[:length]).items()})
                     if rig is not None:
                         clip["lve_mm"] = float(lve(predicted, target[:length], rig))
                         clip["eve_mm"] = float(eve(predicted, target[:length], rig))
