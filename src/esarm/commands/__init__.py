@@ -2,8 +2,8 @@
 (the work, returning the exit status). :mod:`esarm.cli` only builds the parser from :data:`COMMANDS` and
 dispatches.
 
-A module imports the library inside ``run``: ``esarm --help`` then needs neither torch nor transformers (together
-about 6 s on a 2-core CPU). Bad input raises :class:`CommandError` (or the library's ``ValueError`` / ``OSError``),
+A module imports what its sub-command needs (training, evaluation, export, Gradio) inside ``run``, so that one
+sub-command never waits for another's dependencies (``datasets``, ``trl``, ``gradio``...). Bad input raises :class:`CommandError` (or the library's ``ValueError`` / ``OSError``),
 which the dispatcher prints as one line ``esarm <command>: error: ...`` with exit status 2.
 """
 
