@@ -33,9 +33,9 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.source).exists():
         raise CommandError(f"source folder not found: {args.source}")
     if args.command == "prepare-mead":
-        from esarm.data.mead import prepare_mead as prepare
+        from esarm.data.prepare.mead import prepare_mead as prepare
     else:
-        from esarm.data.ravdess import prepare_ravdess as prepare
+        from esarm.data.prepare.ravdess import prepare_ravdess as prepare
     path = prepare(
         args.source, args.output_dir, num_workers=args.num_workers, overwrite=args.overwrite,
         max_clips=args.max_clips, model_asset_path=args.model_asset_path, seed=args.seed, extractor=args.extractor,
