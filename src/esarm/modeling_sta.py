@@ -844,14 +844,11 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         """
         if emotion not in ("auto", None):
             raise ValueError(f"emotion must be 'auto' or None (pass emotion_ids for a given emotion), got {emotion!r}")
-        parameter = next(self.parameters())
-        input_values, attention_mask, lengths = check_audio_inputs(
-            self.config, parameter, input_values, attention_mask, audio_encoder=self.audio_encoder
-        )
+        input_values, attention_mask, lengths, emotion_ids, intensity_ids, speaker_ids, _, _ = check_model_inputs(
+            self.config, next(self.parameters()), input_values, attention_mask, emotion_ids, intensity_ids,
+            speaker_ids, audio_encoder=self.audio_encoder, check_values=True,
+        )  # fmt: skip
         batch = input_values.shape[0]
-        emotion_ids, intensity_ids, speaker_ids = check_condition_ids(
-            self.config, emotion_ids, intensity_ids, speaker_ids, batch, parameter.device
-        )
         if emotion_ids is None and emotion != "auto":
             raise ValueError("emotion_ids must be given when emotion is not 'auto', got None")
         settings = resolve_generation_settings(generation_config, self.generation_config, **kwargs)
