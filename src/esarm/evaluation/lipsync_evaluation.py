@@ -54,8 +54,10 @@ DEFAULT_LABELS = ("neutral", "happy")
 
 @dataclass
 class LipSyncSettings:
-    """Where and how :func:`run_lipsync` measures lip sync (the ``lipsync_*`` fields of
-    :class:`~esarm.evaluation.run.ESARMEvaluationConfig`, the ``--lipsync-*`` flags of ``esarm evaluate``).
+    """Where and how :func:`run_lipsync` measures lip sync: the one definition, nested as ``lipsync`` in
+    :class:`~esarm.evaluation.run.ESARMEvaluationConfig` (the ``evaluation.lipsync`` section of a pipeline config)
+    and built from the ``--lipsync-*`` flags of ``esarm evaluate``. A bad value raises ``ValueError`` naming
+    ``lipsync.<field>``.
 
     Attributes:
         heldout: folder of the fixed held-out sets, built there when missing (``None``: the evaluated split itself).
@@ -74,11 +76,26 @@ class LipSyncSettings:
     labels: Sequence[str] = DEFAULT_LABELS
 
     def __post_init__(self) -> None:
+        self.splits, self.labels = list(self.splits), list(self.labels)
         check_settings(
             self.splits, self.labels,
-            {"num_sentences": self.num_sentences, "max_clips": self.max_clips, "probe_clips": self.probe_clips},
-            names=("splits", "labels"),
+            {"lipsync.num_sentences": self.num_sentences, "lipsync.max_clips": self.max_clips,
+             "lipsync.probe_clips": self.probe_clips},
+            names=("lipsync.splits", "lipsync.labels"),
         )  # fmt: skip
+        if self.num_sentences is not None and self.num_sentences > len(heldout.VALIDATION_SENTENCES):
+            raise ValueError(
+                f"lipsync.num_sentences must be in 1..{len(heldout.VALIDATION_SENTENCES)} (sentences per held-out "
+                f"voice), got {self.num_sentences}"
+            )
+        folder = Path(self.heldout).expanduser() if self.heldout is not None else None
+        # a folder of something else would be built over (or read as held-out sets)
+        if folder is not None and (folder.is_file() or (folder.is_dir() and any(folder.iterdir())
+                                                        and not (folder / heldout.CONFIG_FILE).is_file())):  # fmt: skip
+            raise ValueError(
+                f"lipsync.heldout must be a folder of held-out sets, or a new or empty folder to build them in, "
+                f"got {str(folder)!r}"
+            )
 
 
 @dataclass
