@@ -148,3 +148,58 @@ def test_lipsync_settings_are_one_nested_dataclass(tmp_path):
     (tmp_path / "not_sets" / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match="lipsync.heldout must be a folder of held-out sets"):
         LipSyncSettings(heldout=tmp_path / "not_sets")
+
+
+def test_sharded_map_returns_every_result_in_item_order():
+    from esarm.evaluation.rollouts import sharded_map
+
+    assert sharded_map(lambda shard: [2 * x for x in shard], range(5)) == [0, 2, 4, 6, 8]
+    assert sharded_map(lambda shard: [], []) == []
+    with pytest.raises(ValueError, match="function must return one result per item, got 1 for 3"):
+        sharded_map(lambda shard: shard[:1], [1, 2, 3])
+
+
+def test_measure_clip_trims_to_the_shorter_animation(rig):
+    import numpy as np
+
+    from esarm.evaluation.metrics import lve
+    from esarm.evaluation.rollouts import mean_measures, measure_clip
+
+    predicted, target = np.full((5, 52), 0.5, np.float32), np.zeros((4, 52), np.float32)
+    measures = measure_clip(predicted, target)
+    assert measures == {"num_frames": 4, "mae": 0.5}
+    with_rig = measure_clip(predicted, target, rig)
+    assert with_rig["lve"] == pytest.approx(float(lve(predicted[:4], target, rig)))
+    assert mean_measures([measures, {"num_frames": 2, "mae": 1.5}]) == {"mae": 1.0}
+
+
+def test_generate_clips_trims_seeds_per_batch_and_measures(tiny_sta_config, micro_corpus, rig):
+    import torch
+
+    from esarm.data.collators import STACollator
+    from esarm.data.loading import load_split
+    from esarm.evaluation.rollouts import generate_clips
+    from esarm.modeling_sta import ESARMSTAForGeneration
+
+    torch.manual_seed(0)
+    model = ESARMSTAForGeneration(tiny_sta_config).eval()
+    rows = [dict(r) for r in load_split(micro_corpus, "train").select(range(3))]
+    collator = STACollator(fps=model.config.fps)
+    together = generate_clips(model, collator, rows, 3, epsilon=0.5, seed=7, rig=rig)
+    again = generate_clips(model, collator, rows, 3, epsilon=0.5, seed=7, rig=rig)
+    assert all((a["motion_tokens"] == b["motion_tokens"]).all() for a, b in zip(together, again))
+    for clip, row in zip(together, rows):
+        assert len(clip["blendshapes"]) == clip["num_frames"] <= len(row["blendshapes"]) + 1
+        assert {"mae", "lve", "eve"} <= set(clip)
+    # batch k is seeded seed + k * batch_size: the second clip alone, seeded 8, is the second of batches of one
+    one_by_one = generate_clips(model, collator, rows, 1, epsilon=0.5, seed=7)
+    alone = generate_clips(model, collator, rows[1:2], 1, epsilon=0.5, seed=8)
+    assert (one_by_one[1]["motion_tokens"] == alone[0]["motion_tokens"]).all()
+
+
+def test_lipsync_settings_name_a_bad_flag_as_the_command_line_spells_it():
+    with pytest.raises(ValueError, match="--lipsync-max-clips must be a positive number"):
+        LipSyncSettings(max_clips=0, spelling="flag")
+    with pytest.raises(ValueError, match=r"--lipsync-num-sentences must be in 1\.\.20"):
+        LipSyncSettings(num_sentences=21, spelling="flag")
+    assert LipSyncSettings(max_clips=3, spelling="flag") == LipSyncSettings(max_clips=3)
