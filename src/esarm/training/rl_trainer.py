@@ -120,13 +120,14 @@ class ESARMRLTrainer(Trainer):
     """RLOO with PPO-style clipping for the STA policy against a frozen reward model.
 
     Args:
-        model: the policy (``ESARMSTAForGeneration`` or anything with the same ``generate`` / ``forward(...).logits``).
-        reward_model: frozen scorer whose ``forward(**conditions, motion_tokens, motion_mask).returns`` is ``[B]``.
+        model: the policy, an ``ESARMSTAForGeneration``.
+        reward_model: the frozen scorer, an ``ESARMRewardModel`` (or a model with its ``config`` and its
+            ``forward(**conditions, motion_tokens, motion_mask)`` giving ``returns [B]`` and ``rewards [B, T']``).
         args: :class:`ESARMRLTrainingConfig`.
         ref_model: frozen reference policy for the KL term; a frozen copy of ``model`` when ``None``.
         train_dataset: clips (audio + condition; ground-truth columns are dropped when it is a ``datasets.Dataset``).
         data_collator: rows -> ``CONDITION_KEYS`` tensors; when ``None``, a :class:`PolicyInputCollator` with the
-            speakers and fps of ``processing_class`` (the policy's ``ESARMProcessor``).
+            speakers of ``processing_class`` (the policy's ``ESARMProcessor``) and the policy's fps.
     """
 
     _tag_names = ["esarm", "rl", "rloo"]
@@ -149,11 +150,9 @@ class ESARMRLTrainer(Trainer):
         if train_dataset is not None and hasattr(train_dataset, "column_names"):
             train_dataset = drop_ground_truth_columns(train_dataset)
         if data_collator is None:
-            data_collator = PolicyInputCollator(
-                speakers=getattr(processing_class, "speakers", None) or (),
-                fps=float(getattr(processing_class, "fps", None) or getattr(model.config, "fps", 30.0)),
-                seed=args.seed,
-            )
+            # the policy's processor names its speakers; without one every speaker is the unknown speaker
+            speakers = processing_class.speakers if processing_class is not None else ()
+            data_collator = PolicyInputCollator(speakers=speakers, fps=float(model.config.fps), seed=args.seed)
         if ref_model is None:
             from trl.experimental.utils import create_reference_model
 
@@ -164,7 +163,7 @@ class ESARMRLTrainer(Trainer):
             disable_dropout_in_model(frozen)
         # The ratio compares the sampling distribution with the training one: both must be deterministic.
         disable_dropout_in_model(model)
-        if args.freeze_audio_encoder and isinstance(getattr(model, "audio_encoder", None), nn.Module):
+        if args.freeze_audio_encoder and model.audio_encoder is not None:  # None: a log-mel front end only
             model.audio_encoder.requires_grad_(False)
         super().__init__(
             model=model,
