@@ -203,3 +203,10 @@ def test_lipsync_settings_name_a_bad_flag_as_the_command_line_spells_it():
     with pytest.raises(ValueError, match=r"--lipsync-num-sentences must be in 1\.\.20"):
         LipSyncSettings(num_sentences=21, spelling="flag")
     assert LipSyncSettings(max_clips=3, spelling="flag") == LipSyncSettings(max_clips=3)
+
+
+@pytest.mark.parametrize("config_class", STAGE_CONFIGS)
+def test_every_stage_prints_its_command_line_help(config_class, capsys):
+    with pytest.raises(SystemExit) as done:
+        parse_stage_args(config_class, args=["--help"])
+    assert done.value.code == 0 and "--per_device_eval_batch_size" in capsys.readouterr().out

@@ -74,7 +74,7 @@ class ESARMRLTrainingConfig(ESARMTrainingArguments):
         },
     )
     kl_horizon: Annotated[int, Interval(min=1)] = field(
-        default=64, metadata={"help": "Adaptive KL horizon in rollouts: kl_coef changes by at most 20% per horizon."}
+        default=64, metadata={"help": "Adaptive KL horizon in rollouts: kl_coef changes by at most a fifth per horizon."}
     )
     reward_type: Literal["sparse", "dense"] = field(
         default="sparse",
