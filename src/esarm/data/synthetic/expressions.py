@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..blendshapes import ARKIT_NAMES, BLENDSHAPE_INDEX, EMOTIONS, NUM_BLENDSHAPES
+from ...blendshapes import ARKIT_NAMES, BLENDSHAPE_INDEX, EMOTIONS, NUM_BLENDSHAPES
 from .festival import FESTIVAL_VOICES
 from .visemes import OPENING_NAMES, coarticulate, phoneme_segments, stress_curve
 from .voices import HELD_OUT_ACCENTS, TRAINING_ACCENTS, random_voice
@@ -134,7 +134,7 @@ class SpeakerStyle:
 
 
 VOICE_SPACES = ("fixed", "random")
-"""``make_speakers`` voices: ``"fixed"``, the :data:`VOICES` list; ``"random"``, drawn from :mod:`esarm.data.voices`
+"""``make_speakers`` voices: ``"fixed"``, the :data:`VOICES` list; ``"random"``, drawn from :mod:`esarm.data.synthetic.voices`
 (and Festival's voices, see ``engines``)."""
 
 
@@ -149,7 +149,7 @@ def make_speakers(num_speakers: int, seed: int = 0, voices: str = "fixed", engin
         voices: one of :data:`VOICE_SPACES`.
         engines: with ``"random"`` voices, the engines of training speakers (``"espeak"``, ``"festival"``).
         num_held_out: with ``"random"`` voices, the last speakers (validation and test) get eSpeak voices of the
-            reserved accents (:data:`esarm.data.voices.HELD_OUT_ACCENTS`); training speakers never do.
+            reserved accents (:data:`esarm.data.synthetic.voices.HELD_OUT_ACCENTS`); training speakers never do.
         festival_share: with ``"festival"`` among several engines, the chance that a training speaker is Festival's.
     """
     if voices not in VOICE_SPACES:

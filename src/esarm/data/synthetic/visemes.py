@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..blendshapes import BLENDSHAPE_INDEX, NUM_BLENDSHAPES
+from ...blendshapes import BLENDSHAPE_INDEX, NUM_BLENDSHAPES
 
 _MODIFIERS = set("ˈˌːˑ̩̯ʰʲʷ̃.-")
 _STRESS = "ˈ"
