@@ -39,8 +39,10 @@ from esarm.labels import model_speakers
 from esarm.modeling_sta import ESARMSTAForGeneration
 from esarm.rig import resolve_rig
 from esarm.training.checkpoints import read_done_marker
-from esarm.training.reward import ESARMRewardConfig, train_reward_model
-from esarm.training.rl import ESARMRLConfig, train_rl
+from esarm.training.reward_config import ESARMRewardTrainingConfig
+from esarm.training.reward_trainer import train_reward_model
+from esarm.training.rl_config import ESARMRLTrainingConfig
+from esarm.training.rl_trainer import train_rl
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +101,8 @@ def rl_variants(centre: dict[str, Any], grid: dict[str, list[Any]]) -> list[tupl
     for name, values in grid.items():
         if not isinstance(values, list) or not values:
             raise ValueError(f"--rl_grid must map each option to a non-empty list, got {name}: {values!r}")
-        if not hasattr(ESARMRLConfig, name):
-            raise ValueError(f"--rl_grid option must be an ESARMRLConfig field, got {name!r}")
+        if not hasattr(ESARMRLTrainingConfig, name):
+            raise ValueError(f"--rl_grid option must be an ESARMRLTrainingConfig field, got {name!r}")
         variants += [(f"{name}={json.dumps(value)}", {**centre, name: value}) for value in values]
     return variants
 
@@ -131,11 +133,11 @@ def run_one(args, setting: str, seed: int, variant: str, rl_options: dict[str, A
     # a finished reward model of this setting and seed is reused (an RL sweep over one reward model)
     reward_options = {**REWARD_DEFAULTS, **SETTING_OPTIONS.get(setting, {}), **json.loads(args.reward_overrides)}
     reward = read_done_marker(out / "reward_model") or train_reward_model(
-        ESARMRewardConfig(
-            demos_name_or_path=args.demos,
+        ESARMRewardTrainingConfig(
+            dataset_name_or_path=args.demos,
             sta_name_or_path=f"{args.run_dir}/sta",
             ranking_sources=SETTINGS[setting],
-            eval_demos_name_or_path=args.eval_demos,
+            eval_dataset_name_or_path=args.eval_demos,
             **{**reward_options, **_common(out / "reward_model", seed)},
         )  # fmt: skip
     )
@@ -147,8 +149,8 @@ def run_one(args, setting: str, seed: int, variant: str, rl_options: dict[str, A
     if not args.skip_rl:
         rl_dir = out / variant / "rl"
         rl = train_rl(
-            ESARMRLConfig(
-                policy_name_or_path=f"{args.run_dir}/sta",
+            ESARMRLTrainingConfig(
+                sta_name_or_path=f"{args.run_dir}/sta",
                 reward_model_name_or_path=str(out / "reward_model"),
                 dataset_name_or_path=f"{args.run_dir}/corpus",
                 rig_path=args.rig_path,
@@ -234,9 +236,9 @@ def main() -> None:
     parser.add_argument("--skip_rl", action="store_true", help="Only train and diagnose the reward models.")
     parser.add_argument(
         "--reward_overrides", default="{}",
-        help="Json object of ESARMRewardConfig fields over REWARD_DEFAULTS (e.g. more steps for a larger corpus).",
+        help="Json object of ESARMRewardTrainingConfig fields over REWARD_DEFAULTS (e.g. more steps for a larger corpus).",
     )  # fmt: skip
-    parser.add_argument("--rl_overrides", default="{}", help="Json object of ESARMRLConfig fields (the centre).")
+    parser.add_argument("--rl_overrides", default="{}", help="Json object of ESARMRLTrainingConfig fields (the centre).")
     parser.add_argument(
         "--rl_grid", default="{}",
         help='Json object {option: [values]}: one RL run per value, the other options at the centre.',

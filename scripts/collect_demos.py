@@ -10,12 +10,13 @@ A pipeline config (configs/*.yaml) is read from its `demos` section; flags overr
 import logging
 
 from esarm.training.args import parse_stage_args
-from esarm.training.demos import ESARMDemoConfig, collect_demos
+from esarm.training.demos_config import ESARMDemoTrainingConfig
+from esarm.training.demos_trainer import collect_demos
 
 
 def main(args=None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = parse_stage_args(ESARMDemoConfig, section="demos", args=args)
+    config = parse_stage_args(ESARMDemoTrainingConfig, section="demos", args=args)
     return collect_demos(config)
 
 

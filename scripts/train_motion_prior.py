@@ -10,7 +10,8 @@ A pipeline config (configs/*.yaml) is read from its `motion_prior` section; flag
 import logging
 
 from esarm.training.args import parse_stage_args
-from esarm.training.motion_prior import ESARMMotionPriorTrainingConfig, train_motion_prior
+from esarm.training.motion_prior_config import ESARMMotionPriorTrainingConfig
+from esarm.training.motion_prior_trainer import train_motion_prior
 
 
 def main(args=None) -> dict:

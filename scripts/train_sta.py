@@ -9,7 +9,8 @@ A pipeline config (configs/*.yaml) is read from its `sta` section; flags overrid
 import logging
 
 from esarm.training.args import parse_stage_args
-from esarm.training.sta import ESARMSTATrainingConfig, train_sta
+from esarm.training.sta_config import ESARMSTATrainingConfig
+from esarm.training.sta_trainer import train_sta
 
 
 def main(args=None) -> dict:

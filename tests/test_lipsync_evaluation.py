@@ -65,17 +65,17 @@ def mead_like_split(num_clips: int = 3) -> datasets.Dataset:
 
 def test_evaluation_config_lipsync_fields():
     config = ESARMEvaluationConfig()
-    assert config.lipsync and config.lipsync_heldout is None
-    assert config.lipsync_splits == ["validation", "test"] and config.lipsync_labels == ["neutral", "happy"]
-    settings = ESARMEvaluationConfig(lipsync_heldout="h", lipsync_max_clips=5).lipsync_settings()
+    assert config.lipsync == LipSyncSettings() and config.lipsync.heldout is None
+    assert config.lipsync.splits == ["validation", "test"] and config.lipsync.labels == ["neutral", "happy"]
+    settings = ESARMEvaluationConfig(lipsync={"heldout": "h", "max_clips": 5}).lipsync
     assert (settings.heldout, settings.max_clips, settings.probe_clips) == ("h", 5, 256)
-    with pytest.raises(ValueError, match=r"lipsync_splits must be a non-empty subset of \['validation', 'test'\], got \['train'\]"):  # fmt: skip
-        ESARMEvaluationConfig(lipsync_splits=["train"])
-    with pytest.raises(ValueError, match="lipsync_labels must be two different emotions"):
-        ESARMEvaluationConfig(lipsync_labels=["happy", "happy"])
-    with pytest.raises(ValueError, match="lipsync_probe_clips must be a positive number .* got 0"):
-        ESARMEvaluationConfig(lipsync_probe_clips=0)
-    assert ESARMEvaluationConfig.__dataclass_fields__["lipsync_heldout"].metadata["help"]
+    with pytest.raises(ValueError, match=r"lipsync.splits must be a non-empty subset of \['validation', 'test'\], got \['train'\]"):  # fmt: skip
+        ESARMEvaluationConfig(lipsync={"splits": ["train"]})
+    with pytest.raises(ValueError, match="lipsync.labels must be two different emotions"):
+        ESARMEvaluationConfig(lipsync={"labels": ["happy", "happy"]})
+    with pytest.raises(ValueError, match="lipsync.probe_clips must be a positive number .* got 0"):
+        ESARMEvaluationConfig(lipsync={"probe_clips": 0})
+    assert ESARMEvaluationConfig.__dataclass_fields__["lipsync"].metadata["help"]
 
 
 def test_missing_flite_skips_the_test_split_with_a_reason(tmp_path, monkeypatch, caplog):

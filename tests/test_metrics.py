@@ -3,6 +3,8 @@ the expression classifier and the evaluate-loadable modules."""
 
 from __future__ import annotations
 
+import datasets
+import evaluate
 import numpy as np
 import pytest
 import torch
@@ -299,7 +301,6 @@ def test_expression_classifier_errors(tmp_path):
 
 
 def test_expression_classifier_on_a_datasets_split():
-    datasets = pytest.importorskip("datasets")
     rows = synthetic_clips(4, seed=3)
     split = datasets.Dataset.from_list(
         [{"blendshapes": r["blendshapes"].tolist(), "emotion": r["emotion"]} for r in rows]
@@ -314,7 +315,6 @@ def test_expression_classifier_on_a_datasets_split():
 
 @pytest.mark.parametrize("name", ["lve", "eve"])
 def test_evaluate_load_offline(monkeypatch, rig, rig_path, name):
-    evaluate = pytest.importorskip("evaluate")
     from esarm.evaluation import metric_path
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

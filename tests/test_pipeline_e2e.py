@@ -30,11 +30,11 @@ TINY_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 # demonstration / reward / RL / evaluation stages
 CI_SIZE = [
     "sta.max_steps=500", "sta.warmup_steps=30",
-    "demos.epsilons=[0.02, 0.5, 1.0]", "demos.max_clips=16", "demos.batch_size=16",
+    "demos.epsilons=[0.02, 0.5, 1.0]", "demos.max_clips=16", "demos.per_device_eval_batch_size=16",
     "reward.max_steps=40", "reward.logging_steps=20",
     "rl.max_steps=2", "rl.per_device_train_batch_size=2", "rl.num_rollouts=2", "rl.max_eval_clips=4",
     "rl.logging_steps=1",
-    "evaluation.max_clips=16", "evaluation.batch_size=16", "evaluation.epsilons=[0.02, 1.0]",
+    "evaluation.max_clips=16", "evaluation.per_device_eval_batch_size=16", "evaluation.epsilons=[0.02, 1.0]",
     *(f"{stage}.disable_tqdm=true" for stage in ("motion_prior", "sta", "reward", "rl")),
     *(f"{stage}.save_steps=1000" for stage in ("motion_prior", "sta", "reward", "rl")),
 ]  # fmt: skip
@@ -134,7 +134,7 @@ def _kill_after_first_checkpoint(config: dict, run: Path) -> int:
 
 
 def test_killed_stage_resumes_and_finished_stages_are_skipped(tmp_path, monkeypatch):
-    from esarm.training import motion_prior as motion_prior_module
+    from esarm.training import motion_prior_trainer as motion_prior_module
 
     run = tmp_path / "run"
     config = _small_config(max_steps=60)
@@ -202,8 +202,10 @@ def test_pipeline_config_is_checked_before_the_first_stage(tmp_path, monkeypatch
         run_pipeline({"sta": {"max_stepz": 3}}, tmp_path)
     with pytest.raises(ValueError, match="'rl' must be a mapping"):
         run_pipeline({"rl": 3}, tmp_path)
-    with pytest.raises(ValueError, match=r"evaluation.lipsync_splits must be a non-empty subset .* got \['train'\]"):
-        run_pipeline({"evaluation": {"lipsync_splits": ["train"]}}, tmp_path)
+    with pytest.raises(ValueError, match=r"evaluation.lipsync.splits must be a non-empty subset .* got \['train'\]"):
+        run_pipeline({"evaluation": {"lipsync": {"splits": ["train"]}}}, tmp_path)
+    with pytest.raises(ValueError, match=r"evaluation.lipsync must hold fields of LipSyncSettings, got unknown \['split'\]"):
+        run_pipeline({"evaluation": {"lipsync": {"split": ["test"]}}}, tmp_path)
     malformed = tmp_path / "bad.yaml"
     malformed.write_text("corpus:\n  preset: tiny\n   num_workers: 2\n")
     with pytest.raises(ValueError, match="must be valid yaml, got: .*line 3") as error:

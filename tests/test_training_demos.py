@@ -9,12 +9,8 @@ from datasets import load_from_disk
 
 from esarm.data.schema import decode_audio_value
 from esarm.training.checkpoints import read_done_marker
-from esarm.training.demos import (
-    ESARMDemoConfig,
-    ExplorationNoiseLogitsProcessor,
-    collect_demos,
-    token_run_lengths,
-)
+from esarm.training.demos_config import ESARMDemoTrainingConfig
+from esarm.training.demos_trainer import ExplorationNoiseLogitsProcessor, collect_demos, token_run_lengths
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +18,8 @@ def sta_path(tmp_path_factory, micro_corpus):
     from esarm import ESARMMotionPrior, ESARMMotionPriorConfig, ESARMProcessor
     from esarm.data.loading import load_split
     from esarm.labels import dataset_speakers
-    from esarm.training.sta import ESARMSTATrainingConfig, build_sta_model
+    from esarm.training.sta_config import ESARMSTATrainingConfig
+    from esarm.training.sta_trainer import build_sta_model
 
     root = tmp_path_factory.mktemp("models")
     ESARMMotionPrior(ESARMMotionPriorConfig.tiny()).save_pretrained(root / "prior")
@@ -36,16 +33,17 @@ def sta_path(tmp_path_factory, micro_corpus):
 
 def _collect(sta_path, corpus, output_dir, **kwargs):
     values = dict(sta_name_or_path=str(sta_path), dataset_name_or_path=str(corpus), output_dir=str(output_dir),
-                  splits=["train"], epsilons=[0.02, 0.5, 1.0], num_rollouts=2, max_clips=5, batch_size=2, seed=3)  # fmt: skip
+                  train_split="train", eval_split=None, epsilons=[0.02, 0.5, 1.0], num_rollouts=2, max_clips=5,
+                  per_device_eval_batch_size=2, seed=3)  # fmt: skip
     values.update(kwargs)
-    return collect_demos(ESARMDemoConfig(**values))
+    return collect_demos(ESARMDemoTrainingConfig(**values))
 
 
 def test_config_validates():
     with pytest.raises(ValueError, match="epsilons"):
-        ESARMDemoConfig(epsilons=[0.1, 1.5])
+        ESARMDemoTrainingConfig(epsilons=[0.1, 1.5])
     with pytest.raises(ValueError, match="num_rollouts"):
-        ESARMDemoConfig(num_rollouts=0)
+        ESARMDemoTrainingConfig(num_rollouts=0)
 
 
 def test_demonstrations_are_ranked_by_epsilon(sta_path, micro_corpus, tmp_path, rig_path):
@@ -88,7 +86,7 @@ def test_collection_is_deterministic_for_a_seed(sta_path, micro_corpus, tmp_path
 def test_emotion_mismatch_and_checkpoint_rows(sta_path, micro_corpus, tmp_path, rig_path):
     import shutil
 
-    from esarm.training.demos import checkpoint_step
+    from esarm.training.demos_trainer import checkpoint_step
 
     checkpoint = tmp_path / "checkpoint-5"
     shutil.copytree(sta_path, checkpoint)
@@ -116,13 +114,13 @@ def test_emotion_mismatch_and_checkpoint_rows(sta_path, micro_corpus, tmp_path, 
 
 def test_noise_options_validate():
     with pytest.raises(ValueError, match="epsilon_noise"):
-        ESARMDemoConfig(epsilon_noise="gaussian")
+        ESARMDemoTrainingConfig(epsilon_noise="gaussian")
     with pytest.raises(ValueError, match="epsilon_regions"):
-        ESARMDemoConfig(epsilon_regions=["nose"])
+        ESARMDemoTrainingConfig(epsilon_regions=["nose"])
     with pytest.raises(ValueError, match="epsilon_regions"):
-        ESARMDemoConfig(epsilon_regions=[])
+        ESARMDemoTrainingConfig(epsilon_regions=[])
     with pytest.raises(ValueError, match="include_ground_truth"):
-        ESARMDemoConfig(epsilon_noise="hold", include_ground_truth=False)
+        ESARMDemoTrainingConfig(epsilon_noise="hold", include_ground_truth=False)
 
 
 def test_token_run_lengths():
@@ -179,7 +177,7 @@ def test_noisy_ground_truth_rows(sta_path, micro_corpus, tmp_path, rig_path):
     # a share epsilon of the codes is drawn at random (1 / K of those draws the ground truth's own code)
     assert 0.3 < np.mean(changed[0.5]) < 0.6 and np.mean(changed[1.0]) > 0.8
     with pytest.raises(ValueError, match="ground_truth_epsilons"):
-        ESARMDemoConfig(ground_truth_epsilons=[0.0])
+        ESARMDemoTrainingConfig(ground_truth_epsilons=[0.0])
 
 
 @pytest.mark.parametrize("options", [{"epsilon_regions": ["mouth"]}, {"epsilon_noise": "hold"}])

@@ -23,11 +23,12 @@ from esarm.training.checkpoints import (
     resolve_resume_checkpoint,
     write_done_marker,
 )
-from esarm.training.demos import ESARMDemoConfig
-from esarm.training.motion_prior import ESARMMotionPriorTrainingConfig, train_motion_prior
-from esarm.training.reward import ESARMRewardConfig
-from esarm.training.rl import ESARMRLConfig
-from esarm.training.sta import ESARMSTATrainingConfig
+from esarm.training.demos_config import ESARMDemoTrainingConfig
+from esarm.training.motion_prior_config import ESARMMotionPriorTrainingConfig
+from esarm.training.motion_prior_trainer import train_motion_prior
+from esarm.training.reward_config import ESARMRewardTrainingConfig
+from esarm.training.rl_config import ESARMRLTrainingConfig
+from esarm.training.sta_config import ESARMSTATrainingConfig
 from esarm.utils import atomic_write_json
 
 
@@ -39,8 +40,8 @@ def _config(corpus, output_dir, **kwargs) -> ESARMMotionPriorTrainingConfig:
 
 
 def test_every_stage_config_field_has_help():
-    stages = (ESARMMotionPriorTrainingConfig, ESARMSTATrainingConfig, ESARMDemoConfig, ESARMRewardConfig, ESARMRLConfig,
-              ESARMEvaluationConfig)  # fmt: skip
+    stages = (ESARMMotionPriorTrainingConfig, ESARMSTATrainingConfig, ESARMDemoTrainingConfig, ESARMRewardTrainingConfig,
+              ESARMRLTrainingConfig, ESARMEvaluationConfig)  # fmt: skip
     for config_class in stages:
         missing = [f.name for f in dataclasses.fields(config_class) if not f.metadata.get("help")]
         assert not missing, f"{config_class.__name__} fields without help: {missing}"

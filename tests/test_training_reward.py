@@ -10,20 +10,18 @@ import numpy as np
 import pytest
 import torch
 
-from esarm.training.reward import (
-    GROUND_TRUTH_EPSILON,
-    ESARMRewardConfig,
-    ESARMRewardTrainer,
+from esarm.data.demonstrations import (
     RankingPairCollator,
     RankingPairDataset,
     RolloutCollator,
     build_ranking_pairs,
     build_source_pairs,
     demo_columns,
-    evaluate_ranking,
-    ranking_metrics,
     sample_snippet_starts,
 )
+from esarm.evaluation.ranking import GROUND_TRUTH_EPSILON, evaluate_ranking, ranking_metrics
+from esarm.training.reward_config import ESARMRewardTrainingConfig
+from esarm.training.reward_trainer import ESARMRewardTrainer
 
 
 # ---- pairs and labels --------------------------------------------------------------------------------------------
@@ -113,11 +111,11 @@ def test_source_pairs_cap_each_clip_and_source_and_reject_unknown_sources():
     with pytest.raises(ValueError, match="checkpoint_steps"):
         build_source_pairs(_CLIPS, _SOURCES, _EPSILONS, ["checkpoint"])
     with pytest.raises(ValueError, match="ranking_sources"):
-        ESARMRewardConfig(output_dir="x", ranking_sources=["epsilon", "human"])
-    with pytest.raises(ValueError, match="ground_truth_negatives must be 'all' or 'near_policy', got 'few'"):
-        ESARMRewardConfig(output_dir="x", ground_truth_negatives="few")
+        ESARMRewardTrainingConfig(output_dir="x", ranking_sources=["epsilon", "human"])
+    with pytest.raises(ValueError, match=r"ground_truth_negatives must be one of \['all', 'near_policy'\], got 'few'"):
+        ESARMRewardTrainingConfig(output_dir="x", ground_truth_negatives="few")
     with pytest.raises(ValueError, match="token_embedding_init must be one of"):
-        ESARMRewardConfig(output_dir="x", token_embedding_init="codebook")
+        ESARMRewardTrainingConfig(output_dir="x", token_embedding_init="codebook")
 
 
 def test_demo_columns_read_old_splits_without_a_source_column():
@@ -151,9 +149,9 @@ def test_trex_snippets_start_the_better_rollout_no_earlier():
 
 def test_config_validates_snippet_fields(tmp_path):
     with pytest.raises(ValueError, match="snippet_alignment"):
-        ESARMRewardConfig(output_dir=str(tmp_path), snippet_alignment="random")
+        ESARMRewardTrainingConfig(output_dir=str(tmp_path), snippet_alignment="random")
     with pytest.raises(ValueError, match="min_snippet_length"):
-        ESARMRewardConfig(output_dir=str(tmp_path), snippet_length=3, min_snippet_length=5)
+        ESARMRewardTrainingConfig(output_dir=str(tmp_path), snippet_length=3, min_snippet_length=5)
 
 
 # ---- held-out metrics on hand numbers ----------------------------------------------------------------------------
@@ -225,7 +223,7 @@ def test_trainer_loss_equals_ranking_loss_of_separate_forwards(tmp_path, reward_
     items = [dataset[k] for k in range(len(dataset))]
     batch = collator(items)
     assert batch["input_values"].shape[0] == 2 * len(items) and batch["labels"].tolist() == [p[2] for p in pairs]
-    args = ESARMRewardConfig(output_dir=str(tmp_path), report_to="none")
+    args = ESARMRewardTrainingConfig(output_dir=str(tmp_path), report_to="none")
     trainer = ESARMRewardTrainer(model=reward_model, args=args, data_collator=collator)
     with torch.no_grad():
         loss = trainer.compute_loss(reward_model, batch)
@@ -268,7 +266,7 @@ def test_short_training_separates_clearly_different_demonstrations(tmp_path, rew
     rollouts = [i for i, gt in enumerate(train["is_ground_truth"]) if not gt]
     pairs = build_ranking_pairs([train["id"][i] for i in rollouts], [train["epsilon"][i] for i in rollouts], seed=0)
     pairs = [(rollouts[i], rollouts[j], y) for i, j, y in pairs]
-    args = ESARMRewardConfig(
+    args = ESARMRewardTrainingConfig(
         output_dir=str(tmp_path / "rm"),
         max_steps=30,
         per_device_train_batch_size=8,
@@ -302,7 +300,7 @@ def test_train_reward_model_from_saved_folders_writes_a_loadable_model(tmp_path,
     from esarm import ESARMProcessor, ESARMRewardModel
     from esarm.modeling_sta import ESARMSTAForGeneration
     from esarm.training.checkpoints import read_done_marker
-    from esarm.training.reward import train_reward_model
+    from esarm.training.reward_trainer import train_reward_model
 
     sta_path = tmp_path / "sta"
     ESARMSTAForGeneration(tiny_sta_config).save_pretrained(sta_path)
@@ -313,8 +311,8 @@ def test_train_reward_model_from_saved_folders_writes_a_loadable_model(tmp_path,
         "validation": _demo_rows(2, 1, prior.codebook_size, prior.num_groups, seed=2),
     }
     datasets.DatasetDict(splits).save_to_disk(str(tmp_path / "demos"))
-    config = ESARMRewardConfig(
-        demos_name_or_path=str(tmp_path / "demos"),
+    config = ESARMRewardTrainingConfig(
+        dataset_name_or_path=str(tmp_path / "demos"),
         sta_name_or_path=str(sta_path),
         output_dir=str(tmp_path / "reward_model"),
         model_overrides='{"hidden_size": 16, "intermediate_size": 32}',
@@ -343,7 +341,7 @@ def test_train_reward_model_from_saved_folders_writes_a_loadable_model(tmp_path,
     assert model.config.hidden_size == 16 and model.config.codebook_size == prior.codebook_size
     assert model.config.num_speakers == 1
     # the motion-token embeddings started from the STA model's code poses (4 small steps hardly move them)
-    from esarm.training.reward import code_pose_embeddings
+    from esarm.training.reward_trainer import code_pose_embeddings
 
     prior = ESARMSTAForGeneration.from_pretrained(sta_path).motion_prior.eval()
     start = code_pose_embeddings(prior, 16, model.config.initializer_range, config.seed)
@@ -355,13 +353,13 @@ def test_train_reward_model_from_saved_folders_writes_a_loadable_model(tmp_path,
     # held-out demonstrations of another stage-3 run (3 clips instead of 2): the evaluation reads those
     other = {"validation": _demo_rows(3, 1, prior.codebook_size, prior.num_groups, seed=3)}
     datasets.DatasetDict(other).save_to_disk(str(tmp_path / "other_demos"))
-    config.eval_demos_name_or_path, config.output_dir = str(tmp_path / "other_demos"), str(tmp_path / "rm_other")
+    config.eval_dataset_name_or_path, config.output_dir = str(tmp_path / "other_demos"), str(tmp_path / "rm_other")
     assert train_reward_model(config)["eval_num_pairs"] == 3
 
 
 def test_code_pose_embeddings_follow_the_decoded_poses(tiny_sta_config):
     from esarm.modeling_sta import ESARMSTAForGeneration
-    from esarm.training.reward import code_pose_embeddings
+    from esarm.training.reward_trainer import code_pose_embeddings
 
     torch.manual_seed(0)
     prior = ESARMSTAForGeneration(tiny_sta_config).motion_prior.eval()
@@ -387,19 +385,20 @@ def test_code_pose_embeddings_follow_the_decoded_poses(tiny_sta_config):
 def test_command_line_parses_into_the_config(tmp_path):
     from esarm.training.args import parse_stage_args
 
-    config = parse_stage_args(
-        ESARMRewardConfig,
-        section="reward",
-        args=[
-            "--demos_name_or_path",
-            "d",
-            "--output_dir",
-            str(tmp_path),
-            "--snippet_length",
-            "8",
-            "--max_pairs_per_clip",
-            "3",
-        ],
-    )
-    assert (config.demos_name_or_path, config.snippet_length, config.max_pairs_per_clip) == ("d", 8, 3)
+    with pytest.warns(FutureWarning, match="--demos_name_or_path is deprecated .* use --dataset_name_or_path"):
+        config = parse_stage_args(
+            ESARMRewardTrainingConfig,
+            section="reward",
+            args=[
+                "--demos_name_or_path",
+                "d",
+                "--output_dir",
+                str(tmp_path),
+                "--snippet_length",
+                "8",
+                "--max_pairs_per_clip",
+                "3",
+            ],
+        )
+    assert (config.dataset_name_or_path, config.snippet_length, config.max_pairs_per_clip) == ("d", 8, 3)
     assert config.report_to == [] or config.report_to in ("none", ["none"])

@@ -14,22 +14,13 @@ import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
-from esarm import ESARMProcessor
+from esarm import ESARMProcessor, ESARMRewardModelConfig
+from esarm.evaluation.policy import evaluate_policy, quality_score
+from esarm.evaluation.rollouts import CONDITION_KEYS
 from esarm.training.args import ESARMTrainingArguments
-from esarm.training.rl import (
-    CONDITION_KEYS,
-    ESARMRLConfig,
-    ESARMRLTrainer,
-    HeldOutQualityCallback,
-    PolicyInputCollator,
-    clipped_policy_loss,
-    evaluate_policy,
-    masked_mean,
-    quality_score,
-    returns_to_go,
-    rloo_advantages,
-    token_log_probs,
-)
+from esarm.training.rl_config import ESARMRLTrainingConfig
+from esarm.training.rl_trainer import ESARMRLTrainer, HeldOutQualityCallback, PolicyInputCollator
+from esarm.training.rl_utils import clipped_policy_loss, masked_mean, returns_to_go, rloo_advantages, token_log_probs
 
 
 @dataclass
@@ -39,12 +30,16 @@ class _RewardOutput(ModelOutput):
 
 
 class LowerHalfCodeReward(nn.Module):
-    """A fixed reward model: the share of valid steps whose first-group code lies in the lower half of the codebook
-    (about 0.5 for a random-init policy, 1.0 at best)."""
+    """A fixed reward model with the real one's interface (its ``ESARMRewardModelConfig``, with the policy's token
+    geometry, and its output fields): the share of valid steps whose first-group code lies in the lower half of the
+    codebook (about 0.5 for a random-init policy, 1.0 at best)."""
 
-    def __init__(self, codebook_size: int):
+    def __init__(self, policy):
         super().__init__()
-        self.codebook_size = codebook_size
+        self.config = ESARMRewardModelConfig.from_motion_prior_config(
+            policy.config.motion_prior_config, num_speakers=1, gamma=1.0
+        )
+        self.codebook_size = self.config.codebook_size
         self.register_buffer("unused", torch.zeros(1))
 
     def forward(self, motion_tokens, motion_mask, **conditions):
@@ -81,7 +76,7 @@ def policy(tiny_sta_config):
     return ESARMSTAForGeneration(tiny_sta_config)
 
 
-def _args(tmp_path, **overrides) -> ESARMRLConfig:
+def _args(tmp_path, **overrides) -> ESARMRLTrainingConfig:
     values = dict(
         output_dir=str(tmp_path / "rl"),
         per_device_train_batch_size=2,
@@ -94,7 +89,7 @@ def _args(tmp_path, **overrides) -> ESARMRLConfig:
         seed=0,
     )
     values.update(overrides)
-    return ESARMRLConfig(**values)
+    return ESARMRLTrainingConfig(**values)
 
 
 @pytest.mark.skipif(torch.accelerator.is_available(), reason="an accelerator keeps pinned memory")
@@ -171,15 +166,15 @@ def test_per_step_advantages_and_returns_to_go_on_hand_numbers():
 
 
 def test_config_validates_rl_fields(tmp_path):
-    with pytest.raises(ValueError, match="num_rollouts must be an integer >= 2"):
+    with pytest.raises(ValueError, match="num_rollouts must be a number >= 2, got 1"):
         _args(tmp_path, num_rollouts=1)
     with pytest.raises(ValueError, match="cliprange"):
         _args(tmp_path, cliprange=1.5)
     with pytest.raises(ValueError, match="temperature"):
         _args(tmp_path, temperature=0.0)
-    with pytest.raises(ValueError, match=r"quality_metric must be one of \('lve_eve', 'expressive'\), got 'fdd'"):
+    with pytest.raises(ValueError, match=r"quality_metric must be one of \['lve_eve', 'expressive'\], got 'fdd'"):
         _args(tmp_path, quality_metric="fdd")
-    with pytest.raises(ValueError, match="quality_tolerance_mm must be >= 0, got -0.1"):
+    with pytest.raises(ValueError, match="quality_tolerance_mm must be a number >= 0, got -0.1"):
         _args(tmp_path, quality_tolerance_mm=-0.1)
 
 
@@ -203,7 +198,7 @@ def test_quality_score_on_hand_numbers():
 def test_kl_is_zero_when_policy_equals_reference(tmp_path, policy):
     trainer = ESARMRLTrainer(
         model=policy,
-        reward_model=LowerHalfCodeReward(policy.codebook_size),
+        reward_model=LowerHalfCodeReward(policy),
         args=_args(tmp_path),
         train_dataset=_clips(),
     )
@@ -223,7 +218,7 @@ def test_kl_is_zero_when_policy_equals_reference(tmp_path, policy):
 def test_kl_is_positive_after_the_policy_moved(tmp_path, policy):
     trainer = ESARMRLTrainer(
         model=policy,
-        reward_model=LowerHalfCodeReward(policy.codebook_size),
+        reward_model=LowerHalfCodeReward(policy),
         args=_args(tmp_path),
         train_dataset=_clips(),
     )
@@ -256,7 +251,7 @@ def test_policy_never_receives_ground_truth(tmp_path, policy):
     assert {"blendshapes", "tokens"} <= set(dataset.column_names)
     trainer = ESARMRLTrainer(
         model=policy,
-        reward_model=LowerHalfCodeReward(policy.codebook_size),
+        reward_model=LowerHalfCodeReward(policy),
         ref_model=reference,
         args=_args(tmp_path),
         train_dataset=dataset,
@@ -280,7 +275,7 @@ def _sampled_reward(policy, reward_model, collator, dataset, num_samples: int, s
 
 def test_rl_steps_change_the_policy_and_raise_the_reward(tmp_path, policy):
     torch.manual_seed(0)
-    reward_model = LowerHalfCodeReward(policy.codebook_size)
+    reward_model = LowerHalfCodeReward(policy)
     dataset = _clips()
     args = _args(tmp_path, max_steps=24, learning_rate=2e-2, kl_coef=0.0, num_ppo_epochs=2)
     trainer = ESARMRLTrainer(model=policy, reward_model=reward_model, args=args, train_dataset=dataset)
@@ -313,7 +308,7 @@ class _CountingTrainer(ESARMRLTrainer):
 def test_every_ppo_epoch_is_an_update_with_gradient_accumulation(tmp_path, policy):
     # 2 micro-batches per update and 2 PPO epochs: one generation serves two updates, and the second update
     # replays the rollouts with a moved policy (ratio != 1)
-    reward_model = LowerHalfCodeReward(policy.codebook_size)
+    reward_model = LowerHalfCodeReward(policy)
     args = _args(tmp_path, max_steps=2, gradient_accumulation_steps=2, learning_rate=1e-2, logging_steps=1)
     trainer = _CountingTrainer(model=policy, reward_model=reward_model, args=args, train_dataset=_clips(8))
     trainer.train()
@@ -327,7 +322,7 @@ def test_every_ppo_epoch_is_an_update_with_gradient_accumulation(tmp_path, polic
 
 
 def test_adaptive_kl_raises_the_coefficient_above_the_target(tmp_path, policy):
-    reward_model = LowerHalfCodeReward(policy.codebook_size)
+    reward_model = LowerHalfCodeReward(policy)
     args = _args(tmp_path, max_steps=8, learning_rate=5e-2, kl_coef=0.1, kl_target=1e-4, kl_horizon=8)
     trainer = ESARMRLTrainer(model=policy, reward_model=reward_model, args=args, train_dataset=_clips())
     trainer.train()
@@ -338,7 +333,7 @@ def test_adaptive_kl_raises_the_coefficient_above_the_target(tmp_path, policy):
 
 def test_dense_rewards_train_the_policy(tmp_path, policy):
     torch.manual_seed(0)
-    reward_model = LowerHalfCodeReward(policy.codebook_size)
+    reward_model = LowerHalfCodeReward(policy)
     dataset = _clips()
     args = _args(tmp_path, max_steps=24, learning_rate=2e-2, kl_coef=0.0, reward_type="dense")
     trainer = ESARMRLTrainer(model=policy, reward_model=reward_model, args=args, train_dataset=dataset)
@@ -408,7 +403,7 @@ def test_evaluate_policy_measures_motion_per_region_against_the_ground_truth(pol
     own = [generated.blendshapes[i, : int(n)].numpy() for i, n in enumerate(lengths)]
     # the ground truth is the policy's own greedy animation, then the same with the eyes moving twice as much
     as_truth = clips.remove_columns("blendshapes").add_column("blendshapes", [a.tolist() for a in own])
-    values = evaluate_policy(policy, LowerHalfCodeReward(policy.codebook_size), as_truth, collator, rig=rig)
+    values = evaluate_policy(policy, LowerHalfCodeReward(policy), as_truth, collator, rig=rig)
     assert values["lve_mm"] < 1e-3 and values["eve_mm"] < 1e-3
     for region in ("mouth", "eyes", "brows"):
         assert values[f"std_ratio_{region}"] == pytest.approx(1.0, rel=1e-4), region
@@ -419,7 +414,7 @@ def test_evaluate_policy_measures_motion_per_region_against_the_ground_truth(pol
         truth[:, eyes] = animation[:, eyes].mean(0) + 2.0 * (animation[:, eyes] - animation[:, eyes].mean(0))
         livelier.append(truth.tolist())
     values = evaluate_policy(
-        policy, LowerHalfCodeReward(policy.codebook_size),
+        policy, LowerHalfCodeReward(policy),
         clips.remove_columns("blendshapes").add_column("blendshapes", livelier), collator, rig=rig,
     )  # fmt: skip
     assert values["std_ratio_eyes"] == pytest.approx(0.5, rel=1e-4)
@@ -435,7 +430,7 @@ def test_ablation_sweeps_rl_options_one_at_a_time(repo_script):
     assert variants[0][1] == centre
     assert variants[2][1] == {"learning_rate": 1e-3, "max_steps": 40, "kl_coef": 0.05}
     assert variants[3][1] == {**centre, "kl_target": None}
-    with pytest.raises(ValueError, match="must be an ESARMRLConfig field, got 'lr'"):
+    with pytest.raises(ValueError, match="must be an ESARMRLTrainingConfig field, got 'lr'"):
         rl_ablation.rl_variants(centre, {"lr": [1e-4]})
     with pytest.raises(ValueError, match="non-empty list, got learning_rate: 0.001"):
         rl_ablation.rl_variants(centre, {"learning_rate": 1e-3})
@@ -444,7 +439,7 @@ def test_ablation_sweeps_rl_options_one_at_a_time(repo_script):
 def test_checkpoint_resume_continues_from_the_saved_step(tmp_path, policy, tiny_sta_config):
     from esarm.modeling_sta import ESARMSTAForGeneration
 
-    reward_model = LowerHalfCodeReward(policy.codebook_size)
+    reward_model = LowerHalfCodeReward(policy)
     # keep both checkpoints (the stages' shared default keeps only the last one)
     args = _args(tmp_path, max_steps=4, save_strategy="steps", save_steps=2, save_total_limit=None, learning_rate=1e-3)
     ESARMRLTrainer(model=policy, reward_model=reward_model, args=args, train_dataset=_clips()).train()
@@ -469,7 +464,7 @@ def test_train_rl_from_saved_folders_reports_before_and_after(tmp_path, policy, 
     from esarm import ESARMRewardModel
     from esarm.modeling_sta import ESARMSTAForGeneration
     from esarm.training.checkpoints import read_done_marker
-    from esarm.training.rl import train_rl
+    from esarm.training.rl_trainer import train_rl
 
     policy.save_pretrained(tmp_path / "sta")
     ESARMProcessor(speakers=["spk1"], fps=policy.config.fps).save_pretrained(tmp_path / "sta")  # spk1 -> speaker id 1
@@ -477,8 +472,8 @@ def test_train_rl_from_saved_folders_reports_before_and_after(tmp_path, policy, 
     datasets.DatasetDict({"train": _clips(4, seed=0), "validation": _clips(2, seed=1)}).save_to_disk(
         str(tmp_path / "corpus")
     )
-    config = ESARMRLConfig(
-        policy_name_or_path=str(tmp_path / "sta"),
+    config = ESARMRLTrainingConfig(
+        sta_name_or_path=str(tmp_path / "sta"),
         reward_model_name_or_path=str(tmp_path / "reward_model"),
         dataset_name_or_path=str(tmp_path / "corpus"),
         output_dir=str(tmp_path / "rl"),
@@ -510,6 +505,6 @@ def test_command_line_parses_into_the_config(tmp_path):
     from esarm.training.args import parse_stage_args
 
     config = parse_stage_args(
-        ESARMRLConfig, section="rl", args=["--output_dir", str(tmp_path), "--num_rollouts", "3", "--top_k", "5"]
+        ESARMRLTrainingConfig, section="rl", args=["--output_dir", str(tmp_path), "--num_rollouts", "3", "--top_k", "5"]
     )
     assert (config.num_rollouts, config.top_k, config.kl_coef, config.learning_rate) == (3, 5, 0.05, 1e-5)

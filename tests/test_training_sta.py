@@ -15,9 +15,9 @@ from esarm.data.loading import load_split
 from esarm.data.phones import OPENNESS, frame_classes
 from esarm.data.schema import decode_audio_value
 from esarm.training.checkpoints import read_done_marker
-from esarm.training.sta import (
+from esarm.training.sta_config import ESARMSTATrainingConfig
+from esarm.training.sta_trainer import (
     ESARMSTATrainer,
-    ESARMSTATrainingConfig,
     align_content,
     build_sta_model,
     dtw_path,

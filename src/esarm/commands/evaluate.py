@@ -81,34 +81,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 def lipsync_settings(args: argparse.Namespace):
-    """The ``--lipsync-*`` flags as LipSyncSettings (False with --no-lipsync); a bad value is a CommandError."""
-    from esarm.data.heldout import CONFIG_FILE, VALIDATION_SENTENCES
-    from esarm.evaluation.lipsync_evaluation import LipSyncSettings, check_settings
+    """The ``--lipsync-*`` flags as :class:`~esarm.evaluation.lipsync_evaluation.LipSyncSettings` (the one definition,
+    which names a bad flag as the command line spells it), or False with --no-lipsync; a bad value is a
+    CommandError."""
+    from esarm.evaluation.lipsync_evaluation import LipSyncSettings
     from esarm.utils import check_writable_folder
 
     if args.no_lipsync:
         return False
-    counts = {"--lipsync-num-sentences": args.lipsync_num_sentences, "--lipsync-max-clips": args.lipsync_max_clips,
-              "--lipsync-probe-clips": args.lipsync_probe_clips}  # fmt: skip
     try:
-        check_settings(args.lipsync_splits, args.lipsync_labels, counts, names=("--lipsync-splits", "--lipsync-labels"))
+        settings = LipSyncSettings(
+            args.lipsync_heldout, args.lipsync_splits, args.lipsync_num_sentences, args.lipsync_max_clips,
+            args.lipsync_probe_clips, args.lipsync_labels, spelling="flag",
+        )  # fmt: skip
     except ValueError as error:
         raise CommandError(str(error)) from None
-    if args.lipsync_num_sentences is not None and args.lipsync_num_sentences > len(VALIDATION_SENTENCES):
-        raise CommandError(
-            f"--lipsync-num-sentences must be in 1..{len(VALIDATION_SENTENCES)} (sentences per held-out voice), got "
-            f"{args.lipsync_num_sentences}"
-        )
-    if args.lipsync_heldout is not None:
-        folder = Path(args.lipsync_heldout).expanduser()
-        if folder.is_file() or (folder.is_dir() and any(folder.iterdir()) and not (folder / CONFIG_FILE).is_file()):
-            raise CommandError(
-                f"--lipsync-heldout must be a folder of held-out sets, or a new or empty folder to build them in, "
-                f"got {str(folder)!r}"
-            )
-        if not folder.exists():
-            check_writable_folder(folder.resolve().parent, argument="--lipsync-heldout")
-    return LipSyncSettings(
-        args.lipsync_heldout, args.lipsync_splits, args.lipsync_num_sentences, args.lipsync_max_clips,
-        args.lipsync_probe_clips, args.lipsync_labels,
-    )  # fmt: skip
+    folder = Path(settings.heldout).expanduser() if settings.heldout is not None else None
+    if folder is not None and not folder.exists():  # the sets are built there: its parent must be writable
+        check_writable_folder(folder.resolve().parent, argument="--lipsync-heldout")
+    return settings

@@ -25,7 +25,7 @@ import math
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +54,10 @@ DEFAULT_LABELS = ("neutral", "happy")
 
 @dataclass
 class LipSyncSettings:
-    """Where and how :func:`run_lipsync` measures lip sync (the ``lipsync_*`` fields of
-    :class:`~esarm.evaluation.run.ESARMEvaluationConfig`, the ``--lipsync-*`` flags of ``esarm evaluate``).
+    """Where and how :func:`run_lipsync` measures lip sync: the one definition, nested as ``lipsync`` in
+    :class:`~esarm.evaluation.run.ESARMEvaluationConfig` (the ``evaluation.lipsync`` section of a pipeline config)
+    and built from the ``--lipsync-*`` flags of ``esarm evaluate``. A bad value raises ``ValueError`` naming the
+    setting as ``spelling`` says: ``"config"`` (``lipsync.max_clips``) or ``"flag"`` (``--lipsync-max-clips``).
 
     Attributes:
         heldout: folder of the fixed held-out sets, built there when missing (``None``: the evaluated split itself).
@@ -73,12 +75,29 @@ class LipSyncSettings:
     probe_clips: int | None = 256
     labels: Sequence[str] = DEFAULT_LABELS
 
-    def __post_init__(self) -> None:
-        check_settings(
-            self.splits, self.labels,
-            {"num_sentences": self.num_sentences, "max_clips": self.max_clips, "probe_clips": self.probe_clips},
-            names=("splits", "labels"),
-        )  # fmt: skip
+    spelling: InitVar[str] = "config"
+
+    def __post_init__(self, spelling: str = "config") -> None:
+        # errors name each setting as the caller spells it: ``lipsync.max_clips`` (config) or ``--lipsync-max-clips``
+        if spelling not in ("config", "flag"):
+            raise ValueError(f"spelling must be 'config' or 'flag', got {spelling!r}")
+        name = {"config": "lipsync.{}".format, "flag": lambda f: f"--lipsync-{f.replace('_', '-')}"}[spelling]
+        self.splits, self.labels = list(self.splits), list(self.labels)
+        counts = {name(f): getattr(self, f) for f in ("num_sentences", "max_clips", "probe_clips")}
+        check_settings(self.splits, self.labels, counts, names=(name("splits"), name("labels")))
+        if self.num_sentences is not None and self.num_sentences > len(heldout.VALIDATION_SENTENCES):
+            raise ValueError(
+                f"{name('num_sentences')} must be in 1..{len(heldout.VALIDATION_SENTENCES)} (sentences per held-out "
+                f"voice), got {self.num_sentences}"
+            )
+        folder = Path(self.heldout).expanduser() if self.heldout is not None else None
+        # a folder of something else would be built over (or read as held-out sets)
+        if folder is not None and (folder.is_file() or (folder.is_dir() and any(folder.iterdir())
+                                                        and not (folder / heldout.CONFIG_FILE).is_file())):  # fmt: skip
+            raise ValueError(
+                f"{name('heldout')} must be a folder of held-out sets, or a new or empty folder to build them in, "
+                f"got {str(folder)!r}"
+            )
 
 
 @dataclass

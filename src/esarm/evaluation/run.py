@@ -28,11 +28,10 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..blendshapes import EMOTIONS, region_indices
 from ..data.collators import STACollator
@@ -46,10 +45,10 @@ from ..modeling_sta import ESARMSTAForGeneration
 from ..rig import resolve_rig
 from . import metrics as M
 from .classifier import ExpressionClassifier
-from .lipsync_evaluation import DEFAULT_LABELS, LipSyncSettings, load_model, run_lipsync
+from .lipsync_evaluation import LipSyncSettings, load_model, run_lipsync
 from .report import write_report
 from .rl_diagnostics import motion_report
-from .rollouts import DEFAULT_EPSILONS, evaluate_motion_prior, rollout_batch
+from .rollouts import DEFAULT_EPSILONS, evaluate_motion_prior, generate_clips, mean_measures, measure_clip
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +84,8 @@ def evaluate_model(
 
     Each clip is generated from its audio with its own emotion, intensity and speaker labels (speakers unknown to
     the model get the "unknown speaker" id). Generation gives ``round(seconds * fps)`` frames; the ground truth is
-    trimmed to the same length (captures may hold a frame more or less) before the metrics.
+    trimmed to the same length (captures may hold a frame more or less) before the metrics
+    (:func:`~esarm.evaluation.rollouts.generate_clips`).
 
     Args:
         model: an ``ESARMSTAForGeneration`` (eval mode is set here).
@@ -97,9 +97,10 @@ def evaluate_model(
         max_samples: evaluate at most this many clips (an even spread over the split).
         classifier: an :class:`~esarm.evaluation.classifier.ExpressionClassifier` for ``emotion_accuracy``.
         reward_model: an ``ESARMRewardModel`` scoring each rollout (``reward_mean``, ``reward_std``, ``rewards``).
-        num_diversity_samples: when >= 2, also sample this many animations (``do_sample=True``) per clip for
-            ``diversity_mm``.
-        seed: seed of the rollouts.
+        num_diversity_samples: when >= 2, also sample this many animations (``do_sample=True``, seeds ``seed + 1``
+            on) per clip for ``diversity_mm``.
+        seed: seed of the rollouts (batch ``k`` of :func:`~esarm.evaluation.rollouts.generate_clips`: ``seed +
+            k * batch_size``).
         return_predictions: also return ``predictions`` / ``targets`` (lists of ``[T, 52]`` arrays).
         progress: show a progress bar.
 
@@ -108,43 +109,39 @@ def evaluate_model(
         "lve_mm_std", "eve_mm_std", "mouth_audio_correlation", "emotion_accuracy"?, "reward_mean"?, ...}``.
     """
     model.eval()
-    device = next(model.parameters()).device
     fps = float(getattr(model.config, "fps", 30.0))
     speakers = model_speakers(getattr(model, "name_or_path", None)) if speakers is None else speakers
     collator = STACollator(speakers=list(speakers), fps=fps)
     rows = _rows(dataset_split, max_samples)
     if not rows:
         raise ValueError("dataset_split must hold at least one clip, got none")
-    predictions, targets, audios, emotions, rewards, diversities = [], [], [], [], [], []
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    for start in tqdm(
-        range(0, len(rows), batch_size), desc=f"evaluate ε={epsilon:g}", disable=not progress, leave=False
-    ):
-        chunk = rows[start : start + batch_size]
-        batch = collator([{k: v for k, v in r.items() if k != "blendshapes"} for r in chunk])
-        inputs = {k: v.to(device) for k, v in batch.items()}
-        with torch.no_grad():
-            out = model.generate(**inputs, epsilon=epsilon, generator=generator)
-            if reward_model is not None:
-                scored = reward_model(**inputs, motion_tokens=out.motion_tokens, motion_mask=out.token_mask)
-                rewards.extend(scored.returns.float().cpu().tolist())
-            if num_diversity_samples >= 2:
-                samples = [
-                    model.generate(**inputs, do_sample=True, generator=generator).blendshapes.float().cpu().numpy()
-                    for _ in range(num_diversity_samples)
-                ]
-        for i, row in enumerate(chunk):
-            frames = int(out.frame_mask[i].sum())
-            target = np.asarray(row["blendshapes"], dtype=np.float32)
-            length = min(frames, len(target))
-            predictions.append(out.blendshapes[i, :length].float().cpu().numpy())
-            targets.append(target[:length])
-            audios.append(decode_audio_value(row["audio"]))
-            emotions.append(row["emotion"])
-            if num_diversity_samples >= 2:
-                stack = np.stack([s[i, :frames] for s in samples])
-                diversities.append(M.diversity(stack, rig=rig))
-    results: dict[str, Any] = {"epsilon": float(epsilon), "num_clips": len(predictions)}
+    clips = generate_clips(
+        model, collator, rows, batch_size, epsilon=epsilon, seed=seed, reward_model=reward_model,
+        desc=f"evaluate ε={epsilon:g}" if progress else None,
+    )  # fmt: skip
+    predictions = [c["blendshapes"][: c["num_frames"]] for c in clips]
+    targets = [np.asarray(r["blendshapes"], dtype=np.float32)[: c["num_frames"]] for r, c in zip(rows, clips)]
+    results: dict[str, Any] = {"epsilon": float(epsilon), **_animation_metrics(predictions, targets, rows, fps, rig)}
+    if classifier is not None:
+        results["emotion_accuracy"] = M.emotion_accuracy(classifier, predictions, [r["emotion"] for r in rows])
+    if reward_model is not None:
+        rewards = [c["reward"] for c in clips]
+        results.update(
+            {"reward_mean": float(np.mean(rewards)), "reward_std": float(np.std(rewards)), "rewards": rewards}
+        )
+    if num_diversity_samples >= 2:
+        results["diversity_mm" if rig is not None else "diversity"] = _diversity(
+            model, collator, rows, batch_size, num_diversity_samples, seed, rig
+        )
+    if return_predictions:
+        results["predictions"], results["targets"] = predictions, targets
+    return results
+
+
+def _animation_metrics(predictions, targets, rows, fps: float, rig) -> dict[str, Any]:
+    """The vertex metrics (with a rig; else blendshape MAE) of trimmed animations against their targets, and the
+    mouth-audio correlation."""
+    results: dict[str, Any] = {"num_clips": len(predictions)}
     if rig is not None:
         results.update(M.compute_vertex_metrics(predictions, targets, rig))
         results["lve_mm_std"] = float(np.std(M.lve(predictions, targets, rig, reduction="sequences")))
@@ -153,18 +150,19 @@ def evaluate_model(
         results["blendshape_mae"] = M.blendshape_mae(predictions, targets)
         results["num_frames"] = int(sum(len(p) for p in predictions))
     # audio starts with the first frame, so the energy of frame t lines up with prediction frame t
+    audios = [decode_audio_value(r["audio"]) for r in rows]
     results["mouth_audio_correlation"] = M.mouth_audio_correlation(predictions, audios, fps=fps, rig=rig)
-    if classifier is not None:
-        results["emotion_accuracy"] = M.emotion_accuracy(classifier, predictions, emotions)
-    if rewards:
-        results.update(
-            {"reward_mean": float(np.mean(rewards)), "reward_std": float(np.std(rewards)), "rewards": rewards}
-        )
-    if diversities:
-        results["diversity_mm" if rig is not None else "diversity"] = float(np.mean(diversities))
-    if return_predictions:
-        results["predictions"], results["targets"] = predictions, targets
     return results
+
+
+def _diversity(model, collator, rows, batch_size: int, num_samples: int, seed: int, rig) -> float:
+    """Mean over clips of :func:`~esarm.evaluation.metrics.diversity` among ``num_samples`` sampled animations."""
+    samples = [
+        generate_clips(model, collator, rows, batch_size, do_sample=True, seed=seed + 1 + k)
+        for k in range(num_samples)
+    ]
+    return float(np.mean([M.diversity(np.stack([s[i]["blendshapes"] for s in samples]), rig=rig)
+                          for i in range(len(rows))]))  # fmt: skip
 
 
 def run_evaluation(
@@ -211,60 +209,69 @@ def run_evaluation(
     Returns:
         The results dict (layout in :mod:`esarm.evaluation.report`), also written as ``report.json``.
     """
-    if isinstance(model_paths, (str, os.PathLike)):
-        model_paths = [model_paths]
-    named = dict(model_paths) if isinstance(model_paths, Mapping) else {Path(p).name: p for p in model_paths}
-    if not named:
-        raise ValueError("model_paths must name at least one model folder, got none")
+    named = _named_paths(model_paths)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     rig = resolve_rig(rig)
     corpus = load_splits(dataset_name_or_path, argument="dataset_name_or_path")
     if split not in corpus:
         raise ValueError(f"split must be one of {list(corpus)}, got {split!r}")
     dataset_name = dataset_name or Path(str(dataset_name_or_path)).name
-    classifier = None
-    if classifier_path is not None:
-        classifier = ExpressionClassifier.load(classifier_path)
-    elif train_split is not None and train_split in corpus:
-        classifier = ExpressionClassifier(seed=seed).fit(corpus[train_split])
-    reward_model = None
-    if reward_model_path is not None:
-        reward_model = ESARMRewardModel.from_pretrained(reward_model_path).to(device).eval()
+    train = corpus[train_split] if train_split is not None and train_split in corpus else None
+    classifier = _classifier(classifier_path, train, seed)
+    reward_model = ESARMRewardModel.from_pretrained(reward_model_path).to(device).eval() if reward_model_path else None
 
-    results: dict[str, Any] = {
-        "dataset": dataset_name,
-        "split": split,
-        "rig": rig.source,
-        "models": {},
-        "epsilons": {},
-    }
+    results: dict[str, Any] = {"dataset": dataset_name, "split": split, "rig": rig.source, "models": {}, "epsilons": {}}
     if classifier is not None:
         results["classifier_accuracy_ground_truth"] = classifier.score(_ground_truth_rows(corpus[split], max_samples))
-    curves = None
+    options = {"batch_size": batch_size, "max_samples": max_samples, "seed": seed, "progress": progress}
+    curves, fps = None, 30.0
     for index, (name, path) in enumerate(named.items()):
         model = ESARMSTAForGeneration.from_pretrained(str(path)).to(device).eval()
+        fps = float(getattr(model.config, "fps", 30.0))
         logger.info("Evaluating %s (%s) on %s/%s", name, path, dataset_name, split)
         numbers = evaluate_model(
-            model, corpus[split], rig, classifier=classifier, batch_size=batch_size, max_samples=max_samples,
-            num_diversity_samples=num_diversity_samples, seed=seed, return_predictions=index == 0, progress=progress,
+            model, corpus[split], rig, classifier=classifier, num_diversity_samples=num_diversity_samples,
+            return_predictions=index == 0, **options,
         )  # fmt: skip
         if index == 0:
             curves = {"predicted": numbers.pop("predictions")[0], "target": numbers.pop("targets")[0], "title": name}
+            rows = _epsilon_rows(model, corpus[split], rig, epsilons or (), reward_model, options)
+            if rows:
+                results["epsilons"][dataset_name] = rows
         results["models"][name] = numbers
-        if index == 0 and epsilons:
-            for epsilon in epsilons:
-                row = evaluate_model(
-                    model, corpus[split], rig, epsilon=float(epsilon), reward_model=reward_model,
-                    batch_size=batch_size, max_samples=max_samples, seed=seed, progress=progress,
-                )  # fmt: skip
-                results["epsilons"].setdefault(dataset_name, {})[str(float(epsilon))] = row
     if lipsync is not False:
-        settings = LipSyncSettings() if lipsync is True else lipsync
         models = {name: load_model(path, device) for name, path in named.items()}
-        train = corpus[train_split] if train_split is not None and train_split in corpus else None
+        settings = LipSyncSettings() if lipsync is True else lipsync
         results.update(run_lipsync(models, corpus[split], split, train, rig, settings, seed))
-    write_report(results, output_dir, curves=curves, fps=float(getattr(model.config, "fps", 30.0)))
+    write_report(results, output_dir, curves=curves, fps=fps)
     return results
+
+
+def _classifier(classifier_path, train, seed: int) -> ExpressionClassifier | None:
+    """A saved expression classifier, else one trained on ``train`` (``None`` without either)."""
+    if classifier_path is not None:
+        return ExpressionClassifier.load(classifier_path)
+    return ExpressionClassifier(seed=seed).fit(train) if train is not None else None
+
+
+def _named_paths(model_paths) -> dict[str, str | os.PathLike]:
+    """``{row name: folder}`` of a path, a list of paths (named by their folder) or a mapping."""
+    if isinstance(model_paths, (str, os.PathLike)):
+        model_paths = [model_paths]
+    named = dict(model_paths) if isinstance(model_paths, Mapping) else {Path(p).name: p for p in model_paths}
+    if not named:
+        raise ValueError("model_paths must name at least one model folder, got none")
+    return named
+
+
+def _epsilon_rows(model, dataset_split, rig, epsilons, reward_model, options) -> dict[str, dict[str, Any]]:
+    """Table II of ``esarm evaluate``: :func:`evaluate_model` at each epsilon, keyed by ``str(float(epsilon))``."""
+    return {
+        str(float(epsilon)): evaluate_model(
+            model, dataset_split, rig, epsilon=float(epsilon), reward_model=reward_model, **options
+        )
+        for epsilon in epsilons
+    }
 
 
 def _ground_truth_rows(dataset_split: Any, max_samples: int | None) -> list[dict[str, Any]]:
@@ -276,9 +283,29 @@ def _ground_truth_rows(dataset_split: Any, max_samples: int | None) -> list[dict
 # the models of a pipeline run
 
 
+def _nested_lipsync(name: str):
+    """The deprecated flat ``lipsync_<name>`` key as ``lipsync: {<name>: value}`` (``replacement`` names it in the
+    deprecation warning)."""
+
+    def convert(value: Any) -> dict[str, Any]:
+        return {"lipsync": {name: value}}
+
+    convert.replacement = f"'lipsync.{name}'"
+    return convert
+
+
 @dataclass
 class ESARMEvaluationConfig:
-    """Arguments of the final evaluation of a pipeline run (:func:`evaluate_pipeline`)."""
+    """Arguments of the final evaluation of a pipeline run (:func:`evaluate_pipeline`).
+
+    ``renamed_keys`` maps the keys of earlier releases (``batch_size``, the flat ``lipsync_*`` fields) to the
+    current ones; a pipeline config with them still runs, with a ``FutureWarning``, for one release."""
+
+    renamed_keys: ClassVar[dict[str, Any]] = {
+        "batch_size": "per_device_eval_batch_size",
+        **{f"lipsync_{name}": _nested_lipsync(name)
+           for name in ("heldout", "splits", "num_sentences", "max_clips", "probe_clips", "labels")},
+    }  # fmt: skip
 
     run_dir: str | None = field(default=None, metadata={"help": "Pipeline run folder (stage sub-folders)."})
     dataset_name_or_path: str | None = field(default=None, metadata={"help": "Corpus folder (save_to_disk)."})
@@ -289,44 +316,31 @@ class ESARMEvaluationConfig:
     epsilons: list[float] = field(
         default_factory=lambda: list(DEFAULT_EPSILONS), metadata={"help": "Noise levels of Table II."}
     )
-    batch_size: int = field(default=32, metadata={"help": "Clips generated together."})
+    per_device_eval_batch_size: int = field(default=32, metadata={"help": "Clips generated together."})
     rig_path: str | None = field(default=None, metadata={"help": "Face rig (.npz); default $ESARM_RIG."})
     seed: int = field(default=0, metadata={"help": "Seed of the noisy rollouts."})
-    lipsync: bool = field(default=True, metadata={"help": "Measure lip sync (esarm.evaluation.lipsync_evaluation)."})
-    lipsync_heldout: str | None = field(
-        default=None,
-        metadata={"help": "Folder of the fixed held-out sets (esarm.data.heldout), built there when missing; the "
-                  "pipeline's default is <run>/heldout. None: lip sync on the evaluated split itself. A corpus "
-                  "without phoneme timings (MEAD) is always measured on its own split (alignment-free measures)."},
+    lipsync: LipSyncSettings | None = field(
+        default_factory=LipSyncSettings,
+        metadata={"help": "Lip-sync settings (esarm.evaluation.lipsync_evaluation.LipSyncSettings: heldout, splits, "
+                  "num_sentences, max_clips, probe_clips, labels); null or false: lip sync is not measured. The "
+                  "pipeline's default heldout folder is <run>/heldout."},
     )  # fmt: skip
-    lipsync_splits: list[str] = field(
-        default_factory=lambda: ["validation", "test"],
-        metadata={"help": "Held-out splits; one whose synthesiser is not installed (test: flite) is skipped."},
-    )
-    lipsync_num_sentences: int | None = field(
-        default=None, metadata={"help": "Sentences per held-out voice when the sets are built (None: all 20)."}
-    )
-    lipsync_max_clips: int | None = field(default=None, metadata={"help": "Measure at most this many clips per set."})
-    lipsync_probe_clips: int | None = field(
-        default=256, metadata={"help": "Fit the log-mel probe on at most this many clips of train_split."}
-    )
-    lipsync_labels: list[str] = field(
-        default_factory=lambda: list(DEFAULT_LABELS),
-        metadata={"help": "Two emotion labels: the first is scored, the lip motion of the two is compared."},
-    )
 
     def __post_init__(self) -> None:
-        self.lipsync_settings()  # a bad lip-sync field fails here, not after the models ran
-
-    def lipsync_settings(self) -> LipSyncSettings:
-        """The ``lipsync_*`` fields as :class:`~esarm.evaluation.lipsync_evaluation.LipSyncSettings`."""
-        try:
-            return LipSyncSettings(
-                self.lipsync_heldout, list(self.lipsync_splits), self.lipsync_num_sentences, self.lipsync_max_clips,
-                self.lipsync_probe_clips, list(self.lipsync_labels),
-            )  # fmt: skip
-        except ValueError as error:  # name the config's field, not the settings' attribute
-            raise ValueError(f"lipsync_{error}") from None
+        # a config file gives the nested settings as a mapping (or true / false): build them here, so that a bad
+        # lip-sync value fails when the config is read, not after the models ran
+        if self.lipsync is True:
+            self.lipsync = LipSyncSettings()
+        elif self.lipsync is False:
+            self.lipsync = None
+        elif isinstance(self.lipsync, Mapping):
+            unknown = sorted(set(self.lipsync) - set(LipSyncSettings.__dataclass_fields__))
+            if unknown:
+                raise ValueError(f"lipsync must hold fields of LipSyncSettings, got unknown {unknown}")
+            self.lipsync = LipSyncSettings(**self.lipsync)
+        elif self.lipsync is not None and not isinstance(self.lipsync, LipSyncSettings):
+            raise ValueError(f"lipsync must be LipSyncSettings, a mapping of its fields, true or false, got "
+                             f"{self.lipsync!r}")  # fmt: skip
 
 
 def _ground_truth(dataset, count: int, fps: float) -> list[np.ndarray]:
@@ -338,25 +352,10 @@ def _ground_truth(dataset, count: int, fps: float) -> list[np.ndarray]:
     return out
 
 
-def _generate(model, collator, rows, batch_size, epsilon=0.0, seed=0, emotions=None, desc="generate"):
-    results = []
-    for start in tqdm(range(0, len(rows), batch_size), desc=desc, leave=False):
-        chunk = rows[start : start + batch_size]
-        if emotions is not None:
-            chunk = [{**r, "emotion": e} for r, e in zip(chunk, emotions[start : start + batch_size])]
-        outs = rollout_batch(model, collator, chunk, epsilon, seed + start)
-        results.extend(o["blendshapes"] for o in outs)
-    return results
-
-
 def _errors(predictions: list[np.ndarray], targets: list[np.ndarray], rig) -> dict[str, float]:
-    n = [min(len(p), len(t)) for p, t in zip(predictions, targets)]
-    metrics = {"mae": float(np.mean([np.abs(p[:k] - t[:k]).mean() for p, t, k in zip(predictions, targets, n)]))}
-    if rig is not None:
-        trimmed = ([p[:k] for p, k in zip(predictions, n)], [t[:k] for t, k in zip(targets, n)])
-        metrics["lve"] = float(np.mean(M.lve(*trimmed, rig, reduction="sequences")))
-        metrics["eve"] = float(np.mean(M.eve(*trimmed, rig, reduction="sequences")))
-    return metrics
+    """Mean MAE (and LVE / EVE with a rig) of animations against their targets
+    (:func:`~esarm.evaluation.rollouts.measure_clip`)."""
+    return mean_measures([measure_clip(p, t, rig) for p, t in zip(predictions, targets)])
 
 
 def _accuracy(classifier, sequences, labels) -> float:
@@ -374,6 +373,95 @@ def _region_change(a: list[np.ndarray], b: list[np.ndarray], indices: list[int])
     return float(np.mean([np.abs(x[: len(y)][:, indices] - y[: len(x)][:, indices]).mean() for x, y in zip(a, b)]))
 
 
+class _PipelineEvaluation:
+    """The held-out clips of a pipeline run's evaluation and the pieces every measure of :func:`evaluate_pipeline`
+    shares (the STA model, its collator, the ground truth, the rig)."""
+
+    def __init__(self, config: ESARMEvaluationConfig):
+        self.config = config
+        self.run_dir = Path(config.run_dir)
+        self.rig = resolve_rig(config.rig_path)
+        self.test = even_spread(load_split(config.dataset_name_or_path, config.split), config.max_clips)
+        self.train = load_split(config.dataset_name_or_path, config.train_split)
+        self.sta = ESARMSTAForGeneration.from_pretrained(self.run_dir / "sta").eval()
+        fps = self.sta.config.fps
+        self.collator = STACollator(speakers=model_speakers(self.run_dir / "sta"), fps=fps)
+        self.rows = [self.test[i] for i in range(len(self.test))]
+        self.targets = _ground_truth(self.test, len(self.test), fps)
+        self.train_sequences = _ground_truth(self.train, len(self.train), fps)
+        self.emotions = [r["emotion"] for r in self.rows]
+        rl_dir = self.run_dir / "rl"
+        self.rl_dir = rl_dir if (rl_dir / "config.json").is_file() else None
+
+    def generate(self, model, epsilon: float = 0.0, seed: int = 0, emotions=None, desc: str = "generate"):
+        """Animations of the held-out clips (with other ``emotions``: the same audio, other labels)."""
+        rows = self.rows if emotions is None else [{**r, "emotion": e} for r, e in zip(self.rows, emotions)]
+        clips = generate_clips(model, self.collator, rows, self.config.per_device_eval_batch_size, epsilon=epsilon,
+                               seed=seed, rig=self.rig, desc=desc)  # fmt: skip
+        return [c["blendshapes"] for c in clips], mean_measures(clips)
+
+    def baselines(self) -> dict[str, float]:
+        """The two baselines without audio: the mean training pose, and the mean pose of the clip's emotion and
+        intensity, at every frame."""
+        mean_pose = np.concatenate(self.train_sequences).mean(0)
+        by_condition: dict[tuple[str, int], list[np.ndarray]] = {}
+        for emotion, intensity, seq in zip(self.train["emotion"], self.train["intensity"], self.train_sequences):
+            by_condition.setdefault((emotion, int(intensity)), []).append(seq)
+        condition_pose = {k: np.concatenate(v).mean(0) for k, v in by_condition.items()}
+        mean_predictions = [np.repeat(mean_pose[None], len(t), 0) for t in self.targets]
+        condition_predictions = [
+            np.repeat(condition_pose.get((r["emotion"], int(r["intensity"])), mean_pose)[None], len(t), 0)
+            for r, t in zip(self.rows, self.targets)
+        ]
+        results = {}
+        for name, predictions in (("mean_baseline", mean_predictions), ("condition_baseline", condition_predictions)):
+            results.update({f"{name}_{k}": v for k, v in _errors(predictions, self.targets, self.rig).items()})
+        return results
+
+    def emotion_control(self, classifier, sta_predictions: list[np.ndarray]) -> dict[str, Any]:
+        """The classifier on generated animations (requested emotion, and another one on the same audio) and how
+        the lips and the upper face change between the two labels."""
+        results: dict[str, Any] = {"classifier": type(classifier).__name__}
+        results["classifier_accuracy_ground_truth"] = _accuracy(classifier, self.targets, self.emotions)
+        results["sta_emotion_accuracy"] = _accuracy(classifier, sta_predictions, self.emotions)
+        swapped = [_other_emotion(e, i) for i, e in enumerate(self.emotions)]
+        swapped_predictions, _ = self.generate(self.sta, emotions=swapped, desc="STA swapped")
+        results["sta_swapped_emotion_accuracy"] = _accuracy(classifier, swapped_predictions, swapped)
+        lips = region_indices("mouth")
+        upper = region_indices("brows") + region_indices("eyes")
+        results["swap_lip_change_mae"] = _region_change(sta_predictions, swapped_predictions, lips)
+        results["swap_upper_change_mae"] = _region_change(sta_predictions, swapped_predictions, upper)
+        # lip *motion* (own mean pose removed): between the two labels, and against ground truth as the reference
+        results["swap_lip_motion_correlation"] = M.motion_correlation(sta_predictions, swapped_predictions, lips)
+        results["swap_upper_motion_correlation"] = M.motion_correlation(sta_predictions, swapped_predictions, upper)
+        results["sta_lip_motion_correlation_ground_truth"] = M.motion_correlation(sta_predictions, self.targets, lips)
+        if self.rig is not None:
+            between = _errors(swapped_predictions, sta_predictions, self.rig)
+            results["swap_lip_change_lve"] = between["lve"]
+            results["swap_upper_change_eve"] = between["eve"]
+        return results
+
+    def rl_policy(self, classifier) -> dict[str, Any]:
+        """The RL-tuned policy (when stage 5 saved one) with the STA model's measures."""
+        if self.rl_dir is None:
+            return {}
+        policy = ESARMSTAForGeneration.from_pretrained(self.rl_dir).eval()
+        predictions, errors = self.generate(policy, desc="RL greedy")
+        results: dict[str, Any] = {f"rl_{key}": value for key, value in errors.items()}
+        results["rl_emotion_accuracy"] = _accuracy(classifier, predictions, self.emotions)
+        results.update(motion_report("rl", predictions, self.targets, self.rig))
+        return results
+
+    def lipsync(self) -> dict[str, Any]:
+        models = {"sta": load_model(self.run_dir / "sta")}
+        if self.rl_dir is not None:
+            models["rl"] = load_model(self.rl_dir)
+        evaluated = load_split(self.config.dataset_name_or_path, self.config.split)
+        return run_lipsync(
+            models, evaluated, self.config.split, self.train, self.rig, self.config.lipsync, self.config.seed
+        )
+
+
 def evaluate_pipeline(
     config: ESARMEvaluationConfig, stage_metrics: dict[str, dict[str, Any]] | None = None
 ) -> dict[str, Any]:
@@ -381,103 +469,31 @@ def evaluate_pipeline(
     JSON, plots: :func:`~esarm.evaluation.report.write_report`) to ``config.output_dir``. Returns a flat dict of
     numbers."""
     stage_metrics = stage_metrics or {}
-    run_dir = Path(config.run_dir)
-    rig = resolve_rig(config.rig_path)
-    results: dict[str, Any] = {"split": config.split, "rig": rig is not None}
-    test = even_spread(load_split(config.dataset_name_or_path, config.split), config.max_clips)
-    train = load_split(config.dataset_name_or_path, config.train_split)
-    count = len(test)
-    results["num_clips"] = count
-
+    run = _PipelineEvaluation(config)
+    results: dict[str, Any] = {"split": config.split, "rig": run.rig is not None, "num_clips": len(run.rows)}
     # motion prior reconstruction on held-out speakers
-    prior = ESARMMotionPrior.from_pretrained(run_dir / "motion_prior").eval()
-    for key, value in evaluate_motion_prior(prior, test, rig).items():
-        results[f"prior_{key}"] = value
-
-    sta = ESARMSTAForGeneration.from_pretrained(run_dir / "sta").eval()
-    fps = sta.config.fps
-    speakers = model_speakers(run_dir / "sta")
-    collator = STACollator(speakers=speakers, fps=fps)
-    rows = [test[i] for i in range(count)]
-    targets = _ground_truth(test, count, fps)
-    train_sequences = _ground_truth(train, len(train), fps)
-
-    # baselines without audio
-    all_frames = np.concatenate(train_sequences)
-    mean_pose = all_frames.mean(0)
-    by_condition: dict[tuple[str, int], list[np.ndarray]] = {}
-    for row_emotion, row_intensity, seq in zip(train["emotion"], train["intensity"], train_sequences):
-        by_condition.setdefault((row_emotion, int(row_intensity)), []).append(seq)
-    condition_pose = {k: np.concatenate(v).mean(0) for k, v in by_condition.items()}
-    mean_predictions = [np.repeat(mean_pose[None], len(t), 0) for t in targets]
-    condition_predictions = [
-        np.repeat(condition_pose.get((r["emotion"], int(r["intensity"])), mean_pose)[None], len(t), 0)
-        for r, t in zip(rows, targets)
-    ]
+    prior = ESARMMotionPrior.from_pretrained(run.run_dir / "motion_prior").eval()
+    results.update({f"prior_{key}": value for key, value in evaluate_motion_prior(prior, run.test, run.rig).items()})
+    results.update(run.baselines())
     torch.manual_seed(config.seed)
-    sta_predictions = _generate(sta, collator, rows, config.batch_size, desc="STA greedy")
-    for name, predictions in (
-        ("mean_baseline", mean_predictions),
-        ("condition_baseline", condition_predictions),
-        ("sta", sta_predictions),
-    ):
-        for key, value in _errors(predictions, targets, rig).items():
-            results[f"{name}_{key}"] = value
-    results.update(motion_report("sta", sta_predictions, targets, rig))
-
-    # emotion control
-    classifier = ExpressionClassifier().fit(train_sequences, list(train["emotion"]))
-    results["classifier"] = type(classifier).__name__
-    results["classifier_accuracy_ground_truth"] = _accuracy(classifier, targets, [r["emotion"] for r in rows])
-    results["sta_emotion_accuracy"] = _accuracy(classifier, sta_predictions, [r["emotion"] for r in rows])
-    swapped = [_other_emotion(r["emotion"], i) for i, r in enumerate(rows)]
-    swapped_predictions = _generate(sta, collator, rows, config.batch_size, emotions=swapped, desc="STA swapped")
-    results["sta_swapped_emotion_accuracy"] = _accuracy(classifier, swapped_predictions, swapped)
-    lips = region_indices("mouth")
-    upper = region_indices("brows") + region_indices("eyes")
-    results["swap_lip_change_mae"] = _region_change(sta_predictions, swapped_predictions, lips)
-    results["swap_upper_change_mae"] = _region_change(sta_predictions, swapped_predictions, upper)
-    # lip *motion* (own mean pose removed): between the two labels, and against ground truth as the reference
-    results["swap_lip_motion_correlation"] = M.motion_correlation(sta_predictions, swapped_predictions, lips)
-    results["swap_upper_motion_correlation"] = M.motion_correlation(sta_predictions, swapped_predictions, upper)
-    results["sta_lip_motion_correlation_ground_truth"] = M.motion_correlation(sta_predictions, targets, lips)
-    if rig is not None:
-        between = _errors(swapped_predictions, sta_predictions, rig)
-        results["swap_lip_change_lve"] = between["lve"]
-        results["swap_upper_change_eve"] = between["eve"]
-
+    sta_predictions, errors = run.generate(run.sta, desc="STA greedy")
+    results.update({f"sta_{key}": value for key, value in errors.items()})
+    results.update(motion_report("sta", sta_predictions, run.targets, run.rig))
+    classifier = ExpressionClassifier().fit(run.train_sequences, list(run.train["emotion"]))
+    results.update(run.emotion_control(classifier, sta_predictions))
     # Table II: noisy rollouts
     for epsilon in config.epsilons:
-        predictions = _generate(sta, collator, rows, config.batch_size, epsilon, config.seed, desc=f"eps {epsilon:g}")
-        for key, value in _errors(predictions, targets, rig).items():
-            results[f"eps_{epsilon:g}_{key}"] = value
-
-    # RL-tuned policy (when stage 5 saved one)
-    rl_dir = run_dir / "rl"
-    if (rl_dir / "config.json").is_file():
-        policy = ESARMSTAForGeneration.from_pretrained(rl_dir).eval()
-        rl_predictions = _generate(policy, collator, rows, config.batch_size, desc="RL greedy")
-        for key, value in _errors(rl_predictions, targets, rig).items():
-            results[f"rl_{key}"] = value
-        results["rl_emotion_accuracy"] = _accuracy(classifier, rl_predictions, [r["emotion"] for r in rows])
-        results.update(motion_report("rl", rl_predictions, targets, rig))
-
-    if config.lipsync:
-        models = {"sta": load_model(run_dir / "sta")}
-        if (rl_dir / "config.json").is_file():
-            models["rl"] = load_model(rl_dir)
-        evaluated = load_split(config.dataset_name_or_path, config.split)
-        results.update(
-            run_lipsync(models, evaluated, config.split, train, rig, config.lipsync_settings(), config.seed)
-        )
-
+        _, errors = run.generate(run.sta, epsilon, config.seed, desc=f"eps {epsilon:g}")
+        results.update({f"eps_{epsilon:g}_{key}": value for key, value in errors.items()})
+    results.update(run.rl_policy(classifier))
+    if config.lipsync is not None:
+        results.update(run.lipsync())
     # reward model / RL numbers reported by their stages
     for stage in ("reward", "rl"):
         for key, value in (stage_metrics.get(stage) or {}).items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and not key.startswith("stage_"):
                 results[f"{stage}/{key}"] = value
     results["emotion_ids"] = {e: emotion_to_id(e) for e in EMOTIONS}
-
     paths = write_report(results, config.output_dir, stage_metrics=stage_metrics)
     logger.info("Results:\n%s", paths["results_markdown"].read_text())
     return results

@@ -8,9 +8,9 @@
     corpus: {preset: tiny, ...} # SyntheticCorpusConfig preset + fields, or {dataset_name_or_path: prepared/mead}
     motion_prior: {...}         # ESARMMotionPriorTrainingConfig fields
     sta: {...}                  # ESARMSTATrainingConfig fields
-    demos: {...}                # ESARMDemoConfig fields
-    reward: {...}               # ESARMRewardConfig fields
-    rl: {...}                   # ESARMRLConfig fields
+    demos: {...}                # ESARMDemoTrainingConfig fields
+    reward: {...}               # ESARMRewardTrainingConfig fields
+    rl: {...}                   # ESARMRLTrainingConfig fields
     evaluation: {...}           # ESARMEvaluationConfig fields (esarm.evaluation.run)
 
 Each stage writes into ``output_dir/<stage>``; the ``*_name_or_path`` fields that point at an earlier stage's
@@ -53,13 +53,18 @@ from ..data.synthetic import CORPUS_PRESETS
 from ..evaluation.run import ESARMEvaluationConfig, evaluate_pipeline
 from ..rig import FaceRig, resolve_rig
 from ..utils import atomic_write_json, check_writable_folder, to_jsonable
-from .args import load_config_file
+from .args import load_config_file, rename_deprecated_keys
 from .checkpoints import DONE_MARKER, read_done_inputs, read_done_marker, write_done_marker
-from .demos import ESARMDemoConfig, collect_demos
-from .motion_prior import ESARMMotionPriorTrainingConfig, train_motion_prior
-from .reward import ESARMRewardConfig, train_reward_model
-from .rl import ESARMRLConfig, train_rl
-from .sta import ESARMSTATrainingConfig, train_sta
+from .demos_config import ESARMDemoTrainingConfig
+from .demos_trainer import collect_demos
+from .motion_prior_config import ESARMMotionPriorTrainingConfig
+from .motion_prior_trainer import train_motion_prior
+from .reward_config import ESARMRewardTrainingConfig
+from .reward_trainer import train_reward_model
+from .rl_config import ESARMRLTrainingConfig
+from .rl_trainer import train_rl
+from .sta_config import ESARMSTATrainingConfig
+from .sta_trainer import train_sta
 
 logger = logging.getLogger(__name__)
 
@@ -77,9 +82,9 @@ TOP_LEVEL_KEYS = ("seed", "rig_path", "num_threads")
 STAGE_CONFIGS = {
     "motion_prior": ESARMMotionPriorTrainingConfig,
     "sta": ESARMSTATrainingConfig,
-    "demos": ESARMDemoConfig,
-    "reward": ESARMRewardConfig,
-    "rl": ESARMRLConfig,
+    "demos": ESARMDemoTrainingConfig,
+    "reward": ESARMRewardTrainingConfig,
+    "rl": ESARMRLTrainingConfig,
     "evaluation": ESARMEvaluationConfig,
 }
 STARTED_MARKER = "esarm_stage_inputs.json"
@@ -103,6 +108,16 @@ def _summary(name: str, metrics: dict[str, Any]) -> str:
         elif value is not None:
             parts.append(f"{key}={value}")
     return ", ".join(parts)
+
+
+def rename_deprecated_sections(values: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a pipeline config whose stage sections use the current field names: keys a stage's config renamed
+    (its ``renamed_keys``) are renamed with a ``FutureWarning`` (:func:`~esarm.training.args.rename_deprecated_keys`)."""
+    values = dict(values)
+    for stage, config_class in STAGE_CONFIGS.items():
+        if isinstance(values.get(stage), dict):
+            values[stage] = rename_deprecated_keys(config_class, values[stage], where=f"config section {stage!r}")
+    return values
 
 
 def check_pipeline_config(values: dict[str, Any]) -> None:
@@ -267,29 +282,31 @@ class PipelineRunner:
         values.setdefault("dataset_name_or_path", self.dataset_name_or_path)
         values.setdefault("sta_name_or_path", str(self.dir("sta")))
         values.setdefault("rig_path", self.rig_path)
-        return collect_demos(ESARMDemoConfig(**values))
+        return collect_demos(ESARMDemoTrainingConfig(**values))
 
     def reward(self) -> dict[str, Any]:
         values = self.trainer_kwargs("reward")
-        values.setdefault("demos_name_or_path", str(self.dir("demos")))
+        values.setdefault("dataset_name_or_path", str(self.dir("demos")))
         values.setdefault("sta_name_or_path", str(self.dir("sta")))
-        return train_reward_model(ESARMRewardConfig(**values))
+        return train_reward_model(ESARMRewardTrainingConfig(**values))
 
     def rl(self) -> dict[str, Any]:
         values = self.trainer_kwargs("rl")
-        values.setdefault("policy_name_or_path", str(self.dir("sta")))
+        values.setdefault("sta_name_or_path", str(self.dir("sta")))
         values.setdefault("reward_model_name_or_path", str(self.dir("reward")))
         values.setdefault("dataset_name_or_path", self.dataset_name_or_path)
         values.setdefault("rig_path", self.rig_path)
-        return train_rl(ESARMRLConfig(**values))
+        return train_rl(ESARMRLTrainingConfig(**values))
 
     def evaluation(self) -> dict[str, Any]:
         values = {"seed": self.seed, **self.section("evaluation"), "output_dir": str(self.dir("evaluation"))}
         values.setdefault("dataset_name_or_path", self.dataset_name_or_path)
         values.setdefault("rig_path", self.rig_path)
         values.setdefault("run_dir", str(self.output_dir))
-        # The fixed held-out sets live beside the stages, so a rerun of the evaluation reuses them.
-        values.setdefault("lipsync_heldout", str(self.output_dir / "heldout"))
+        lipsync = values.get("lipsync", {})
+        if lipsync is True or isinstance(lipsync, dict):
+            # The fixed held-out sets live beside the stages, so a rerun of the evaluation reuses them.
+            values["lipsync"] = {"heldout": str(self.output_dir / "heldout"), **(lipsync if lipsync is not True else {})}
         return evaluate_pipeline(ESARMEvaluationConfig(**values), stage_metrics=self.results)
 
     # ---- driver ------------------------------------------------------------------------------------------------
@@ -401,6 +418,7 @@ def run_pipeline(
     values = dict(config) if isinstance(config, dict) else load_config_file(config)
     if overrides:
         values = apply_overrides(values, overrides)
+    values = rename_deprecated_sections(values)
     check_pipeline_config(values)
     if stages is not None:
         bad = sorted(set(stages) - set(STAGES))
