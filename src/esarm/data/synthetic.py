@@ -541,6 +541,8 @@ def _card(config: SyntheticCorpusConfig, corpus, seconds: float) -> str:
         "the same for every speaker" if config.sentence_pool_size is None
         else f"drawn per speaker from a pool of {config.sentence_pool_size}: Harvard sentences, then generated ones"
     )  # fmt: skip
+    if config.languages != ("en",) or config.validation_languages or config.test_languages:
+        sentences += " in English, a pool of that size per language in the others"
     engines = " and ".join({"espeak": "eSpeak NG", "festival": "Festival"}[e] for e in config.engines)
     voices = (
         "eSpeak NG stock voice + variant pairs" if config.voices == "fixed"
