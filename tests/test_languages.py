@@ -168,3 +168,13 @@ def test_language_fields_are_checked(overrides, argument):
 def test_fixed_voices_are_english_only():
     with pytest.raises(ValueError, match="voices must be 'random'"):
         SyntheticCorpusConfig.micro(languages=("en", "it"))
+
+
+def test_multilingual_preset_shape():
+    config = SyntheticCorpusConfig.multilingual()
+    splits = speaker_splits(config)
+    speakers = {s.name: s for s in corpus_speakers(config)}
+    assert [len(splits[s]) for s in ("train", "validation", "test")] == [24, 5, 7]
+    assert sorted(speakers[n].language for n in splits["train"]) == sorted(2 * TRAINING_LANGUAGES)
+    assert sorted(speakers[n].language for n in splits["test"]) == sorted(["en", *2 * TEST_LANGUAGES])
+    assert config.num_clips == 36 * 6 * 8 == 1728
