@@ -200,14 +200,19 @@ def test_benchmark_measures_many_checkpoints_with_the_evaluation_step(
     assert curve.count("\n") == 3 and models[1] in curve.splitlines()[-1]
 
 
-def test_language_sets_split_a_multilingual_corpus_by_language(tmp_path, validation_folder, tiny_model):
+@pytest.fixture(scope="module")
+def multilingual_corpus():
     from esarm.data import SyntheticCorpusConfig, generate_synthetic_corpus
 
     config = SyntheticCorpusConfig.multilingual(
         num_speakers=3, languages=("en", "it"), validation_languages=("fr",), test_languages=("de",),
         speakers_per_held_out_language=1, num_sentences=1, sentence_pool_size=2, emotions=("neutral", "sad"),
     )  # fmt: skip
-    corpus = generate_synthetic_corpus(config, progress=False)
+    return generate_synthetic_corpus(config, progress=False)
+
+
+def test_language_sets_split_a_multilingual_corpus_by_language(validation_folder, tiny_model, multilingual_corpus):
+    corpus = multilingual_corpus
     sets = language_sets(corpus["test"], "test")
     assert [s.name for s in sets] == ["test:en", "test:de"]
     assert all(len(s.rows) == 1 and s.rows[0]["emotion"] == "neutral" for s in sets)
@@ -237,3 +242,20 @@ def test_language_comparison_against_english_and_loudness():
     assert row["ratio"] == pytest.approx(0.9) and row["over_loudness"] == pytest.approx(0.14)
     assert row["english_r"] == 0.6 and row["loudness_r"] == 0.4
     assert language_comparison({"test:de": scores["test:de"]}) == {}
+
+
+def test_language_benchmark_tables_every_held_out_language(
+    tmp_path, validation_folder, tiny_model, multilingual_corpus, repo_script, capsys
+):
+    tiny_model.save_pretrained(tmp_path / "model")
+    multilingual_corpus.save_to_disk(str(tmp_path / "corpus"))
+    benchmark = repo_script("benchmarks/lipsync_languages.py")
+    out = benchmark.main([str(tmp_path / "model"), "--corpus", str(tmp_path / "corpus"), "--heldout",
+                          str(validation_folder), "--json", str(tmp_path / "languages.json")])  # fmt: skip
+    assert list(out["lipsync"]) == ["validation", "validation:en", "validation:fr", "test:en", "test:de"]
+    assert list(out["lipsync_languages"]) == ["validation:en", "validation:fr", "test:en", "test:de"]
+    printed = capsys.readouterr().out
+    assert f"| test:de | {tmp_path / 'model'} |" in printed
+    assert json.loads((tmp_path / "languages.json").read_text())["lipsync_languages"].keys() == out[
+        "lipsync_languages"
+    ].keys()
