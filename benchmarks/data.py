@@ -62,7 +62,7 @@ def _row(result: dict) -> str:
 
 def bench_preparation(num_clips: int, workers: list[int]) -> list[tuple[int, int, float]]:
     from esarm.data import SyntheticCorpusConfig, generate_synthetic_corpus, prepare_mead
-    from esarm.data.testing import PixelBlendshapeExtractor, make_mead_tree
+    from esarm.data.prepare.testing import PixelBlendshapeExtractor, make_mead_tree
 
     config = SyntheticCorpusConfig.micro(num_sentences=max(1, num_clips // 21 + 1))
     rows = [r for split in generate_synthetic_corpus(config, progress=False).values() for r in split][:num_clips]

@@ -5,7 +5,7 @@
 
 The sets are the evaluation's own (esarm.evaluation.lipsync_evaluation, what ``esarm evaluate --lipsync-heldout``
 measures): the fixed English held-out sets of --heldout, then one set per language of each --corpus_splits split
-(``validation`` and ``test`` by default: the held-out languages of a multilingual corpus, esarm.data.languages; its
+(``validation`` and ``test`` by default: the held-out languages of a multilingual corpus, esarm.data.synthetic.languages; its
 neutral clips), each model beside the loudness envelope, the log-mel probe (fitted on the
 corpus's train split) and the ground-truth generator. It prints the lip-sync table and the per-language comparison
 (r(jawOpen, openness), its ratio to the English held-out ``validation`` r, and its margin over loudness on the same

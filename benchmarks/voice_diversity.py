@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from esarm.data.festival import festival_available
 from esarm.data.synthetic import SyntheticCorpusConfig, corpus_speakers, generate_clip
-from esarm.data.tts import isolated_synthesizer
+from esarm.data.synthetic.festival import festival_available
+from esarm.data.synthetic.tts import isolated_synthesizer
 
 RATE = 16000
 

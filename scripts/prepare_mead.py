@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from esarm.data.mead import prepare_mead
-from esarm.data.preparation import add_preparation_arguments, preparation_options
+from esarm.data.prepare.mead import prepare_mead
+from esarm.data.prepare.preparation import add_preparation_arguments, preparation_options
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from esarm.data.preparation import add_preparation_arguments, preparation_options
-from esarm.data.ravdess import prepare_ravdess
+from esarm.data.prepare.preparation import add_preparation_arguments, preparation_options
+from esarm.data.prepare.ravdess import prepare_ravdess
 
 
 def main(argv: list[str] | None = None) -> None:

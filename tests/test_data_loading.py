@@ -13,7 +13,7 @@ from datasets import Audio, Dataset, DatasetDict, IterableDataset, List, Value
 
 from esarm.data.collators import STACollator
 from esarm.data.loading import dataset_reference, load_split, load_splits
-from esarm.data.preparation import card_configs_yaml
+from esarm.data.prepare.preparation import card_configs_yaml
 from esarm.data.schema import audio_feature, clip_features, decode_audio_value, encode_audio_value, rows_to_dataset
 
 

@@ -21,15 +21,14 @@ from esarm.data import (
     prepare_ravdess,
     split_speakers,
 )
-from esarm.data.preparation import (
+from esarm.data.prepare.preparation import (
     MEDIAPIPE_TASK_ENV,
     ClipSource,
     MediaPipeBlendshapeExtractor,
     decode_audio,
     interpolate_missing,
 )
-from esarm.data.schema import decode_audio_value
-from esarm.data.testing import (
+from esarm.data.prepare.testing import (
     PixelBlendshapeExtractor,
     blendshapes_to_frames,
     encode_audio,
@@ -37,6 +36,7 @@ from esarm.data.testing import (
     make_mead_tree,
     make_ravdess_tree,
 )
+from esarm.data.schema import decode_audio_value
 
 
 @pytest.fixture(scope="module")
@@ -176,10 +176,10 @@ def test_a_crash_loses_only_the_clip_in_progress(mead_root, tmp_path):
 
 
 def test_prepare_mead_with_workers_and_mead_sentence_split(mead_root, tmp_path, monkeypatch):
-    import esarm.data.mead
+    import esarm.data.prepare.mead
 
     # the miniature tree has 2 clips per (speaker, emotion, level): keep 1 for test instead of MEAD's 10 / 6
-    monkeypatch.setattr(esarm.data.mead, "MEAD_TEST_LAST", {"neutral": 1, "other": 1})
+    monkeypatch.setattr(esarm.data.prepare.mead, "MEAD_TEST_LAST", {"neutral": 1, "other": 1})
     result = prepare_mead(
         mead_root, tmp_path / "mead", extractor=PixelBlendshapeExtractor(), split_by="sentence", num_workers=2,
         progress=False,
@@ -307,7 +307,7 @@ def test_mediapipe_extractor_on_real_video(mead_root):
     task = os.environ.get(MEDIAPIPE_TASK_ENV)
     if not task or not Path(task).is_file():
         pytest.skip(f"set {MEDIAPIPE_TASK_ENV} to MediaPipe's face_landmarker.task to run the real extractor")
-    from esarm.data.preparation import decode_video
+    from esarm.data.prepare.preparation import decode_video
 
     frames, fps = decode_video(next(mead_root.glob("M001/video/front/neutral/level_1/*.mp4")))
     values, found = MediaPipeBlendshapeExtractor(task)(frames, fps)
@@ -384,7 +384,7 @@ def test_mead_tree_to_trained_pipeline_through_the_cli(mead_root, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo / "src")}
     prepared = tmp_path / "mead"
     prepare = [sys.executable, "-m", "esarm.cli", "prepare-mead", str(mead_root), "--output-dir", str(prepared),
-               "--extractor", "esarm.data.testing:PixelBlendshapeExtractor"]  # fmt: skip
+               "--extractor", "esarm.data.prepare.testing:PixelBlendshapeExtractor"]  # fmt: skip
     done = subprocess.run(prepare, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert json.loads((prepared / "report.json").read_text())["num_clips"] == NUM_GOOD_MEAD
@@ -427,7 +427,7 @@ def served_task(monkeypatch):
     import io
 
     from esarm import utils
-    from esarm.data import extraction
+    from esarm.data.prepare import extraction
 
     payload = b"face landmarker task bytes"
     urls = []
@@ -443,7 +443,7 @@ def served_task(monkeypatch):
 
 
 def test_face_landmarker_download_checks_a_configured_sha256(tmp_path, monkeypatch, served_task):
-    from esarm.data.extraction import FACE_LANDMARKER_URL, download_face_landmarker
+    from esarm.data.prepare.extraction import FACE_LANDMARKER_URL, download_face_landmarker
 
     assert "/latest/" not in FACE_LANDMARKER_URL and "/float16/1/" in FACE_LANDMARKER_URL
     monkeypatch.setenv("ESARM_MEDIAPIPE_TASK_SHA256", "0" * 64)
@@ -456,9 +456,9 @@ def test_face_landmarker_download_checks_a_configured_sha256(tmp_path, monkeypat
 
 
 def test_face_landmarker_download_without_checksum_logs_the_sha256(tmp_path, caplog, served_task):
-    from esarm.data.extraction import download_face_landmarker
+    from esarm.data.prepare.extraction import download_face_landmarker
 
-    with caplog.at_level("WARNING", logger="esarm.data.extraction"):
+    with caplog.at_level("WARNING", logger="esarm.data.prepare.extraction"):
         path = download_face_landmarker(tmp_path)
     assert Path(path).is_file() and served_task["sha256"] in caplog.text
     # a cached file that matches the configured checksum is used as it is

@@ -14,7 +14,7 @@ from esarm.blendshapes import ARKIT_NAMES, BLENDSHAPE_INDEX, EMOTIONS
 from esarm.data import SyntheticCorpusConfig, build_synthetic_corpus, generate_synthetic_corpus, speaker_splits
 from esarm.data.schema import CLIP_COLUMNS, audio_feature, decode_audio_value
 from esarm.data.synthetic import loudness_envelope
-from esarm.data.tts import get_synthesizer
+from esarm.data.synthetic.tts import get_synthesizer
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_breathy_voices_are_reproducible_across_processes():
     # eSpeak NG seeds its noise generator (breath of the f* voices) from the clock at initialisation: each
     # utterance reseeds it, so two fresh processes give the same audio, and another seed other breath noise
     code = (
-        "import hashlib, sys; from esarm.data.tts import isolated_synthesizer\n"
+        "import hashlib, sys; from esarm.data.synthetic.tts import isolated_synthesizer\n"
         "with isolated_synthesizer() as s:\n"
         "    u = s.synthesize('Breathy voices.', voice='en-us+f5', seed=int(sys.argv[1]))\n"
         "print(hashlib.sha256(u.audio.tobytes()).hexdigest())"

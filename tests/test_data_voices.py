@@ -7,19 +7,19 @@ import os
 import numpy as np
 import pytest
 
-from esarm.data import festival
-from esarm.data.festival import FestivalRequest, festival_available, synthesize_batch
 from esarm.data.phones import arpabet_to_ipa
-from esarm.data.sentences import HARVARD_SENTENCES, phone_coverage, sentence_pool
 from esarm.data.synthetic import (
     SyntheticCorpusConfig,
     corpus_speakers,
+    festival,
     generate_synthetic_corpus,
     speaker_sentences,
     speaker_splits,
 )
-from esarm.data.tts import get_synthesizer, isolated_synthesizer
-from esarm.data.voices import HELD_OUT_ACCENTS, TRAINING_ACCENTS, random_voice
+from esarm.data.synthetic.festival import FestivalRequest, festival_available, synthesize_batch
+from esarm.data.synthetic.sentences import HARVARD_SENTENCES, phone_coverage, sentence_pool
+from esarm.data.synthetic.tts import get_synthesizer, isolated_synthesizer
+from esarm.data.synthetic.voices import HELD_OUT_ACCENTS, TRAINING_ACCENTS, random_voice
 
 needs_festival = pytest.mark.skipif(not festival_available(), reason="Festival is not installed (Debian packages)")
 
@@ -68,7 +68,7 @@ def test_sentence_pool_extends_harvard_is_balanced_and_excludes():
     # the greedy choice evens out phone counts: the generated 50 beat 50 random sentences of the same grammar
     generated = phone_coverage(pool[30:])
     rng = np.random.default_rng(1)
-    from esarm.data.sentences import generate_sentence
+    from esarm.data.synthetic.sentences import generate_sentence
 
     random_counts = phone_coverage([generate_sentence(rng) for _ in range(50)])
     assert min(generated.get(p, 0) for p in ("ʒ", "θ", "ŋ")) > min(random_counts.get(p, 0) for p in ("ʒ", "θ", "ŋ"))

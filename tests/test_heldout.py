@@ -1,4 +1,4 @@
-"""The fixed held-out lip-sync sets (esarm.data.heldout) and the Flite driver (esarm.data.flite)."""
+"""The fixed held-out lip-sync sets (esarm.data.heldout) and the Flite driver (esarm.data.synthetic.flite)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import re
 import numpy as np
 import pytest
 
-from esarm.data.expressions import VOICES
-from esarm.data.flite import FLITE_VOICES, FliteSynthesizer, find_flite, parse_segments
 from esarm.data.heldout import (
     TEST_SENTENCES,
     TEST_VOICES,
@@ -19,7 +17,9 @@ from esarm.data.heldout import (
 )
 from esarm.data.phones import openness_curve
 from esarm.data.synthetic import SENTENCES, SyntheticCorpusConfig, corpus_sentences
-from esarm.data.voices import HELD_OUT_ACCENTS, TRAINING_ACCENTS
+from esarm.data.synthetic.expressions import VOICES
+from esarm.data.synthetic.flite import FLITE_VOICES, FliteSynthesizer, find_flite, parse_segments
+from esarm.data.synthetic.voices import HELD_OUT_ACCENTS, TRAINING_ACCENTS
 from esarm.evaluation.lipsync import jaw_open, pearson, row_audio
 
 needs_flite = pytest.mark.skipif(find_flite() is None, reason="flite is not installed (Debian package 'flite')")

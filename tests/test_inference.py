@@ -22,7 +22,7 @@ from esarm.inference import (
     lever_settings,
     optimize_for_inference,
 )
-from esarm.modules import conv_geometry, crossfade_weights, encoder_windows
+from esarm.speech_encoder import conv_geometry, crossfade_weights, encoder_windows
 
 
 @pytest.fixture(scope="module")

@@ -8,17 +8,17 @@ import pytest
 from esarm.blendshapes import BLENDSHAPE_INDEX
 from esarm.data import SyntheticCorpusConfig, generate_synthetic_corpus, speaker_splits
 from esarm.data.ipa import base_symbols, unmapped_symbols, viseme_class
-from esarm.data.languages import (
+from esarm.data.phones import phone_class
+from esarm.data.synthetic import corpus_sentences, corpus_speakers
+from esarm.data.synthetic.languages import (
     LANGUAGES,
     TEST_LANGUAGES,
     TRAINING_LANGUAGES,
     VALIDATION_LANGUAGES,
     language_sentences,
 )
-from esarm.data.phones import phone_class
-from esarm.data.synthetic import corpus_sentences, corpus_speakers
-from esarm.data.tts import isolated_synthesizer
-from esarm.data.visemes import coarticulate, phoneme_segments
+from esarm.data.synthetic.tts import isolated_synthesizer
+from esarm.data.synthetic.visemes import coarticulate, phoneme_segments
 
 
 @pytest.mark.parametrize(

@@ -130,7 +130,7 @@ def test_lip_aperture_needs_landmarks():
 
 
 def test_lip_aperture_on_the_ict_rig_closes_for_bilabials(rig):
-    from esarm.data.visemes import VISEMES
+    from esarm.data.synthetic.visemes import VISEMES
 
     def vector(target):
         out = np.zeros(NUM_BLENDSHAPES)

@@ -178,22 +178,29 @@ def test_ranking_loss_bad_inputs(args, message):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (dict(input_values=torch.zeros(SAMPLES)), r"input_values must be a float tensor \[batch, samples\]"),
+        (dict(input_values=torch.zeros(1, 2, SAMPLES)), r"input_values must have shape \[batch, samples\]"),
+        (dict(input_values=torch.zeros(2, SAMPLES, dtype=torch.long)), "floating point audio samples, got dtype"),
         (
             dict(input_values=torch.zeros(2, 500), attention_mask=None),
-            r"at least one animation frame of audio \(534 samples at 16000 Hz and 30 fps\), got lengths 500",
+            r"at least one animation frame of audio per sequence \(534 samples at 16000 Hz and 30 fps\), got "
+            r"lengths \[500, 500\]",
         ),
         (dict(attention_mask=torch.ones(2, 10)), "attention_mask must have the shape of input_values"),
         (dict(motion_tokens=None), "motion_tokens must be given"),
+        (dict(motion_tokens=None, motion_mask=torch.ones(2, 8)), "motion_tokens must be given"),
         (
             dict(motion_tokens=torch.zeros(2, 8, 2, dtype=torch.long)),
-            r"motion_tokens must have shape \[batch=2, tokens >= 1, G=3\]",
+            r"motion_tokens must have shape \[batch, steps >= 1, 3\] \(G = num_groups\)",
         ),
-        (dict(motion_tokens=torch.zeros(3, 8, 3, dtype=torch.long)), r"motion_tokens must have shape \[batch=2"),
-        (dict(motion_tokens=torch.zeros(2, 8, 3)), "integer code ids"),
-        (dict(motion_mask=torch.ones(2, 7)), r"motion_mask must have shape \[batch, tokens\] = \[2, 8\]"),
+        (dict(motion_tokens=torch.zeros(3, 8, 3, dtype=torch.long)), "motion_tokens must have batch size 2"),
+        (dict(motion_tokens=torch.zeros(2, 8, 3)), "integer code ids, got dtype torch.float32"),
+        (dict(motion_tokens=torch.zeros(2, 8, 3, dtype=torch.bool)), "integer code ids, got dtype torch.bool"),
+        (dict(motion_mask=torch.ones(2, 7)), r"motion_mask must have shape \[batch, steps\] = \[2, 8\]"),
         (dict(emotion_ids=None), "emotion_ids must be given"),
-        (dict(emotion_ids=torch.tensor([0, 1, 2])), r"emotion_ids must be an integer tensor \[batch=2\]"),
+        (dict(intensity_ids=None), "intensity_ids must be given"),
+        (dict(emotion_ids=torch.tensor([0, 1, 2])), r"emotion_ids must have shape \[batch\] = \[2\]"),
+        (dict(emotion_ids=torch.tensor([True, False])), "emotion_ids must be integer ids, got dtype torch.bool"),
+        (dict(speaker_ids=torch.tensor([0.0, 1.0])), "speaker_ids must be integer ids, got dtype torch.float32"),
     ],
 )
 def test_bad_inputs(model, change, message):

@@ -13,7 +13,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from esarm import ESARMMotionPrior, ESARMMotionPriorConfig, ESARMSTAConfig, ESARMSTAForGeneration
 from esarm.audio_features import PHONE_CLASSES, PhoneClassHead, normalized_log_mel
 from esarm.modeling_sta import ESARMSTAOutput
-from esarm.modules import build_audio_encoder
+from esarm.speech_encoder import build_audio_encoder
 
 SAMPLING_RATE = 16000
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from esarm.data.flite import find_flite
+from esarm.data.synthetic.flite import find_flite
 from esarm.training import runner
 from esarm.training.args import load_config_file
 from esarm.training.checkpoints import DONE_MARKER, read_done_marker

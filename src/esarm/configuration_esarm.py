@@ -464,3 +464,11 @@ class ESARMSTAConfig(PreTrainedConfig):
             num_speakers=48,
         )
         return cls(**{**defaults, **kwargs})
+
+
+# Registration with transformers' Auto classes, done on import (``import esarm`` imports this module). A saved
+# folder's copy of this file, run with ``trust_remote_code=True``, registers nothing: its own ``auto_map`` serves it.
+if __package__ == "esarm":
+    for _config_class in (ESARMMotionPriorConfig, ESARMSTAConfig, ESARMRewardModelConfig):
+        AutoConfig.register(_config_class.model_type, _config_class, exist_ok=True)
+        _config_class.register_for_auto_class("AutoConfig")

@@ -13,7 +13,7 @@ The speech encoder (WavLM) is almost all of the ``base`` preset's inference time
   ``q_proj.weight`` directly, so with ``attention="eager"`` its four attention projections stay in float.
 - ``compile=True``: ``torch.compile`` of the motion transformer (the autoregressive decoder step).
 - ``encoder_window_seconds``: the speech encoder hears long audio in overlapping windows of this length, cross-faded
-  across ``encoder_window_overlap_seconds`` (:meth:`esarm.modules.SpeechEncoder.set_window`). Self-attention over
+  across ``encoder_window_overlap_seconds`` (:meth:`esarm.speech_encoder.SpeechEncoder.set_window`). Self-attention over
   the whole clip costs time quadratic in its length; windows make it linear.
 
 The accuracy cost of each lever (token agreement, blendshape MAE against the float model) is measured by
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.models.wavlm.modeling_wavlm import WavLMAttention
 
-from .modules import conv_geometry
+from .speech_encoder import conv_geometry
 
 logger = logging.getLogger(__name__)
 

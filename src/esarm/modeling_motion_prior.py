@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import AutoModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
@@ -585,3 +585,10 @@ __all__ = [
     "ESARMVectorQuantizer",
     "group_indices",
 ]
+
+
+# Registration with transformers' Auto classes, done on import (``import esarm`` imports this module). A saved
+# folder's copy of this file, run with ``trust_remote_code=True``, registers nothing: its own ``auto_map`` serves it.
+if __package__ == "esarm":
+    AutoModel.register(ESARMMotionPriorConfig, ESARMMotionPrior, exist_ok=True)
+    ESARMMotionPrior.register_for_auto_class("AutoModel")

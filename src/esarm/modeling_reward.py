@@ -7,7 +7,7 @@ reward. Here the sequence is
     [emotion, intensity, speaker, audio_1, motion_1, audio_2, motion_2, ..., audio_T', motion_T']
 
 where ``audio_t`` is the speech encoder's feature (learned layer weighting, resampled to the motion steps; shared
-:class:`~esarm.modules.SpeechEncoder`) and ``motion_t`` the sum of the G per-group embeddings of the motion
+:class:`~esarm.speech_encoder.SpeechEncoder`) and ``motion_t`` the sum of the G per-group embeddings of the motion
 token ``[G]`` of step ``t``. The reward ``r_t`` is read at ``motion_t`` (it sees the condition and the audio and
 motion of steps ``<= t``) and the return is ``R(tau) = sum_t gamma^t r_t`` over valid steps (paper eq. 2).
 
@@ -21,24 +21,19 @@ that expect a ``loss``.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration_esarm import ESARMRewardModelConfig
 from .frames import num_motion_steps
-from .modules import (
-    CausalTransformer,
-    SpeechEncoder,
-    SpeechEncoderCheckpointingMixin,
-    build_audio_encoder,
-    init_module_weights,
-)
+from .model_inputs import check_model_inputs
+from .modules import CausalTransformer, init_module_weights
+from .speech_encoder import SpeechEncoder, SpeechEncoderCheckpointingMixin, build_audio_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -164,77 +159,19 @@ class ESARMRewardModel(ESARMRewardPreTrainedModel):
         config = self.config
         return num_motion_steps(num_samples, config.fps, config.sampling_rate, config.frames_per_token)
 
-    def _check_inputs(
-        self,
-        input_values,
-        attention_mask,
-        emotion_ids,
-        intensity_ids,
-        speaker_ids,
-        motion_tokens,
-        motion_mask,
-    ) -> tuple[torch.Tensor, ...]:
-        """Argument conflicts, types and shapes (no read of tensor values: a device sync in ``forward``).
-
-        Values (finite audio, ids and codes in range, a valid first step) are checked where the data enters: the
-        processor for audio and labels, the motion prior's ``encode`` for tokens.
-        """
-        config = self.config
-        if not isinstance(input_values, torch.Tensor) or input_values.ndim != 2 or input_values.shape[1] == 0:
-            got = tuple(input_values.shape) if isinstance(input_values, torch.Tensor) else type(input_values).__name__
-            raise ValueError(f"input_values must be a float tensor [batch, samples] of 16 kHz audio, got {got}")
-        batch = input_values.shape[0]
-        if attention_mask is not None and tuple(attention_mask.shape) != tuple(input_values.shape):
-            raise ValueError(
-                f"attention_mask must have the shape of input_values {list(input_values.shape)}, "
-                f"got {list(attention_mask.shape)}"
-            )
-        min_samples = math.ceil(config.sampling_rate / config.fps)
-        if input_values.shape[1] < min_samples:
-            raise ValueError(
-                f"input_values must hold at least one animation frame of audio ({min_samples} samples at "
-                f"{config.sampling_rate} Hz and {config.fps:g} fps), got lengths {input_values.shape[1]}"
-            )
-        if motion_tokens is None:
-            raise ValueError("motion_tokens must be given ([batch, tokens, G] code ids), got None")
-        if not isinstance(motion_tokens, torch.Tensor) or motion_tokens.ndim != 3:
-            got = (
-                tuple(motion_tokens.shape) if isinstance(motion_tokens, torch.Tensor) else type(motion_tokens).__name__
-            )
-            raise ValueError(f"motion_tokens must have shape [batch, tokens, {config.num_groups}], got {got}")
-        if (
-            motion_tokens.shape[0] != batch
-            or motion_tokens.shape[2] != config.num_groups
-            or motion_tokens.shape[1] == 0
-        ):
-            raise ValueError(
-                f"motion_tokens must have shape [batch={batch}, tokens >= 1, G={config.num_groups}], "
-                f"got {list(motion_tokens.shape)}"
-            )
-        if torch.is_floating_point(motion_tokens):
-            raise ValueError(f"motion_tokens must be integer code ids, got dtype {motion_tokens.dtype}")
-        steps = motion_tokens.shape[1]
-        if motion_mask is None:
-            motion_mask = torch.ones(batch, steps, dtype=torch.bool, device=motion_tokens.device)
-        elif tuple(motion_mask.shape) != (batch, steps):
-            raise ValueError(
-                f"motion_mask must have shape [batch, tokens] = {[batch, steps]}, got {list(motion_mask.shape)}"
-            )
-        motion_mask = motion_mask.bool()
-        ids = []
-        for name, value in (("emotion_ids", emotion_ids), ("intensity_ids", intensity_ids), ("speaker_ids", speaker_ids)):
-            if value is None:
-                if name != "speaker_ids":
-                    raise ValueError(f"{name} must be given (a [batch] tensor of ids), got None")
-                value = torch.zeros(batch, dtype=torch.long, device=input_values.device)  # unknown speaker
-            value = torch.as_tensor(value, device=input_values.device)
-            if value.ndim == 0:
-                value = value.expand(batch)
-            if tuple(value.shape) != (batch,) or torch.is_floating_point(value):
-                raise ValueError(f"{name} must be an integer tensor [batch={batch}], got shape {list(value.shape)} "
-                                 f"and dtype {value.dtype}")  # fmt: skip
-            ids.append(value.long())
-        return (*ids, motion_tokens.long().masked_fill(~motion_mask[..., None], 0), motion_mask)
+    def _sequence(self, audio, motion_tokens, emotion_ids, intensity_ids, speaker_ids) -> torch.Tensor:
+        """The transformer's input ``[B, 3 + 2T', H]``: the condition prefix (emotion, intensity, speaker), then
+        ``audio_t``, ``motion_t`` interleaved, each with its type embedding."""
+        batch, steps, groups = motion_tokens.shape
+        offsets = torch.arange(groups, device=motion_tokens.device) * self.config.codebook_size
+        motion = self.token_embedding(motion_tokens + offsets).sum(dim=2)  # [B, T', H]
+        types = self.type_embedding.weight
+        prefix = torch.stack(
+            [self.emotion_embedding(emotion_ids), self.intensity_embedding(intensity_ids),
+             self.speaker_embedding(speaker_ids)], dim=1,
+        ) + types[0]  # fmt: skip
+        interleaved = torch.stack([audio + types[1], motion + types[2]], dim=2).reshape(batch, 2 * steps, -1)
+        return torch.cat([prefix, interleaved], dim=1)
 
     def forward(
         self,
@@ -271,60 +208,56 @@ class ESARMRewardModel(ESARMRewardPreTrainedModel):
         Returns:
             :class:`ESARMRewardOutput` with ``rewards`` ``[batch, tokens]`` and ``returns`` ``[batch]``.
         """
-        if labels is not None and tuple(labels.shape) != (input_values.shape[0],):
-            raise ValueError(
-                f"labels must be a [batch={input_values.shape[0]}] tensor of target returns, got shape "
-                f"{list(labels.shape)}"
-            )
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        emotion_ids, intensity_ids, speaker_ids, motion_tokens, motion_mask = self._check_inputs(
-            input_values, attention_mask, emotion_ids, intensity_ids, speaker_ids, motion_tokens, motion_mask
-        )
-        batch, steps, groups = motion_tokens.shape
+        # the audio in the speech encoder's dtype, the ids as int64, padded steps as code 0
+        input_values, attention_mask, _, emotion_ids, intensity_ids, speaker_ids, motion_tokens, motion_mask = (
+            check_model_inputs(
+                self.config, self.speech_encoder.projection.weight, input_values, attention_mask, emotion_ids,
+                intensity_ids, speaker_ids, motion_tokens, motion_mask,
+                required=("emotion_ids", "intensity_ids", "motion_tokens"),
+            )
+        )  # fmt: skip
+        if labels is not None and tuple(labels.shape) != (input_values.shape[0],):
+            raise ValueError(
+                f"labels must be a [batch={input_values.shape[0]}] tensor of target returns, got shape "
+                f"{list(labels.shape)}"
+            )
+        steps = motion_tokens.shape[1]
 
         # Audio features resampled to each trajectory's number of valid steps.
-        input_values = input_values.to(self.speech_encoder.projection.weight.dtype)
         audio, _ = self.speech_encoder(input_values, attention_mask, motion_mask.sum(-1))  # [B, <=T', H]
         audio = F.pad(audio, (0, 0, 0, steps - audio.shape[1])) * motion_mask[..., None]
-
-        offsets = torch.arange(groups, device=motion_tokens.device) * self.config.codebook_size
-        motion = self.token_embedding(motion_tokens + offsets).sum(dim=2)  # [B, T', H]
-
-        types = self.type_embedding.weight
-        prefix = torch.stack(
-            [self.emotion_embedding(emotion_ids), self.intensity_embedding(intensity_ids),
-             self.speaker_embedding(speaker_ids)], dim=1,
-        ) + types[0]  # fmt: skip
-        interleaved = torch.stack([audio + types[1], motion + types[2]], dim=2).reshape(batch, 2 * steps, -1)
         # Right padding only: causal attention never reads a later (padded) position, so no key mask is needed.
         hidden_states = [] if output_hidden_states else None
         attentions = [] if output_attentions else None
         hidden = self.transformer(
-            torch.cat([prefix, interleaved], dim=1), all_hidden_states=hidden_states, all_attentions=attentions
-        )
+            self._sequence(audio, motion_tokens, emotion_ids, intensity_ids, speaker_ids),
+            all_hidden_states=hidden_states, all_attentions=attentions,
+        )  # fmt: skip
         # hidden: [B, 3 + 2T', H]
         motion_hidden = hidden[:, _PREFIX_LENGTH + 1 :: 2]  # outputs at motion_t: [B, T', H]
 
         rewards = self.reward_head(motion_hidden).squeeze(-1) * motion_mask
         discounts = self.config.gamma ** torch.arange(steps, device=rewards.device, dtype=rewards.dtype)
         returns = (rewards * discounts).sum(-1)
-        loss = None
-        if labels is not None:
-            loss = F.mse_loss(returns.float(), labels.to(device=returns.device, dtype=torch.float32))
+        loss = None if labels is None else F.mse_loss(returns.float(), labels.to(returns.device, torch.float32))
         output = ESARMRewardOutput(
-            loss=loss,
-            rewards=rewards,
-            returns=returns,
-            motion_mask=motion_mask,
-            last_hidden_state=motion_hidden,
+            loss=loss, rewards=rewards, returns=returns, motion_mask=motion_mask, last_hidden_state=motion_hidden,
             hidden_states=tuple(hidden_states) if hidden_states else None,
             attentions=tuple(attentions) if attentions else None,
-        )
+        )  # fmt: skip
         return output if return_dict else output.to_tuple()
 
 
 __all__ = ["ESARMRewardModel", "ESARMRewardOutput", "ESARMRewardPreTrainedModel", "ranking_loss"]
+
+
+# Registration with transformers' Auto classes, done on import (``import esarm`` imports this module). A saved
+# folder's copy of this file, run with ``trust_remote_code=True``, registers nothing: its own ``auto_map`` serves it.
+if __package__ == "esarm":
+    AutoModel.register(ESARMRewardModelConfig, ESARMRewardModel, exist_ok=True)
+    ESARMRewardModel.register_for_auto_class("AutoModel")

@@ -25,11 +25,10 @@ import math
 import os
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import GenerationConfig, LogitsProcessorList, PreTrainedModel
+from transformers import AutoModel, GenerationConfig, LogitsProcessorList, PreTrainedModel
 from transformers import initialization as init
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.utils import ModelOutput
@@ -45,17 +44,11 @@ from .generation import (
     resolve_generation_settings,
 )
 from .inference import int8_inference_layers
+from .model_inputs import check_audio_inputs, check_condition_ids, check_model_inputs, check_motion_tokens
 from .modeling_motion_prior import ESARMMotionPrior
-from .modules import (
-    CausalTransformer,
-    SpeechEncoder,
-    SpeechEncoderCheckpointingMixin,
-    audio_frame_lengths,
-    build_audio_encoder,
-    init_module_weights,
-    sequence_mask,
-)
+from .modules import CausalTransformer, init_module_weights, sequence_mask
 from .pipeline import SpeechToAnimationPipeline, custom_pipelines
+from .speech_encoder import SpeechEncoder, SpeechEncoderCheckpointingMixin, build_audio_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -133,50 +126,6 @@ class ESARMSTAGenerateOutput(ModelOutput):
 # --------------------------------------------------------------------------------------------------------------------
 # Input validation (ValueError naming the argument, the expected and the given value)
 # --------------------------------------------------------------------------------------------------------------------
-
-
-def _as_tensor(value, argument: str) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(value)
-    raise ValueError(f"{argument} must be a torch.Tensor or numpy array, got {type(value).__name__}")
-
-
-def _check_labels(
-    ids,
-    argument: str,
-    num_classes: int,
-    batch_size: int,
-    device: torch.device,
-    default: int | None = None,
-    check_values: bool = True,
-) -> torch.LongTensor | None:
-    """Validate class ids ``[B]`` (an int or a 0-d tensor is broadcast); ``None`` -> ``default`` or ``None``.
-
-    ``check_values=False`` checks types and shapes only (no read of the values, so no device sync).
-    """
-    if ids is None:
-        if default is None:
-            return None
-        return torch.full((batch_size,), default, dtype=torch.long, device=device)
-    if isinstance(ids, bool) or not isinstance(ids, (int, np.integer, torch.Tensor, np.ndarray, list, tuple)):
-        raise ValueError(f"{argument} must be integer ids in [0, {num_classes}), got {type(ids).__name__}")
-    ids = torch.as_tensor(ids)
-    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
-        raise ValueError(f"{argument} must be integer ids, got dtype {ids.dtype}")
-    if ids.ndim == 0:
-        ids = ids.expand(batch_size)
-    if ids.ndim != 1 or ids.shape[0] != batch_size:
-        raise ValueError(
-            f"{argument} must have shape [batch] = [{batch_size}] (one id per sequence of input_values), "
-            f"got shape {list(ids.shape)}"
-        )
-    if check_values and ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= num_classes):
-        raise ValueError(
-            f"{argument} must be ids in [0, {num_classes}), got values in [{int(ids.min())}, {int(ids.max())}]"
-        )
-    return ids.to(device=device, dtype=torch.long)
 
 
 def _fit_steps(sequence: torch.Tensor, steps: int) -> torch.Tensor:
@@ -465,106 +414,6 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         """Motion steps ``T' = ceil(T / frames_per_token)`` of audio with ``num_samples`` samples."""
         return num_motion_steps(num_samples, self.fps, self.config.sampling_rate, self.config.frames_per_token)
 
-    # ---- validation --------------------------------------------------------------------------------------------
-
-    def _check_audio(
-        self, input_values, attention_mask, check_values: bool = True
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.LongTensor]:
-        """Validate ``input_values [B, S]`` (or ``[S]``) and its mask; returns them and the lengths ``[B]``.
-
-        ``check_values=False`` (``forward``) checks types and shapes only; the value checks (finite samples, at
-        least one animation frame per sequence) read the tensors, a device sync, and belong to the entry points
-        that take user input (``generate``, ``encode_audio``, the processor, the pipeline).
-        """
-        input_values = _as_tensor(input_values, "input_values")
-        if input_values.ndim == 1:
-            input_values = input_values[None]
-        if input_values.ndim != 2:
-            raise ValueError(
-                f"input_values must have shape [batch, samples] (16 kHz mono audio), got shape {list(input_values.shape)}"
-            )
-        if not input_values.is_floating_point():
-            raise ValueError(f"input_values must be floating point audio samples, got dtype {input_values.dtype}")
-        if input_values.shape[0] == 0 or input_values.shape[1] == 0:
-            raise ValueError(f"input_values must not be empty, got shape {list(input_values.shape)}")
-        if check_values:
-            finite = torch.isfinite(input_values)
-            if not bool(finite.all()):
-                raise ValueError(f"input_values must be finite, got {int((~finite).sum())} NaN/inf samples")
-        param = next(self.parameters())
-        input_values = input_values.to(device=param.device, dtype=param.dtype)
-        batch, samples = input_values.shape
-        if attention_mask is not None:
-            attention_mask = _as_tensor(attention_mask, "attention_mask")
-            if attention_mask.ndim == 1 and batch == 1:
-                attention_mask = attention_mask[None]
-            if tuple(attention_mask.shape) != (batch, samples):
-                raise ValueError(
-                    f"attention_mask must have the shape of input_values {[batch, samples]}, "
-                    f"got {list(attention_mask.shape)}"
-                )
-            attention_mask = attention_mask.to(device=param.device, dtype=torch.long)
-            lengths = attention_mask.sum(-1)
-        else:
-            lengths = torch.full((batch,), samples, dtype=torch.long, device=param.device)
-        if samples < self.min_num_samples or (check_values and int(lengths.min()) < self.min_num_samples):
-            raise ValueError(
-                f"input_values must hold at least one animation frame of audio per sequence ({self.min_num_samples} "
-                f"samples at {self.config.sampling_rate} Hz and {self.fps:g} fps), got lengths {lengths.tolist()}"
-            )
-        frames = audio_frame_lengths(self.audio_encoder, lengths) if self.speech_encoder is not None else lengths
-        if check_values and int(frames.min()) < 1:
-            raise ValueError(
-                f"input_values is too short for the audio encoder (no feature frame), got lengths {lengths.tolist()}"
-            )
-        return input_values, attention_mask, lengths
-
-    def _check_motion_tokens(self, motion_tokens, motion_mask, batch_size: int, check_values: bool = True):
-        motion_tokens = _as_tensor(motion_tokens, "motion_tokens")
-        if motion_tokens.ndim != 3 or motion_tokens.shape[-1] != self.num_groups or motion_tokens.shape[1] == 0:
-            raise ValueError(
-                f"motion_tokens must have shape [batch, steps >= 1, {self.num_groups}] (G = num_groups), "
-                f"got shape {list(motion_tokens.shape)}"
-            )
-        if motion_tokens.shape[0] != batch_size:
-            raise ValueError(
-                f"motion_tokens must have batch size {batch_size} (that of input_values), got {motion_tokens.shape[0]}"
-            )
-        if motion_tokens.is_floating_point() or motion_tokens.is_complex() or motion_tokens.dtype == torch.bool:
-            raise ValueError(f"motion_tokens must be integer code ids, got dtype {motion_tokens.dtype}")
-        steps = motion_tokens.shape[1]
-        device = next(self.parameters()).device
-        if motion_mask is None:
-            motion_mask = torch.ones(batch_size, steps, dtype=torch.bool, device=device)
-        else:
-            motion_mask = _as_tensor(motion_mask, "motion_mask")
-            if tuple(motion_mask.shape) != (batch_size, steps):
-                raise ValueError(
-                    f"motion_mask must have shape [batch, steps] = {[batch_size, steps]}, got {list(motion_mask.shape)}"
-                )
-            motion_mask = motion_mask.to(device=device).bool()
-            if check_values and int(motion_mask.sum(-1).min()) < 1:
-                raise ValueError("motion_mask must mark at least one valid step per sequence, got an empty row")
-        motion_tokens = motion_tokens.to(device=device, dtype=torch.long)
-        valid = motion_tokens[motion_mask] if check_values else motion_tokens[:0]
-        if valid.numel() and (int(valid.min()) < 0 or int(valid.max()) >= self.codebook_size):
-            raise ValueError(
-                f"motion_tokens must be code ids in [0, {self.codebook_size}) (K = codebook_size), "
-                f"got values in [{int(valid.min())}, {int(valid.max())}]"
-            )
-        return motion_tokens.masked_fill(~motion_mask[..., None], 0), motion_mask
-
-    def _check_conditions(self, emotion_ids, intensity_ids, speaker_ids, batch_size: int, check_values: bool = True):
-        device = next(self.parameters()).device
-        config = self.config
-        emotion_ids = _check_labels(emotion_ids, "emotion_ids", config.num_emotions, batch_size, device,
-                                    check_values=check_values)  # fmt: skip
-        intensity_ids = _check_labels(intensity_ids, "intensity_ids", config.num_intensities, batch_size, device,
-                                      check_values=check_values)  # fmt: skip
-        speaker_ids = _check_labels(speaker_ids, "speaker_ids", config.num_speakers + 1, batch_size, device,
-                                    default=0, check_values=check_values)  # fmt: skip
-        return emotion_ids, intensity_ids, speaker_ids
-
     @staticmethod
     def default_intensity_ids(emotion_ids: torch.LongTensor) -> torch.LongTensor:
         """Intensity used when none is given: id 0 (level 1) for neutral (MEAD's only level), else id 1 (level 2)."""
@@ -582,7 +431,9 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
 
         ``num_steps`` ``[B]`` sets ``T'`` per sequence (default: from the audio length, :meth:`num_motion_steps`).
         """
-        input_values, attention_mask, lengths = self._check_audio(input_values, attention_mask)
+        input_values, attention_mask, lengths = check_audio_inputs(
+            self.config, next(self.parameters()), input_values, attention_mask, audio_encoder=self.audio_encoder
+        )
         if num_steps is None:
             num_steps = self.num_motion_steps(lengths)
         return self._speech_features(
@@ -776,15 +627,18 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         if motion_tokens is None:
             raise ValueError("motion_tokens must be given to decode_features (teacher forcing), got None")
         batch = content_features.shape[0]
-        motion_tokens, motion_mask = self._check_motion_tokens(motion_tokens, motion_mask, batch, check_values=False)
+        device = next(self.parameters()).device
+        motion_tokens, motion_mask = check_motion_tokens(
+            self.config, motion_tokens, motion_mask, batch, device, check_values=False
+        )
         if motion_tokens.shape[1] != content_features.shape[1]:
             raise ValueError(
                 f"motion_tokens must have the steps of content_features ({content_features.shape[1]}), "
                 f"got shape {list(motion_tokens.shape)}"
             )
         if style is None:
-            emotion_ids, intensity_ids, speaker_ids = self._check_conditions(
-                emotion_ids, intensity_ids, speaker_ids, batch, check_values=False
+            emotion_ids, intensity_ids, speaker_ids = check_condition_ids(
+                self.config, emotion_ids, intensity_ids, speaker_ids, batch, device, check_values=False
             )
             if emotion_ids is None:
                 emotion_ids = self.classify_emotion(emotion_features).argmax(-1)
@@ -805,6 +659,19 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         return self._token_logits(hidden, mouth_hidden)
 
     # ---- forward -----------------------------------------------------------------------------------------------
+
+    def _total_loss(self, token_loss, phone_loss, mouth_regression_loss, emotion_loss) -> torch.Tensor | None:
+        """The training loss: the token loss plus the weighted auxiliary losses that were computed."""
+        loss = token_loss
+        if phone_loss is not None:
+            weighted = self.config.phone_loss_weight * phone_loss
+            loss = weighted if loss is None else loss + weighted
+        if mouth_regression_loss is not None:
+            loss = loss + self.config.mouth_regression_weight * mouth_regression_loss
+        if emotion_loss is not None and (self.config.emotion_loss_weight > 0 or loss is None):
+            weighted = self.config.emotion_loss_weight * emotion_loss
+            loss = weighted if loss is None else loss + weighted
+        return loss
 
     def forward(
         self,
@@ -853,15 +720,12 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         )
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        input_values, attention_mask, lengths = self._check_audio(input_values, attention_mask, check_values=False)
-        batch = input_values.shape[0]
-        emotion_ids, intensity_ids, speaker_ids = self._check_conditions(
-            emotion_ids, intensity_ids, speaker_ids, batch, check_values=False
-        )
-        if motion_tokens is not None:
-            motion_tokens, motion_mask = self._check_motion_tokens(motion_tokens, motion_mask, batch, check_values=False)
-        elif motion_mask is not None:
-            raise ValueError("motion_mask must come with motion_tokens, got motion_mask without motion_tokens")
+        input_values, attention_mask, lengths, emotion_ids, intensity_ids, speaker_ids, motion_tokens, motion_mask = (
+            check_model_inputs(
+                self.config, next(self.parameters()), input_values, attention_mask, emotion_ids, intensity_ids,
+                speaker_ids, motion_tokens, motion_mask, audio_encoder=self.audio_encoder,
+            )
+        )  # fmt: skip
         # Audio features live on the audio's own step grid (step t covers t * frames_per_token / fps seconds), as
         # in generate; target tokens are aligned to it by time (cut or padded), not stretched.
         audio_features, step_mask = self._speech_features(
@@ -905,19 +769,8 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         if phone_classes is not None and self.phone_head is not None:
             phone_loss = self.phone_head.loss(content, phone_classes.to(content.device))
 
-        loss = None
-        if token_loss is not None:
-            loss = token_loss
-        if phone_loss is not None:
-            weighted = self.config.phone_loss_weight * phone_loss
-            loss = weighted if loss is None else loss + weighted
-        if mouth_regression_loss is not None:
-            loss = loss + self.config.mouth_regression_weight * mouth_regression_loss
-        if emotion_loss is not None and (self.config.emotion_loss_weight > 0 or loss is None):
-            weighted = self.config.emotion_loss_weight * emotion_loss
-            loss = weighted if loss is None else loss + weighted
         output = ESARMSTAOutput(
-            loss=loss,
+            loss=self._total_loss(token_loss, phone_loss, mouth_regression_loss, emotion_loss),
             token_loss=token_loss,
             emotion_loss=emotion_loss,
             phone_loss=phone_loss,
@@ -991,9 +844,14 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         """
         if emotion not in ("auto", None):
             raise ValueError(f"emotion must be 'auto' or None (pass emotion_ids for a given emotion), got {emotion!r}")
-        input_values, attention_mask, lengths = self._check_audio(input_values, attention_mask)
+        parameter = next(self.parameters())
+        input_values, attention_mask, lengths = check_audio_inputs(
+            self.config, parameter, input_values, attention_mask, audio_encoder=self.audio_encoder
+        )
         batch = input_values.shape[0]
-        emotion_ids, intensity_ids, speaker_ids = self._check_conditions(emotion_ids, intensity_ids, speaker_ids, batch)
+        emotion_ids, intensity_ids, speaker_ids = check_condition_ids(
+            self.config, emotion_ids, intensity_ids, speaker_ids, batch, parameter.device
+        )
         if emotion_ids is None and emotion != "auto":
             raise ValueError("emotion_ids must be given when emotion is not 'auto', got None")
         settings = resolve_generation_settings(generation_config, self.generation_config, **kwargs)
@@ -1067,3 +925,10 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
             speaker_ids=speaker_ids,
             emotion_logits=emotion_logits,
         )
+
+
+# Registration with transformers' Auto classes, done on import (``import esarm`` imports this module). A saved
+# folder's copy of this file, run with ``trust_remote_code=True``, registers nothing: its own ``auto_map`` serves it.
+if __package__ == "esarm":
+    AutoModel.register(ESARMSTAConfig, ESARMSTAForGeneration, exist_ok=True)
+    ESARMSTAForGeneration.register_for_auto_class("AutoModel")

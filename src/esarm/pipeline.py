@@ -259,9 +259,15 @@ class SpeechToAnimationPipeline(Pipeline):
 
 
 def register_pipeline() -> None:
-    """Register the ``"speech-to-animation"`` task with transformers (done on ``import esarm``)."""
+    """Register the ``"speech-to-animation"`` task with transformers (done when this module is imported)."""
     if TASK in PIPELINE_REGISTRY.supported_tasks:
         return
     PIPELINE_REGISTRY.register_pipeline(
         TASK, pipeline_class=SpeechToAnimationPipeline, pt_model=AutoModel, type="audio"
     )
+
+
+# Registration with transformers' Auto classes, done on import (``import esarm`` imports this module). A saved
+# folder's copy of this file, run with ``trust_remote_code=True``, registers nothing: its own ``auto_map`` serves it.
+if __package__ == "esarm":
+    register_pipeline()

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from transformers import BatchFeature, Wav2Vec2FeatureExtractor
+from transformers import AutoProcessor, BatchFeature, Wav2Vec2FeatureExtractor
 from transformers.processing_utils import ProcessorMixin
 
 from .audio import check_duration, load_audio, min_samples
@@ -201,3 +201,14 @@ class ESARMProcessor(ProcessorMixin):
     @property
     def model_input_names(self) -> list[str]:
         return ["input_values", "attention_mask", "emotion_ids", "intensity_ids", "speaker_ids"]
+
+
+# Registration with transformers' Auto classes, done on import (``import esarm`` imports this module). A saved
+# folder's copy of this file, run with ``trust_remote_code=True``, registers nothing: its own ``auto_map`` serves it.
+if __package__ == "esarm":
+    from .configuration_esarm import ESARMRewardModelConfig, ESARMSTAConfig
+
+    # the processor serves the two models that hear audio
+    for _config_class in (ESARMSTAConfig, ESARMRewardModelConfig):
+        AutoProcessor.register(_config_class, ESARMProcessor, exist_ok=True)
+    ESARMProcessor.register_for_auto_class("AutoProcessor")

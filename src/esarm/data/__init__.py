@@ -1,4 +1,5 @@
-"""Data: the synthetic emotional talking-face corpus and MEAD / RAVDESS preparation.
+"""Data: the dataset schema, loading, collators and augmentation; the synthetic corpus (:mod:`esarm.data.synthetic`)
+and the preparation of MEAD / RAVDESS (:mod:`esarm.data.prepare`).
 
 Every dataset has one row per clip: ``id``, ``speaker``, ``emotion`` (``esarm.blendshapes.EMOTIONS``),
 ``intensity`` (1..3), ``sentence``, ``audio`` (16 kHz mono FLAC bytes: ``schema.decode_audio_value``), ``sampling_rate``,
@@ -6,17 +7,26 @@ Every dataset has one row per clip: ``id``, ``speaker``, ``emotion`` (``esarm.bl
 by speaker.
 """
 
-from .mead import find_mead_clips, mead_test_clips, prepare_mead
-from .preparation import (
+import importlib
+import sys
+import types
+import warnings
+
+from .prepare import (
     BlendshapeExtractor,
     ClipSource,
     MediaPipeBlendshapeExtractor,
     PreparationResult,
     UnparsedFile,
+    find_mead_clips,
+    find_ravdess_clips,
     load_prepared,
+    mead_test_clips,
+    parse_ravdess_name,
+    prepare_mead,
+    prepare_ravdess,
     split_speakers,
 )
-from .ravdess import find_ravdess_clips, parse_ravdess_name, prepare_ravdess
 from .schema import CLIP_COLUMNS, clip_features
 from .synthetic import (
     EMOTION_PROFILES,
@@ -52,3 +62,32 @@ __all__ = [
     "speaker_splits",
     "split_speakers",
 ]
+
+# Modules that moved into the two sub-packages: their old paths keep working for one release.
+MOVED_MODULES = {
+    **{name: "synthetic" for name in ("tts", "festival", "flite", "voices", "sentences", "expressions", "visemes")},
+    **{name: "prepare" for name in ("mead", "ravdess", "preparation", "extraction", "testing")},
+}
+
+
+class _MovedModule(types.ModuleType):
+    """Stands at a module's old path: each attribute read warns (FutureWarning) and comes from the new module."""
+
+    def __init__(self, old: str, new: str):
+        super().__init__(old)
+        self._new = new
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") and name.endswith("__"):  # the import system's own look-ups (__path__, ...)
+            return getattr(importlib.import_module(self._new), name)
+        warnings.warn(
+            f"{self.__name__} moved to {self._new}; the old path goes in the next release", FutureWarning, stacklevel=2
+        )
+        return getattr(importlib.import_module(self._new), name)
+
+
+for _name, _package in MOVED_MODULES.items():
+    _old, _new = f"{__name__}.{_name}", f"{__name__}.{_package}.{_name}"
+    sys.modules.setdefault(_old, _MovedModule(_old, _new))
+    globals()[_name] = sys.modules[_old]
+del _name, _package, _old, _new

@@ -2,17 +2,17 @@
 
 Two splits, built deterministically for a seed by :func:`build_heldout_sets`:
 
-- ``validation``: eSpeak NG, the corpus's engine, but accent + variant pairs that :data:`esarm.data.expressions.VOICES`
-  does not list, in the accents that random training voices never use (:data:`esarm.data.voices.HELD_OUT_ACCENTS`:
+- ``validation``: eSpeak NG, the corpus's engine, but accent + variant pairs that :data:`esarm.data.synthetic.expressions.VOICES`
+  does not list, in the accents that random training voices never use (:data:`esarm.data.synthetic.voices.HELD_OUT_ACCENTS`:
   Caribbean and Welsh English), with the Klatt and named variants such as ``Annie``, ``adam``, ``linda``,
   at pitches and rates outside the training speakers' ranges, reading :data:`VALIDATION_SENTENCES`;
-- ``test``: CMU Flite (:mod:`esarm.data.flite`), a different synthesiser family whose ``awb``, ``rms`` and ``slt``
+- ``test``: CMU Flite (:mod:`esarm.data.synthetic.flite`), a different synthesiser family whose ``awb``, ``rms`` and ``slt``
   voices are built from recordings of real people, reading :data:`TEST_SENTENCES`.
 
 The sentences were written for this set (not Harvard sentences, which the training pool draws from), rich in
 p / b / m next to open vowels, so that the bilabial closures and wide openings that lip sync hinges on are frequent.
 Rows follow the synthetic corpus's schema (:mod:`esarm.data.schema` plus ``phonemes`` and ``phoneme_times``); the
-``blendshapes`` are the corpus's ground-truth generator (:func:`esarm.data.expressions.animate`, one viseme and
+``blendshapes`` are the corpus's ground-truth generator (:func:`esarm.data.synthetic.expressions.animate`, one viseme and
 coarticulation model for every engine) run on the engine's own phoneme timings, emotion neutral, so LVE and the
 lip-sync measures (:mod:`esarm.evaluation.lipsync`) can both be computed. The ``speaker`` column names the engine
 and voice (``"espeak:en-gb-x-gbcwmd+m8"``, ``"flite:awb"``).
@@ -35,10 +35,10 @@ import numpy as np
 
 from ..audio import resample
 from ..utils import staged_folder
-from .expressions import SpeakerStyle, animate, make_speakers
-from .flite import INSTALL_HINT, FliteSynthesizer, find_flite
 from .schema import SAMPLING_RATE, clip_features, rows_to_dataset
-from .tts import isolated_synthesizer
+from .synthetic.expressions import SpeakerStyle, animate, make_speakers
+from .synthetic.flite import INSTALL_HINT, FliteSynthesizer, find_flite
+from .synthetic.tts import isolated_synthesizer
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ def read_heldout_config(folder: str | os.PathLike) -> dict[str, Any]:
 
 def speaker_styles(split: str, seed: int = 0) -> dict[str, SpeakerStyle]:
     """The ground-truth generator's facial style of each voice of ``split`` (by ``speaker`` name) for the sets
-    built with ``seed``: with them, :func:`esarm.data.expressions.animate` replays a held-out row's ground truth
+    built with ``seed``: with them, :func:`esarm.data.synthetic.expressions.animate` replays a held-out row's ground truth
     under another emotion label."""
     voices, _ = SPLITS[_check_splits([split])[0]]
     return {s.name: s for s in _speaker_styles(voices, seed, list(SPLITS).index(split))}

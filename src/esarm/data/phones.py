@@ -2,7 +2,7 @@
 
 The synthetic corpus stores each clip's phonemes as IPA strings (eSpeak NG's own output, stress marks removed,
 ``"_"`` for a pause) with their start times. Engines that speak ARPAbet (CMU Flite, Festival's US voices) are mapped
-to the same IPA symbols here, so that one viseme and coarticulation model (:mod:`esarm.data.visemes`) and one set
+to the same IPA symbols here, so that one viseme and coarticulation model (:mod:`esarm.data.synthetic.visemes`) and one set
 of lip-sync measures (:mod:`esarm.evaluation.lipsync`) serve every engine.
 
 Openness classes (the reference curve of the lip-sync measures): open vowels 1, mid vowels 0.7, close vowels 0.4,

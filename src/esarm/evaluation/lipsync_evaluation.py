@@ -37,8 +37,8 @@ import numpy as np
 
 from ..blendshapes import EMOTIONS, region_indices
 from ..data import heldout
-from ..data.expressions import SpeakerStyle, animate
 from ..data.loading import even_spread
+from ..data.synthetic.expressions import SpeakerStyle, animate
 from ..modeling_sta import ESARMSTAForGeneration
 from ..processing_esarm import ESARMProcessor
 from . import metrics as M
@@ -278,7 +278,7 @@ def generator_two_label(
 ) -> float:  # fmt: skip
     """The ground-truth generator's lip-motion correlation between two emotion labels on the same timings and audio.
 
-    Each row is animated by :func:`esarm.data.expressions.animate` with its speaker's style, once per label (a
+    Each row is animated by :func:`esarm.data.synthetic.expressions.animate` with its speaker's style, once per label (a
     non-neutral label at intensity 3, the strongest), with the same random draws for both labels.
     """
     first, second = [], []

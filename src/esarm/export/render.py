@@ -97,6 +97,16 @@ class FaceRenderer:
             raise ValueError(f"weights must have shape [52], got shape {weights.shape}")
         return self.render_vertices(self.vertices(weights))
 
+    def _lighting(self, vertices: np.ndarray) -> np.ndarray:
+        """Lambert light in [AMBIENT, 1] of the mesh posed at ``vertices`` [V, 3]: per vertex ``[V]`` with gouraud
+        shading (area-weighted face normals averaged at each vertex), else per face ``[F]``."""
+        corners = vertices[self.faces]  # [F, 3, 3]
+        face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])  # area-weighted
+        if self.shading == "gouraud":
+            face_normals = self._vertex_faces @ face_normals  # [V, 3]
+        unit = face_normals / (np.linalg.norm(face_normals, axis=1, keepdims=True) + 1e-12)
+        return AMBIENT + (1 - AMBIENT) * np.clip(unit @ self._light, 0.0, 1.0)
+
     def render_vertices(self, vertices: np.ndarray) -> np.ndarray:
         """Rasterise the rig's triangles with the given vertex positions [V, 3] mm -> uint8 [H, W, 3]."""
         height, width = self.height, self.width
@@ -106,15 +116,8 @@ class FaceRenderer:
         screen_y = (self._origin[1] - vertices[:, 1]) * self.scale
         depth = vertices[:, 2]
 
-        corners = vertices[faces]  # [F, 3, 3]
-        face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])  # area-weighted
-        if self.shading == "gouraud":
-            normals = self._vertex_faces @ face_normals  # [V, 3]
-            normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
-            vertex_light = AMBIENT + (1 - AMBIENT) * np.clip(normals @ self._light, 0.0, 1.0)
-        else:
-            unit = face_normals / (np.linalg.norm(face_normals, axis=1, keepdims=True) + 1e-12)
-            face_light = AMBIENT + (1 - AMBIENT) * np.clip(unit @ self._light, 0.0, 1.0)
+        # per vertex (gouraud) or per face (flat)
+        light_values = self._lighting(vertices)
 
         x0, x1, x2 = screen_x[faces[:, 0]], screen_x[faces[:, 1]], screen_x[faces[:, 2]]
         y0, y1, y2 = screen_y[faces[:, 0]], screen_y[faces[:, 1]], screen_y[faces[:, 2]]
@@ -170,12 +173,12 @@ class FaceRenderer:
             c = corner_ids[triangle]
             bary1, bary2 = bary1[winner], bary2[winner]
             light = (
-                (1.0 - bary1 - bary2) * vertex_light[c[:, 0]]
-                + bary1 * vertex_light[c[:, 1]]
-                + bary2 * vertex_light[c[:, 2]]
+                (1.0 - bary1 - bary2) * light_values[c[:, 0]]
+                + bary1 * light_values[c[:, 1]]
+                + bary2 * light_values[c[:, 2]]
             )
         else:
-            light = face_light[visible[triangle]]
+            light = light_values[visible[triangle]]
         colour = np.clip(light[:, None] * self._albedo * 255.0, 0, 255).astype(np.uint8)
         image.reshape(-1, 3)[covered] = colour
         return image

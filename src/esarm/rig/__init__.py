@@ -3,7 +3,7 @@
 - :class:`FaceRig` and :func:`resolve_rig` (``esarm.rig.face_rig``): the rig and the one rule for which rig is used
   (explicit path > ``$ESARM_RIG`` > a converted ICT-FaceKit rig in the user cache > the rig embedded in the package).
 - :mod:`esarm.rig.ict_facekit`: ICT-FaceKit (MIT) -> ARKit-52 converter and its pinned, checksum-verified download.
-- :mod:`esarm.rig.obj`, :mod:`esarm.rig.gltf`: the OBJ reader; glTF reading and writing of rigs.
+- :mod:`esarm.rig.obj`, :mod:`esarm.rig.gltf`: the OBJ and glTF readers (writing glTF is :mod:`esarm.export.gltf`).
 - :mod:`esarm.rig.regions`: the ``lips`` and ``eye_forehead`` regions from landmarks or from targets.
 
 ``python -m esarm.rig download`` fetches and converts the full ICT-FaceKit rig into the cache;

@@ -1,15 +1,10 @@
-"""glTF 2.0 of a face rig, both directions: :func:`read_gltf_rig` reads a head whose morph targets carry ARKit
-names into rig arrays; :func:`build_gltf` lays a rig (and optionally an animation) out as a glTF document.
+"""Reading glTF 2.0 heads as face rigs: :func:`read_gltf_rig` reads a head whose morph targets carry ARKit names
+into rig arrays (millimetres). The accessor readers (:func:`buffer_blobs`, :func:`read_accessor`) are shared with
+:mod:`esarm.export.gltf`, which lays a rig and an animation out as a glTF document and reads animations back.
+pygltflib is imported on first use.
 
-Both live here, below ``esarm.export``, so that loading a ``.glb`` head (the rig resolver) needs nothing from the
-export layer, and the two sides of the format — accessor layout, ``mesh.extras.targetNames``, metres in the file
-and millimetres in the rig — are written and read by one module. ``esarm.export.gltf`` writes and reads animation
-files on top of it. pygltflib is imported on first use.
-
-Layout written: one mesh, one primitive (POSITION, uint16/uint32 indices), 52 morph targets (POSITION deltas) named
-in ``mesh.extras.targetNames`` (the convention both Blender and three.js read), the rig's vertex regions in
-``mesh.extras.esarm_regions``, one node, one scene and, with an animation, a LINEAR sampler (times in seconds -> 52
-weights per frame).
+The layout both sides agree on: morph targets named in ``mesh.extras.targetNames`` (the convention both Blender and
+three.js read), the rig's vertex regions in ``mesh.extras.esarm_regions``, metres in the file (:data:`MM_TO_M`).
 """
 
 from __future__ import annotations
@@ -18,15 +13,12 @@ import base64
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..blendshapes import ARKIT_NAMES, BLENDSHAPE_INDEX, NUM_BLENDSHAPES
 from .regions import regions_from_targets
-
-if TYPE_CHECKING:
-    from .face_rig import FaceRig
 
 MM_TO_M = 0.001
 UNITS_TO_MM = {"mm": 1.0, "millimetres": 1.0, "cm": 10.0, "centimetres": 10.0, "m": 1000.0, "metres": 1000.0}
@@ -83,6 +75,41 @@ def read_gltf_rig(
         raise FileNotFoundError(f"path must be a glTF / GLB file, got {path} (no such file)")
     scale = units_scale(units, argument="units")
     gltf = GLTF2().load(str(path))
+    mesh_index, names = _pick_mesh(gltf, mesh, path)
+    gltf_mesh = gltf.meshes[mesh_index]
+    normalised = [normalise_target_name(n) for n in names]
+    missing = [n for n in ARKIT_NAMES if n not in normalised and n != "tongueOut"]
+    if missing:
+        raise ValueError(
+            f"mesh {gltf_mesh.name or mesh_index!r} in {path} must have morph targets for all 52 ARKit "
+            f"blendshapes, missing {missing}"
+        )
+    positions, target_deltas, triangles = _read_primitives(gltf, buffer_blobs(gltf, path), gltf_mesh, len(names))
+    if len(positions) == 0:
+        raise ValueError(f"mesh {gltf_mesh.name!r} in {path} must have a triangle primitive")
+    matrix = _world_matrix(gltf, mesh_index)
+    neutral = positions @ matrix[:3, :3].T + matrix[:3, 3]
+    all_deltas = target_deltas @ matrix[:3, :3].T
+    deltas = np.zeros((NUM_BLENDSHAPES, len(neutral), 3), dtype=np.float64)
+    for t, name in enumerate(normalised):
+        if name in BLENDSHAPE_INDEX:
+            deltas[BLENDSHAPE_INDEX[name]] = all_deltas[t]
+    neutral_mm = (neutral * scale).astype(np.float32)
+    deltas_mm = (deltas * scale).astype(np.float32)
+    if regions is None:
+        extras = gltf_mesh.extras if isinstance(gltf_mesh.extras, dict) else {}
+        regions = extras.get("esarm_regions") or regions_from_targets(neutral_mm, deltas_mm)
+    return {
+        "neutral": neutral_mm,
+        "deltas": deltas_mm,
+        "faces": triangles,
+        "regions": dict(regions),
+        "source": f"glTF {path.name}, mesh {gltf_mesh.name or mesh_index!r}",
+    }
+
+
+def _pick_mesh(gltf, mesh: str | int | None, path: Path) -> tuple[int, list[str]]:
+    """The index and target names of the mesh named by ``mesh``, or of the one covering the most ARKit names."""
     if not gltf.meshes:
         raise ValueError(f"{path} must contain a mesh with ARKit morph targets, got no meshes")
     candidates = []
@@ -92,32 +119,27 @@ def read_gltf_rig(
         candidates.append((len(known), index, names))
     if mesh is None:
         _, mesh_index, names = max(candidates, key=lambda c: (c[0], -c[1]))
-    else:
-        matches = [i for i, m in enumerate(gltf.meshes) if mesh == i or mesh == m.name]
-        if not matches:
-            raise ValueError(f"mesh must be one of {[m.name for m in gltf.meshes]} or an index, got {mesh!r}")
-        mesh_index = matches[0]
-        names = candidates[mesh_index][2]
-    gltf_mesh = gltf.meshes[mesh_index]
-    normalised = [normalise_target_name(n) for n in names]
-    missing = [n for n in ARKIT_NAMES if n not in normalised and n != "tongueOut"]
-    if missing:
-        raise ValueError(
-            f"mesh {gltf_mesh.name or mesh_index!r} in {path} must have morph targets for all 52 ARKit "
-            f"blendshapes, missing {missing}"
-        )
-    blobs = buffer_blobs(gltf, path)
+        return mesh_index, names
+    matches = [i for i, m in enumerate(gltf.meshes) if mesh == i or mesh == m.name]
+    if not matches:
+        raise ValueError(f"mesh must be one of {[m.name for m in gltf.meshes]} or an index, got {mesh!r}")
+    return matches[0], candidates[matches[0]][2]
+
+
+def _read_primitives(gltf, blobs, gltf_mesh, num_targets: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The mesh's triangle primitives concatenated: positions ``[V, 3]``, target deltas ``[targets, V, 3]`` and
+    triangles ``[F, 3]`` (file units, before the node transform); empty arrays when there is no triangle primitive."""
     positions, target_deltas, triangles, offset = [], [], [], 0
     for primitive in gltf_mesh.primitives:
         if primitive.mode not in (None, 4):
             continue  # points / lines carry no surface
         base = read_accessor(gltf, blobs, primitive.attributes.POSITION)
-        if len(primitive.targets or []) != len(names):
+        if len(primitive.targets or []) != num_targets:
             raise ValueError(
-                f"every primitive of mesh {gltf_mesh.name!r} must have {len(names)} morph targets, got "
+                f"every primitive of mesh {gltf_mesh.name!r} must have {num_targets} morph targets, got "
                 f"{len(primitive.targets or [])}"
             )
-        per_target = np.zeros((len(names), len(base), 3), dtype=np.float64)
+        per_target = np.zeros((num_targets, len(base), 3), dtype=np.float64)
         for t, target in enumerate(primitive.targets):
             accessor = target.get("POSITION") if isinstance(target, dict) else getattr(target, "POSITION", None)
             if accessor is not None:
@@ -131,26 +153,8 @@ def read_gltf_rig(
         triangles.append(tri + offset)
         offset += len(base)
     if not positions:
-        raise ValueError(f"mesh {gltf_mesh.name!r} in {path} must have a triangle primitive")
-    matrix = _world_matrix(gltf, mesh_index)
-    neutral = np.concatenate(positions) @ matrix[:3, :3].T + matrix[:3, 3]
-    all_deltas = np.concatenate(target_deltas, axis=1) @ matrix[:3, :3].T
-    deltas = np.zeros((NUM_BLENDSHAPES, len(neutral), 3), dtype=np.float64)
-    for t, name in enumerate(normalised):
-        if name in BLENDSHAPE_INDEX:
-            deltas[BLENDSHAPE_INDEX[name]] = all_deltas[t]
-    neutral_mm = (neutral * scale).astype(np.float32)
-    deltas_mm = (deltas * scale).astype(np.float32)
-    if regions is None:
-        extras = gltf_mesh.extras if isinstance(gltf_mesh.extras, dict) else {}
-        regions = extras.get("esarm_regions") or regions_from_targets(neutral_mm, deltas_mm)
-    return {
-        "neutral": neutral_mm,
-        "deltas": deltas_mm,
-        "faces": np.concatenate(triangles),
-        "regions": dict(regions),
-        "source": f"glTF {path.name}, mesh {gltf_mesh.name or mesh_index!r}",
-    }
+        return np.zeros((0, 3)), np.zeros((num_targets, 0, 3)), np.zeros((0, 3), np.int64)
+    return np.concatenate(positions), np.concatenate(target_deltas, axis=1), np.concatenate(triangles)
 
 
 def _target_names(mesh) -> list[str]:
@@ -238,90 +242,3 @@ def _local_matrix(node) -> np.ndarray:
     matrix[:3, :3] = rotation * np.asarray(node.scale or (1.0, 1.0, 1.0))[None, :]
     matrix[:3, 3] = node.translation or (0.0, 0.0, 0.0)
     return matrix
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Writing
-
-
-def build_gltf(rig: FaceRig, blendshapes: np.ndarray | None, fps: float, name: str):
-    """A ``pygltflib.GLTF2`` document of ``rig`` (metres) and its binary buffer; with ``blendshapes``
-    ``[frames, 52]`` (``ARKIT_NAMES`` order) at ``fps``, also one morph-weights animation."""
-    import pygltflib as gl
-
-    neutral, deltas, faces = rig.neutral, rig.deltas, rig.faces
-    positions = (neutral * MM_TO_M).astype(np.float32)  # [V, 3] m
-    targets = (deltas * MM_TO_M).astype(np.float32)  # [52, V, 3] m
-    index_dtype, index_type = (
-        (np.uint16, gl.UNSIGNED_SHORT) if positions.shape[0] < 65535 else (np.uint32, gl.UNSIGNED_INT)
-    )
-    indices = faces.astype(index_dtype).reshape(-1)
-
-    blobs: list[bytes] = []
-    buffer_views: list[gl.BufferView] = []
-    accessors: list[gl.Accessor] = []
-    offset = 0
-
-    def add(array: np.ndarray, component: int, kind: str, target: int | None, with_bounds: bool) -> int:
-        nonlocal offset
-        data = np.ascontiguousarray(array).tobytes()
-        padding = (-len(data)) % 4
-        buffer_views.append(gl.BufferView(buffer=0, byteOffset=offset, byteLength=len(data), target=target))
-        blobs.append(data + b"\x00" * padding)
-        offset += len(data) + padding
-        count = array.shape[0]
-        accessor = gl.Accessor(bufferView=len(buffer_views) - 1, componentType=component, count=count, type=kind)
-        if with_bounds:
-            flat = array.reshape(count, -1)
-            accessor.min = flat.min(axis=0).astype(float).tolist()
-            accessor.max = flat.max(axis=0).astype(float).tolist()
-        accessors.append(accessor)
-        return len(accessors) - 1
-
-    position_id = add(positions, gl.FLOAT, gl.VEC3, gl.ARRAY_BUFFER, True)
-    index_id = add(indices, index_type, gl.SCALAR, gl.ELEMENT_ARRAY_BUFFER, False)
-    # glTF requires min/max on every POSITION accessor, morph targets included.
-    target_ids = [add(targets[k], gl.FLOAT, gl.VEC3, gl.ARRAY_BUFFER, True) for k in range(len(ARKIT_NAMES))]
-
-    primitive = gl.Primitive(
-        attributes=gl.Attributes(POSITION=position_id),
-        indices=index_id,
-        mode=gl.TRIANGLES,
-        targets=[gl.Attributes(POSITION=t) for t in target_ids],
-    )
-    mesh = gl.Mesh(
-        name=name,
-        primitives=[primitive],
-        weights=[0.0] * len(ARKIT_NAMES),
-        # The regions travel in the mesh's extras, so that read_gltf_rig gives back the same rig.
-        extras={
-            "targetNames": list(ARKIT_NAMES),
-            "esarm_regions": {region: ids.tolist() for region, ids in rig.regions.items()},
-        },
-    )
-    animations = []
-    if blendshapes is not None and blendshapes.shape[0] > 0:
-        times = (np.arange(blendshapes.shape[0], dtype=np.float32) / np.float32(fps)).astype(np.float32)
-        time_id = add(times, gl.FLOAT, gl.SCALAR, None, True)
-        # Output of a morph-weights sampler: frames * targets scalars, frame-major.
-        weight_id = add(blendshapes.astype(np.float32).reshape(-1), gl.FLOAT, gl.SCALAR, None, False)
-        animations.append(
-            gl.Animation(
-                name=f"{name}_speech",
-                samplers=[gl.AnimationSampler(input=time_id, output=weight_id, interpolation="LINEAR")],
-                channels=[gl.AnimationChannel(sampler=0, target=gl.AnimationChannelTarget(node=0, path="weights"))],
-                extras={"fps": float(fps), "targetNames": list(ARKIT_NAMES)},
-            )
-        )
-    gltf = gl.GLTF2(
-        asset=gl.Asset(version="2.0", generator="esarm"),
-        scene=0,
-        scenes=[gl.Scene(nodes=[0])],
-        nodes=[gl.Node(mesh=0, name=name)],
-        meshes=[mesh],
-        accessors=accessors,
-        bufferViews=buffer_views,
-        buffers=[gl.Buffer(byteLength=offset)],
-        animations=animations,
-    )
-    return gltf, b"".join(blobs)

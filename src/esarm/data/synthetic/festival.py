@@ -5,7 +5,7 @@ festvox-us-slt-hts``. :func:`synthesize_batch` writes one Scheme script for a ba
 ``festival -b`` once (about 0.3 s to start, then ~20 ms per utterance), and reads back each utterance's wave
 and its ``Segment`` relation: ARPAbet phone names with their end times and the lexical stress of their syllable.
 Phones are mapped to IPA (:func:`esarm.data.phones.arpabet_to_ipa`, stressed vowels marked ``ˈ``) so that the
-one viseme and coarticulation model of :mod:`esarm.data.visemes` turns them into the ground truth.
+one viseme and coarticulation model of :mod:`esarm.data.synthetic.visemes` turns them into the ground truth.
 
 Voices: two diphone voices (``kal_diphone``, ``ked_diphone``: US English men; pitch mean and range through
 ``int_lr_params``, speed through ``Duration_Stretch``) and one HTS voice (``cmu_us_slt_arctic_hts``: a US
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .phones import PAUSE, VOWELS, arpabet_to_ipa
+from ..phones import PAUSE, VOWELS, arpabet_to_ipa
 from .tts import Utterance
 
 FESTIVAL_VOICES: dict[str, str] = {"kal_diphone": "M", "ked_diphone": "M", "cmu_us_slt_arctic_hts": "W"}
@@ -136,7 +136,7 @@ def _read_wave(path: Path) -> tuple[np.ndarray, int]:
 
 
 def synthesize_batch(requests: list[FestivalRequest], timeout: float = 600.0) -> list[Utterance]:
-    """Synthesise ``requests`` in one Festival process; one :class:`~esarm.data.tts.Utterance` per request.
+    """Synthesise ``requests`` in one Festival process; one :class:`~esarm.data.synthetic.tts.Utterance` per request.
 
     Each utterance's ``sampling_rate`` is the voice's rate times its ``formant_scale`` (rounded to a whole Hz);
     ``phonemes`` are IPA (``"_"`` for a pause), ``phoneme_starts`` the start of each (the previous one's end).

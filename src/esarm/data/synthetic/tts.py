@@ -12,7 +12,7 @@ reproducible output ``isolated_synthesizer`` loads a private copy of the library
 
 That private copy also gets a private data folder (links to the shared voice data, plus its own ``voices/!v``
 folder), into which :meth:`EspeakSynthesizer.install_variant` writes variant files: the random voices of
-:mod:`esarm.data.voices`.
+:mod:`esarm.data.synthetic.voices`.
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ class EspeakSynthesizer:
         """Write a variant file ``voices/!v/<name>`` (then ``"<language>+<name>"`` is a voice of this synthesizer).
 
         Only for a synthesizer of ``isolated_synthesizer`` (its data folder is private); ``text`` is the file, as
-        :meth:`esarm.data.voices.EspeakVoice.variant_text` writes it.
+        :meth:`esarm.data.synthetic.voices.EspeakVoice.variant_text` writes it.
         """
         if not self._private_data:
             raise RuntimeError("install_variant needs a private data folder: use isolated_synthesizer()")

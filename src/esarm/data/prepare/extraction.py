@@ -2,7 +2,7 @@
 
 A ``BlendshapeExtractor`` is any callable ``(frames [T, H, W, 3] uint8 RGB, fps) -> (values [T, 52],
 face_found [T])``; ``MediaPipeBlendshapeExtractor`` is the real one, tests inject
-``esarm.data.testing.PixelBlendshapeExtractor``.
+``esarm.data.prepare.testing.PixelBlendshapeExtractor``.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from urllib.request import urlopen
 
 import numpy as np
 
-from ..blendshapes import ARKIT_NAMES, NUM_BLENDSHAPES, reorder
-from ..utils import atomic_write_bytes, fetch_verified, file_sha256
-from .schema import SAMPLING_RATE
+from ...blendshapes import ARKIT_NAMES, NUM_BLENDSHAPES, reorder
+from ...utils import atomic_write_bytes, fetch_verified, file_sha256
+from ..schema import SAMPLING_RATE
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .phones import base_symbols
+from ..phones import base_symbols
 from .tts import isolated_synthesizer
 
 # Harvard sentences (IEEE 1969, public domain), shortest first so that small corpora have short clips.

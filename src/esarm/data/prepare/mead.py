@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from ..blendshapes import EMOTIONS
+from ...blendshapes import EMOTIONS
 from .preparation import (
     BlendshapeExtractor,
     ClipSource,
@@ -154,7 +154,7 @@ tags: [speech-driven-animation, blendshapes, arkit, emotion, mead]
 # MEAD prepared for esarm
 
 MEAD (Wang et al., *MEAD: A Large-scale Audio-visual Dataset for Emotional Talking-face Generation*, ECCV 2020)
-prepared by `esarm.data.mead.prepare_mead`: front-view video -> 52 ARKit blendshapes per frame (MediaPipe
+prepared by `esarm.data.prepare.mead.prepare_mead`: front-view video -> 52 ARKit blendshapes per frame (MediaPipe
 FaceLandmarker, ARKit order, `tongueOut` = 0), audio -> 16 kHz mono FLAC, lengths aligned. Respect MEAD's
 license: these files derive from it.
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..blendshapes import NUM_BLENDSHAPES
-from .schema import decode_audio_value
+from ...blendshapes import NUM_BLENDSHAPES
+from ..schema import decode_audio_value
 
 BLOCK = 16
 COLUMNS = 8

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..blendshapes import BLENDSHAPE_INDEX, NUM_BLENDSHAPES
-from .ipa import CONSONANTS, VISEME_CLASSES, VOWELS, base_symbols, viseme_class
+from ...blendshapes import BLENDSHAPE_INDEX, NUM_BLENDSHAPES
+from ..ipa import CONSONANTS, VISEME_CLASSES, VOWELS, base_symbols, viseme_class
 
 _STRESS = "ˈ"
 

@@ -20,7 +20,7 @@ import wave
 
 import numpy as np
 
-from .phones import arpabet_to_ipa
+from ..phones import arpabet_to_ipa
 from .tts import Utterance
 
 FLITE_VOICES: tuple[str, ...] = ("kal", "kal16", "awb", "rms", "slt")

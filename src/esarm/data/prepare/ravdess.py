@@ -165,7 +165,7 @@ tags: [speech-driven-animation, blendshapes, arkit, emotion, ravdess]
 # RAVDESS prepared for esarm
 
 RAVDESS (Livingstone and Russo, PLoS ONE 2018, CC BY-NC-SA 4.0) prepared by
-`esarm.data.ravdess.prepare_ravdess`: audio-video speech clips -> 52 ARKit blendshapes per frame (MediaPipe
+`esarm.data.prepare.ravdess.prepare_ravdess`: audio-video speech clips -> 52 ARKit blendshapes per frame (MediaPipe
 FaceLandmarker, ARKit order, `tongueOut` = 0) and 16 kHz mono audio from the clip's own track.
 
 Labels follow MEAD: fearful -> fear, disgust -> disgusted; intensity normal -> 2, strong -> 3, neutral -> 1.
@@ -203,7 +203,7 @@ def prepare_ravdess(
 ) -> PreparationResult:
     """Prepare RAVDESS from its original files (see the module docstring); resumable and idempotent.
 
-    Arguments as ``esarm.data.mead.prepare_mead``; ``calm`` decides what happens to RAVDESS's calm clips.
+    Arguments as ``esarm.data.prepare.mead.prepare_mead``; ``calm`` decides what happens to RAVDESS's calm clips.
     """
     clips, unparsed = find_ravdess_clips(root, calm=calm)
     clips = select_clips(clips, output_dir, max_clips=max_clips, overwrite=overwrite)

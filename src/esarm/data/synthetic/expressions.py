@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..blendshapes import ARKIT_NAMES, BLENDSHAPE_INDEX, EMOTIONS, NUM_BLENDSHAPES
+from ...blendshapes import ARKIT_NAMES, BLENDSHAPE_INDEX, EMOTIONS, NUM_BLENDSHAPES
 from .festival import FESTIVAL_VOICES
 from .languages import check_language, language_voice
 from .visemes import OPENING_NAMES, coarticulate, phoneme_segments, stress_curve
@@ -133,11 +133,11 @@ class SpeakerStyle:
     engine: str = "espeak"  # "espeak" or "festival"
     variant: str = ""  # eSpeak variant file of a random voice ("" for a stock variant or another engine)
     formant_scale: float = 1.0  # Festival voices: factor on the formant frequencies
-    language: str = "en"  # the language the speaker reads (esarm.data.languages)
+    language: str = "en"  # the language the speaker reads (esarm.data.synthetic.languages)
 
 
 VOICE_SPACES = ("fixed", "random")
-"""``make_speakers`` voices: ``"fixed"``, the :data:`VOICES` list; ``"random"``, drawn from :mod:`esarm.data.voices`
+"""``make_speakers`` voices: ``"fixed"``, the :data:`VOICES` list; ``"random"``, drawn from :mod:`esarm.data.synthetic.voices`
 (and Festival's voices, see ``engines``)."""
 
 
@@ -153,10 +153,10 @@ def make_speakers(num_speakers: int, seed: int = 0, voices: str = "fixed", engin
         voices: one of :data:`VOICE_SPACES`.
         engines: with ``"random"`` voices, the engines of training speakers (``"espeak"``, ``"festival"``).
         num_held_out: with ``"random"`` voices, the last speakers (validation and test) get eSpeak voices of the
-            reserved accents (:data:`esarm.data.voices.HELD_OUT_ACCENTS`); training speakers never do.
+            reserved accents (:data:`esarm.data.synthetic.voices.HELD_OUT_ACCENTS`); training speakers never do.
         festival_share: with ``"festival"`` among several engines, the chance that a training speaker is Festival's.
         languages: with ``"random"`` voices, training speaker ``i`` reads ``languages[i % len(languages)]``
-            (:mod:`esarm.data.languages`; Festival's voices speak English only); the held-out ones read English.
+            (:mod:`esarm.data.synthetic.languages`; Festival's voices speak English only); the held-out ones read English.
     """
     if voices not in VOICE_SPACES:
         raise ValueError(f"voices must be one of {VOICE_SPACES}, got {voices!r}")
