@@ -21,6 +21,8 @@ from esarm.evaluation.lipsync_evaluation import (
     evaluate_lipsync,
     fit_probe,
     heldout_sets,
+    language_comparison,
+    language_sets,
     lipsync_sets,
     run_lipsync,
 )
@@ -196,3 +198,64 @@ def test_benchmark_measures_many_checkpoints_with_the_evaluation_step(
     assert saved["lipsync"]["validation"]["ground truth"]["r_jaw"] == pytest.approx(table["ground truth"]["r_jaw"])
     curve = benchmark.curve_table(results["lipsync"], models)
     assert curve.count("\n") == 3 and models[1] in curve.splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def multilingual_corpus():
+    from esarm.data import SyntheticCorpusConfig, generate_synthetic_corpus
+
+    config = SyntheticCorpusConfig.multilingual(
+        num_speakers=3, languages=("en", "it"), validation_languages=("fr",), test_languages=("de",),
+        speakers_per_held_out_language=1, num_sentences=1, sentence_pool_size=2, emotions=("neutral", "sad"),
+    )  # fmt: skip
+    return generate_synthetic_corpus(config, progress=False)
+
+
+def test_language_sets_split_a_multilingual_corpus_by_language(validation_folder, tiny_model, multilingual_corpus):
+    corpus = multilingual_corpus
+    sets = language_sets(corpus["test"], "test")
+    assert [s.name for s in sets] == ["test:en", "test:de"]
+    assert all(len(s.rows) == 1 and s.rows[0]["emotion"] == "neutral" for s in sets)
+    assert {s.rows[0]["language"] for s in sets} == {"en", "de"}
+    assert len(language_sets(corpus["test"], "test", emotion=None)[1].rows) == 2
+    assert language_sets(corpus["train"].filter(lambda r: r["language"] == "en"), "train") == []
+    # The evaluation's lip-sync step measures each language beside the English held-out set.
+    settings = LipSyncSettings(validation_folder, splits=("validation",))
+    out = run_lipsync({"tiny": (tiny_model, None)}, corpus["test"], "test", corpus["train"], None, settings)
+    assert list(out["lipsync"]) == ["validation", "test:en", "test:de"]
+    german = out["lipsync_languages"]["test:de"]["tiny"]
+    # an untrained model's jaw may not move (r undefined): equal NaNs count as equal
+    np.testing.assert_equal(german["r"], out["lipsync"]["test:de"]["tiny"]["r_jaw"])
+    np.testing.assert_equal(german["english_r"], out["lipsync"]["validation"]["tiny"]["r_jaw"])
+    assert out["lipsync"]["test:de"]["ground truth"]["r_jaw"] > 0.5  # the generator follows German phonemes
+    assert "| test:de | tiny |" in results_markdown({"split": "test", **out})
+
+
+def test_language_comparison_against_english_and_loudness():
+    scores = {
+        "validation": {"sta": {"r_jaw": 0.6}, "loudness": {"r_jaw": 0.5}},
+        "test:de": {"sta": {"r_jaw": 0.54}, "loudness": {"r_jaw": 0.4}, "ground truth": {"r_jaw": 0.9}},
+    }
+    comparison = language_comparison(scores)
+    assert list(comparison) == ["test:de"] and list(comparison["test:de"]) == ["sta"]
+    row = comparison["test:de"]["sta"]
+    assert row["ratio"] == pytest.approx(0.9) and row["over_loudness"] == pytest.approx(0.14)
+    assert row["english_r"] == 0.6 and row["loudness_r"] == 0.4
+    assert language_comparison({"test:de": scores["test:de"]}) == {}
+
+
+def test_language_benchmark_tables_every_held_out_language(
+    tmp_path, validation_folder, tiny_model, multilingual_corpus, repo_script, capsys
+):
+    tiny_model.save_pretrained(tmp_path / "model")
+    multilingual_corpus.save_to_disk(str(tmp_path / "corpus"))
+    benchmark = repo_script("benchmarks/lipsync_languages.py")
+    out = benchmark.main([str(tmp_path / "model"), "--corpus", str(tmp_path / "corpus"), "--heldout",
+                          str(validation_folder), "--json", str(tmp_path / "languages.json")])  # fmt: skip
+    assert list(out["lipsync"]) == ["validation", "validation:en", "validation:fr", "test:en", "test:de"]
+    assert list(out["lipsync_languages"]) == ["validation:en", "validation:fr", "test:en", "test:de"]
+    printed = capsys.readouterr().out
+    assert f"| test:de | {tmp_path / 'model'} |" in printed
+    assert json.loads((tmp_path / "languages.json").read_text())["lipsync_languages"].keys() == out[
+        "lipsync_languages"
+    ].keys()

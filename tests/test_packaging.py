@@ -187,5 +187,5 @@ def test_moved_data_modules_forward_from_their_old_paths_with_a_future_warning()
         warnings.simplefilter("error")
         from esarm.data.synthetic import CORPUS_PRESETS, SyntheticCorpusConfig, build_synthetic_corpus, plot_example
 
-    assert CORPUS_PRESETS == ("micro", "tiny", "small", "mead_like") and callable(build_synthetic_corpus)
+    assert CORPUS_PRESETS == ("micro", "tiny", "small", "mead_like", "multilingual") and callable(build_synthetic_corpus)
     assert SyntheticCorpusConfig.tiny().num_speakers > 0 and callable(plot_example)

@@ -14,7 +14,7 @@ def register(subparsers) -> None:
         description="Generate the synthetic corpus (eSpeak NG speech, viseme-driven blendshapes, emotion styles) "
         "and save it with save_to_disk plus a dataset card. Idempotent.",
     )  # fmt: skip
-    p.add_argument("--preset", default="tiny", help="tiny, micro, small or mead_like")
+    p.add_argument("--preset", default="tiny", help="tiny, micro, small, mead_like or multilingual")
     p.add_argument("--output-dir", default="data/synthetic")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-workers", type=int)

@@ -15,15 +15,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from . import ipa
+
 PAUSE = "_"
 """The pause symbol of the corpus (eSpeak NG's end of clause, an ARPAbet ``pau`` / ``sil``)."""
 
-# Symbols that modify a base symbol (stress, length, syllabicity, aspiration...): ignored when classifying.
-MODIFIERS = frozenset("ˈˌːˑ̩̯ʰʲʷ̃.-")
-
-OPEN_VOWELS = frozenset("aɑɐæɔɒ")
-MID_VOWELS = frozenset("eɛəʌɜɚɝɘoɵ")
-CLOSE_VOWELS = frozenset("iɪyuʊɯ")
+# Vowels by the jaw opening of their viseme class (esarm.data.ipa): every vowel of the IPA chart, any language.
+OPEN_VOWELS = frozenset(v for v in ipa.VOWELS if ipa.VOWEL_OPENNESS[ipa.viseme_class(v)] == "open")
+MID_VOWELS = frozenset(v for v in ipa.VOWELS if ipa.VOWEL_OPENNESS[ipa.viseme_class(v)] == "mid")
+CLOSE_VOWELS = frozenset(v for v in ipa.VOWELS if ipa.VOWEL_OPENNESS[ipa.viseme_class(v)] == "close")
 VOWELS = OPEN_VOWELS | MID_VOWELS | CLOSE_VOWELS
 BILABIALS = frozenset("pbm")
 
@@ -51,8 +51,9 @@ def arpabet_to_ipa(phone: str) -> str:
 
 
 def base_symbols(phoneme: str) -> list[str]:
-    """The base IPA symbols of a phoneme string, modifiers removed (``"ˈaɪ"`` -> ``["a", "ɪ"]``)."""
-    return [c for c in phoneme if c not in MODIFIERS]
+    """The base IPA symbols of a phoneme string, modifiers removed (``"ˈaɪ"`` -> ``["a", "ɪ"]``;
+    :func:`esarm.data.ipa.base_symbols`)."""
+    return ipa.base_symbols(phoneme)
 
 
 def phone_class(phoneme: str) -> str:

@@ -7,7 +7,11 @@ Which clips (:func:`lipsync_sets`):
   uses, test = CMU Flite, a synthesiser family training never uses), built in their folder when missing; a split
   whose synthesiser is not installed is skipped with a logged reason;
 - or, for a corpus whose rows carry no phoneme timings (a prepared real dataset such as MEAD), the evaluated corpus
-  split itself: there only the alignment-free measures of :func:`esarm.evaluation.lipsync.set_scores` are defined.
+  split itself: there only the alignment-free measures of :func:`esarm.evaluation.lipsync.set_scores` are defined;
+- and, for a multilingual synthetic corpus (rows with a ``language`` column), one set per language of the evaluated
+  split (:func:`language_sets`: ``"test:de"``, ``"test:en"``, ...; the validation and test languages are held out
+  from training), so that lip sync per language stands beside the English held-out sets
+  (:func:`language_comparison`).
 
 What each set gets (:func:`evaluate_lipsync`): every model animated twice, with each of two emotion labels on the
 same audio, scored with the first label (:func:`~esarm.evaluation.lipsync.lipsync_table`) beside the loudness
@@ -43,7 +47,8 @@ from .lipsync import DEFAULT_MAX_LAG_FRAMES, LogMelProbe, animate_rows, lipsync_
 logger = logging.getLogger(__name__)
 
 __all__ = ["LipSyncSet", "LipSyncSettings", "check_settings", "evaluate_lipsync", "fit_probe", "generator_two_label",
-           "has_phoneme_timings", "heldout_sets", "lipsync_sets", "load_model", "run_lipsync"]  # fmt: skip
+           "has_phoneme_timings", "heldout_sets", "language_comparison", "language_sets", "lipsync_sets", "load_model",
+           "run_lipsync"]  # fmt: skip
 
 HELDOUT_DESCRIPTIONS = {
     "validation": "held-out eSpeak NG voices and sentences",
@@ -199,6 +204,71 @@ def lipsync_sets(
     return [LipSyncSet(split, description, _rows(dataset_split, max_clips))]
 
 
+def language_sets(
+    dataset_split: Any, split: str, max_clips: int | None = None, emotion: str | None = "neutral"
+) -> list[LipSyncSet]:  # fmt: skip
+    """One set per language of a multilingual corpus split (its ``language`` column), named ``"<split>:<language>"``;
+    no set when the split has no ``language`` column or speaks English only.
+
+    ``emotion`` keeps that emotion's clips only (``None``: all): the English held-out sets are neutral speech, so
+    neutral clips make the languages comparable with them. ``max_clips`` per language, an even spread.
+    """
+    if "language" not in dataset_split.column_names:
+        return []
+    languages = list(dict.fromkeys(dataset_split["language"]))
+    if languages == ["en"]:
+        return []
+    emotions = dataset_split["emotion"]
+    sets = []
+    for language in languages:
+        indices = [
+            i for i, (spoken, label) in enumerate(zip(dataset_split["language"], emotions))
+            if spoken == language and (emotion is None or label == emotion)
+        ]  # fmt: skip
+        if not indices:
+            continue
+        clips = "" if emotion is None else f"{emotion} "
+        description = f"corpus split {split!r}, {clips}clips in {language!r}"
+        sets.append(LipSyncSet(f"{split}:{language}", description, _rows(dataset_split.select(indices), max_clips)))
+    return sets
+
+
+def language_comparison(
+    scores: Mapping[str, Mapping[str, Mapping[str, float]]], reference: str = "validation", key: str = "r_jaw"
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Each model's lip sync per language set (:func:`language_sets`) against the English ``reference`` set and the
+    loudness envelope on the same clips.
+
+    Args:
+        scores: :func:`evaluate_lipsync`'s ``{set: {source: scores}}``.
+        reference: the English held-out set to compare with (the fixed eSpeak NG ``"validation"`` set: the same
+            synthesiser as the languages' clips).
+        key: the score compared.
+
+    Returns:
+        ``{set: {model: {"r", "english_r", "ratio", "loudness_r", "over_loudness"}}}`` for every ``"<split>:<lang>"``
+        set; empty when ``scores`` has no language set or no ``reference``.
+    """
+    if reference not in scores:
+        return {}
+    baselines = {"loudness", "log-mel probe", "ground truth"}
+    out = {}
+    for name, sources in scores.items():
+        if ":" not in name:
+            continue
+        rows = {}
+        for source, values in sources.items():
+            if source in baselines or source not in scores[reference]:
+                continue
+            english, loudness = scores[reference][source][key], sources["loudness"][key]
+            rows[source] = {
+                "r": values[key], "english_r": english, "ratio": values[key] / english if english else math.nan,
+                "loudness_r": loudness, "over_loudness": values[key] - loudness,
+            }  # fmt: skip
+        out[name] = rows
+    return out
+
+
 def fit_probe(train_split: Any, max_clips: int | None = 256) -> LogMelProbe:
     """The log-mel ridge probe fitted on at most ``max_clips`` clips of a training split (an even spread).
 
@@ -348,6 +418,8 @@ def run_lipsync(
     sets = lipsync_sets(
         dataset_split, split, settings.heldout, settings.splits, seed, settings.num_sentences, settings.max_clips
     )
+    if dataset_split is not None and split is not None and has_phoneme_timings(dataset_split):
+        sets += language_sets(dataset_split, split, settings.max_clips)
     probe = fit_probe(train_split, settings.probe_clips) if train_split is not None and len(train_split) else None
     scores = evaluate_lipsync(models, sets, probe, rig, settings.labels, seed)
     described = {
@@ -355,4 +427,8 @@ def run_lipsync(
         for s in sets
         if s.name in scores
     }
-    return {"lipsync": scores, "lipsync_sets": described, "lipsync_seconds": time.perf_counter() - started}
+    results = {"lipsync": scores, "lipsync_sets": described, "lipsync_seconds": time.perf_counter() - started}
+    languages = language_comparison(scores)
+    if languages:
+        results["lipsync_languages"] = languages
+    return results

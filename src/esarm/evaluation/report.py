@@ -237,7 +237,26 @@ def lipsync_markdown(results: Mapping[str, Any]) -> str:
         "",
         format_table(scores),
     ]
+    if results.get("lipsync_languages"):
+        lines += ["", language_markdown(results["lipsync_languages"])]
     return "\n".join(lines) + "\n"
+
+
+def language_markdown(comparison: Mapping[str, Mapping[str, Mapping[str, float]]]) -> str:
+    """The per-language lip-sync table (``lipsync_languages``, :func:`~esarm.evaluation.lipsync_evaluation.
+    language_comparison`): each model's r(jawOpen) per language set beside the English held-out r and loudness."""
+    lines = [
+        "Per language (r(jawOpen, openness); English: the held-out `validation` set, the same synthesiser; targets: "
+        "ratio >= 0.9 and at least 0.1 over loudness on the same clips):",
+        "",
+        "| set | model | r | English r | ratio | loudness r | over loudness |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, models in comparison.items():
+        for model, row in models.items():
+            cells = [row[k] for k in ("r", "english_r", "ratio", "loudness_r", "over_loudness")]
+            lines.append(f"| {name} | {model} | " + " | ".join(_format(v, 3) for v in cells) + " |")
+    return "\n".join(lines)
 
 
 def report_markdown(results: Mapping[str, Any], digits: int = 2) -> str:
@@ -462,6 +481,7 @@ def render_rig_poses(
 
 
 __all__ = [
+    "language_markdown",
     "lipsync_markdown",
     "plot_blendshape_curves",
     "plot_epsilon_errors",

@@ -14,9 +14,11 @@ from ...blendshapes import EMOTIONS, INTENSITIES
 from .expressions import (
     VOICE_SPACES,
     SpeakerStyle,
+    make_language_speakers,
     make_speakers,
 )
 from .festival import DEBIAN_PACKAGES, festival_available, require_festival
+from .languages import TEST_LANGUAGES, TRAINING_LANGUAGES, VALIDATION_LANGUAGES, check_language, language_sentences
 from .sentences import HARVARD_SENTENCES, sentence_pool
 
 logger = logging.getLogger(__name__)
@@ -39,7 +41,7 @@ SENTENCES: tuple[str, ...] = HARVARD_SENTENCES
 ENGINES: tuple[str, ...] = ("espeak", "festival")
 
 
-CORPUS_PRESETS = ("micro", "tiny", "small", "mead_like")  # the classmethods of SyntheticCorpusConfig
+CORPUS_PRESETS = ("micro", "tiny", "small", "mead_like", "multilingual")  # the classmethods of SyntheticCorpusConfig
 
 
 @dataclass
@@ -71,6 +73,13 @@ class SyntheticCorpusConfig:
         leading_silence: range (s) of the silence before the speech starts, drawn per clip.
         num_workers: processes generating clips (0 or 1: in this process; eSpeak NG is not thread-safe).
             The corpus is bit-identical for a seed whatever the number of workers.
+        languages: languages of the training speakers (:mod:`esarm.data.synthetic.languages`; training speaker ``i`` reads
+            ``languages[i % len(languages)]``); the held-out speakers of ``num_validation_speakers`` and
+            ``num_test_speakers`` read English. Other than ``("en",)`` needs ``voices="random"``.
+        validation_languages: languages held out for the ``validation`` split: each adds
+            ``speakers_per_held_out_language`` speakers there, with voices of that language and its own sentences.
+        test_languages: the same for the ``test`` split. The three language lists are disjoint.
+        speakers_per_held_out_language: speakers of each held-out language.
     """
 
     num_speakers: int = 6
@@ -90,8 +99,16 @@ class SyntheticCorpusConfig:
     noise_level: float = 0.002
     leading_silence: tuple[float, float] = (0.08, 0.25)
     num_workers: int = 1
+    languages: tuple[str, ...] = ("en",)
+    validation_languages: tuple[str, ...] = ()
+    test_languages: tuple[str, ...] = ()
+    speakers_per_held_out_language: int = 2
 
     def __post_init__(self) -> None:
+        self.languages = tuple(self.languages)
+        self.validation_languages = tuple(self.validation_languages)
+        self.test_languages = tuple(self.test_languages)
+        self._check_languages()
         self.emotions = tuple(self.emotions)
         self.engines = tuple(self.engines)
         self.exclude_sentences = tuple(self.exclude_sentences)
@@ -147,6 +164,33 @@ class SyntheticCorpusConfig:
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
 
+    def _check_languages(self) -> None:
+        lists = {"languages": self.languages, "validation_languages": self.validation_languages,
+                 "test_languages": self.test_languages}  # fmt: skip
+        for name, languages in lists.items():
+            for language in languages:
+                check_language(language, name)
+            if len(set(languages)) < len(languages):
+                raise ValueError(f"{name} must not repeat a language, got {languages}")
+        if not self.languages:
+            raise ValueError("languages must name at least one training language, got ()")
+        # a held-out language must be one that training never hears, or its r measures nothing held out
+        for name in ("validation_languages", "test_languages"):
+            shared = sorted(set(lists[name]) & set(self.languages))
+            if shared:
+                raise ValueError(f"{name} must not hold a training language (languages), got {shared}")
+        shared = sorted(set(self.validation_languages) & set(self.test_languages))
+        if shared:
+            raise ValueError(f"validation_languages and test_languages must be disjoint, got {shared} in both")
+        if self.speakers_per_held_out_language < 1:
+            raise ValueError(f"speakers_per_held_out_language must be >= 1, got {self.speakers_per_held_out_language}")
+        if self.voices == "fixed" and (self.languages != ("en",) or self.validation_languages or self.test_languages):
+            raise ValueError(
+                f"voices must be 'random' for a corpus in other languages than English, got {self.voices!r} with "
+                f"languages {self.languages}, validation_languages {self.validation_languages}, test_languages "
+                f"{self.test_languages}"
+            )
+
     @classmethod
     def micro(cls, **overrides: Any) -> SyntheticCorpusConfig:
         """A few dozen clips in ~2 s: 3 speakers (1 per split), 2 sentences, 4 emotions, intensities 1 and 3."""
@@ -172,6 +216,19 @@ class SyntheticCorpusConfig:
         return cls(**{**values, **overrides})
 
     @classmethod
+    def multilingual(cls, **overrides: Any) -> SyntheticCorpusConfig:
+        """Many languages for lip sync that does not depend on the language: 26 random-voice speakers (24 train,
+        2 of each of the 12 :data:`~esarm.data.synthetic.languages.TRAINING_LANGUAGES`, then 1 English validation and 1
+        English test speaker), plus 2 speakers of each held-out language (validation: French and Polish; test:
+        German, Spanish, Mandarin), 6 sentences each out of a pool of 48 per language, the 8 emotions at
+        intensity 3: 1,728 clips."""
+        values = dict(
+            num_speakers=26, num_sentences=6, sentence_pool_size=48, voices="random", intensities=(3,),
+            languages=TRAINING_LANGUAGES, validation_languages=VALIDATION_LANGUAGES, test_languages=TEST_LANGUAGES,
+        )  # fmt: skip
+        return cls(**{**values, **overrides})
+
+    @classmethod
     def mead_like(cls, **overrides: Any) -> SyntheticCorpusConfig:
         """MEAD's shape: 48 random-voice speakers (40 / 4 / 4), the same 30 sentences, all conditions: ~32k clips."""
         values = dict(
@@ -193,8 +250,15 @@ class SyntheticCorpusConfig:
         return pairs
 
     @property
+    def num_held_out_language_speakers(self) -> int:
+        """Speakers of the held-out languages (beyond ``num_speakers``)."""
+        held_out = len(self.validation_languages) + len(self.test_languages)
+        return held_out * self.speakers_per_held_out_language
+
+    @property
     def num_clips(self) -> int:
-        return self.num_speakers * self.num_sentences * len(self.conditions)
+        speakers = self.num_speakers + self.num_held_out_language_speakers
+        return speakers * self.num_sentences * len(self.conditions)
 
 
 def available_engines() -> tuple[str, ...]:
@@ -206,16 +270,26 @@ def available_engines() -> tuple[str, ...]:
 
 
 def corpus_speakers(config: SyntheticCorpusConfig) -> list[SpeakerStyle]:
-    """The speakers of a corpus, in split order (train, validation, test)."""
-    return make_speakers(
+    """The speakers of a corpus: the ``num_speakers`` (train, English validation, English test), then the
+    speakers of each validation language, then of each test language."""
+    speakers = make_speakers(
         config.num_speakers, config.seed, voices=config.voices, engines=config.engines,
         num_held_out=config.num_validation_speakers + config.num_test_speakers, festival_share=config.festival_share,
+        languages=config.languages,
     )  # fmt: skip
+    for language in (*config.validation_languages, *config.test_languages):
+        speakers += make_language_speakers(language, config.speakers_per_held_out_language, config.seed, len(speakers))
+    return speakers
 
 
-def corpus_sentences(config: SyntheticCorpusConfig) -> list[str]:
-    """The sentence pool of a corpus (``sentence_pool_size`` sentences, or ``num_sentences`` without a pool)."""
-    return sentence_pool(config.sentence_pool_size or config.num_sentences, config.seed, config.exclude_sentences)
+def corpus_sentences(config: SyntheticCorpusConfig, language: str = "en") -> list[str]:
+    """The sentence pool of a corpus in ``language`` (``sentence_pool_size`` sentences, or ``num_sentences`` without
+    a pool): English from :func:`esarm.data.synthetic.sentences.sentence_pool`, the others from
+    :func:`esarm.data.synthetic.languages.language_sentences`."""
+    size = config.sentence_pool_size or config.num_sentences
+    if language == "en":
+        return sentence_pool(size, config.seed, config.exclude_sentences)
+    return language_sentences(language, size, config.seed)
 
 
 def speaker_sentences(config: SyntheticCorpusConfig, speaker_index: int) -> list[int]:
@@ -227,11 +301,15 @@ def speaker_sentences(config: SyntheticCorpusConfig, speaker_index: int) -> list
 
 
 def speaker_splits(config: SyntheticCorpusConfig) -> dict[str, list[str]]:
-    """Speaker names per split: the last speakers are test, the ones before them validation."""
+    """Speaker names per split: of the ``num_speakers``, the last are test and the ones before them validation; the
+    speakers of the validation and test languages join those splits."""
     names = [s.name for s in corpus_speakers(config)]
     num_train = config.num_speakers - config.num_validation_speakers - config.num_test_speakers
+    per_language = config.speakers_per_held_out_language
+    validation_end = config.num_speakers + len(config.validation_languages) * per_language
     return {
         "train": names[:num_train],
-        "validation": names[num_train : num_train + config.num_validation_speakers],
-        "test": names[num_train + config.num_validation_speakers :],
+        "validation": names[num_train : num_train + config.num_validation_speakers]
+        + names[config.num_speakers : validation_end],
+        "test": names[num_train + config.num_validation_speakers : config.num_speakers] + names[validation_end:],
     }

@@ -132,6 +132,7 @@ def _clip(
         "fps": float(config.fps),
         "phonemes": [p.replace("ˈ", "").replace("ˌ", "") or "_" for p in utterance.phonemes],
         "phoneme_times": phoneme_times.astype(np.float32),
+        "language": speaker.language,
     }
 
 
@@ -145,7 +146,8 @@ def generate_clip(
     installed there).
     """
     job = _ClipJob(speaker_index, sentence_index, emotion, intensity)
-    return _run_batch(config, speaker, corpus_sentences(config)[sentence_index], [job], synthesizer)[0]
+    sentence = corpus_sentences(config, speaker.language)[sentence_index]
+    return _run_batch(config, speaker, sentence, [job], synthesizer)[0]
 
 
 # Festival's waves peak near full scale (eSpeak NG's at ~0.5 at volume 100): this gain matches their loudness.
@@ -176,16 +178,19 @@ def _run_batch(
 
 
 def features():
-    """The ``datasets.Features`` of the synthetic corpus (the package schema + ``phonemes``, ``phoneme_times``)."""
+    """The ``datasets.Features`` of the synthetic corpus (the package schema + ``phonemes``, ``phoneme_times``,
+    ``language``)."""
     from datasets import List, Value
 
-    return clip_features({"phonemes": List(Value("string")), "phoneme_times": List(Value("float32"))})
+    return clip_features(
+        {"phonemes": List(Value("string")), "phoneme_times": List(Value("float32")), "language": Value("string")}
+    )
 
 
 def _jobs(config: SyntheticCorpusConfig) -> list[_ClipJob]:
     return [
         _ClipJob(speaker_index, sentence_index, emotion, intensity)
-        for speaker_index in range(config.num_speakers)
+        for speaker_index in range(config.num_speakers + config.num_held_out_language_speakers)
         for sentence_index in speaker_sentences(config, speaker_index)
         for emotion, intensity in config.conditions
     ]
@@ -195,7 +200,7 @@ def _run_jobs(config: SyntheticCorpusConfig, jobs: list[_ClipJob]) -> list[dict[
     # One (speaker, sentence) batch. A fresh eSpeak NG state per batch makes the audio reproducible (see
     # esarm.data.synthetic.tts); Festival runs one process per batch.
     speaker = corpus_speakers(config)[jobs[0].speaker_index]
-    sentence = corpus_sentences(config)[jobs[0].sentence_index]
+    sentence = corpus_sentences(config, speaker.language)[jobs[0].sentence_index]
     if speaker.engine == "festival":
         return _run_batch(config, speaker, sentence, jobs, None)
     with isolated_synthesizer() as synthesizer:
@@ -218,7 +223,8 @@ def generate_synthetic_corpus(config: SyntheticCorpusConfig | None = None, progr
 
     config = config or SyntheticCorpusConfig.tiny()
     jobs = _jobs(config)
-    corpus_sentences(config)  # the pool is cached: computed once here, inherited by forked workers
+    for language in ("en", *config.languages, *config.validation_languages, *config.test_languages):
+        corpus_sentences(config, language)  # the pools are cached: computed once here, inherited by forked workers
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
     bar = tqdm(total=len(jobs), desc="synthetic clips", unit="clip", disable=not progress)
@@ -252,11 +258,22 @@ def _card(config: SyntheticCorpusConfig, corpus, seconds: float) -> str:
         "the same for every speaker" if config.sentence_pool_size is None
         else f"drawn per speaker from a pool of {config.sentence_pool_size}: Harvard sentences, then generated ones"
     )  # fmt: skip
+    if config.languages != ("en",) or config.validation_languages or config.test_languages:
+        sentences += " in English, a pool of that size per language in the others"
     engines = " and ".join({"espeak": "eSpeak NG", "festival": "Festival"}[e] for e in config.engines)
     voices = (
         "eSpeak NG stock voice + variant pairs" if config.voices == "fixed"
         else f"a random voice per speaker ({engines}); validation and test speakers use reserved eSpeak accents"
     )  # fmt: skip
+    languages = list(dict.fromkeys(("en", *config.languages, *config.validation_languages, *config.test_languages)))
+    if len(languages) > 1:
+        held_out = ", ".join(config.validation_languages) or "none"
+        voices += (
+            f". Languages: training {', '.join(config.languages)}; held out for validation {held_out}, for test "
+            f"{', '.join(config.test_languages) or 'none'} ({config.speakers_per_held_out_language} speakers each, "
+            "voices of that language, sentences written per language by `esarm.data.synthetic.languages`); the "
+            "other validation and test speakers read English"
+        )
     rows = "\n".join(
         f"| {name} | {corpus[name].num_rows} | {', '.join(splits[name])} | "
         f"{sum(len(decode_audio_value(a)) for a in corpus[name]['audio']) / config.sampling_rate / 60:.1f} |"
@@ -264,7 +281,7 @@ def _card(config: SyntheticCorpusConfig, corpus, seconds: float) -> str:
     )
     return f"""---
 license: apache-2.0
-language: [en]
+language: [{", ".join(languages)}]
 pretty_name: esarm synthetic emotional talking-face corpus
 tags: [speech-driven-animation, blendshapes, arkit, synthetic, emotion]
 task_categories: [audio-to-audio]
@@ -288,6 +305,7 @@ Load with `datasets.load_from_disk(path)`.
 - `blendshapes`: float32 [frames, 52] in ARKit order (`esarm.blendshapes.ARKIT_NAMES`) at `fps` ({config.fps:g})
 - `phonemes`: the synthesiser's phonemes in IPA (Festival's ARPAbet mapped to IPA; stress marks removed,
   `_` = pause); `phoneme_times`: start of each phoneme in seconds from the start of `audio`
+- `language`: the language the speaker reads (ISO 639 code)
 
 ## How it is generated
 Speech: one voice per speaker (see above); the emotion changes pitch level, pitch range, rate and volume

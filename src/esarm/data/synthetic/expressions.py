@@ -8,12 +8,14 @@ timings + audio) into ground-truth ARKit blendshapes for a speaker, emotion and 
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ...blendshapes import ARKIT_NAMES, BLENDSHAPE_INDEX, EMOTIONS, NUM_BLENDSHAPES
 from .festival import FESTIVAL_VOICES
+from .languages import check_language, language_voice
 from .visemes import OPENING_NAMES, coarticulate, phoneme_segments, stress_curve
 from .voices import HELD_OUT_ACCENTS, TRAINING_ACCENTS, random_voice
 
@@ -131,6 +133,7 @@ class SpeakerStyle:
     engine: str = "espeak"  # "espeak" or "festival"
     variant: str = ""  # eSpeak variant file of a random voice ("" for a stock variant or another engine)
     formant_scale: float = 1.0  # Festival voices: factor on the formant frequencies
+    language: str = "en"  # the language the speaker reads (esarm.data.synthetic.languages)
 
 
 VOICE_SPACES = ("fixed", "random")
@@ -139,7 +142,8 @@ VOICE_SPACES = ("fixed", "random")
 
 
 def make_speakers(num_speakers: int, seed: int = 0, voices: str = "fixed", engines: tuple[str, ...] = ("espeak",),
-                  num_held_out: int = 0, festival_share: float = 0.3) -> list[SpeakerStyle]:  # fmt: skip
+                  num_held_out: int = 0, festival_share: float = 0.3,
+                  languages: tuple[str, ...] = ("en",)) -> list[SpeakerStyle]:  # fmt: skip
     """Speaker styles, deterministic for ``seed``.
 
     Args:
@@ -151,14 +155,24 @@ def make_speakers(num_speakers: int, seed: int = 0, voices: str = "fixed", engin
         num_held_out: with ``"random"`` voices, the last speakers (validation and test) get eSpeak voices of the
             reserved accents (:data:`esarm.data.synthetic.voices.HELD_OUT_ACCENTS`); training speakers never do.
         festival_share: with ``"festival"`` among several engines, the chance that a training speaker is Festival's.
+        languages: with ``"random"`` voices, training speaker ``i`` reads ``languages[i % len(languages)]``
+            (:mod:`esarm.data.synthetic.languages`; Festival's voices speak English only); the held-out ones read English.
     """
     if voices not in VOICE_SPACES:
         raise ValueError(f"voices must be one of {VOICE_SPACES}, got {voices!r}")
+    if not languages:
+        raise ValueError("languages must name at least one language, got ()")
+    for language in languages:
+        check_language(language, "languages")
     if voices == "fixed":
+        if tuple(languages) != ("en",):
+            raise ValueError(f"languages must be ('en',) with voices='fixed' (an English voice list), got {languages}")
         return [_fixed_speaker(index, seed) for index in range(num_speakers)]
     num_train = num_speakers - num_held_out
     return [
-        _random_speaker(index, seed, engines, festival_share, held_out=False)
+        _random_speaker(
+            index, seed, engines, festival_share, held_out=False, language=languages[index % len(languages)]
+        )
         if index < num_train
         else _random_speaker(index - num_train, seed, ("espeak",), 0.0, held_out=True, number=index)
         for index in range(num_speakers)
@@ -181,18 +195,44 @@ def _fixed_speaker(index: int, seed: int) -> SpeakerStyle:
     )
 
 
+def make_language_speakers(
+    language: str, num_speakers: int, seed: int = 0, first_number: int = 0
+) -> list[SpeakerStyle]:
+    """Speakers of a held-out language: random eSpeak NG voices of its language voice, faces drawn as any speaker's.
+
+    Their own random streams (of ``seed`` and the language) make them independent of every training speaker and of
+    the other languages' speakers; their names are numbered from ``first_number + 1`` on.
+    """
+    stream = zlib.crc32(check_language(language).encode())
+    return [
+        _random_speaker(index, seed, ("espeak",), 0.0, held_out=False, number=first_number + index,
+                        language=language, streams=([seed, 9, stream, index], [seed, 10, stream, index]))
+        for index in range(num_speakers)
+    ]  # fmt: skip
+
+
 def _random_speaker(index: int, seed: int, engines: tuple[str, ...], festival_share: float, held_out: bool,
-                    number: int | None = None) -> SpeakerStyle:  # fmt: skip
-    """A speaker of the random voice space: stream 3 (training) or 4 (held-out) of ``seed``, then its face."""
-    voice_rng = np.random.default_rng([seed, 4 if held_out else 3, index])
-    festival = "festival" in engines and (engines == ("festival",) or voice_rng.random() < festival_share)
+                    number: int | None = None, language: str = "en",
+                    streams: tuple[list[int], list[int]] | None = None) -> SpeakerStyle:  # fmt: skip
+    """A speaker of the random voice space: stream 3 (training) or 4 (held-out) of ``seed`` (or ``streams``: the
+    voice's and the face's seeds), then its face. English speakers draw an English accent, others their language's
+    voice."""
+    voice_seed, face_seed = streams or ([seed, 4 if held_out else 3, index], [seed, 5 if held_out else 1, index])
+    voice_rng = np.random.default_rng(voice_seed)
+    festival = (
+        language == "en" and "festival" in engines
+        and (engines == ("festival",) or voice_rng.random() < festival_share)
+    )  # fmt: skip
     if festival:
         voice = str(voice_rng.choice(sorted(FESTIVAL_VOICES)))
         sex, variant, formant_scale = FESTIVAL_VOICES[voice], "", round(voice_rng.uniform(0.9, 1.1) * 40) / 40
     else:
-        espeak_voice = random_voice(voice_rng, HELD_OUT_ACCENTS if held_out else TRAINING_ACCENTS)
+        accents = (
+            (HELD_OUT_ACCENTS if held_out else TRAINING_ACCENTS) if language == "en" else (language_voice(language),)
+        )
+        espeak_voice = random_voice(voice_rng, accents)
         voice, sex, variant, formant_scale = espeak_voice.name, espeak_voice.sex, espeak_voice.variant_text(), 1.0
-    rng = np.random.default_rng([seed, 1, index] if not held_out else [seed, 5, index])
+    rng = np.random.default_rng(face_seed)
     return SpeakerStyle(
         name=f"{sex}{(index if number is None else number) + 1:03d}",
         voice=voice,
@@ -204,6 +244,7 @@ def _random_speaker(index: int, seed: int, engines: tuple[str, ...], festival_sh
         engine="festival" if festival else "espeak",
         variant=variant,
         formant_scale=formant_scale,
+        language=language,
         **_face_style(rng),
     )
 

@@ -1,11 +1,12 @@
 """Phonemes -> lip and jaw blendshapes: a viseme table and coarticulation.
 
-Each IPA phoneme from eSpeak NG (``"ʃ"``, ``"ˈɑːɹ"``, ``"oʊ"``) is split into its segments (one per base
-symbol; diphthongs and r-coloured vowels become two), each with a viseme target over the lower-face
-blendshapes. Targets are blended with dominance functions in the style of Cohen and Massaro (1993): a
-segment dominates its own interval and its influence decays exponentially outside it, so neighbouring
-sounds shape each other (anticipatory lip rounding before /u/, closure of /p b m/ winning over the vowels
-around it).
+Each IPA phoneme from eSpeak NG (``"ʃ"``, ``"ˈɑːɹ"``, ``"oʊ"``, in any of its languages) is split into its segments
+(one per base symbol; diphthongs and r-coloured vowels become two), each with a viseme target over the lower-face
+blendshapes: the target of the symbol's viseme class, which :mod:`esarm.data.ipa` derives from the symbol's place
+and manner (consonants) or height, backness and rounding (vowels). Targets are blended with dominance functions in
+the style of Cohen and Massaro (1993): a segment dominates its own interval and its influence decays exponentially
+outside it, so neighbouring sounds shape each other (anticipatory lip rounding before /u/, closure of /p b m/ winning
+over the vowels around it).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...blendshapes import BLENDSHAPE_INDEX, NUM_BLENDSHAPES
+from ..ipa import CONSONANTS, VISEME_CLASSES, VOWELS, base_symbols, viseme_class
 
-_MODIFIERS = set("ˈˌːˑ̩̯ʰʲʷ̃.-")
 _STRESS = "ˈ"
 
 
@@ -24,7 +25,7 @@ def _both(name: str, value: float) -> dict[str, float]:
     return {f"{name}Left": value, f"{name}Right": value}
 
 
-# Viseme targets (ARKit names -> weight) and dominance of each base IPA symbol. Dominance reflects how
+# Viseme targets (ARKit names -> weight) and dominance of each viseme class. Dominance reflects how
 # strongly a sound constrains the lips: closures (p b m) and labiodentals (f v) must be reached, /h/ and the
 # alveolars mostly borrow the shape of their neighbours.
 _REST: dict[str, float] = {"jawOpen": 0.02, "mouthClose": 0.02}
@@ -49,27 +50,34 @@ _OPEN_BACK_ROUNDED = {"jawOpen": 0.42, "mouthFunnel": 0.45, "mouthPucker": 0.1}
 _MID_BACK_ROUNDED = {"jawOpen": 0.28, "mouthFunnel": 0.45, "mouthPucker": 0.3}
 _CLOSE_BACK_ROUNDED = {"jawOpen": 0.14, "mouthPucker": 0.65, "mouthFunnel": 0.3}
 
-VISEMES: dict[str, tuple[dict[str, float], float]] = {
-    **dict.fromkeys("pbm", (_BILABIAL, 3.0)),
-    **dict.fromkeys("fv", (_LABIODENTAL, 2.0)),
-    **dict.fromkeys("θð", (_DENTAL, 1.0)),
-    **dict.fromkeys("tdnlɾɫ", (_ALVEOLAR, 0.5)),
-    **dict.fromkeys("sz", (_SIBILANT, 0.8)),
-    **dict.fromkeys("ʃʒ", (_POSTALVEOLAR, 1.5)),
-    **dict.fromkeys("kgɡŋx", (_VELAR, 0.5)),
-    **dict.fromkeys("wʍ", (_ROUNDED_APPROXIMANT, 2.0)),
-    **dict.fromkeys("ɹrɻ", (_RHOTIC, 0.8)),
-    **dict.fromkeys("j", (_PALATAL, 0.7)),
-    **dict.fromkeys("hʔ", (_GLOTTAL, 0.2)),
-    **dict.fromkeys("iɪy", (_CLOSE_FRONT, 1.5)),
-    **dict.fromkeys("eɛ", (_MID_FRONT, 1.5)),
-    **dict.fromkeys("æ", (_OPEN_FRONT, 1.6)),
-    **dict.fromkeys("aɑɐ", (_OPEN, 1.6)),
-    **dict.fromkeys("əʌɜɚɝɘ", (_CENTRAL, 1.0)),
-    **dict.fromkeys("ɔɒ", (_OPEN_BACK_ROUNDED, 1.6)),
-    **dict.fromkeys("oɵ", (_MID_BACK_ROUNDED, 1.6)),
-    **dict.fromkeys("uʊɯ", (_CLOSE_BACK_ROUNDED, 1.8)),
+VISEME_TARGETS: dict[str, tuple[dict[str, float], float]] = {
+    "bilabial": (_BILABIAL, 3.0),
+    "labiodental": (_LABIODENTAL, 2.0),
+    "dental": (_DENTAL, 1.0),
+    "alveolar": (_ALVEOLAR, 0.5),
+    "sibilant": (_SIBILANT, 0.8),
+    "postalveolar": (_POSTALVEOLAR, 1.5),
+    "velar": (_VELAR, 0.5),
+    "rounded approximant": (_ROUNDED_APPROXIMANT, 2.0),
+    "rhotic": (_RHOTIC, 0.8),
+    "palatal": (_PALATAL, 0.7),
+    "glottal": (_GLOTTAL, 0.2),
+    "close front": (_CLOSE_FRONT, 1.5),
+    "mid front": (_MID_FRONT, 1.5),
+    "open front": (_OPEN_FRONT, 1.6),
+    "open": (_OPEN, 1.6),
+    "central": (_CENTRAL, 1.0),
+    "open back rounded": (_OPEN_BACK_ROUNDED, 1.6),
+    "mid back rounded": (_MID_BACK_ROUNDED, 1.6),
+    "close back rounded": (_CLOSE_BACK_ROUNDED, 1.8),
 }
+"""Target (ARKit name -> weight) and dominance of each viseme class of :mod:`esarm.data.ipa`."""
+assert tuple(VISEME_TARGETS) == VISEME_CLASSES
+
+VISEMES: dict[str, tuple[dict[str, float], float]] = {
+    symbol: VISEME_TARGETS[viseme_class(symbol)] for symbol in (*VOWELS, *CONSONANTS)
+}
+"""Target and dominance of every IPA base symbol of the chart (:func:`esarm.data.ipa.viseme_class`)."""
 PAUSE_DOMINANCE = 1.0
 OPENING_NAMES: tuple[str, ...] = ("jawOpen", "mouthLowerDownLeft", "mouthLowerDownRight")
 """Blendshapes whose amplitude follows the loudness of the voice."""
@@ -112,7 +120,7 @@ def phoneme_segments(phonemes: list[str], starts: np.ndarray, duration: float) -
         if end <= start:
             continue
         stressed = _STRESS in phoneme
-        symbols = [c for c in phoneme if c not in _MODIFIERS and c in _VISEME_VECTORS]
+        symbols = [c for c in base_symbols(phoneme) if c in _VISEME_VECTORS]
         if not symbols:
             segments.append(Segment(float(start), float(end), _REST_VECTOR, PAUSE_DOMINANCE, False))
             continue
