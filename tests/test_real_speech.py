@@ -7,12 +7,16 @@ import json
 import shutil
 import tarfile
 
+import datasets
 import numpy as np
 import pytest
 import soundfile
 
+from esarm import ESARMSTAConfig, ESARMSTAForGeneration
 from esarm.data import real_speech as R
 from esarm.data.phones import OPENNESS, phone_class
+from esarm.evaluation.lipsync_evaluation import LipSyncSettings, evaluate_lipsync, real_speech_set, run_lipsync
+from esarm.evaluation.run import ESARMEvaluationConfig
 
 
 def test_the_shipped_set_loads_with_labels_and_provenance():
@@ -108,3 +112,30 @@ def test_the_builder_aligns_writes_atomically_and_is_idempotent(tmp_path):
     with pytest.raises(FileNotFoundError, match="demo-1.0.tar.gz"):
         R.build_real_speech_set(tmp_path, tmp_path / "other", sources={"demo": source}, clips=clips)
     assert not (tmp_path / "other").exists()
+
+
+def test_the_evaluation_measures_the_real_speech_set_beside_the_baselines():
+
+    pytest.importorskip("pocketsphinx")
+    pytest.importorskip("pylipsync")
+    model = ESARMSTAForGeneration(ESARMSTAConfig.tiny()).eval()
+    real = real_speech_set(fps=model.config.fps, max_clips=2)
+    assert real.name == R.SET_NAME and len(real.rows) == 2 and real.baselines
+    table = evaluate_lipsync({"tiny": (model, None)}, [real])[R.SET_NAME]
+    assert list(table) == ["tiny", "loudness", "phone rules", "uLipSync"]  # no reference motion: no ground truth
+    for source in table.values():
+        assert np.isfinite(source["r_jaw"]) and np.isfinite(source["closure_jaw"]) and np.isfinite(source["rest_jaw"])
+    assert table["phone rules"]["r_jaw"] > 0.3
+    assert ESARMEvaluationConfig(lipsync_real_speech=False).lipsync_settings().real_speech is False
+    # The evaluation step measures it beside the evaluated split (here a capture-like split: audio and motion).
+    row = real.rows[0]
+    frames = int(round(len(row["audio"]) / 16_000 * model.config.fps))
+    split = datasets.Dataset.from_list([{
+        "id": "c", "audio": row["audio"].tolist(), "sampling_rate": 16_000, "fps": model.config.fps,
+        "blendshapes": np.zeros((frames, 52), np.float32).tolist(),
+    }])  # fmt: skip
+    out = run_lipsync({"tiny": (model, None)}, split, "test", None, None, LipSyncSettings(max_clips=1))
+    assert list(out["lipsync"]) == ["test", R.SET_NAME] and out["lipsync_sets"][R.SET_NAME]["num_clips"] == 1
+    assert "real people" in out["lipsync_sets"][R.SET_NAME]["description"]
+    alone = run_lipsync({"tiny": (model, None)}, split, "test", None, None, LipSyncSettings(real_speech=False))
+    assert list(alone["lipsync"]) == ["test"]

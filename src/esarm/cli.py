@@ -444,7 +444,7 @@ def _lipsync_settings(args: argparse.Namespace):
             check_writable_folder(folder.resolve().parent, argument="--lipsync-heldout")
     return LipSyncSettings(
         args.lipsync_heldout, args.lipsync_splits, args.lipsync_num_sentences, args.lipsync_max_clips,
-        args.lipsync_probe_clips, args.lipsync_labels,
+        args.lipsync_probe_clips, args.lipsync_labels, real_speech=not args.no_lipsync_real_speech,
     )  # fmt: skip
 
 
@@ -648,6 +648,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fit the log-mel probe baseline on at most N clips of the corpus's train split")  # fmt: skip
     p.add_argument("--lipsync-labels", nargs=2, default=["neutral", "happy"], metavar=("SCORED", "OTHER"),
                    help="emotion labels: the models are scored with the first; the lip motion of the two is compared")  # fmt: skip
+    p.add_argument("--no-lipsync-real-speech", action="store_true",
+                   help="leave out the real-speech set (recordings of real people shipped in the package)")  # fmt: skip
     p.add_argument("--no-lipsync", action="store_true", help="skip the lip-sync measures")
     p.set_defaults(handler=cmd_evaluate)
 

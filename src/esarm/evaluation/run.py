@@ -314,6 +314,9 @@ class ESARMEvaluationConfig:
         default_factory=lambda: list(DEFAULT_LABELS),
         metadata={"help": "Two emotion labels: the first is scored, the lip motion of the two is compared."},
     )
+    lipsync_real_speech: bool = field(
+        default=True, metadata={"help": "Also measure the real-speech set shipped in the package (esarm.data.real_speech)."}
+    )
 
     def __post_init__(self) -> None:
         self.lipsync_settings()  # a bad lip-sync field fails here, not after the models ran
@@ -323,7 +326,7 @@ class ESARMEvaluationConfig:
         try:
             return LipSyncSettings(
                 self.lipsync_heldout, list(self.lipsync_splits), self.lipsync_num_sentences, self.lipsync_max_clips,
-                self.lipsync_probe_clips, list(self.lipsync_labels),
+                self.lipsync_probe_clips, list(self.lipsync_labels), real_speech=self.lipsync_real_speech,
             )  # fmt: skip
         except ValueError as error:  # name the config's field, not the settings' attribute
             raise ValueError(f"lipsync_{error}") from None
