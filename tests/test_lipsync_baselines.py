@@ -88,3 +88,21 @@ def test_a_missing_extra_is_named_and_its_baseline_left_out(clip, monkeypatch, c
         B._ulipsync_analyzer.cache_clear()
     with pytest.raises(ValueError, match="names must be among"):
         B.baseline_mouths([clip], [frames(clip)], names=["rhubarb"])
+
+
+def test_the_benchmark_splits_the_set_by_its_kind_of_labels(repo_script):
+    benchmark = repo_script("benchmarks/real_speech.py")
+    whole, published, aligned = benchmark.label_sets(FPS)
+    assert [s.name for s in (whole, published, aligned)] == ["real speech", "published labels", "aligned labels"]
+    assert [r["id"] for r in published.rows] == ["arctic_slt_a0009"]
+    assert len(aligned.rows) == len(whole.rows) - 1 and all(s.baselines for s in (whole, published, aligned))
+
+
+@pytest.mark.slow
+def test_the_benchmark_prints_the_baselines_on_real_speech(repo_script, tmp_path, capsys):
+    pytest.importorskip("pocketsphinx")
+    pytest.importorskip("pylipsync")
+    results = repo_script("benchmarks/real_speech.py").main(["--json", str(tmp_path / "out.json")])
+    assert list(results["published labels"]) == ["loudness", "phone rules", "uLipSync"]
+    assert results["real speech"]["phone rules"]["r_jaw"] > results["real speech"]["loudness"]["r_jaw"]
+    assert "| aligned labels | uLipSync |" in capsys.readouterr().out and (tmp_path / "out.json").is_file()
