@@ -1,4 +1,4 @@
-"""Lip sync of many STA checkpoints on the fixed held-out sets: one table, the checkpoints in the order given (the
+"""Lip sync of many STA checkpoints on the fixed held-out sets and the real-speech set: one table, the checkpoints in the order given (the
 curve of held-out lip sync against training steps).
 
     python benchmarks/sta_lipsync.py --heldout runs/heldout --splits validation --train runs/tiny/corpus \
@@ -9,7 +9,9 @@ Each model is measured by the evaluation's own lip-sync step (esarm.evaluation.l
 openness), bilabial closure, lag, the mean-removed lip-motion correlation between two emotion labels on the same
 audio (--labels) and jawOpen's spread, beside the loudness envelope, the log-mel probe fitted on --train's train split
 and the ground-truth generator (whose two-label value replays the generator with the two labels). --heldout is built
-there when missing. Tune on the validation split; report the test split once. --json writes every number.
+there when missing; the real-speech set (esarm.data.real_speech, recordings of real people) adds the phone-rules and
+uLipSync baselines, and --no_real_speech leaves it out. Tune on the validation split; report the test split once.
+--json writes every number.
 """
 
 from __future__ import annotations
@@ -53,12 +55,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max_clips", type=int, help="at most this many clips per set")
     parser.add_argument("--labels", nargs=2, default=["neutral", "happy"])
     parser.add_argument("--rig", help="face rig (default: esarm.rig.resolve_rig)")
+    parser.add_argument("--no_real_speech", action="store_true", help="leave out the real-speech set")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write all scores here")
     args = parser.parse_args(argv)
 
     settings = LipSyncSettings(
-        args.heldout, args.splits, args.num_sentences, args.max_clips, args.max_train_clips, args.labels
+        args.heldout, args.splits, args.num_sentences, args.max_clips, args.max_train_clips, args.labels,
+        real_speech=not args.no_real_speech,
     )
     names = {str(path): load_model(path) for path in args.models}
     train = load_from_disk(args.train)["train"] if args.train else None

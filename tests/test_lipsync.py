@@ -11,7 +11,6 @@ from esarm.blendshapes import BLENDSHAPE_INDEX, NUM_BLENDSHAPES
 from esarm.data.phones import openness_curve
 from esarm.evaluation.lipsync import (
     INNER_LIP_PAIRS,
-    LogMelProbe,
     animate_rows,
     closure_ratio,
     cross_correlation,
@@ -19,15 +18,15 @@ from esarm.evaluation.lipsync import (
     jaw_open,
     lip_aperture,
     lipsync_table,
-    log_mel,
     loudness_envelope,
-    mel_filter_bank,
     peak_lag_ms,
     pearson,
+    rest_ratio,
+    row_num_frames,
     set_scores,
     silence_closure,
-    stack_context,
 )
+from esarm.evaluation.lipsync_baselines import LogMelProbe, log_mel, mel_filter_bank, stack_context
 from esarm.rig import FaceRig
 
 RATE, FPS = 16000, 30.0
@@ -73,6 +72,16 @@ def test_closure_ratio():
     assert math.isnan(closure_ratio([1.0, 2.0], ["open", "other"]))  # no bilabial frame
     with pytest.raises(ValueError, match="one entry per frame"):
         closure_ratio(mouth, classes[:-1])
+
+
+def test_rest_ratio():
+    classes = ["pause", "pause", "open", "bilabial", "mid", "pause"]
+    assert rest_ratio([0.1, 0.1, 1.0, 0.0, 0.5, 0.1], classes) == pytest.approx(0.1 / 0.5)
+    assert rest_ratio([0.5, 0.5, 0.5, 0.5, 0.5, 0.5], classes) == pytest.approx(1.0)  # never rests
+    assert math.isnan(rest_ratio([1.0, 1.0], ["open", "mid"]))  # no pause
+    assert math.isnan(rest_ratio([0.0, 0.0], ["pause", "open"]))  # no speech opening to compare with
+    with pytest.raises(ValueError, match="one entry per frame"):
+        rest_ratio([0.1, 0.2], ["pause"])
 
 
 def test_loudness_envelope_follows_the_amplitude():
@@ -227,6 +236,7 @@ def test_set_scores_on_a_perfect_and_a_late_mouth():
     assert late["lag_ms"] == pytest.approx(100.0)
     assert late["r_jaw"] < scores["r_jaw"]
     assert scores["silence_closure"] < 0.2  # the mouth rests where the audio is quiet
+    assert scores["rest_jaw"] < 0.2 and math.isnan(scores["rest_aperture"])  # ... and in the pauses
     with pytest.raises(ValueError, match="one entry per row"):
         set_scores([row], [])
 
@@ -246,6 +256,18 @@ def test_lipsync_table_sources_and_format():
     assert markdown.count("\n") == 5 and "| held-out | model | - |" in markdown
     with pytest.raises(ValueError, match="one sequence per row"):
         lipsync_table(rows, constant * 2)
+
+
+def test_rows_without_reference_motion_get_baselines_and_no_ground_truth():
+    row = {k: v for k, v in phoneme_clip().items() if k != "blendshapes"}
+    assert row_num_frames(row) == 60 == row_num_frames(phoneme_clip())
+    truth = jaw_open(phoneme_clip()["blendshapes"])
+    table = lipsync_table([row], {"model": [np.full((60, NUM_BLENDSHAPES), 0.2)]}, baselines={"rules": [truth]})
+    assert list(table) == ["model", "loudness", "rules"]
+    assert table["rules"]["r_jaw"] == pytest.approx(1.0) and table["rules"]["lag_ms"] == 0.0
+    assert math.isnan(table["rules"]["r_aperture"])  # a jaw curve has no lip aperture
+    with pytest.raises(ValueError, match=r"baselines\['rules'\] must hold one sequence per row"):
+        lipsync_table([row], baselines={"rules": [truth, truth]})
 
 
 def test_animate_rows_returns_the_rows_frame_counts():

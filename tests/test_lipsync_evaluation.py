@@ -135,7 +135,7 @@ def test_a_split_without_phoneme_timings_gets_the_alignment_free_measures(tmp_pa
     # A rig without the iBUG landmarks (the aperture's reference points) leaves only the aperture measures out.
     neutral = np.random.default_rng(0).uniform(-50, 50, size=(68, 3))
     no_landmarks = FaceRig(neutral, np.zeros((52, 68, 3)), np.zeros((0, 3)), {"lips": [1], "eye_forehead": [2]})
-    settings = LipSyncSettings(tmp_path / "heldout")
+    settings = LipSyncSettings(tmp_path / "heldout", real_speech=False)
     out = run_lipsync({"tiny": (tiny_model, None)}, split, "test", split, no_landmarks, settings)
     table = out["lipsync"]["test"]
     for source in ("tiny", "log-mel probe", "ground truth"):
@@ -152,7 +152,8 @@ def test_a_split_without_phoneme_timings_gets_the_alignment_free_measures(tmp_pa
 
 def lipsync_results() -> dict:
     nan = float("nan")
-    scores = {"r_jaw": 0.42, "r_aperture": 0.4, "closure_jaw": 0.8, "closure_aperture": 0.7, "lag_ms": 33.3,
+    scores = {"r_jaw": 0.42, "r_aperture": 0.4, "closure_jaw": 0.8, "closure_aperture": 0.7, "rest_jaw": 0.1,
+              "lag_ms": 33.3,
               "envelope_r": 0.3, "envelope_lag_ms": 0.0, "silence_closure": 0.6, "jaw_std": 0.05, "two_label_r": 0.9}
     loudness = {**scores, "r_jaw": 0.61, "envelope_r": nan, "two_label_r": nan}
     return {
@@ -167,7 +168,7 @@ def test_report_shows_the_lipsync_section(tmp_path):
     markdown = results_markdown(flat)
     section = markdown[markdown.index("### Lip sync") :]
     assert "`validation`: held-out eSpeak NG voices and sentences, 24 clips" in section
-    assert "| validation | sta | 0.42 | 0.40 | 0.80 | 0.70 | +33 | 0.30 | +0 | 0.60 | 0.90 |" in section
+    assert "| validation | sta | 0.42 | 0.40 | 0.80 | 0.70 | 0.10 | +33 | 0.30 | +0 | 0.60 | 0.90 |" in section
     assert "| validation | loudness | 0.61 |" in section and "| 0.60 | - |" in section
     paths = write_report(flat, tmp_path)
     saved = json.loads(paths["results_json"].read_text())
@@ -196,8 +197,8 @@ def test_benchmark_measures_many_checkpoints_with_the_evaluation_step(
     saved = json.loads(out.read_text())  # strict JSON: undefined measures are null, not NaN
     assert saved["lipsync"]["validation"]["loudness"]["envelope_r"] is None
     assert saved["lipsync"]["validation"]["ground truth"]["r_jaw"] == pytest.approx(table["ground truth"]["r_jaw"])
-    curve = benchmark.curve_table(results["lipsync"], models)
-    assert curve.count("\n") == 3 and models[1] in curve.splitlines()[-1]
+    curve = benchmark.curve_table(results["lipsync"], models)  # validation, then the real-speech set
+    assert curve.count("\n") == 5 and models[1] in curve.splitlines()[-1] and "real speech" in curve.splitlines()[-1]
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +221,7 @@ def test_language_sets_split_a_multilingual_corpus_by_language(validation_folder
     assert len(language_sets(corpus["test"], "test", emotion=None)[1].rows) == 2
     assert language_sets(corpus["train"].filter(lambda r: r["language"] == "en"), "train") == []
     # The evaluation's lip-sync step measures each language beside the English held-out set.
-    settings = LipSyncSettings(validation_folder, splits=("validation",))
+    settings = LipSyncSettings(validation_folder, splits=("validation",), real_speech=False)
     out = run_lipsync({"tiny": (tiny_model, None)}, corpus["test"], "test", corpus["train"], None, settings)
     assert list(out["lipsync"]) == ["validation", "test:en", "test:de"]
     german = out["lipsync_languages"]["test:de"]["tiny"]

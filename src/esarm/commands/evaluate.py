@@ -44,6 +44,8 @@ def register(subparsers) -> None:
     p.add_argument("--lipsync-labels", nargs=2, default=["neutral", "happy"], metavar=("SCORED", "OTHER"),
                    help="emotion labels: the models are scored with the first; the lip motion of the two is compared")  # fmt: skip
     p.add_argument("--no-lipsync", action="store_true", help="skip the lip-sync measures")
+    p.add_argument("--no-lipsync-real-speech", action="store_true",
+                   help="leave out the real-speech set (recordings of real people shipped in the package)")  # fmt: skip
     p.set_defaults(handler=run)
 
 
@@ -92,7 +94,8 @@ def lipsync_settings(args: argparse.Namespace):
     try:
         settings = LipSyncSettings(
             args.lipsync_heldout, args.lipsync_splits, args.lipsync_num_sentences, args.lipsync_max_clips,
-            args.lipsync_probe_clips, args.lipsync_labels, spelling="flag",
+            args.lipsync_probe_clips, args.lipsync_labels, real_speech=not args.no_lipsync_real_speech,
+            spelling="flag",
         )  # fmt: skip
     except ValueError as error:
         raise CommandError(str(error)) from None

@@ -6,6 +6,8 @@ Per clip, from the phoneme timings of the synthesiser (:mod:`esarm.data.phones`)
   for ``jawOpen`` and for the lip aperture measured on the face rig (:func:`lip_aperture`);
 - :func:`closure_ratio`: mean mouth opening on p / b / m frames over its mean on vowel frames (0: the lips close
   for every bilabial; 1: they do not close at all);
+- :func:`rest_ratio`: mean mouth opening on pause frames over its mean on speech frames (0: the mouth rests in
+  every pause);
 - :func:`peak_lag_ms`: the lag at the peak of the cross-correlation, in ms; **positive = the mouth is late**.
 
 Without phoneme timings (real captures such as MEAD), alignment-free measures against the audio itself:
@@ -14,7 +16,9 @@ opening in the quietest frames relative to the speech frames).
 
 Every number is meant to stand beside two baselines and a ceiling (:func:`lipsync_table`): the loudness envelope
 itself (a loudness meter that "opens" with the voice), a linear log-mel probe fitted on a training split
-(:class:`LogMelProbe`), and the ground-truth generator (the corpus's viseme model on the engine's own timings).
+(:class:`~esarm.evaluation.lipsync_baselines.LogMelProbe`), and the ground-truth generator (the corpus's viseme model on the engine's own timings).
+Sets without reference motion (the real-speech set, :mod:`esarm.data.real_speech`) have no ground-truth row; there
+the baselines of :mod:`esarm.evaluation.lipsync_baselines` (recognised phones, uLipSync) stand beside the model.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import numpy as np
 
 from ..blendshapes import BLENDSHAPE_INDEX, NUM_BLENDSHAPES
 from ..data.phones import frame_classes, openness_curve
-from ..data.schema import decode_audio_value
+from .lipsync_baselines import LogMelProbe, row_audio
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +50,6 @@ DEFAULT_MAX_LAG_FRAMES = 6  # +-200 ms at 30 fps: wider than any coarticulation 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Mouth signals
-
-
-def row_audio(row: dict[str, Any]) -> np.ndarray:
-    """A clip's float32 samples at its ``sampling_rate``, whatever the layout of its ``audio`` column."""
-    return decode_audio_value(row["audio"], int(row["sampling_rate"]))
 
 
 def jaw_open(blendshapes: Any) -> np.ndarray:
@@ -155,6 +154,23 @@ def closure_ratio(mouth: Any, classes: Sequence[str]) -> float:
     return float(mouth[bilabial].mean() / mouth[vowel].mean())
 
 
+def rest_ratio(mouth: Any, classes: Sequence[str]) -> float:
+    """Mean ``mouth`` on pause frames over its mean on speech (every other) frame; NaN when either set is empty or
+    the speech mean is 0.
+
+    ``classes`` holds one phone class per frame (:func:`esarm.data.phones.frame_classes`). The phoneme-timed
+    counterpart of :func:`silence_closure`: 0 means the mouth rests in every pause, 1 that it moves on as in speech.
+    """
+    mouth = np.asarray(mouth, np.float64).reshape(-1)
+    classes = np.asarray(classes)
+    if len(classes) != len(mouth):
+        raise ValueError(f"classes must have one entry per frame ({len(mouth)}), got {len(classes)}")
+    pause = classes == "pause"
+    if not pause.any() or pause.all() or mouth[~pause].mean() == 0:
+        return math.nan
+    return float(mouth[pause].mean() / mouth[~pause].mean())
+
+
 def loudness_envelope(
     audio: Any, sampling_rate: int, num_frames: int, fps: float, window_frames: float = 2.0
 ) -> np.ndarray:
@@ -194,106 +210,15 @@ def silence_closure(mouth: Any, loudness: Any, quiet_fraction: float = 0.2, spee
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Log-mel probe
-
-
-def mel_filter_bank(num_bands: int, n_fft: int, sampling_rate: int, low_hz: float = 20.0, high_hz: float | None = None):
-    """Triangular filters on the HTK mel scale, float64 ``[n_fft // 2 + 1, num_bands]`` (peak 1 each)."""
-    high_hz = high_hz or sampling_rate / 2
-
-    def mel(hz):
-        return 2595.0 * np.log10(1.0 + np.asarray(hz) / 700.0)
-
-    edges_mel = np.linspace(mel(low_hz), mel(high_hz), num_bands + 2)
-    edges = 700.0 * (10.0 ** (edges_mel / 2595.0) - 1.0)
-    bins = np.linspace(0, sampling_rate / 2, n_fft // 2 + 1)
-    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    rising = (bins[None] - lower) / (centre - lower)
-    falling = (upper - bins[None]) / (upper - centre)
-    return np.maximum(0.0, np.minimum(rising, falling)).T
-
-
-def log_mel(
-    audio: Any, sampling_rate: int, num_frames: int, fps: float, num_bands: int = 40, window_s: float = 0.025
-) -> np.ndarray:
-    """Per-utterance-normalised log-mel energies at each animation frame centre, float64 ``[num_frames, num_bands]``.
-
-    A Hann window of ``window_s`` centred on ``(k + 0.5) / fps``; each band is then shifted and scaled to zero mean
-    and unit variance over the utterance, which removes most of a voice's and a channel's spectral tilt.
-    """
-    audio = np.asarray(audio, np.float64).reshape(-1)
-    window = int(round(window_s * sampling_rate))
-    n_fft = 1 << (window - 1).bit_length()
-    centres = np.round((np.arange(num_frames) + 0.5) / fps * sampling_rate).astype(np.int64)
-    padded = np.pad(audio, (window, window))
-    index = centres[:, None] + np.arange(window)[None] - window // 2 + window  # [T, window]
-    index = np.clip(index, 0, len(padded) - 1)
-    spectrum = np.abs(np.fft.rfft(padded[index] * np.hanning(window)[None], n=n_fft, axis=1)) ** 2
-    mel = np.log(spectrum @ mel_filter_bank(num_bands, n_fft, sampling_rate) + 1e-10)
-    return (mel - mel.mean(axis=0)) / (mel.std(axis=0) + 1e-6)
-
-
-def stack_context(features: np.ndarray, context: int = 3) -> np.ndarray:
-    """Each frame's features beside those of its ``context`` neighbours on each side (edges repeated):
-    ``[T, F]`` -> ``[T, (2 * context + 1) * F]``."""
-    features = np.asarray(features)
-    padded = np.pad(features, ((context, context), (0, 0)), mode="edge")
-    return np.concatenate([padded[k : k + len(features)] for k in range(2 * context + 1)], axis=1)
-
-
-class LogMelProbe:
-    """A linear probe: ridge regression from log-mel frames (+-``context``) to the 52 blendshapes.
-
-    The issue it answers: can a linear map of speaker-normalised spectra follow the mouth on unseen voices? Its
-    ``jawOpen`` is the baseline of the lip-sync table; all 52 outputs are fitted (at no extra cost) so that the lip
-    aperture can be measured on the rig too.
-
-    Args:
-        num_bands: mel bands (:func:`log_mel`).
-        context: frames of context on each side (:func:`stack_context`).
-        alpha: ridge penalty (on the weights, not the bias); with ~10^4 training frames of unit-variance features
-            the fit is insensitive to it between 1 and 100.
-    """
-
-    def __init__(self, num_bands: int = 40, context: int = 3, alpha: float = 10.0) -> None:
-        if num_bands < 1 or context < 0 or alpha < 0:
-            raise ValueError(
-                f"num_bands >= 1, context >= 0 and alpha >= 0 expected, got {num_bands}, {context}, {alpha}"
-            )
-        self.num_bands, self.context, self.alpha = num_bands, context, alpha
-        self.weights: np.ndarray | None = None  # [features + 1, 52]
-
-    def features(self, audio: Any, sampling_rate: int, num_frames: int, fps: float) -> np.ndarray:
-        """Design matrix ``[num_frames, (2 * context + 1) * num_bands + 1]`` (last column: bias)."""
-        stacked = stack_context(log_mel(audio, sampling_rate, num_frames, fps, self.num_bands), self.context)
-        return np.concatenate([stacked, np.ones((num_frames, 1))], axis=1)
-
-    def fit(self, rows: Iterable[dict[str, Any]]) -> LogMelProbe:
-        """Fit on rows of the clip schema (``audio``, ``sampling_rate``, ``blendshapes``, ``fps``)."""
-        gram, cross, frames = None, None, 0
-        for row in rows:
-            target = np.asarray(row["blendshapes"], np.float64)
-            x = self.features(row_audio(row), int(row["sampling_rate"]), len(target), float(row["fps"]))
-            gram = x.T @ x if gram is None else gram + x.T @ x
-            cross = x.T @ target if cross is None else cross + x.T @ target
-            frames += len(target)
-        if gram is None:
-            raise ValueError("rows must hold at least one clip to fit the probe, got none")
-        penalty = self.alpha * np.eye(len(gram))
-        penalty[-1, -1] = 0.0
-        self.weights = np.linalg.solve(gram + penalty, cross)
-        logger.info("fitted the log-mel probe on %d frames", frames)
-        return self
-
-    def predict(self, audio: Any, sampling_rate: int, num_frames: int, fps: float) -> np.ndarray:
-        """Blendshapes ``[num_frames, 52]`` (clipped to [0, 1]) for one clip."""
-        if self.weights is None:
-            raise RuntimeError("the probe must be fitted (LogMelProbe.fit) before predict")
-        return np.clip(self.features(audio, sampling_rate, num_frames, fps) @ self.weights, 0.0, 1.0)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
 # Sets: the model beside the baselines and the ground truth
+
+
+def row_num_frames(row: dict[str, Any]) -> int:
+    """A row's animation frames: the length of its ``blendshapes``, else ``round(seconds * fps)`` (rows without
+    reference motion, such as the real-speech set's)."""
+    if row.get("blendshapes") is not None:
+        return len(row["blendshapes"])
+    return int(round(len(row_audio(row)) / float(row["sampling_rate"]) * float(row["fps"])))
 
 
 def reference_curves(row: dict[str, Any], num_frames: int) -> tuple[np.ndarray, list[str]]:
@@ -326,7 +251,7 @@ def animate_rows(
         )  # fmt: skip
         if abs(result.fps - float(row["fps"])) > 1e-6:
             raise ValueError(f"the model animates at {result.fps} fps, but row {row['id']!r} is at {row['fps']} fps")
-        frames = len(row["blendshapes"])
+        frames = row_num_frames(row)
         blendshapes = result.blendshapes[:frames]
         if len(blendshapes) < frames:  # rounding of the audio length: repeat the last frame
             blendshapes = np.concatenate([blendshapes, np.repeat(blendshapes[-1:], frames - len(blendshapes), 0)])
@@ -361,7 +286,8 @@ def set_scores(
 
     Returns:
         ``r_jaw`` / ``r_aperture`` (mean over clips of r with the openness curve), ``closure_jaw`` /
-        ``closure_aperture`` (pooled over the set's frames), ``lag_ms`` (peak of the clip-averaged cross-correlation
+        ``closure_aperture`` and ``rest_jaw`` / ``rest_aperture`` (:func:`closure_ratio`, :func:`rest_ratio`,
+        pooled over the set's frames), ``lag_ms`` (peak of the clip-averaged cross-correlation
         of the jaw with the openness curve; positive = late), and the alignment-free ``envelope_r``,
         ``envelope_lag_ms`` and ``silence_closure`` (on the aperture when given, else the jaw), and ``jaw_std``
         (mean over clips of the jaw curve's standard deviation: a mouth that hardly moves scores a high r on a
@@ -394,6 +320,8 @@ def set_scores(
         "r_aperture": _nanmean(r["aperture"]),
         "closure_jaw": math.nan,
         "closure_aperture": math.nan,
+        "rest_jaw": math.nan,
+        "rest_aperture": math.nan,
         "lag_ms": _mean_lag_ms(lag_curves, fps),
         "envelope_r": _nanmean(envelope_r),
         "envelope_lag_ms": _mean_lag_ms(envelope_curves, fps),
@@ -403,6 +331,7 @@ def set_scores(
     for name, (values, classes) in pooled.items():
         if values:
             scores[f"closure_{name}"] = closure_ratio(np.concatenate(values), classes)
+            scores[f"rest_{name}"] = rest_ratio(np.concatenate(values), classes)
     return scores
 
 
@@ -417,37 +346,46 @@ def lipsync_table(
     rows: Sequence[dict[str, Any]],
     model_blendshapes: Sequence[np.ndarray] | Mapping[str, Sequence[np.ndarray]] | None = None,
     probe: LogMelProbe | None = None, rig=None, max_lag_frames: int = DEFAULT_MAX_LAG_FRAMES,
+    baselines: Mapping[str, Sequence[np.ndarray]] | None = None,
 ) -> dict[str, dict[str, float]]:  # fmt: skip
     """The lip-sync scores (:func:`set_scores`) of every source on one set, floor and ceiling beside the model.
 
     Sources: the models (``model_blendshapes``: one ``[frames, 52]`` per row, e.g. from :func:`animate_rows`, as
     source ``"model"``; or ``{name: sequences}`` for several models, one source each), ``"loudness"`` (the
     :func:`loudness_envelope` as the mouth; its own envelope measures and its ``jaw_std``, in audio units, are left
-    NaN), ``"log-mel probe"`` (``probe``'s prediction) and ``"ground truth"`` (the rows' ``blendshapes``: on the
-    held-out sets, the corpus's generator run on the engine's timings). ``rig`` adds the lip-aperture measures.
+    NaN), ``"log-mel probe"`` (``probe``'s prediction), ``baselines`` (``{name: one opening curve [frames] per
+    row}``, scored as jaws, e.g. :func:`esarm.evaluation.lipsync_baselines.baseline_mouths`) and ``"ground truth"``
+    (the rows' ``blendshapes``: on the held-out sets, the corpus's generator run on the engine's timings; left out
+    when the rows have none). ``rig`` adds the lip-aperture measures. Frames per row: :func:`row_num_frames`.
     """
     rows = list(rows)
     table = {}
     if model_blendshapes is not None and not isinstance(model_blendshapes, Mapping):
         model_blendshapes = {"model": model_blendshapes}
+    for kind, sources in (("model_blendshapes", model_blendshapes or {}), ("baselines", baselines or {})):
+        for name, sequences in sources.items():
+            if len(sequences) != len(rows):
+                raise ValueError(f"{kind}[{name!r}] must hold one sequence per row ({len(rows)}), got {len(sequences)}")
     for name, sequences in (model_blendshapes or {}).items():
-        if len(sequences) != len(rows):
-            raise ValueError(
-                f"model_blendshapes[{name!r}] must hold one sequence per row ({len(rows)}), got {len(sequences)}"
-            )
         table[name] = set_scores(rows, [_mouths(b, rig) for b in sequences], max_lag_frames)
+    frames = [row_num_frames(r) for r in rows]
     loudness = [
-        {"jaw": loudness_envelope(row_audio(r), int(r["sampling_rate"]), len(r["blendshapes"]), float(r["fps"]))}
-        for r in rows
+        {"jaw": loudness_envelope(row_audio(r), int(r["sampling_rate"]), n, float(r["fps"]))}
+        for r, n in zip(rows, frames)
     ]
     table["loudness"] = set_scores(rows, loudness, max_lag_frames)
     table["loudness"].update(envelope_r=math.nan, envelope_lag_ms=math.nan, silence_closure=math.nan, jaw_std=math.nan)
     if probe is not None:
         predictions = [
-            probe.predict(row_audio(r), int(r["sampling_rate"]), len(r["blendshapes"]), float(r["fps"])) for r in rows
+            probe.predict(row_audio(r), int(r["sampling_rate"]), n, float(r["fps"])) for r, n in zip(rows, frames)
         ]
         table["log-mel probe"] = set_scores(rows, [_mouths(p, rig) for p in predictions], max_lag_frames)
-    table["ground truth"] = set_scores(rows, [_mouths(np.asarray(r["blendshapes"]), rig) for r in rows], max_lag_frames)
+    for name, curves in (baselines or {}).items():
+        table[name] = set_scores(rows, [{"jaw": np.asarray(c, np.float64)} for c in curves], max_lag_frames)
+    if rows and all(r.get("blendshapes") is not None for r in rows):
+        table["ground truth"] = set_scores(
+            rows, [_mouths(np.asarray(r["blendshapes"]), rig) for r in rows], max_lag_frames
+        )
     return table
 
 
@@ -456,6 +394,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("r_aperture", "r(aperture)", "{:.2f}"),
     ("closure_jaw", "closure(jawOpen)", "{:.2f}"),
     ("closure_aperture", "closure(aperture)", "{:.2f}"),
+    ("rest_jaw", "rest(jawOpen)", "{:.2f}"),
     ("lag_ms", "lag ms", "{:+.0f}"),
     ("envelope_r", "r(envelope)", "{:.2f}"),
     ("envelope_lag_ms", "envelope lag ms", "{:+.0f}"),
@@ -482,7 +421,6 @@ def format_table(results: dict[str, dict[str, dict[str, float]]]) -> str:
 
 __all__ = [
     "INNER_LIP_PAIRS",
-    "LogMelProbe",
     "animate_rows",
     "closure_ratio",
     "cross_correlation",
@@ -490,13 +428,12 @@ __all__ = [
     "jaw_open",
     "lip_aperture",
     "lipsync_table",
-    "log_mel",
     "loudness_envelope",
-    "mel_filter_bank",
     "pearson",
     "peak_lag_ms",
     "reference_curves",
+    "rest_ratio",
+    "row_num_frames",
     "set_scores",
     "silence_closure",
-    "stack_context",
 ]

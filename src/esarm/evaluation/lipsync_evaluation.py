@@ -12,6 +12,8 @@ Which clips (:func:`lipsync_sets`):
   split (:func:`language_sets`: ``"test:de"``, ``"test:en"``, ...; the validation and test languages are held out
   from training), so that lip sync per language stands beside the English held-out sets
   (:func:`language_comparison`).
+- and, beside either, the real-speech set (:func:`real_speech_set`: recordings of real people with phone labels,
+  shipped in the package), where the phone-rules and uLipSync baselines join the table.
 
 What each set gets (:func:`evaluate_lipsync`): every model animated twice, with each of two emotion labels on the
 same audio, scored with the first label (:func:`~esarm.evaluation.lipsync.lipsync_table`) beside the loudness
@@ -39,16 +41,20 @@ from ..blendshapes import EMOTIONS, region_indices
 from ..data import heldout
 from ..data.loading import even_spread
 from ..data.synthetic.expressions import SpeakerStyle, animate
+from ..data.real_speech import DESCRIPTION as REAL_SPEECH_DESCRIPTION
+from ..data.real_speech import SET_NAME as REAL_SPEECH
+from ..data.real_speech import load_real_speech_set
 from ..modeling_sta import ESARMSTAForGeneration
 from ..processing_esarm import ESARMProcessor
 from . import metrics as M
-from .lipsync import DEFAULT_MAX_LAG_FRAMES, LogMelProbe, animate_rows, lipsync_table, row_audio
+from .lipsync import DEFAULT_MAX_LAG_FRAMES, LogMelProbe, animate_rows, lipsync_table, row_audio, row_num_frames
+from .lipsync_baselines import baseline_mouths
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["LipSyncSet", "LipSyncSettings", "check_settings", "evaluate_lipsync", "fit_probe", "generator_two_label",
            "has_phoneme_timings", "heldout_sets", "language_comparison", "language_sets", "lipsync_sets", "load_model",
-           "run_lipsync"]  # fmt: skip
+           "real_speech_set", "run_lipsync"]  # fmt: skip
 
 HELDOUT_DESCRIPTIONS = {
     "validation": "held-out eSpeak NG voices and sentences",
@@ -71,6 +77,7 @@ class LipSyncSettings:
         max_clips: measure at most this many clips per set (an even spread).
         probe_clips: fit the log-mel probe on at most this many training clips.
         labels: two emotion labels; the first is scored, ``two_label_r`` compares the two.
+        real_speech: also measure the real-speech set (:func:`real_speech_set`).
     """
 
     heldout: str | os.PathLike | None = None
@@ -79,6 +86,7 @@ class LipSyncSettings:
     max_clips: int | None = None
     probe_clips: int | None = 256
     labels: Sequence[str] = DEFAULT_LABELS
+    real_speech: bool = True
 
     spelling: InitVar[str] = "config"
 
@@ -116,12 +124,15 @@ class LipSyncSet:
             ``phonemes`` / ``phoneme_times`` for the phoneme measures).
         styles: the ground-truth generator's facial style per ``speaker`` (held-out sets only), for the ground
             truth's two-label value.
+        baselines: also score the jaw-only baselines of :mod:`esarm.evaluation.lipsync_baselines` (phone rules,
+            uLipSync) on this set.
     """
 
     name: str
     description: str
     rows: list[dict[str, Any]]
     styles: dict[str, SpeakerStyle] | None = field(default=None, repr=False)
+    baselines: bool = False
 
 
 def _rows(dataset_split: Any, max_clips: int | None) -> list[dict[str, Any]]:
@@ -269,6 +280,15 @@ def language_comparison(
     return out
 
 
+def real_speech_set(fps: float = 30.0, max_clips: int | None = None) -> LipSyncSet:
+    """The real-speech set (:func:`esarm.data.real_speech.load_real_speech_set`) at ``fps``, with the jaw-only
+    baselines; ``max_clips`` keeps at most that many clips (an even spread)."""
+    rows = load_real_speech_set(fps=fps)
+    if max_clips is not None and max_clips < len(rows):
+        rows = [rows[int(i)] for i in np.linspace(0, len(rows) - 1, max_clips).round()]
+    return LipSyncSet(REAL_SPEECH, REAL_SPEECH_DESCRIPTION, rows, baselines=True)
+
+
 def fit_probe(train_split: Any, max_clips: int | None = 256) -> LogMelProbe:
     """The log-mel ridge probe fitted on at most ``max_clips`` clips of a training split (an even spread).
 
@@ -349,8 +369,9 @@ def evaluate_lipsync(
         seed: seed of the models' rollouts (greedy) and of the generator's replay.
 
     Returns:
-        ``{set name: {source: scores}}`` with sources ``*models``, ``"loudness"``, ``"log-mel probe"``,
-        ``"ground truth"`` and the scores of :func:`~esarm.evaluation.lipsync.set_scores` plus ``two_label_r`` and
+        ``{set name: {source: scores}}`` with sources ``*models``, ``"loudness"``, ``"log-mel probe"``, the
+        baselines on sets that ask for them (``"phone rules"``, ``"uLipSync"``), ``"ground truth"`` (sets with
+        reference motion) and the scores of :func:`~esarm.evaluation.lipsync.set_scores` plus ``two_label_r`` and
         ``emotion_head_accuracy`` (:func:`emotion_head_accuracy`, models only).
     """
     check_settings(heldout.SPLITS, labels)
@@ -373,7 +394,8 @@ def evaluate_lipsync(
             animations[name] = first
             two_label[name] = M.motion_correlation(first, second, lips)
             emotion_accuracy[name] = emotion_head_accuracy(model, rows, processor)
-        table = lipsync_table(rows, animations, probe, rig, max_lag_frames)
+        baselines = baseline_mouths(rows, [row_num_frames(r) for r in rows]) if lipsync_set.baselines else None
+        table = lipsync_table(rows, animations, probe, rig, max_lag_frames, baselines)
         for source, scores in table.items():
             scores["two_label_r"] = two_label.get(source, math.nan)
             scores["emotion_head_accuracy"] = emotion_accuracy.get(source, math.nan)
@@ -420,6 +442,9 @@ def run_lipsync(
     )
     if dataset_split is not None and split is not None and has_phoneme_timings(dataset_split):
         sets += language_sets(dataset_split, split, settings.max_clips)
+    if settings.real_speech:
+        fps = next((float(model.config.fps) for model, _ in models.values()), 30.0)
+        sets.append(real_speech_set(fps, settings.max_clips))
     probe = fit_probe(train_split, settings.probe_clips) if train_split is not None and len(train_split) else None
     scores = evaluate_lipsync(models, sets, probe, rig, settings.labels, seed)
     described = {

@@ -230,10 +230,13 @@ def lipsync_markdown(results: Mapping[str, Any]) -> str:
     lines += [
         "",
         "r: Pearson correlation of the mouth opening (jawOpen; lip aperture on the rig) with the phoneme-openness "
-        "curve of the synthesiser's timings. closure: opening on p / b / m frames over vowel frames (0: the lips "
-        "close on every bilabial). lag: at the cross-correlation peak, positive = the mouth is late. Envelope and "
-        "silence columns need no phoneme timings. The loudness envelope and the log-mel probe (fitted on the "
-        "training split) are the floors, the ground truth (the corpus's generator) the ceiling.",
+        "curve of the synthesiser's timings (real speech: of its published or aligned phone labels). closure: "
+        "opening on p / b / m frames over vowel frames (0: the lips close on every bilabial). rest: opening on "
+        "pause frames over speech frames (0: the mouth rests in every pause). lag: at the cross-correlation peak, "
+        "positive = the mouth is late. Envelope and silence columns need no phoneme timings. The loudness envelope "
+        "and the log-mel probe (fitted on the training split) are the floors, the ground truth (the corpus's "
+        "generator) the ceiling; on real speech the phone-rules animator (PocketSphinx's recognised phones) and "
+        "uLipSync stand beside the model.",
         "",
         format_table(scores),
     ]
