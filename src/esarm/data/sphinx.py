@@ -1,0 +1,125 @@
+"""PocketSphinx (PyPI ``pocketsphinx``, BSD licence), an optional phone aligner and phone recogniser.
+
+PocketSphinx ships an en-us acoustic model trained on recordings of real people, a CMU pronouncing dictionary and
+a phonetic language model. Two uses here, both on 16 kHz mono audio at its 100 frames per second:
+
+- :func:`align_phones`: forced alignment of a known transcript (the phone labels of the real-speech set, where a
+  source publishes the transcript but no phone labels);
+- :func:`recognise_phones`: phones recognised with no transcript, in "allphone" mode with the phonetic language
+  model (the phone-rules lip-sync baseline, :mod:`esarm.evaluation.lipsync_baselines`).
+
+Phones come back as ARPAbet (upper case, as the model's dictionary spells them) with their start times in seconds;
+:func:`to_ipa` maps them onto the corpus's IPA symbols (:mod:`esarm.data.phones`), silences and fillers to a pause.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from typing import Any
+
+import numpy as np
+
+from ..audio import resample
+from .phones import PAUSE, arpabet_to_ipa
+
+EXTRA = "lipsync"
+"""The optional extra that installs PocketSphinx: ``pip install 'esarm[lipsync]'``."""
+
+SAMPLING_RATE = 16_000  # the en-us model's rate
+FRAME_RATE = 100  # PocketSphinx's default -frate: phone boundaries fall on 10 ms frames
+
+# The allphone settings: lw=2.0 weighs the phonetic language model lightly against the acoustic scores, and the
+# widest beams keep every phone hypothesis alive (the decoder is fast enough on 2 cores: ~0.1 x real time).
+ALLPHONE_SETTINGS = {"lw": 2.0, "beam": 1e-20, "pbeam": 1e-20}
+
+
+def require_pocketsphinx():
+    """The ``pocketsphinx`` module; ``ImportError`` naming the extra when it is not installed."""
+    try:
+        import pocketsphinx
+    except ImportError as error:
+        raise ImportError(
+            f"PocketSphinx is not installed: install the optional extra with `pip install 'esarm[{EXTRA}]'` "
+            "(or `pip install pocketsphinx`)"
+        ) from error
+    return pocketsphinx
+
+
+def pcm16(audio: Any, sampling_rate: int) -> bytes:
+    """Little-endian 16-bit PCM at 16 kHz, the decoder's input, from float samples in [-1, 1] at any rate."""
+    samples = np.asarray(audio, np.float32).reshape(-1)
+    if sampling_rate != SAMPLING_RATE:
+        samples = resample(samples, sampling_rate, SAMPLING_RATE)
+    return (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
+
+
+@functools.lru_cache(maxsize=4)
+def _decoder(mode: str):
+    pocketsphinx = require_pocketsphinx()
+    if mode == "align":
+        return pocketsphinx.Decoder(lm=None, loglevel="FATAL")
+    model = pocketsphinx.get_model_path()
+    return pocketsphinx.Decoder(
+        allphone=os.path.join(model, "en-us", "en-us-phone.lm.bin"), lm=None, loglevel="FATAL", **ALLPHONE_SETTINGS
+    )
+
+
+def _decode(decoder, pcm: bytes) -> None:
+    decoder.start_utt()
+    decoder.process_raw(pcm, full_utt=True)
+    decoder.end_utt()
+
+
+def normalise_transcript(text: str) -> str:
+    """Lower-case words as the CMU dictionary spells them: punctuation other than apostrophes dropped."""
+    return " ".join(re.sub(r"[^a-z' ]+", " ", text.lower()).split())
+
+
+def align_phones(audio: Any, sampling_rate: int, transcript: str) -> tuple[list[str], list[float]]:
+    """Forced alignment of ``transcript`` on ``audio``: ARPAbet phones (``"SIL"`` for silences) and their starts (s).
+
+    Raises:
+        ValueError: a word of the transcript is not in PocketSphinx's dictionary, or the alignment failed.
+    """
+    words = normalise_transcript(transcript)
+    if not words:
+        raise ValueError(f"transcript must hold at least one word, got {transcript!r}")
+    decoder = _decoder("align")
+    try:
+        decoder.set_align_text(words)
+    except (RuntimeError, ValueError) as error:
+        raise ValueError(
+            f"transcript {transcript!r} could not be aligned (a word missing from the dictionary?)"
+        ) from error
+    pcm = pcm16(audio, sampling_rate)
+    _decode(decoder, pcm)  # the word alignment, then the phone alignment inside it
+    decoder.set_alignment()
+    _decode(decoder, pcm)
+    alignment = decoder.get_alignment()
+    phones = [(p.name, p.start / FRAME_RATE) for p in alignment.phones()] if alignment is not None else []
+    if not phones:
+        raise ValueError(f"PocketSphinx found no alignment of {transcript!r} in the audio")
+    return [name for name, _ in phones], [start for _, start in phones]
+
+
+def recognise_phones(audio: Any, sampling_rate: int) -> tuple[list[str], list[float]]:
+    """Phones recognised with no transcript (allphone mode, :data:`ALLPHONE_SETTINGS`) and their starts (s)."""
+    decoder = _decoder("allphone")
+    _decode(decoder, pcm16(audio, sampling_rate))
+    segments = [(s.word, s.start_frame / FRAME_RATE) for s in decoder.seg()]
+    return [name for name, _ in segments], [start for _, start in segments]
+
+
+def to_ipa(phones: list[str]) -> list[str]:
+    """IPA phonemes of PocketSphinx's ARPAbet phones; silences and fillers (``SIL``, ``+NSN+``...) become pauses."""
+    return [
+        PAUSE if p.upper() == "SIL" or p.startswith("+") or p.startswith("<") else arpabet_to_ipa(p) for p in phones
+    ]
+
+
+__all__ = [
+    "ALLPHONE_SETTINGS", "EXTRA", "FRAME_RATE", "align_phones", "normalise_transcript", "pcm16", "recognise_phones",
+    "require_pocketsphinx", "to_ipa",
+]  # fmt: skip
