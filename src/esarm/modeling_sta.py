@@ -13,7 +13,8 @@ Pipeline (paper Sec. III-A, Fig. 2b and 3):
 5. the (frozen) motion prior decodes the tokens to 52 ARKit blendshapes at ``fps``.
 
 Config switches for small CPU models (:mod:`esarm.audio_features`): ``audio_front_end="log_mel"`` replaces the speech
-encoder of step 1 by per-utterance-normalised log-mel frames; ``phone_loss_weight`` adds a phone-class head on the
+encoder of step 1 by per-utterance-normalised log-mel frames, ``"phones"`` / ``"log_mel+phones"`` by (or adds) the
+phones PocketSphinx recognises every 10 ms (:mod:`esarm.phonetic`); ``phone_loss_weight`` adds a phone-class head on the
 content branch; ``mouth_conditioning="content"`` predicts the mouth codebook from the content features and the
 previous mouth tokens only (a second causal transformer), so that the labels of step 3 cannot move the mouth.
 """
