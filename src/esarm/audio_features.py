@@ -7,6 +7,9 @@ CPU presets: a random-init WavLM convolution stack trained on a few hundred synt
 frames reaches r 0.65 on the same clips. Normalising every band over the utterance removes most of a voice's and a
 channel's spectral tilt before anything is learned.
 
+:class:`PhoneFrontEnd` does the same for PocketSphinx's recognised phones per frame (:mod:`esarm.phonetic`), an
+acoustic model trained on real speech that the synthetic corpus cannot teach.
+
 :data:`PHONE_CLASSES` and :class:`PhoneClassHead` give the content branch a frame-level auxiliary target where the
 corpus has phoneme timings (the synthetic corpus always does; real captures such as MEAD do not, so the loss is
 optional).
@@ -22,8 +25,9 @@ from torch import nn
 
 from .frames import resample
 from .modules import sequence_mask
+from .phonetic import NUM_PHONE_FEATURES, PHONES, batch_phone_features
 
-__all__ = ["PHONE_CLASSES", "LogMelFrontEnd", "PhoneClassHead", "mel_filters", "normalized_log_mel"]
+__all__ = ["PHONE_CLASSES", "LogMelFrontEnd", "PhoneClassHead", "PhoneFrontEnd", "mel_filters", "normalized_log_mel"]
 
 PHONE_CLASSES: tuple[str, ...] = ("open", "mid", "close", "bilabial", "other", "pause")
 """Phone classes of the auxiliary target, in id order: open, mid, close vowels, bilabials, other phones, pause (the
@@ -125,15 +129,65 @@ class LogMelFrontEnd(nn.Module):
             mel, num_frames = normalized_log_mel(
                 input_values, sample_lengths, self.num_bands, self.sampling_rate, self.hop_length, self.window_length
             )
-        # padded frames are zeroed after every convolution, so that a padded sequence gives the features it has alone
-        valid = sequence_mask(num_frames, mel.shape[1])[:, None].to(self.projection.weight.dtype)  # (bsz, 1, frames)
-        hidden = mel.to(valid.dtype).transpose(1, 2)  # (bsz, num_bands, frames)
-        for convolution in self.convolutions:
-            hidden = F.gelu(convolution(hidden)) * valid
-        features, mask = resample(
-            self.projection(hidden.transpose(1, 2)), num_frames, num_steps.to(num_frames.device)
+        return _encode_frames(self.convolutions, self.projection, mel, num_frames, num_steps)
+
+
+def _encode_frames(convolutions: nn.ModuleList, projection: nn.Linear, frames: torch.Tensor, num_frames: torch.Tensor,
+                   num_steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """``[B, F, C]`` frames with ``[B]`` valid counts -> convolutions over time (GELU) -> projection -> interval means
+    on the motion-step grid: (``[B, max(num_steps), H]``, mask ``[B, max(num_steps)]``)."""
+    # padded frames are zeroed after every convolution, so that a padded sequence gives the features it has alone
+    valid = sequence_mask(num_frames, frames.shape[1])[:, None].to(projection.weight.dtype)  # (bsz, 1, frames)
+    hidden = frames.to(valid.dtype).transpose(1, 2)  # (bsz, channels, frames)
+    for convolution in convolutions:
+        hidden = F.gelu(convolution(hidden)) * valid
+    return resample(projection(hidden.transpose(1, 2)), num_frames, num_steps.to(num_frames.device))
+
+
+class PhoneFrontEnd(nn.Module):
+    """Phone features per 10 ms frame (:func:`esarm.phonetic.batch_phone_features`: one-hot recognised phone and,
+    with ``use_score``, the segment's acoustic score) -> the two convolutions of :class:`LogMelFrontEnd` -> one
+    feature vector per motion step.
+
+    Args:
+        output_size: size of the output features (the model width).
+        use_score: also hear the acoustic-score column.
+        kernel_size: odd kernel of the two convolutions, in 10 ms frames.
+    """
+
+    hop_length = LogMelFrontEnd.hop_length
+
+    def __init__(self, output_size: int, use_score: bool = False, kernel_size: int = 5):
+        super().__init__()
+        self.use_score = use_score
+        self.num_features = NUM_PHONE_FEATURES if use_score else len(PHONES)
+        padding = kernel_size // 2
+        self.convolutions = nn.ModuleList(
+            [
+                nn.Conv1d(self.num_features, output_size, kernel_size, padding=padding),
+                nn.Conv1d(output_size, output_size, kernel_size, padding=padding),
+            ]
         )
-        return features, mask
+        self.projection = nn.Linear(output_size, output_size)
+
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        sample_lengths: torch.Tensor,
+        num_steps: torch.Tensor,
+        phone_features: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[B, S]`` audio, ``[B]`` valid samples, ``[B]`` motion steps and, when already computed (a dataset's
+        cached column), ``[B, F, NUM_PHONE_FEATURES]`` phone features -> (``[B, max(num_steps), output_size]``, mask
+        ``[B, max(num_steps)]``). Without ``phone_features`` PocketSphinx decodes ``input_values`` here."""
+        num_frames = sample_lengths // self.hop_length + 1
+        if phone_features is None:
+            phone_features = batch_phone_features(input_values, sample_lengths)
+        frames = phone_features[..., : self.num_features].to(input_values.device)
+        if frames.shape[1] < int(num_frames.max()):  # a cached clip one frame short of its padded batch
+            frames = F.pad(frames, (0, 0, 0, int(num_frames.max()) - frames.shape[1]))
+        num_frames = num_frames.clamp(max=frames.shape[1])
+        return _encode_frames(self.convolutions, self.projection, frames, num_frames, num_steps)
 
 
 class PhoneClassHead(nn.Module):

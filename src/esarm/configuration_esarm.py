@@ -253,7 +253,8 @@ class ESARMRewardModelConfig(PreTrainedConfig):
 
 # ---- ESARMSTAConfig ----
 
-AUDIO_FRONT_ENDS = ("speech_encoder", "log_mel", "both")
+AUDIO_FRONT_ENDS = ("speech_encoder", "log_mel", "both", "phones", "log_mel+phones")
+PHONE_FEATURE_SETS = ("one_hot", "one_hot+score")
 MOUTH_CONDITIONINGS = ("full", "content", "parallel")
 
 
@@ -332,7 +333,12 @@ class ESARMSTAConfig(PreTrainedConfig):
             nested speech encoder; the paper, with pretrained WavLM), `"log_mel"` (per-utterance-normalised log-mel
             frames and two convolutions, :class:`~esarm.audio_features.LogMelFrontEnd`; no speech encoder is built)
             or `"both"` (their features summed). The log-mel path is the speaker-robust choice for random-init CPU
-            models trained on a few synthetic voices.
+            models trained on a few synthetic voices. `"phones"` hears PocketSphinx's recognised phones per 10 ms
+            frame (:mod:`esarm.phonetic`: an acoustic model trained on real speech; needs `pip install
+            pocketsphinx`) through two convolutions (:class:`~esarm.audio_features.PhoneFrontEnd`), and
+            `"log_mel+phones"` sums the log-mel and phone paths.
+        phone_feature_set (`str`, defaults to `"one_hot"`): What the phone path hears of each frame: `"one_hot"`
+            (the recognised phone) or `"one_hot+score"` (and the recognised segment's acoustic score per frame).
         log_mel_bands (`int`, defaults to 40): Mel bands of the log-mel front end.
         phone_loss_weight (`float`, defaults to 0.0): Weight of the auxiliary phone-class loss of the content branch
             (:class:`~esarm.audio_features.PhoneClassHead`, one of 6 classes per animation frame, targets from the
@@ -383,6 +389,7 @@ class ESARMSTAConfig(PreTrainedConfig):
     spectral_features: int = _non_negative(0)
     audio_front_end: str = _one_of(*AUDIO_FRONT_ENDS)(default="speech_encoder")
     log_mel_bands: int = _positive(40)
+    phone_feature_set: str = _one_of(*PHONE_FEATURE_SETS)(default="one_hot")
     phone_loss_weight: int | float = interval(min=0.0)(default=0.0)
     mouth_conditioning: str = _one_of(*MOUTH_CONDITIONINGS)(default="full")
     mouth_regression_weight: int | float = interval(min=0.0)(default=0.0)

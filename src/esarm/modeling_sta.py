@@ -13,7 +13,8 @@ Pipeline (paper Sec. III-A, Fig. 2b and 3):
 5. the (frozen) motion prior decodes the tokens to 52 ARKit blendshapes at ``fps``.
 
 Config switches for small CPU models (:mod:`esarm.audio_features`): ``audio_front_end="log_mel"`` replaces the speech
-encoder of step 1 by per-utterance-normalised log-mel frames; ``phone_loss_weight`` adds a phone-class head on the
+encoder of step 1 by per-utterance-normalised log-mel frames, ``"phones"`` / ``"log_mel+phones"`` by (or adds) the
+phones PocketSphinx recognises every 10 ms (:mod:`esarm.phonetic`); ``phone_loss_weight`` adds a phone-class head on the
 content branch; ``mouth_conditioning="content"`` predicts the mouth codebook from the content features and the
 previous mouth tokens only (a second causal transformer), so that the labels of step 3 cannot move the mouth.
 """
@@ -33,7 +34,7 @@ from transformers import initialization as init
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.utils import ModelOutput
 
-from .audio_features import LogMelFrontEnd, PhoneClassHead
+from .audio_features import LogMelFrontEnd, PhoneClassHead, PhoneFrontEnd
 from .configuration_esarm import ESARMSTAConfig
 from .frames import num_frames, num_motion_steps, resample
 from .generation import (
@@ -239,7 +240,12 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
             self.speech_encoder = SpeechEncoder(encoder, hidden)
         self.log_mel = (
             LogMelFrontEnd(config.log_mel_bands, hidden, config.sampling_rate)
-            if config.audio_front_end in ("log_mel", "both")
+            if config.audio_front_end in ("log_mel", "both", "log_mel+phones")
+            else None
+        )
+        self.phones = (
+            PhoneFrontEnd(hidden, use_score=config.phone_feature_set == "one_hot+score")
+            if config.audio_front_end in ("phones", "log_mel+phones")
             else None
         )
         self.spectral_features = (
@@ -426,10 +432,13 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         input_values: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         num_steps: torch.Tensor | None = None,
+        phone_features: torch.Tensor | None = None,
     ) -> tuple[torch.FloatTensor, torch.BoolTensor]:
         """Speech features per motion step: ``([B, T', H]``, mask ``[B, T']``).
 
         ``num_steps`` ``[B]`` sets ``T'`` per sequence (default: from the audio length, :meth:`num_motion_steps`).
+        ``phone_features`` ``[B, F, NUM_PHONE_FEATURES]``: the phone path's input when already computed (a dataset's
+        cached column, :func:`esarm.data.phone_features.add_phone_features`); by default the model decodes it.
         """
         input_values, attention_mask, lengths = check_audio_inputs(
             self.config, next(self.parameters()), input_values, attention_mask, audio_encoder=self.audio_encoder
@@ -437,18 +446,24 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         if num_steps is None:
             num_steps = self.num_motion_steps(lengths)
         return self._speech_features(
-            input_values, attention_mask, lengths, torch.as_tensor(num_steps, device=lengths.device)
+            input_values, attention_mask, lengths, torch.as_tensor(num_steps, device=lengths.device), phone_features
         )
 
-    def _speech_features(self, input_values, attention_mask, lengths, num_steps) -> tuple[torch.Tensor, torch.Tensor]:
-        """Speech-encoder and / or log-mel features (plus the spectral features when configured) on the step grid
-        ``[B, T', H]``."""
+    def _speech_features(
+        self, input_values, attention_mask, lengths, num_steps, phone_features=None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Speech-encoder, log-mel and / or phone features (plus the spectral features when configured), summed, on
+        the step grid ``[B, T', H]``."""
+        paths = []
         if self.speech_encoder is not None:
-            features, mask = self.speech_encoder(input_values, attention_mask, num_steps)
-            if self.log_mel is not None:
-                features = features + self.log_mel(input_values, lengths, num_steps)[0] * mask[..., None]
-        else:
-            features, mask = self.log_mel(input_values, lengths, num_steps)
+            paths.append(self.speech_encoder(input_values, attention_mask, num_steps))
+        if self.log_mel is not None:
+            paths.append(self.log_mel(input_values, lengths, num_steps))
+        if self.phones is not None:
+            paths.append(self.phones(input_values, lengths, num_steps, phone_features))
+        features, mask = paths[0]
+        for other, _ in paths[1:]:
+            features = features + other * mask[..., None]
         if self.spectral_features is not None:
             features = features + self.spectral_features(input_values, lengths, num_steps) * mask[..., None]
         return features, mask
@@ -683,6 +698,7 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         motion_tokens: torch.LongTensor | None = None,
         motion_mask: torch.Tensor | None = None,
         phone_classes: torch.LongTensor | None = None,
+        phone_features: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
@@ -706,6 +722,8 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
             motion_mask: ``[B, T']`` True at valid steps.
             phone_classes: ``[B, T]`` phone class per animation frame (``esarm.audio_features.PHONE_CLASSES`` ids,
                 -100 where unknown), the target of the phone-class head (used with ``config.phone_loss_weight > 0``).
+            phone_features: ``[B, F, NUM_PHONE_FEATURES]`` the phone path's input (``audio_front_end`` with
+                phones) when already computed, e.g. a dataset's cached column; by default decoded from the audio.
             output_hidden_states: Return the motion transformer's hidden states (``config.output_hidden_states``).
             output_attentions: Return the motion transformer's attention weights (``config.output_attentions``),
                 computed eagerly because ``F.scaled_dot_product_attention`` does not return them: slower.
@@ -729,7 +747,7 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         # Audio features live on the audio's own step grid (step t covers t * frames_per_token / fps seconds), as
         # in generate; target tokens are aligned to it by time (cut or padded), not stretched.
         audio_features, step_mask = self._speech_features(
-            input_values, attention_mask, lengths, self.num_motion_steps(lengths)
+            input_values, attention_mask, lengths, self.num_motion_steps(lengths), phone_features
         )
         content, _ = self.encode_content(audio_features=audio_features, feature_mask=step_mask)
         emotion_features = self.encode_emotion(audio_features=audio_features, feature_mask=step_mask)
@@ -804,6 +822,7 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         seed: int | None = None,
         use_cache: bool = True,
         decode_blendshapes: bool = True,
+        phone_features: torch.Tensor | None = None,
         **kwargs,
     ) -> ESARMSTAGenerateOutput:
         """Generate motion tokens autoregressively and decode them to blendshapes.
@@ -830,6 +849,8 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
             seed: ... or a seed for a new one (not both).
             use_cache: reuse keys/values of past steps (``False`` recomputes everything; same tokens).
             decode_blendshapes: also decode the tokens with the motion prior.
+            phone_features: ``[B, F, NUM_PHONE_FEATURES]`` the phone path's input when already computed (the
+                processor's ``phone_features``); by default decoded from ``input_values``.
             kwargs: generation settings overriding ``generation_config``:
 
                 - epsilon: epsilon-greedy noise: per step and group, a uniformly random code with probability
@@ -862,7 +883,9 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
 
         num_steps = self.num_motion_steps(lengths)  # [B]
         num_frames = self.num_animation_frames(lengths)  # [B]
-        audio_features, token_mask = self._speech_features(input_values, attention_mask, lengths, num_steps)
+        audio_features, token_mask = self._speech_features(
+            input_values, attention_mask, lengths, num_steps, phone_features
+        )
         content, _ = self.encode_content(audio_features=audio_features, feature_mask=token_mask)
         emotion_features = self.encode_emotion(audio_features=audio_features, feature_mask=token_mask)
         emotion_logits = self.classify_emotion(emotion_features)

@@ -224,6 +224,8 @@ class SpeechToAnimationPipeline(Pipeline):
             model_inputs["intensity_ids"] = features["intensity_ids"]
         if speaker is not None and features.get("speaker_ids") is not None:
             model_inputs["speaker_ids"] = features["speaker_ids"]
+        if features.get("phone_features") is not None:  # a processor with phone_features=True
+            model_inputs["phone_features"] = features["phone_features"]
         return model_inputs
 
     def _forward(self, model_inputs, chunking=None, **generate_kwargs):

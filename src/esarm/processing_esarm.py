@@ -9,6 +9,10 @@ and right-padded, with an ``attention_mask``. Emotion, intensity and speaker lab
 - speaker: a name of ``processor.speakers`` (id 1..N), an id 0..N, or ``None`` -> ``speaker_ids``; ``None`` and
   names the model does not know are the unknown speaker (0).
 
+With ``phone_features=True`` it also returns ``phone_features`` ``[batch, frames, NUM_PHONE_FEATURES]``: PocketSphinx's
+recognised phone per 10 ms frame (:mod:`esarm.phonetic`), the input of the STA model's phone path
+(``audio_front_end="phones"`` or ``"log_mel+phones"``), which otherwise decodes the audio itself.
+
 The rule is :mod:`esarm.labels`'s (digit strings are read as numbers, names match in any case).
 
 A single label applies to every clip of the batch; a list gives one label per clip.
@@ -27,6 +31,7 @@ from transformers.processing_utils import ProcessorMixin
 
 from .audio import check_duration, load_audio, min_samples
 from .labels import UNKNOWN_SPEAKER_ID, emotion_to_id, intensity_to_id, speaker_to_id
+from .phonetic import padded_phone_features
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +56,8 @@ class ESARMProcessor(ProcessorMixin):
         feature_extractor: A ``Wav2Vec2FeatureExtractor`` (default: that of ``microsoft/wavlm-base-plus``).
         speakers: Names of the known speakers; speaker ``speakers[i]`` has id ``i + 1`` (0 = unknown speaker).
         fps: Animation frame rate (frames per second) of the model; audio shorter than one frame is rejected.
+        phone_features: Also return ``phone_features`` (PocketSphinx phones per 10 ms frame; needs ``pip install
+            pocketsphinx``).
     """
 
     def __init__(
@@ -58,6 +65,7 @@ class ESARMProcessor(ProcessorMixin):
         feature_extractor: Wav2Vec2FeatureExtractor | None = None,
         speakers: Sequence[str] | None = None,
         fps: float = 30.0,
+        phone_features: bool = False,
         **kwargs,
     ):
         if feature_extractor is None:
@@ -72,8 +80,11 @@ class ESARMProcessor(ProcessorMixin):
             raise ValueError(f"speakers must be unique names, got duplicates {duplicates}")
         if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not fps > 0:
             raise ValueError(f"fps must be a positive number of frames per second, got {fps!r}")
+        if not isinstance(phone_features, bool):
+            raise ValueError(f"phone_features must be True or False, got {phone_features!r}")
         self.speakers = speakers
         self.fps = float(fps)
+        self.phone_features = phone_features
         super().__init__(feature_extractor, **kwargs)
 
     # ---- label encoding -----------------------------------------------------------------------------------------
@@ -164,7 +175,8 @@ class ESARMProcessor(ProcessorMixin):
 
         Returns:
             ``BatchFeature`` with ``input_values`` ``[batch, samples]``, ``attention_mask`` ``[batch, samples]``,
-            ``speaker_ids`` ``[batch]`` and, when given, ``emotion_ids`` and ``intensity_ids`` ``[batch]``.
+            ``speaker_ids`` ``[batch]``, when given, ``emotion_ids`` and ``intensity_ids`` ``[batch]`` and, with
+            ``phone_features=True``, ``phone_features`` ``[batch, max(samples) // 160 + 1, NUM_PHONE_FEATURES]``.
         """
         if kwargs:
             raise ValueError(f"unexpected arguments {sorted(kwargs)}; expected audio, sampling_rate, emotion, "
@@ -182,6 +194,8 @@ class ESARMProcessor(ProcessorMixin):
             "input_values": np.asarray(features["input_values"], dtype=np.float32),
             "attention_mask": np.asarray(features["attention_mask"], dtype=np.int64),
         }
+        if self.phone_features:
+            data["phone_features"] = padded_phone_features(data["input_values"], data["attention_mask"].sum(-1))
         if emotion is not None:
             emotion_ids = self._encode_labels(emotion, batch, "emotion", self.emotion_to_id)
             data["emotion_ids"] = np.asarray(emotion_ids, dtype=np.int64)

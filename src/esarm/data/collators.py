@@ -21,7 +21,10 @@ import torch
 from ..blendshapes import NUM_BLENDSHAPES
 from ..frames import num_frames
 from ..labels import UNKNOWN_SPEAKER_ID, emotion_to_id, intensity_to_id, speaker_to_id
+from ..phonetic import HOP_LENGTH as PHONE_HOP
+from ..phonetic import NUM_PHONE_FEATURES, num_feature_frames
 from .augmentation import AudioAugmenter, resample_timeline
+from .phone_features import PHONE_FEATURES_COLUMN
 from .phones import OPENNESS, frame_classes
 from .schema import SAMPLING_RATE, decode_audio_value
 
@@ -166,6 +169,9 @@ class STACollator(_SeededCollator):
             blendshapes to the new duration.
         phone_targets: add ``phone_classes`` from the phoneme timings when the features have them (the STA
             trainer's phone loss; off by default, since generation and the other stages take no such input).
+        phone_features: pass on the cached ``phone_features`` column (:mod:`esarm.data.phone_features`) as
+            ``phone_features [B, F, NUM_PHONE_FEATURES]``, zero-padded, resampled like the blendshapes when
+            augmentation changes the speed and cropped with the audio (100 frames per second).
     """
 
     speakers: Sequence[str] = ()
@@ -178,6 +184,7 @@ class STACollator(_SeededCollator):
     seed: int = 0
     augmentation: AudioAugmenter | None = None
     phone_targets: bool = False
+    phone_features: bool = False
     _rng: random.Random = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -186,9 +193,10 @@ class STACollator(_SeededCollator):
         self._rng = random.Random(self.seed)
         self.speakers = list(self.speakers)
 
-    def _crop(self, audio: np.ndarray, blendshapes: np.ndarray | None, fps: float, phones: np.ndarray | None = None):
+    def _crop(self, audio: np.ndarray, blendshapes: np.ndarray | None, fps: float, phones: np.ndarray | None = None,
+              phone_frames: np.ndarray | None = None):  # fmt: skip
         if self.max_seconds is None or len(audio) <= self.max_seconds * SAMPLING_RATE:
-            return audio, blendshapes, phones
+            return audio, blendshapes, phones, phone_frames
         window = int(self.max_seconds * fps)
         total_frames = num_frames(len(audio), fps, SAMPLING_RATE)
         start = self.rng.randint(0, max(0, total_frames - window)) if self.random_crop else 0
@@ -198,10 +206,12 @@ class STACollator(_SeededCollator):
             blendshapes = blendshapes[start : start + window]
         if phones is not None:
             phones = phones[start : start + window]
-        return audio, blendshapes, phones
+        if phone_frames is not None:
+            phone_frames = phone_frames[a0 // PHONE_HOP : a0 // PHONE_HOP + num_feature_frames(len(audio))]
+        return audio, blendshapes, phones, phone_frames
 
     def _encode(self, features: list[dict[str, Any]], crop: bool = True) -> dict[str, torch.Tensor]:
-        clips, motions, phone_sequences = [], [], []
+        clips, motions, phone_sequences, phone_frame_sequences = [], [], [], []
         has_motion = all(f.get("blendshapes") is not None for f in features)
         has_phones = self.phone_targets and all(
             f.get("phonemes") is not None and f.get("phoneme_times") is not None for f in features
@@ -218,17 +228,27 @@ class STACollator(_SeededCollator):
                 audio, speed = self.augmentation(audio, SAMPLING_RATE, seed=self.rng.getrandbits(64))
                 if motion is not None and speed != 1.0:
                     motion = resample_timeline(motion, speed)
+            phone_frames = None
+            if self.phone_features:
+                if feature.get(PHONE_FEATURES_COLUMN) is None:
+                    raise ValueError(f"STACollator with phone_features needs the {PHONE_FEATURES_COLUMN!r} column "
+                                     "(esarm.data.phone_features.add_phone_features)")  # fmt: skip
+                phone_frames = np.asarray(feature[PHONE_FEATURES_COLUMN], np.float32)
+                if speed != 1.0:
+                    phone_frames = resample_timeline(phone_frames, speed)
             phones = None
             if has_phones:
                 frames = num_frames(len(audio), fps, SAMPLING_RATE)
                 phones = phone_class_ids(feature["phonemes"], feature["phoneme_times"], frames, fps, speed)
             if crop:
-                audio, motion, phones = self._crop(audio, motion, fps, phones)
+                audio, motion, phones, phone_frames = self._crop(audio, motion, fps, phones, phone_frames)
             clips.append(audio)
             if motion is not None:
                 motions.append(motion[: num_frames(len(audio), fps, SAMPLING_RATE)])
             if phones is not None:
                 phone_sequences.append(phones[: num_frames(len(audio), fps, SAMPLING_RATE)])
+            if phone_frames is not None:
+                phone_frame_sequences.append(phone_frames[: num_feature_frames(len(audio))])
         input_values, attention_mask = pad_audio(clips, normalize=self.normalize)
         speaker_ids = [speaker_to_id(f["speaker"], self.speakers) for f in features]
         if self.speaker_dropout > 0:
@@ -247,6 +267,11 @@ class STACollator(_SeededCollator):
             for i, phones in enumerate(phone_sequences):
                 phone_classes[i, : len(phones)] = torch.from_numpy(phones)
             batch["phone_classes"] = phone_classes
+        if self.phone_features:
+            padded = torch.zeros(len(features), max(map(len, phone_frame_sequences)), NUM_PHONE_FEATURES)
+            for i, frames in enumerate(phone_frame_sequences):
+                padded[i, : len(frames)] = torch.from_numpy(frames)
+            batch["phone_features"] = padded
         return batch
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""PocketSphinx (PyPI ``pocketsphinx``, BSD licence), an optional phone aligner and phone recogniser.
+"""PocketSphinx (PyPI ``pocketsphinx``, BSD licence, a dependency of esarm): a phone aligner and phone recogniser.
 
 PocketSphinx ships an en-us acoustic model trained on recordings of real people, a CMU pronouncing dictionary and
 a phonetic language model. Two uses here, both on 16 kHz mono audio at its 100 frames per second:
@@ -14,24 +14,21 @@ Phones come back as ARPAbet (upper case, as the model's dictionary spells them) 
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
 
 import numpy as np
 
 from ..audio import resample
+from ..phonetic import DECODER_SETTINGS, recognize_phones
 from .phones import PAUSE, arpabet_to_ipa
-
-EXTRA = "lipsync"
-"""The optional extra that installs PocketSphinx: ``pip install 'esarm[lipsync]'``."""
 
 SAMPLING_RATE = 16_000  # the en-us model's rate
 FRAME_RATE = 100  # PocketSphinx's default -frate: phone boundaries fall on 10 ms frames
 
 # The allphone settings: lw=2.0 weighs the phonetic language model lightly against the acoustic scores, and the
 # widest beams keep every phone hypothesis alive (the decoder is fast enough on 2 cores: ~0.1 x real time).
-ALLPHONE_SETTINGS = {"lw": 2.0, "beam": 1e-20, "pbeam": 1e-20}
+ALLPHONE_SETTINGS = DECODER_SETTINGS
 
 
 def require_pocketsphinx():
@@ -40,8 +37,8 @@ def require_pocketsphinx():
         import pocketsphinx
     except ImportError as error:
         raise ImportError(
-            f"PocketSphinx is not installed: install the optional extra with `pip install 'esarm[{EXTRA}]'` "
-            "(or `pip install pocketsphinx`)"
+            "PocketSphinx is not installed, a dependency of esarm's phone aligner and recogniser: "
+            "`pip install pocketsphinx`"
         ) from error
     return pocketsphinx
 
@@ -54,17 +51,11 @@ def pcm16(audio: Any, sampling_rate: int) -> bytes:
     return (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
 
 
-def _decoder(mode: str):
+def _aligner():
     # A new decoder for every utterance: one decoder reused across utterances carries its feature normalisation
     # over, so the phones of a clip depended on the clips decoded before it (measured: 2 of 34 phones of a LibriVox
     # clip moved after decoding another clip). A decoder loads in 0.3 s.
-    pocketsphinx = require_pocketsphinx()
-    if mode == "align":
-        return pocketsphinx.Decoder(lm=None, loglevel="FATAL")
-    model = pocketsphinx.get_model_path()
-    return pocketsphinx.Decoder(
-        allphone=os.path.join(model, "en-us", "en-us-phone.lm.bin"), lm=None, loglevel="FATAL", **ALLPHONE_SETTINGS
-    )
+    return require_pocketsphinx().Decoder(lm=None, loglevel="FATAL")
 
 
 def _decode(decoder, pcm: bytes) -> None:
@@ -87,7 +78,7 @@ def align_phones(audio: Any, sampling_rate: int, transcript: str) -> tuple[list[
     words = normalise_transcript(transcript)
     if not words:
         raise ValueError(f"transcript must hold at least one word, got {transcript!r}")
-    decoder = _decoder("align")
+    decoder = _aligner()
     try:
         decoder.set_align_text(words)
     except (RuntimeError, ValueError) as error:
@@ -106,11 +97,14 @@ def align_phones(audio: Any, sampling_rate: int, transcript: str) -> tuple[list[
 
 
 def recognise_phones(audio: Any, sampling_rate: int) -> tuple[list[str], list[float]]:
-    """Phones recognised with no transcript (allphone mode, :data:`ALLPHONE_SETTINGS`) and their starts (s)."""
-    decoder = _decoder("allphone")
-    _decode(decoder, pcm16(audio, sampling_rate))
-    segments = [(s.word, s.start_frame / FRAME_RATE) for s in decoder.seg()]
-    return [name for name, _ in segments], [start for _, start in segments]
+    """Phones recognised with no transcript and their starts (s): the phonetic front end's recogniser
+    (:func:`esarm.phonetic.recognize_phones`: allphone mode, :data:`ALLPHONE_SETTINGS`, level-normalised input, the
+    decoder's feature state reset per clip), fillers as ``"SIL"``."""
+    samples = np.asarray(audio, np.float32).reshape(-1)
+    if sampling_rate != SAMPLING_RATE:
+        samples = resample(samples, sampling_rate, SAMPLING_RATE)
+    segments = recognize_phones(samples)
+    return [s.phone for s in segments], [s.start / FRAME_RATE for s in segments]
 
 
 def to_ipa(phones: list[str]) -> list[str]:
@@ -121,6 +115,6 @@ def to_ipa(phones: list[str]) -> list[str]:
 
 
 __all__ = [
-    "ALLPHONE_SETTINGS", "EXTRA", "FRAME_RATE", "align_phones", "normalise_transcript", "pcm16", "recognise_phones",
+    "ALLPHONE_SETTINGS", "FRAME_RATE", "align_phones", "normalise_transcript", "pcm16", "recognise_phones",
     "require_pocketsphinx", "to_ipa",
 ]  # fmt: skip

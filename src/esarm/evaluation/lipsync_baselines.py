@@ -10,8 +10,9 @@
   templates of five vowels and silence; the jaw is the sum of those scores weighted by each vowel's graded openness
   (A open; E, O mid; I, U close).
 
-The last two need the optional extra ``esarm[lipsync]``; without it they raise ``ImportError`` naming it, and
-:func:`baseline_mouths` leaves their rows out with a logged warning.
+The phone rules need PocketSphinx (a dependency of esarm), uLipSync the optional extra ``esarm[lipsync]``; without
+either, its function raises ``ImportError`` naming the install command, and :func:`baseline_mouths` leaves its row
+out with a logged warning.
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ def phone_rules_jaw(audio: Any, sampling_rate: int, num_frames: int, fps: float)
     recognises (smoothed over 3 frames, as the reference curve).
 
     Raises:
-        ImportError: ``pocketsphinx`` is not installed (the ``esarm[lipsync]`` extra).
+        ImportError: ``pocketsphinx`` is not installed.
     """
     phones, starts = sphinx.recognise_phones(audio, sampling_rate)
     duration = len(np.asarray(audio).reshape(-1)) / float(sampling_rate)
@@ -163,7 +164,7 @@ def _ulipsync_analyzer():
         from pylipsync import PhonemeAnalyzer
     except ImportError as error:
         raise ImportError(
-            f"uLipSync is not installed: install the optional extra with `pip install 'esarm[{sphinx.EXTRA}]'` "
+            "uLipSync is not installed: install the optional extra with `pip install 'esarm[lipsync]'` "
             "(or `pip install pylipsync`)"
         ) from error
     return PhonemeAnalyzer()

@@ -40,10 +40,10 @@ import numpy as np
 from ..blendshapes import EMOTIONS, region_indices
 from ..data import heldout
 from ..data.loading import even_spread
-from ..data.synthetic.expressions import SpeakerStyle, animate
 from ..data.real_speech import DESCRIPTION as REAL_SPEECH_DESCRIPTION
 from ..data.real_speech import SET_NAME as REAL_SPEECH
 from ..data.real_speech import load_real_speech_set
+from ..data.synthetic.expressions import SpeakerStyle, animate
 from ..modeling_sta import ESARMSTAForGeneration
 from ..processing_esarm import ESARMProcessor
 from . import metrics as M

@@ -24,6 +24,7 @@ from ..configuration_esarm import ESARMMotionPriorConfig, ESARMSTAConfig
 from ..data.augmentation import AudioAugmenter
 from ..data.collators import PartnerIndex, STACollator
 from ..data.loading import load_split
+from ..data.phone_features import add_phone_features
 from ..frames import resample
 from ..labels import dataset_speakers
 from ..modeling_sta import ESARMSTAForGeneration
@@ -137,6 +138,7 @@ class ESARMSTATrainer(Trainer):
             motion_tokens=tokens,
             motion_mask=token_mask,
             phone_classes=inputs.get("phone_classes"),
+            phone_features=inputs.get("phone_features"),
             **conditions,
         )
         loss = outputs.loss
@@ -173,7 +175,8 @@ class ESARMSTATrainer(Trainer):
         b = {k[len("partner_") :]: v[keep] for k, v in inputs.items() if k.startswith("partner_")}
         tokens_b, mask_b = motion_targets(sta, b["blendshapes"], b["frame_mask"], b["attention_mask"])
         content_a, steps_a = outputs.content_features[keep], outputs.motion_mask[keep]
-        features_b, steps_b = sta.encode_audio(b["input_values"], b["attention_mask"], num_steps=mask_b.sum(1))
+        features_b, steps_b = sta.encode_audio(b["input_values"], b["attention_mask"], num_steps=mask_b.sum(1),
+                                               phone_features=b.get("phone_features"))  # fmt: skip
         content_b, _ = sta.encode_content(audio_features=features_b, feature_mask=steps_b)
         emotion_b = sta.encode_emotion(audio_features=features_b, feature_mask=steps_b)
         aligned = align_content(
@@ -217,6 +220,10 @@ def train_sta(config: ESARMSTATrainingConfig) -> dict[str, Any]:
     train_dataset = load_split(config.dataset_name_or_path, config.train_split)
     speakers = dataset_speakers(train_dataset)
     model = build_sta_model(config, speakers)
+    # phone front end: PocketSphinx decodes every clip once, cached in the dataset (esarm.data.phone_features)
+    uses_phones = model.phones is not None
+    if uses_phones:
+        train_dataset = add_phone_features(train_dataset)
     use_pairs = config.cross_reconstruction_weight > 0
     partner_index = PartnerIndex(train_dataset) if use_pairs else None
     if partner_index is not None:
@@ -230,6 +237,7 @@ def train_sta(config: ESARMSTATrainingConfig) -> dict[str, Any]:
         partner_index=partner_index,
         seed=config.seed,
         phone_targets=model.phone_head is not None,
+        phone_features=uses_phones,
         augmentation=AudioAugmenter(augmentation) if (augmentation := config.augmentation_config()) else None,
     )
     trainer = ESARMSTATrainer(
@@ -253,8 +261,11 @@ def train_sta(config: ESARMSTATrainingConfig) -> dict[str, Any]:
     }
     if config.eval_split:
         eval_dataset = load_split(config.dataset_name_or_path, config.eval_split)
+        if uses_phones:
+            eval_dataset = add_phone_features(eval_dataset)
         trainer.data_collator = STACollator(
-            speakers=speakers, fps=model.config.fps, seed=config.seed, phone_targets=model.phone_head is not None
+            speakers=speakers, fps=model.config.fps, seed=config.seed, phone_targets=model.phone_head is not None,
+            phone_features=uses_phones,
         )
         evaluation = trainer.evaluate(eval_dataset)
         # the logged entry also holds the trainer's own metrics (token / emotion accuracy, ...)

@@ -1,0 +1,215 @@
+"""The phonetic front end: PocketSphinx phone features per frame (esarm.phonetic), their dataset cache
+(esarm.data.phone_features), the collator, the STA model's phone path, a saved folder and streaming."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from esarm.data.tts import get_synthesizer
+
+from esarm import ESARMProcessor, ESARMSTAConfig, ESARMSTAForGeneration, phonetic
+from esarm.audio import resample
+from esarm.data.collators import STACollator
+from esarm.data.phone_features import PHONE_FEATURES_COLUMN, add_phone_features
+from esarm.data.phones import arpabet_to_ipa, openness, openness_curve
+from esarm.phonetic import NUM_PHONE_FEATURES, PHONES, phone_features, recognize_phones
+from esarm.streaming import StreamingAnimator
+
+SENTENCE = "Father saw a large palm tree by the water."
+
+
+@pytest.fixture(scope="module")
+def spoken():
+    """eSpeak NG speaking SENTENCE slowly: (16 kHz samples, IPA phonemes, their start times)."""
+    utterance = get_synthesizer().synthesize(SENTENCE, rate=140)
+    return resample(utterance.audio, utterance.sampling_rate, 16000), utterance.phonemes, utterance.phoneme_starts
+
+
+def test_features_are_one_hot_phones_on_the_100_fps_grid(spoken):
+    audio, _, _ = spoken
+    features = phone_features(audio)
+    assert features.shape == (len(audio) // 160 + 1, NUM_PHONE_FEATURES) and features.dtype == np.float32
+    np.testing.assert_array_equal(features[:, : len(PHONES)].sum(1), 1.0)
+    assert np.isfinite(features[:, -1]).all() and np.abs(features[:, -1]).max() <= 5.0
+    assert features[0, PHONES.index("SIL")] == 1.0  # the clip starts in silence
+    # the segments cover the clip at 100 frames per second: their last frame is the clip's last 10 ms
+    segments = recognize_phones(audio)
+    assert segments[0].start == 0 and abs(segments[-1].end - len(audio) // 160) <= 2
+
+
+def test_recognised_phones_follow_the_spoken_vowels(spoken):
+    """The recognised phones' graded openness follows eSpeak's own phoneme timings: vowels where it speaks vowels."""
+    audio, phonemes, starts = spoken
+    features = phone_features(audio)
+    phone_openness = np.array([0.0 if p == "SIL" else openness(arpabet_to_ipa(p)) for p in PHONES])
+    recognised = features[:, : len(PHONES)] @ phone_openness
+    reference = openness_curve(phonemes, starts, len(audio) / 16000, 100, len(features), smoothing_frames=1)
+    assert np.corrcoef(recognised, reference)[0, 1] > 0.5
+    vowel = reference >= 0.4
+    assert (recognised[vowel] >= 0.4).mean() > 0.6  # most vowel frames are heard as vowels
+    assert (recognised[~vowel] >= 0.4).mean() < 0.2  # few consonant or pause frames are
+
+
+def test_features_do_not_depend_on_the_level_or_offset(spoken):
+    """The corpus caches raw clips and the model hears normalised ones: both give the same phones (the 16-bit
+    rounding of the two may differ by one step, which moves a segment's score by well under 0.05)."""
+    audio, _, _ = spoken
+    normalised = (audio - audio.mean()) / audio.std()
+    raw, scaled = phone_features(audio), phone_features(normalised * 0.3 + 0.01)
+    np.testing.assert_array_equal(raw[:, : len(PHONES)], scaled[:, : len(PHONES)])
+    np.testing.assert_allclose(raw[:, -1], scaled[:, -1], atol=0.05)
+
+
+def test_bad_samples_are_rejected():
+    with pytest.raises(ValueError, match="samples must be a non-empty 1-D array"):
+        phone_features(np.zeros((2, 100), np.float32))
+
+
+def test_missing_pocketsphinx_names_the_install_command(monkeypatch, spoken):
+    monkeypatch.setitem(sys.modules, "pocketsphinx", None)  # `import pocketsphinx` raises ImportError
+    monkeypatch.setattr(phonetic, "_decoders", {})
+    with pytest.raises(ImportError, match="pip install pocketsphinx"):
+        phone_features(spoken[0])
+
+
+def test_cached_column_equals_the_features(spoken):
+    from datasets import Dataset
+
+    audio = spoken[0]
+    dataset = Dataset.from_dict({"audio": [audio[:16000], audio], "sampling_rate": [16000, 16000]})
+    cached = add_phone_features(dataset, num_proc=1)
+    for row, clip in zip(cached, (audio[:16000], audio)):
+        np.testing.assert_array_equal(np.asarray(row[PHONE_FEATURES_COLUMN], np.float32), phone_features(clip))
+    assert add_phone_features(cached) is cached  # already there: kept
+
+
+def _clip(audio, features=None):
+    row = {"audio": audio, "emotion": "neutral", "intensity": 1, "speaker": "a", "blendshapes": np.zeros((60, 52))}
+    if features is not None:
+        row[PHONE_FEATURES_COLUMN] = features
+    return row
+
+
+def test_collator_pads_crops_and_stretches_cached_features(spoken):
+    from esarm.data.augmentation import AudioAugmentationConfig, AudioAugmenter
+
+    audio = spoken[0]
+    features = phone_features(audio)
+    batch = STACollator(speakers=["a"], phone_features=True)([_clip(audio, features), _clip(audio[:8000],
+                                                              features[:51])])  # fmt: skip
+    assert batch["phone_features"].shape == (2, len(features), NUM_PHONE_FEATURES)
+    torch.testing.assert_close(batch["phone_features"][0], torch.from_numpy(features))
+    assert batch["phone_features"][1, 51:].abs().sum() == 0
+    cropped = STACollator(speakers=["a"], phone_features=True, max_seconds=1.0, seed=3)([_clip(audio, features)])
+    assert cropped["phone_features"].shape[1] == cropped["attention_mask"].sum().item() // 160 + 1
+    speed = AudioAugmenter(AudioAugmentationConfig(speed_probability=1.0, speed=(1.2, 1.2), reverb_probability=0.0,
+                                                   band_limit_probability=0.0, codec_probability=0.0,
+                                                   noise_probability=0.0, gain_probability=0.0))  # fmt: skip
+    faster = STACollator(speakers=["a"], phone_features=True, augmentation=speed)([_clip(audio, features)])
+    assert abs(faster["phone_features"].shape[1] - round(len(features) / 1.2)) <= 1
+    with pytest.raises(ValueError, match="phone_features"):
+        STACollator(speakers=["a"], phone_features=True)([_clip(audio)])
+
+
+@pytest.fixture(scope="module")
+def phone_model():
+    torch.manual_seed(0)
+    return ESARMSTAForGeneration(ESARMSTAConfig.tiny(audio_front_end="log_mel+phones")).eval()
+
+
+@pytest.mark.parametrize("front_end", ["phones", "log_mel+phones"])
+def test_model_decodes_the_features_the_processor_gives(spoken, front_end):
+    """Cached (processor) and decoded-in-the-model phone features give the same animation; the phone path
+    changes it."""
+    torch.manual_seed(0)
+    model = ESARMSTAForGeneration(ESARMSTAConfig.tiny(audio_front_end=front_end)).eval()
+    inputs = ESARMProcessor(fps=model.config.fps, phone_features=True)(spoken[0], sampling_rate=16000)
+    assert inputs["phone_features"].shape == (1, len(spoken[0]) // 160 + 1, NUM_PHONE_FEATURES)
+    with torch.no_grad():
+        decoded = model.generate(inputs["input_values"], emotion_ids=torch.tensor([0]))
+        cached = model.generate(inputs["input_values"], emotion_ids=torch.tensor([0]),
+                                phone_features=inputs["phone_features"])  # fmt: skip
+        silent = model.generate(inputs["input_values"], emotion_ids=torch.tensor([0]),
+                                phone_features=torch.zeros_like(inputs["phone_features"]))  # fmt: skip
+    torch.testing.assert_close(decoded.blendshapes, cached.blendshapes, rtol=0, atol=0)
+    assert not torch.equal(decoded.motion_tokens, silent.motion_tokens) or not torch.allclose(
+        decoded.blendshapes, silent.blendshapes
+    )
+
+
+def test_score_column_is_heard_only_when_configured(spoken, phone_model):
+    scored = ESARMSTAForGeneration(ESARMSTAConfig.tiny(audio_front_end="phones", phone_feature_set="one_hot+score"))
+    assert scored.phones.convolutions[0].in_channels == NUM_PHONE_FEATURES
+    assert phone_model.phones.convolutions[0].in_channels == len(PHONES)
+
+
+def test_save_load_round_trip_keeps_features_and_animation(tmp_path, spoken, phone_model):
+    processor = ESARMProcessor(fps=phone_model.config.fps, phone_features=True)
+    phone_model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    loaded_model = ESARMSTAForGeneration.from_pretrained(tmp_path).eval()
+    loaded_processor = ESARMProcessor.from_pretrained(tmp_path)
+    assert loaded_processor.phone_features and loaded_model.config.audio_front_end == "log_mel+phones"
+    before, after = processor(spoken[0], sampling_rate=16000), loaded_processor(spoken[0], sampling_rate=16000)
+    torch.testing.assert_close(before["phone_features"], after["phone_features"], rtol=0, atol=0)
+    with torch.no_grad():
+        expected = phone_model.generate(before["input_values"], emotion_ids=torch.tensor([0])).blendshapes
+        got = loaded_model.generate(after["input_values"], emotion_ids=torch.tensor([0])).blendshapes
+    torch.testing.assert_close(expected, got, rtol=0, atol=0)
+
+
+def test_streaming_one_window_equals_offline(spoken, phone_model):
+    """A window that holds the whole clip decodes the same phones as the offline call, so the frames are equal."""
+    audio = spoken[0]
+    animator = StreamingAnimator(phone_model, chunk_seconds=10.0, cpu_defaults=False, emotion="neutral")
+    frames = np.concatenate([animator.push(audio[:7000]), animator.push(audio[7000:]), animator.flush()])
+    inputs = ESARMProcessor(fps=phone_model.config.fps)(audio, sampling_rate=16000)
+    with torch.no_grad():
+        offline = phone_model.generate(inputs["input_values"], emotion_ids=torch.tensor([0])).blendshapes[0]
+    np.testing.assert_allclose(frames, offline.numpy(), atol=1e-5)
+
+
+REMOTE_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    for name in sys.argv[2].split(","):
+        sys.modules[name] = None
+    import torch
+    from transformers import AutoModel
+    expected = torch.load(sys.argv[1] + "/expected.pt", weights_only=False)
+    model = AutoModel.from_pretrained(sys.argv[1] + "/sta", trust_remote_code=True).eval()
+    assert type(model).__module__.startswith("transformers_modules."), type(model).__module__
+    try:
+        output = model.generate(expected["audio"], emotion_ids=torch.tensor([0]))
+    except ImportError as error:
+        print("ImportError:", error)
+        raise SystemExit(0)
+    assert torch.equal(output.blendshapes, expected["blendshapes"]), "blendshapes differ"
+    print("OK")
+    """
+)
+
+
+@pytest.mark.parametrize("blocked", ["esarm", "esarm,pocketsphinx"])
+def test_saved_folder_with_remote_code(tmp_path, spoken, phone_model, blocked):
+    """Without esarm the folder's own code decodes the phones; without pocketsphinx too, it says what to install."""
+    audio = torch.from_numpy(((spoken[0] - spoken[0].mean()) / spoken[0].std()).astype(np.float32))[None]
+    phone_model.save_pretrained(tmp_path / "sta")
+    with torch.no_grad():
+        blendshapes = phone_model.generate(audio, emotion_ids=torch.tensor([0])).blendshapes
+    torch.save({"audio": audio, "blendshapes": blendshapes}, tmp_path / "expected.pt")
+    env = dict(os.environ, HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1",
+               PYTHONPATH="")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", REMOTE_SCRIPT, str(tmp_path), blocked], capture_output=True,
+                            text=True, env=env, cwd=tmp_path, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    if "pocketsphinx" in blocked:
+        assert "pip install pocketsphinx" in result.stdout
+    else:
+        assert result.stdout.strip().endswith("OK")
