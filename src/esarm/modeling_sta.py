@@ -37,13 +37,7 @@ from transformers.utils import ModelOutput
 from .audio_features import LogMelFrontEnd, PhoneClassHead
 from .configuration_esarm import ESARMSTAConfig
 from .frames import num_frames, num_motion_steps, resample
-from .generation import (
-    build_logits_processor,
-    decode_autoregressively,
-    default_generation_config,
-    make_generator,
-    resolve_generation_settings,
-)
+from .generation import decode_autoregressively, default_generation_config, prepare_decoding
 from .inference import int8_inference_layers
 from .modeling_motion_prior import ESARMMotionPrior
 from .modules import (
@@ -957,8 +951,8 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
 
         transformers' conventions where they fit: settings come from ``generation_config`` (default: the model's
         ``generation_config``, saved as ``generation_config.json``), overridden by keyword arguments
-        (``do_sample``, ``temperature``, ``top_k``, ``epsilon``), plus any ``logits_processor``. Where ESARM
-        differs, arguments are rejected with the reason: the number of steps is fixed by the audio (no
+        (``do_sample``, ``temperature``, ``top_k``, ``epsilon``, ``greedy_groups``), plus any ``logits_processor``.
+        Where ESARM differs, arguments are rejected with the reason: the number of steps is fixed by the audio (no
         ``max_new_tokens`` / ``max_length``), and each step emits G tokens at once, one per face region (no beams).
 
         Args:
@@ -970,8 +964,8 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
             intensity_ids: ``[B]`` intensity ids (default: :meth:`default_intensity_ids`).
             speaker_ids: ``[B]`` speaker ids (default 0 = unknown speaker).
             emotion: ``"auto"`` or ``None`` (then ``emotion_ids`` is required).
-            generation_config: a ``GenerationConfig`` with ``do_sample``, ``temperature``, ``top_k`` and
-                ``epsilon`` (missing ones from the model's ``generation_config``).
+            generation_config: a ``GenerationConfig`` with ``do_sample``, ``temperature``, ``top_k``, ``epsilon``
+                and ``greedy_groups`` (missing ones from the model's ``generation_config``).
             logits_processor: extra processors, applied to scores ``[batch * G, K]`` after temperature / top-k.
             generator: random generator for sampling and exploration (reproducible rollouts) ...
             seed: ... or a seed for a new one (not both).
@@ -984,6 +978,11 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
                 - do_sample: sample from the (temperature / top-k processed) policy instead of the argmax.
                 - temperature: softmax temperature when sampling (> 0).
                 - top_k: keep the ``top_k`` most likely codes when sampling.
+                - greedy_groups: codebook groups (indices, or region names ``"mouth"``, ``"eyes"``, ``"brows"``)
+                  that take the argmax of the raw logits whatever the settings above, e.g. ``do_sample=True,
+                  greedy_groups=["mouth"]``: greedy lips, sampled eyes and brows. With
+                  ``mouth_conditioning="parallel"`` the mouth tokens are then those of greedy decoding; otherwise
+                  they are the argmax given the sampled upper-face history.
 
         Returns:
             :class:`ESARMSTAGenerateOutput` with ``motion_tokens [B, T', G]``, ``blendshapes [B, T, 52]`` (at
@@ -996,14 +995,9 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         emotion_ids, intensity_ids, speaker_ids = self._check_conditions(emotion_ids, intensity_ids, speaker_ids, batch)
         if emotion_ids is None and emotion != "auto":
             raise ValueError("emotion_ids must be given when emotion is not 'auto', got None")
-        settings = resolve_generation_settings(generation_config, self.generation_config, **kwargs)
-        epsilon = settings["epsilon"]
-        logits_processor = build_logits_processor(
-            settings["do_sample"], settings["temperature"], settings["top_k"], epsilon, logits_processor
+        decoding, _ = prepare_decoding(
+            generation_config, self.generation_config, self.num_groups, logits_processor, generator, seed, **kwargs
         )
-        sample = settings["do_sample"] or epsilon > 0.0
-        device = input_values.device
-        generator = make_generator(generator, seed)
 
         num_steps = self.num_motion_steps(lengths)  # [B]
         num_frames = self.num_animation_frames(lengths)  # [B]
@@ -1048,7 +1042,7 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
             return self._token_logits(hidden, mouth_hidden)[:, 0]  # [B, G, K]
 
         motion_tokens = decode_autoregressively(
-            step_logits, total_steps, batch, self.num_groups, logits_processor, sample, generator, device
+            step_logits, total_steps, batch, self.num_groups, decoding, input_values.device
         )
         motion_tokens = motion_tokens.masked_fill(~token_mask[..., None], 0)
         max_frames = int(num_frames.max())
