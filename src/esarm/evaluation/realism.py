@@ -200,7 +200,8 @@ def realism_accuracy(
         channels: blendshape indices (default :func:`upper_face_indices`).
 
     Returns:
-        ``realism_accuracy`` (pooled over folds), ``realism_se`` (its binomial standard error), ``realism_p_value``
+        ``realism_accuracy`` (pooled over folds), ``realism_se`` (its binomial standard error, at least ``0.5 / N``
+        for N windows so that an accuracy of 0 or 1 does not claim a zero error), ``realism_p_value``
         (one-sided binomial test of accuracy > 0.5: small = the generated windows are told apart),
         ``realism_windows`` (windows classified, both classes) and ``realism_folds``.
     """
@@ -351,8 +352,9 @@ _COLUMNS = (
 )  # fmt: skip
 
 
-def format_table(table: Mapping[str, Mapping[str, float]]) -> str:
-    """A markdown table of :func:`expressiveness_table`'s result, one row per decoding plus the capture's blinks."""
+def format_table(table: Mapping[str, Mapping[str, float]], capture_row: bool = True) -> str:
+    """A markdown table of :func:`expressiveness_table`'s result, one row per decoding and (``capture_row``) a last
+    row with the capture's blinks and the reference values (ratios 1, realism accuracy 0.5)."""
     columns = [c for c in _COLUMNS if any(c[0] in row for row in table.values())]
     lines = ["| decoding | " + " | ".join(title for _, title, _ in columns) + " |",
              "|---|" + "---:|" * len(columns)]  # fmt: skip
@@ -360,7 +362,7 @@ def format_table(table: Mapping[str, Mapping[str, float]]) -> str:
         cells = [fmt.format(row[key]) if key in row else "" for key, _, fmt in columns]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     first = next(iter(table.values()), None)
-    if first is not None:
+    if capture_row and first is not None:
         capture = {"std_ratio_eyes": 1.0, "std_ratio_brows": 1.0, "std_ratio_mouth": 1.0,
                    "blink_rate_per_min": first["capture_blink_rate_per_min"],
                    "blink_duration_ms": first["capture_blink_duration_ms"], "realism_accuracy": 0.5}  # fmt: skip
