@@ -144,3 +144,10 @@ def test_clips_needed_makes_the_standard_error_small_enough():
         clips_needed(0, 1.0)
     with pytest.raises(ValueError, match="a and b must be 1-D and of the same length"):
         paired_bootstrap([1.0, 2.0], [1.0])
+
+
+def test_flatten_table_names_model_decoding_and_measure():
+    from esarm.evaluation.realism import flatten_table
+
+    flat = flatten_table({"sta/greedy_mouth": {"realism_accuracy": 0.7}, "rl/greedy": {"lve_mm": 4.1}})
+    assert flat == {"sta_greedy_mouth_realism_accuracy": 0.7, "rl_greedy_lve_mm": 4.1}

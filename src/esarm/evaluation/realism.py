@@ -41,7 +41,7 @@ from .rl_diagnostics import expressiveness
 logger = logging.getLogger(__name__)
 
 __all__ = ["DECODINGS", "blink_report", "blink_statistics", "detect_blinks", "expressiveness_table",
-           "format_table", "generate_animations", "realism_accuracy", "upper_face_indices",
+           "flatten_table", "format_table", "generate_animations", "realism_accuracy", "upper_face_indices",
            "window_features"]  # fmt: skip
 
 BLINK_NAMES = ("eyeBlinkLeft", "eyeBlinkRight")
@@ -341,6 +341,14 @@ def expressiveness_table(
             row["realism_groups"] = 1.0 if by_speaker else 2.0
             table[f"{model_name}/{decoding}"] = row
     return table
+
+
+def flatten_table(table: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """:func:`expressiveness_table`'s result as flat results keys ``<model>_<decoding>_<measure>`` (e.g.
+    ``sta_greedy_mouth_realism_accuracy``), the naming of :func:`esarm.evaluation.run.evaluate_pipeline`'s results."""
+    return {
+        f"{name.replace('/', '_')}_{key}": value for name, row in table.items() for key, value in row.items()
+    }
 
 
 _COLUMNS = (
