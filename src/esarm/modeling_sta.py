@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -930,6 +931,46 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
 
     # ---- generation --------------------------------------------------------------------------------------------
 
+    def _step_logits_fn(
+        self, conditioning: torch.Tensor, content: torch.Tensor, style: torch.Tensor, token_mask: torch.Tensor,
+        use_cache: bool,
+    ) -> Callable[[torch.Tensor, int], torch.Tensor]:  # fmt: skip
+        """The per-step function of :func:`~esarm.generation.decode_autoregressively` for one batch:
+        ``step_logits(tokens_so_far [B, t, G], t) -> logits [B, G, K]``, with its own key/value caches (``use_cache``)
+        for the motion transformer and the content-only mouth stream, or every mouth step precomputed (parallel)."""
+        batch = conditioning.shape[0]
+        total_steps = conditioning.shape[1]
+        cache = self.motion_transformer.new_cache(batch, total_steps, conditioning) if use_cache else None
+        mouth_conditioning = mouth_cache = parallel_mouth = None
+        if self.config.mouth_conditioning == "parallel":
+            parallel_mouth = self.encode_mouth(content, style, token_mask)  # [B, T', H]: every mouth step at once
+        elif self.mouth_transformer is not None:
+            mouth_conditioning = self.mouth_input(content)  # [B, T', H]: content only, whatever the labels
+            if use_cache:
+                mouth_cache = self.mouth_transformer.new_cache(batch, total_steps, mouth_conditioning)
+
+        def step_logits(tokens_so_far: torch.Tensor, t: int) -> torch.Tensor:
+            mouth_hidden = parallel_mouth[:, t : t + 1] if parallel_mouth is not None else None
+            if cache is not None:
+                if t == 0:
+                    previous = previous_mouth = self.bos_embedding[None, None].expand(batch, 1, -1)
+                else:
+                    previous = self.embed_motion_tokens(tokens_so_far[:, -1:])
+                    previous_mouth = self.token_embeddings[0](tokens_so_far[:, -1:, 0])
+                hidden = self.motion_transformer(conditioning[:, t : t + 1] + previous, cache=cache)
+                if mouth_conditioning is not None:
+                    mouth_inputs = mouth_conditioning[:, t : t + 1] + previous_mouth
+                    mouth_hidden = self.mouth_transformer(mouth_inputs, cache=mouth_cache)
+            else:
+                inputs = conditioning[:, : t + 1] + self._previous_token_inputs(tokens_so_far, t + 1)
+                hidden = self.motion_transformer(inputs)[:, -1:]
+                if mouth_conditioning is not None:
+                    mouth_inputs = mouth_conditioning[:, : t + 1] + self._previous_mouth_inputs(tokens_so_far, t + 1)
+                    mouth_hidden = self.mouth_transformer(mouth_inputs)[:, -1:]
+            return self._token_logits(hidden, mouth_hidden)[:, 0]  # [B, G, K]
+
+        return step_logits
+
     @torch.no_grad()
     def generate(
         self,
@@ -1011,38 +1052,10 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
             intensity_ids = self.default_intensity_ids(emotion_ids)
         style = self.style_vector(emotion_ids, intensity_ids, speaker_ids)
         conditioning = self._conditioning(content, emotion_features, style)  # [B, T', H]
-        total_steps = conditioning.shape[1]
-        cache = self.motion_transformer.new_cache(batch, total_steps, conditioning) if use_cache else None
-        mouth_conditioning = mouth_cache = parallel_mouth = None
-        if self.config.mouth_conditioning == "parallel":
-            parallel_mouth = self.encode_mouth(content, style, token_mask)  # [B, T', H]: every mouth step at once
-        elif self.mouth_transformer is not None:
-            mouth_conditioning = self.mouth_input(content)  # [B, T', H]: content only, whatever the labels
-            if use_cache:
-                mouth_cache = self.mouth_transformer.new_cache(batch, total_steps, mouth_conditioning)
-
-        def step_logits(tokens_so_far: torch.Tensor, t: int) -> torch.Tensor:
-            mouth_hidden = parallel_mouth[:, t : t + 1] if parallel_mouth is not None else None
-            if cache is not None:
-                if t == 0:
-                    previous = previous_mouth = self.bos_embedding[None, None].expand(batch, 1, -1)
-                else:
-                    previous = self.embed_motion_tokens(tokens_so_far[:, -1:])
-                    previous_mouth = self.token_embeddings[0](tokens_so_far[:, -1:, 0])
-                hidden = self.motion_transformer(conditioning[:, t : t + 1] + previous, cache=cache)
-                if mouth_conditioning is not None:
-                    mouth_inputs = mouth_conditioning[:, t : t + 1] + previous_mouth
-                    mouth_hidden = self.mouth_transformer(mouth_inputs, cache=mouth_cache)
-            else:
-                inputs = conditioning[:, : t + 1] + self._previous_token_inputs(tokens_so_far, t + 1)
-                hidden = self.motion_transformer(inputs)[:, -1:]
-                if mouth_conditioning is not None:
-                    mouth_inputs = mouth_conditioning[:, : t + 1] + self._previous_mouth_inputs(tokens_so_far, t + 1)
-                    mouth_hidden = self.mouth_transformer(mouth_inputs)[:, -1:]
-            return self._token_logits(hidden, mouth_hidden)[:, 0]  # [B, G, K]
+        step_logits = self._step_logits_fn(conditioning, content, style, token_mask, use_cache)
 
         motion_tokens = decode_autoregressively(
-            step_logits, total_steps, batch, self.num_groups, decoding, input_values.device
+            step_logits, conditioning.shape[1], batch, self.num_groups, decoding, input_values.device
         )
         motion_tokens = motion_tokens.masked_fill(~token_mask[..., None], 0)
         max_frames = int(num_frames.max())
