@@ -7,7 +7,9 @@ Per decoding (:func:`esarm.evaluation.realism.expressiveness_table`): the per-re
 captured, blinks per minute and blink duration (the capture's in the last row), FDD (mm², captured minus
 generated), the held-out accuracy of a classifier telling captured from generated upper-face windows (0.5 = cannot
 tell), LVE and EVE (mm). Mean over ``--seeds`` (the seed of the sampled decodings), then the spread (std) over
-seeds. The table goes to stdout and, with ``--output``, to a markdown file beside a json of every number.
+seeds. The row ``prior/reconstruction`` is the motion prior's encode + decode of the capture itself: what any
+decoding of its tokens can reach at best (a realism accuracy near 1 there says the prior's decoder, not the STA
+model, gives the animation away). The table goes to stdout and, with ``--output``, to a markdown file beside a json of every number.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from datasets import concatenate_datasets
 
 from esarm.data.collators import STACollator
 from esarm.data.loading import even_spread, load_split
-from esarm.evaluation.realism import DECODINGS, expressiveness_table, format_table
+from esarm.evaluation.realism import DECODINGS, expressiveness_table, format_table, measure_animations
+from esarm.evaluation.rollouts import reconstruct
 from esarm.labels import model_speakers
 from esarm.modeling_sta import ESARMSTAForGeneration
 from esarm.rig import resolve_rig
@@ -50,6 +53,15 @@ def aggregate(tables: list[dict[str, dict[str, float]]]) -> tuple[dict, dict]:
     return mean, spread
 
 
+def reconstruction_row(sta, rows, collator: STACollator, rig) -> dict[str, float]:
+    """The measures of the motion prior's reconstruction of each clip's capture (the STA model's frozen prior)."""
+    targets = [np.asarray(r["blendshapes"], dtype=np.float32) for r in rows]
+    reconstructions, _ = reconstruct(sta.motion_prior, targets)
+    speakers = [str(r["speaker"]) for r in rows]
+    groups = speakers if len(set(speakers)) >= 2 else [str(i) for i in range(len(rows))]
+    return measure_animations(reconstructions, targets, groups, rig, float(collator.fps))
+
+
 def run(args: argparse.Namespace) -> str:
     run_dir = Path(args.run_dir)
     corpus = args.dataset or str(run_dir / "corpus")
@@ -68,6 +80,9 @@ def run(args: argparse.Namespace) -> str:
             chosen = decodings if model_name == "sta" else {"greedy": DECODINGS["greedy"]}
             table.update(expressiveness_table({model_name: model}, rows, collator, rig, chosen, seed=seed))
         tables.append(table)
+    reference = reconstruction_row(models["sta"], rows, collator, rig)
+    for table in tables:
+        table["prior/reconstruction"] = reference
     mean, spread = aggregate(tables)
     speakers = sorted({str(r["speaker"]) for r in rows})
     text = "\n\n".join([

@@ -16,7 +16,7 @@ def test_realism_benchmark_prints_every_decoding_and_the_capture(tmp_path, repo_
     benchmark.main(["--run_dir", str(tmp_path / "run"), "--splits", "train", "--max_clips", "6", "--seeds", "0", "1",
                     "--output", str(output)])  # fmt: skip
     text = output.read_text()
-    for row in ("| sta/greedy |", "| sta/sampled |", "| sta/greedy_mouth |"):
+    for row in ("| sta/greedy |", "| sta/sampled |", "| sta/greedy_mouth |", "| prior/reconstruction |"):
         assert text.count(row) == 2, row  # the mean table and the spread table
     assert text.count("| capture |") == 1
     numbers = json.loads(output.with_suffix(".json").read_text())

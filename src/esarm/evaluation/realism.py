@@ -41,7 +41,7 @@ from .rl_diagnostics import expressiveness
 logger = logging.getLogger(__name__)
 
 __all__ = ["DECODINGS", "blink_report", "blink_statistics", "detect_blinks", "expressiveness_table",
-           "flatten_table", "format_table", "generate_animations", "realism_accuracy", "upper_face_indices",
+           "flatten_table", "format_table", "generate_animations", "measure_animations", "realism_accuracy", "upper_face_indices",
            "window_features"]  # fmt: skip
 
 BLINK_NAMES = ("eyeBlinkLeft", "eyeBlinkRight")
@@ -284,7 +284,12 @@ def generate_animations(
     return animations
 
 
-def _measure(predictions, targets, groups, rig, fps: float, window: int) -> dict[str, float]:
+def measure_animations(
+    predictions: Sequence[np.ndarray], targets: Sequence[np.ndarray], groups: Sequence[Any], rig=None,
+    fps: float = 30.0, window: int = 30,
+) -> dict[str, float]:  # fmt: skip
+    """Every measure of one set of animations against the capture of the same clips (each pair cut to its shorter
+    length): motion ratios, blinks, the realism test (held-out ``groups``) and, with a rig, FDD, LVE and EVE."""
     pairs = [(p[: min(len(p), len(t))], t[: min(len(p), len(t))]) for p, t in zip(predictions, targets)]
     predictions, targets = [p for p, _ in pairs], [t for _, t in pairs]
     row: dict[str, float] = dict(expressiveness(predictions, targets))
@@ -337,7 +342,7 @@ def expressiveness_table(
             config = GenerationConfig(**{"do_sample": False, "temperature": 1.0, "top_k": None, "epsilon": 0.0,
                                          "greedy_groups": None, **settings})  # fmt: skip
             predictions = generate_animations(model, collator, rows, config, seed, batch_size)
-            row = _measure(predictions, targets, groups, rig, fps, window)
+            row = measure_animations(predictions, targets, groups, rig, fps, window)
             row["realism_groups"] = 1.0 if by_speaker else 2.0
             table[f"{model_name}/{decoding}"] = row
     return table
