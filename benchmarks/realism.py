@@ -9,7 +9,9 @@ generated), the held-out accuracy of a classifier telling captured from generate
 tell), LVE and EVE (mm). Mean over ``--seeds`` (the seed of the sampled decodings), then the spread (std) over
 seeds. The row ``prior/reconstruction`` is the motion prior's encode + decode of the capture itself: what any
 decoding of its tokens can reach at best (a realism accuracy near 1 there says the prior's decoder, not the STA
-model, gives the animation away). The table goes to stdout and, with ``--output``, to a markdown file beside a json of every number.
+model, gives the animation away); the column ``vs prior`` is the realism test of each decoding against those
+reconstructions instead of the capture (whether the STA model's choice of tokens gives it away). The tables go to
+stdout and, with ``--output``, to a markdown file beside a json of every number.
 """
 
 from __future__ import annotations
@@ -53,10 +55,8 @@ def aggregate(tables: list[dict[str, dict[str, float]]]) -> tuple[dict, dict]:
     return mean, spread
 
 
-def reconstruction_row(sta, rows, collator: STACollator, rig) -> dict[str, float]:
+def reconstruction_row(reconstructions, targets, rows, collator: STACollator, rig) -> dict[str, float]:
     """The measures of the motion prior's reconstruction of each clip's capture (the STA model's frozen prior)."""
-    targets = [np.asarray(r["blendshapes"], dtype=np.float32) for r in rows]
-    reconstructions, _ = reconstruct(sta.motion_prior, targets)
     speakers = [str(r["speaker"]) for r in rows]
     groups = speakers if len(set(speakers)) >= 2 else [str(i) for i in range(len(rows))]
     return measure_animations(reconstructions, targets, groups, rig, float(collator.fps))
@@ -72,15 +72,18 @@ def run(args: argparse.Namespace) -> str:
     collator = STACollator(speakers=model_speakers(run_dir / "sta"), fps=models["sta"].config.fps)
     rig = resolve_rig(args.rig_path)
     decodings = {name: DECODINGS[name] for name in args.decodings}
+    targets = [np.asarray(r["blendshapes"], dtype=np.float32) for r in rows]
+    reconstructions, _ = reconstruct(models["sta"].motion_prior, targets)
     tables = []
     for seed in args.seeds:
         table = {}
         for model_name, model in models.items():
             # the RL policy is measured greedy only: the question is whether RL beats the three decodings of the STA
             chosen = decodings if model_name == "sta" else {"greedy": DECODINGS["greedy"]}
-            table.update(expressiveness_table({model_name: model}, rows, collator, rig, chosen, seed=seed))
+            table.update(expressiveness_table({model_name: model}, rows, collator, rig, chosen, seed=seed,
+                                              reconstructions=reconstructions))  # fmt: skip
         tables.append(table)
-    reference = reconstruction_row(models["sta"], rows, collator, rig)
+    reference = reconstruction_row(reconstructions, targets, rows, collator, rig)
     for table in tables:
         table["prior/reconstruction"] = reference
     mean, spread = aggregate(tables)

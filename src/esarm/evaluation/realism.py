@@ -311,6 +311,7 @@ def expressiveness_table(
     seed: int = 0,
     batch_size: int = 16,
     window: int = 30,
+    reconstructions: Sequence[np.ndarray] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Expressiveness and realism of several decodings of one or more STA models on dataset rows.
 
@@ -322,6 +323,10 @@ def expressiveness_table(
         decodings: name -> settings of ``generate`` (default :data:`DECODINGS`).
         seed: seed of the sampled decodings.
         window: frames per window of the realism test (:func:`realism_accuracy`).
+        reconstructions: per row the motion prior's encode + decode of the capture (optional). Adds
+            ``realism_accuracy_vs_prior`` (and its ``_se``): the realism test against those instead of the capture,
+            i.e. whether the STA model's choice of tokens gives the animation away, beyond what the prior's decoder
+            does to any motion.
 
     Returns:
         ``"<model>/<decoding>" -> measures``: ``std_ratio_<region>``, blink rate / duration and the capture's,
@@ -343,6 +348,10 @@ def expressiveness_table(
                                          "greedy_groups": None, **settings})  # fmt: skip
             predictions = generate_animations(model, collator, rows, config, seed, batch_size)
             row = measure_animations(predictions, targets, groups, rig, fps, window)
+            if reconstructions is not None:
+                versus = realism_accuracy(reconstructions, predictions, groups, window=window)
+                row["realism_accuracy_vs_prior"] = versus["realism_accuracy"]
+                row["realism_se_vs_prior"] = versus["realism_se"]
             row["realism_groups"] = 1.0 if by_speaker else 2.0
             table[f"{model_name}/{decoding}"] = row
     return table
@@ -361,6 +370,7 @@ _COLUMNS = (
     ("std_ratio_mouth", "mouth", "{:.2f}"), ("blink_rate_per_min", "blinks/min", "{:.1f}"),
     ("blink_duration_ms", "blink ms", "{:.0f}"), ("fdd_mm2", "FDD mm²", "{:+.3f}"),
     ("realism_accuracy", "realism acc", "{:.3f}"), ("realism_se", "± se", "{:.3f}"),
+    ("realism_accuracy_vs_prior", "vs prior", "{:.3f}"),
     ("lve_mm", "LVE mm", "{:.3f}"), ("eve_mm", "EVE mm", "{:.3f}"),
 )  # fmt: skip
 
