@@ -25,4 +25,8 @@ def test_realism_benchmark_prints_every_decoding_and_the_capture(tmp_path, repo_
     assert greedy[0]["sta/greedy"]["std_ratio_eyes"] == greedy[1]["sta/greedy"]["std_ratio_eyes"]
     assert greedy[0]["sta/sampled"]["std_ratio_eyes"] != greedy[1]["sta/sampled"]["std_ratio_eyes"]
     assert 0.0 <= numbers["mean"]["sta/sampled"]["realism_accuracy"] <= 1.0
+    assert 0.0 <= numbers["mean"]["sta/greedy_mouth"]["realism_accuracy_vs_prior"] <= 1.0
+    # every row, the reference row included, is measured against the same capture
+    reconstruction = numbers["mean"]["prior/reconstruction"]
+    assert reconstruction["capture_blink_rate_per_min"] == numbers["mean"]["sta/greedy"]["capture_blink_rate_per_min"]
     assert numbers["std"]["sta/greedy"]["lve_mm"] == 0.0
