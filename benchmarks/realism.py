@@ -27,8 +27,17 @@ from datasets import concatenate_datasets
 
 from esarm.data.collators import STACollator
 from esarm.data.loading import even_spread, load_split
-from esarm.evaluation.realism import DECODINGS, expressiveness_table, format_table, measure_animations
+from esarm.evaluation import metrics
+from esarm.evaluation.realism import (
+    DECODINGS,
+    decoding_config,
+    expressiveness_table,
+    format_table,
+    generate_animations,
+    measure_animations,
+)
 from esarm.evaluation.rollouts import reconstruct
+from esarm.evaluation.significance import clips_needed, paired_bootstrap, paired_standard_deviation
 from esarm.labels import model_speakers
 from esarm.modeling_sta import ESARMSTAForGeneration
 from esarm.rig import resolve_rig
@@ -60,6 +69,29 @@ def reconstruction_row(reconstructions, targets, rows, collator: STACollator, ri
     speakers = [str(r["speaker"]) for r in rows]
     groups = speakers if len(set(speakers)) >= 2 else [str(i) for i in range(len(rows))]
     return measure_animations(reconstructions, targets, groups, rig, float(collator.fps))
+
+
+def paired_comparison(sta, rows, collator: STACollator, rig, first: str, second: str, seed: int = 0) -> str:
+    """Per-clip LVE and EVE of two decodings of the STA model (seed ``seed``): the paired bootstrap of the
+    difference ``second - first`` and the clips a difference of that size needs."""
+    targets = [np.asarray(r["blendshapes"], dtype=np.float32) for r in rows]
+    per_clip = {}
+    for name in (first, second):
+        animations = generate_animations(sta, collator, rows, decoding_config(DECODINGS[name]), seed)
+        pairs = [(a[: min(len(a), len(t))], t[: min(len(a), len(t))]) for a, t in zip(animations, targets)]
+        per_clip[name] = {
+            measure: np.asarray(function([a for a, _ in pairs], [t for _, t in pairs], rig, reduction="sequences"))
+            for measure, function in (("LVE", metrics.lve), ("EVE", metrics.eve))
+        }
+    lines = [f"paired bootstrap over {len(rows)} clips, {second} - {first} (seed {seed}, 10000 resamples):"]
+    for measure in ("LVE", "EVE"):
+        a, b = per_clip[second][measure], per_clip[first][measure]
+        difference, (low, high), p_value = paired_bootstrap(a, b)
+        std = paired_standard_deviation(a, b)
+        needed = clips_needed(difference, std) if difference != 0 else float("inf")
+        lines.append(f"- {measure}: {difference:+.3f} mm, 95 % CI [{low:+.3f}, {high:+.3f}], p = {p_value:.4f}; "
+                     f"per-clip std {std:.3f} mm, clips needed for this difference: {needed}")  # fmt: skip
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> str:
@@ -94,6 +126,8 @@ def run(args: argparse.Namespace) -> str:
         "mean over seeds:\n" + format_table(mean),
         "std over seeds:\n" + format_table(spread, capture_row=False),
     ])  # fmt: skip
+    if args.paired:
+        text += "\n\n" + paired_comparison(models["sta"], rows, collator, rig, *args.paired, seed=args.seeds[0])
     if args.output:
         output = Path(args.output)
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -111,6 +145,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--decodings", nargs="+", default=list(DECODINGS), choices=list(DECODINGS))
     parser.add_argument("--rig_path", default=None, help="Face rig .npz (default $ESARM_RIG / the embedded rig).")
+    parser.add_argument("--paired", nargs=2, default=None, choices=list(DECODINGS), metavar="DECODING",
+                        help="Also a paired bootstrap over clips of the LVE / EVE of two decodings, e.g. greedy "
+                        "greedy_mouth.")  # fmt: skip
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output", default=None, help="Markdown file for the tables (a .json beside it).")
     args = parser.parse_args(argv)

@@ -14,11 +14,12 @@ def test_realism_benchmark_prints_every_decoding_and_the_capture(tmp_path, repo_
     benchmark = repo_script("benchmarks/realism.py")
     output = tmp_path / "realism.md"
     benchmark.main(["--run_dir", str(tmp_path / "run"), "--splits", "train", "--max_clips", "6", "--seeds", "0", "1",
-                    "--output", str(output)])  # fmt: skip
+                    "--output", str(output), "--paired", "greedy", "greedy_mouth"])  # fmt: skip
     text = output.read_text()
     for row in ("| sta/greedy |", "| sta/sampled |", "| sta/greedy_mouth |", "| prior/reconstruction |"):
         assert text.count(row) == 2, row  # the mean table and the spread table
     assert text.count("| capture |") == 1
+    assert "paired bootstrap over 6 clips, greedy_mouth - greedy" in text and "- LVE: " in text
     numbers = json.loads(output.with_suffix(".json").read_text())
     greedy = numbers["per_seed"]
     # greedy decoding ignores the seed; sampling does not

@@ -40,7 +40,7 @@ from .rl_diagnostics import expressiveness
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DECODINGS", "blink_report", "blink_statistics", "detect_blinks", "expressiveness_table",
+__all__ = ["DECODINGS", "blink_report", "decoding_config", "blink_statistics", "detect_blinks", "expressiveness_table",
            "flatten_table", "format_table", "generate_animations", "measure_animations", "realism_accuracy", "upper_face_indices",
            "window_features"]  # fmt: skip
 
@@ -261,6 +261,13 @@ def realism_accuracy(
 # several decodings of one model
 
 
+def decoding_config(settings: Mapping[str, Any]) -> GenerationConfig:
+    """A complete ``GenerationConfig`` for one decoding: ``settings`` over greedy decoding without exploration (so
+    a model's own saved ``generation_config`` does not fill the fields a decoding leaves out)."""
+    defaults = {"do_sample": False, "temperature": 1.0, "top_k": None, "epsilon": 0.0, "greedy_groups": None}
+    return GenerationConfig(**{**defaults, **settings})
+
+
 @torch.no_grad()
 def generate_animations(
     model, collator: STACollator, rows: Sequence[Mapping[str, Any]], generation_config: GenerationConfig,
@@ -344,9 +351,7 @@ def expressiveness_table(
     table = {}
     for model_name, model in models.items():
         for decoding, settings in decodings.items():
-            config = GenerationConfig(**{"do_sample": False, "temperature": 1.0, "top_k": None, "epsilon": 0.0,
-                                         "greedy_groups": None, **settings})  # fmt: skip
-            predictions = generate_animations(model, collator, rows, config, seed, batch_size)
+            predictions = generate_animations(model, collator, rows, decoding_config(settings), seed, batch_size)
             row = measure_animations(predictions, targets, groups, rig, fps, window)
             if reconstructions is not None:
                 versus = realism_accuracy(reconstructions, predictions, groups, window=window)
