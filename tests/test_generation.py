@@ -255,3 +255,59 @@ def test_logits_processor_is_applied(model, audio):
 def test_generate_rejects_what_cannot_apply(model, audio, kwargs, error, message):
     with pytest.raises(error, match=message):
         model.generate(*audio, **kwargs)
+
+
+# ---- greedy groups: greedy mouth, sampled eyes and brows --------------------------------------------------------
+
+
+def test_greedy_mouth_keeps_the_greedy_mouth_and_samples_the_upper_face(audio):
+    """With the parallel mouth stream the mouth does not read the previous tokens: its greedy tokens must be the
+    greedy decoding's exactly, while the sampled eyes and brows change with the seed."""
+    model = ESARMSTAForGeneration(ESARMSTAConfig.tiny(mouth_conditioning="parallel")).eval()
+    greedy = model.generate(*audio)
+    valid = greedy.token_mask
+    runs = [model.generate(*audio, do_sample=True, temperature=2.0, greedy_groups=["mouth"], seed=s) for s in (1, 2)]
+    for run in runs:
+        assert torch.equal(run.motion_tokens[..., 0][valid], greedy.motion_tokens[..., 0][valid])
+        assert not torch.equal(run.motion_tokens[..., 1:][valid], greedy.motion_tokens[..., 1:][valid])
+    assert not torch.equal(runs[0].motion_tokens[..., 1:][valid], runs[1].motion_tokens[..., 1:][valid])
+    # group indices name the same groups; cached and uncached decoding agree
+    by_index = model.generate(*audio, do_sample=True, temperature=2.0, greedy_groups=[0], seed=1, use_cache=False)
+    assert torch.equal(by_index.motion_tokens, runs[0].motion_tokens)
+
+
+def test_greedy_groups_are_the_argmax_given_the_history(model, audio):
+    """With the paper's mouth (every group from one transformer), the greedy groups are the argmax of teacher-forced
+    logits on the generated history, and the other groups were sampled."""
+    output = model.generate(*audio, do_sample=True, temperature=3.0, greedy_groups=["mouth", "brows"], seed=4)
+    logits = model(*audio, emotion_ids=output.emotion_ids, intensity_ids=output.intensity_ids,
+                   motion_tokens=output.motion_tokens, motion_mask=output.token_mask).logits  # fmt: skip
+    valid = output.token_mask
+    argmax = logits.argmax(-1)[valid]
+    tokens = output.motion_tokens[valid]
+    assert torch.equal(argmax[:, [0, 2]], tokens[:, [0, 2]])
+    assert not torch.equal(argmax[:, 1], tokens[:, 1])
+
+
+def test_greedy_groups_are_saved_in_the_generation_config(tmp_path, model, audio):
+    model.generation_config.update(do_sample=True, greedy_groups=["mouth"])
+    model.save_pretrained(tmp_path)
+    loaded = ESARMSTAForGeneration.from_pretrained(tmp_path)
+    assert loaded.generation_config.greedy_groups == ["mouth"]
+    default = loaded.generate(*audio, seed=5).motion_tokens
+    assert torch.equal(default, loaded.generate(*audio, seed=5, do_sample=True, greedy_groups=[0]).motion_tokens)
+    assert not torch.equal(default, loaded.generate(*audio, seed=5, greedy_groups=[]).motion_tokens)
+
+
+@pytest.mark.parametrize(
+    ("greedy_groups", "message"),
+    [
+        ("mouth", "greedy_groups must be a list of group indices or region names, got 'mouth'"),
+        (["lips"], r"greedy_groups entries must be group indices in \[0, 3\) or one of \['mouth', 'eyes', 'brows'\]"),
+        ([3], r"got 3"),
+        ([True], r"got True"),
+    ],
+)
+def test_greedy_groups_reject_bad_values(model, audio, greedy_groups, message):
+    with pytest.raises(ValueError, match=message):
+        model.generate(*audio, do_sample=True, greedy_groups=greedy_groups)

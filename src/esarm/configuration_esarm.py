@@ -151,6 +151,33 @@ class ESARMMotionPriorConfig(PreTrainedConfig):
 # ---- ESARMRewardModelConfig ----
 
 
+REWARD_MOTION_INPUTS = ("tokens", "blendshapes")
+
+
+def motion_prior_config_dict(config: ESARMMotionPriorConfig) -> dict:
+    """The fields of a motion prior's config that differ from the defaults (what a reward config stores)."""
+    return {k: v for k, v in config.to_diff_dict().items() if k not in ("transformers_version", "model_type")}
+
+
+def _validate_reward_motion_input(config) -> None:
+    """The decoded-motion input needs the prior's config, and that prior must emit the tokens the model reads."""
+    if config.motion_input != "blendshapes":
+        return
+    if config.motion_prior_config is None:
+        raise ValueError(
+            "motion_prior_config must be given with motion_input='blendshapes' (the prior that decodes the tokens), "
+            "got None"
+        )
+    prior = ESARMMotionPriorConfig(**config.motion_prior_config)
+    expected = (config.num_groups, config.codebook_size, config.frames_per_token, float(config.fps))
+    given = (prior.num_groups, int(prior.codebook_size), prior.frames_per_token, float(prior.fps))
+    if expected != given:
+        raise ValueError(
+            f"motion_prior_config must match num_groups, codebook_size, frames_per_token and fps {expected}, "
+            f"got {given}"
+        )
+
+
 @strict
 class ESARMRewardModelConfig(PreTrainedConfig):
     r"""Configuration of :class:`~esarm.modeling_reward.ESARMRewardModel`, the reward model of paper section III-B.3.
@@ -184,6 +211,14 @@ class ESARMRewardModelConfig(PreTrainedConfig):
             encoder.
         layer_norm_eps (`float`, defaults to 1e-5): LayerNorm epsilon.
         initializer_range (`float`, defaults to 0.02): Standard deviation of the normal weight initialisation.
+        motion_input (`str`, defaults to `"tokens"`): What ``motion_t`` is built from: `"tokens"` (the paper: the sum
+            of the G per-group embeddings of the step's code ids) or `"blendshapes"` (the frozen motion prior decodes
+            the tokens; the ``frames_per_token`` frames of step ``t`` and their velocities, 2 x 52 values per frame,
+            are projected to ``hidden_size``). Token embeddings let the model learn which *codes* a policy emits;
+            the decoded motion makes two code sequences that look alike score alike.
+        motion_prior_config (`dict`, *optional*): The motion prior's config (``ESARMMotionPriorConfig.to_dict()``),
+            required with ``motion_input="blendshapes"``: the reward model holds a frozen copy of the prior
+            (:meth:`~esarm.modeling_reward.ESARMRewardModel.load_motion_prior` loads trained weights).
     """
 
     model_type = "esarm_reward"
@@ -208,24 +243,30 @@ class ESARMRewardModelConfig(PreTrainedConfig):
     freeze_feature_encoder: bool = True
     layer_norm_eps: int | float = interval(min=0.0, exclude_min=True)(default=1e-5)
     initializer_range: int | float = interval(min=0.0, max=1.0)(default=0.02)
+    motion_input: str = _one_of(*REWARD_MOTION_INPUTS)(default="tokens")
+    motion_prior_config: dict | None = None
 
     def validate_architecture(self):
         """Rules that span fields (``@strict`` calls it after construction)."""
         super().validate_architecture()
         _validate_speech_input(self)
         _validate_heads(self)
+        _validate_reward_motion_input(self)
 
     @classmethod
-    def from_motion_prior_config(cls, motion_prior_config: ESARMMotionPriorConfig | dict, **kwargs):
-        """A reward config whose token embeddings match a motion prior (G, K, frames per token, fps)."""
-        if isinstance(motion_prior_config, dict):
-            motion_prior_config = ESARMMotionPriorConfig(**motion_prior_config)
+    def from_motion_prior_config(cls, prior_config: ESARMMotionPriorConfig | dict, /, **kwargs):
+        """A reward config whose token embeddings match a motion prior (G, K, frames per token, fps); with
+        ``motion_input="blendshapes"`` it also holds the prior's config (for its frozen copy)."""
+        if isinstance(prior_config, dict):
+            prior_config = ESARMMotionPriorConfig(**prior_config)
         prior = dict(
-            num_groups=motion_prior_config.num_groups,
-            codebook_size=int(motion_prior_config.codebook_size),
-            frames_per_token=motion_prior_config.frames_per_token,
-            fps=float(motion_prior_config.fps),
+            num_groups=prior_config.num_groups,
+            codebook_size=int(prior_config.codebook_size),
+            frames_per_token=prior_config.frames_per_token,
+            fps=float(prior_config.fps),
         )
+        if kwargs.get("motion_input") == "blendshapes" and "motion_prior_config" not in kwargs:
+            prior["motion_prior_config"] = motion_prior_config_dict(prior_config)
         return cls(**{**prior, **kwargs})
 
     @classmethod

@@ -8,12 +8,17 @@ Epsilon-greedy (paper, Sec. III-B2): at each step and for each group, with proba
 policy's action (the argmax, or a sample when ``do_sample=True``) and with probability ``epsilon`` a uniformly
 random code. :class:`EpsilonGreedyLogitsProcessor` expresses this as logits of the mixture distribution
 ``(1 - epsilon) * policy + epsilon * uniform``, so sampling from them is exactly epsilon-greedy.
+
+Per face region (``greedy_groups``): the listed codebook groups take the argmax of the model's raw logits whatever the
+other settings, so ``do_sample=True, greedy_groups=["mouth"]`` keeps the mouth greedy (lip sync) and samples the
+eyes and brows (blinks and gaze that speech does not determine, and that the argmax damps away).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from transformers import (
@@ -24,18 +29,24 @@ from transformers import (
     TopKLogitsWarper,
 )
 
+from .blendshapes import FACE_REGIONS
+
 __all__ = [
     "GENERATION_FIELDS",
+    "Decoding",
     "EpsilonGreedyLogitsProcessor",
     "build_logits_processor",
     "decode_autoregressively",
     "make_generator",
+    "prepare_decoding",
+    "resolve_greedy_groups",
     "sample_tokens",
 ]
 
 
-# The generation settings ESARM reads: transformers' sampling fields plus epsilon (epsilon-greedy exploration).
-GENERATION_FIELDS = ("do_sample", "temperature", "top_k", "epsilon")
+# The generation settings ESARM reads: transformers' sampling fields plus epsilon (epsilon-greedy exploration) and
+# greedy_groups (codebook groups decoded by argmax whatever the others do).
+GENERATION_FIELDS = ("do_sample", "temperature", "top_k", "epsilon", "greedy_groups")
 
 # GenerationConfig fields that cannot apply, and why. The number of steps is set by the audio (one step per
 # frames_per_token animation frames) and each step emits G tokens at once, one per face-region codebook.
@@ -62,11 +73,11 @@ _UNSUPPORTED = {
 
 def default_generation_config() -> GenerationConfig:
     """The generation settings of a fresh STA model: greedy, no exploration (saved as ``generation_config.json``)."""
-    return GenerationConfig(do_sample=False, temperature=1.0, top_k=None, epsilon=0.0)
+    return GenerationConfig(do_sample=False, temperature=1.0, top_k=None, epsilon=0.0, greedy_groups=None)
 
 
 def resolve_generation_settings(generation_config: GenerationConfig | None, default: GenerationConfig, **kwargs):
-    """The ``do_sample``, ``temperature``, ``top_k`` and ``epsilon`` of one ``generate`` call.
+    """The ``do_sample``, ``temperature``, ``top_k``, ``epsilon`` and ``greedy_groups`` of one ``generate`` call.
 
     Explicit keyword arguments win over ``generation_config``, which wins over the model's ``default``. A keyword
     argument of ``GenerationConfig`` that cannot apply to ESARM raises ``ValueError`` saying why; any other raises
@@ -179,24 +190,84 @@ def make_generator(generator: torch.Generator | None, seed: int | None) -> torch
     return generator
 
 
+def resolve_greedy_groups(greedy_groups: Sequence[int | str] | None, num_groups: int) -> tuple[int, ...]:
+    """Indices of the codebook groups decoded by argmax: ``None`` = none; each entry a group index in
+    ``[0, num_groups)`` or, for a region-grouped prior (one group per face region), a region name of
+    :data:`~esarm.blendshapes.FACE_REGIONS` (``"mouth"`` is group 0)."""
+    if greedy_groups is None:
+        return ()
+    if isinstance(greedy_groups, (str, int)):
+        raise ValueError(f"greedy_groups must be a list of group indices or region names, got {greedy_groups!r}")
+    regions = list(FACE_REGIONS) if num_groups == len(FACE_REGIONS) else []
+    indices = []
+    for group in greedy_groups:
+        if isinstance(group, str) and group in regions:
+            indices.append(regions.index(group))
+        elif isinstance(group, int) and not isinstance(group, bool) and 0 <= group < num_groups:
+            indices.append(group)
+        else:
+            names = f" or one of {regions}" if regions else ""
+            raise ValueError(f"greedy_groups entries must be group indices in [0, {num_groups}){names}, got {group!r}")
+    return tuple(sorted(set(indices)))
+
+
+@dataclass
+class Decoding:
+    """How one ``generate`` call chooses tokens: processors for the scores ``[batch * G, K]``, whether to sample
+    from them, the random generator, and the groups that take the argmax of the raw logits instead."""
+
+    logits_processor: LogitsProcessorList
+    sample: bool
+    generator: torch.Generator | None = None
+    greedy_groups: tuple[int, ...] = ()
+
+
+def prepare_decoding(
+    generation_config: GenerationConfig | None,
+    default: GenerationConfig,
+    num_groups: int,
+    logits_processor: LogitsProcessorList | None = None,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+    **kwargs,
+) -> tuple[Decoding, dict]:
+    """The :class:`Decoding` of one ``generate`` call and its resolved settings
+    (:func:`resolve_generation_settings`), every argument validated."""
+    settings = resolve_generation_settings(generation_config, default, **kwargs)
+    processors = build_logits_processor(
+        settings["do_sample"], settings["temperature"], settings["top_k"], settings["epsilon"], logits_processor
+    )
+    sample = settings["do_sample"] or settings["epsilon"] > 0.0
+    greedy_groups = resolve_greedy_groups(settings["greedy_groups"], num_groups)
+    return Decoding(processors, sample, make_generator(generator, seed), greedy_groups), settings
+
+
 def sample_tokens(
     logits: torch.Tensor,
     logits_processor: LogitsProcessorList,
     sample: bool,
     generator: torch.Generator | None = None,
+    greedy_groups: Sequence[int] = (),
 ) -> torch.LongTensor:
-    """Choose one token per (sequence, group) from logits ``[B, G, K]``; returns ``[B, G]``."""
+    """Choose one token per (sequence, group) from logits ``[B, G, K]``; returns ``[B, G]``. The ``greedy_groups``
+    take the argmax of the raw ``logits`` (the draws of the other groups are the same as without them)."""
     batch, groups, num_codes = logits.shape
     scores = logits.reshape(batch * groups, num_codes).float()
     scores = logits_processor(None, scores)
     if not sample:
-        return scores.argmax(-1).view(batch, groups)
-    probabilities = torch.softmax(scores, dim=-1)
-    if generator is not None and generator.device.type != probabilities.device.type:
-        # e.g. a CPU generator for a GPU model: draw where the generator lives (same numbers on every device)
-        drawn = torch.multinomial(probabilities.to(generator.device), 1, generator=generator)
-        return drawn.to(logits.device).view(batch, groups)
-    return torch.multinomial(probabilities, 1, generator=generator).view(batch, groups)
+        chosen = scores.argmax(-1).view(batch, groups)
+    else:
+        probabilities = torch.softmax(scores, dim=-1)
+        if generator is not None and generator.device.type != probabilities.device.type:
+            # e.g. a CPU generator for a GPU model: draw where the generator lives (same numbers on every device)
+            drawn = torch.multinomial(probabilities.to(generator.device), 1, generator=generator)
+            chosen = drawn.to(logits.device).view(batch, groups)
+        else:
+            chosen = torch.multinomial(probabilities, 1, generator=generator).view(batch, groups)
+    if greedy_groups:
+        index = list(greedy_groups)
+        chosen[:, index] = logits[:, index].argmax(-1)
+    return chosen
 
 
 def decode_autoregressively(
@@ -204,12 +275,11 @@ def decode_autoregressively(
     num_steps: int,
     batch_size: int,
     num_groups: int,
-    logits_processor: LogitsProcessorList,
-    sample: bool,
-    generator: torch.Generator | None,
+    decoding: Decoding,
     device: torch.device,
 ) -> torch.LongTensor:
-    """The sampling loop: ``num_steps`` calls of ``step_logits(tokens_so_far [B, t, G], t) -> logits [B, G, K]``.
+    """The sampling loop: ``num_steps`` calls of ``step_logits(tokens_so_far [B, t, G], t) -> logits [B, G, K]``,
+    each step's tokens chosen as ``decoding`` says (:func:`sample_tokens`).
 
     A cached model only reads the last chosen tokens ``tokens_so_far[:, -1]``; the uncached path recomputes
     from the whole history. Returns the chosen tokens ``[B, num_steps, G]``.
@@ -217,5 +287,7 @@ def decode_autoregressively(
     tokens = torch.zeros(batch_size, num_steps, num_groups, dtype=torch.long, device=device)
     for t in range(num_steps):
         logits = step_logits(tokens[:, :t], t)
-        tokens[:, t] = sample_tokens(logits, logits_processor, sample, generator)
+        tokens[:, t] = sample_tokens(
+            logits, decoding.logits_processor, decoding.sample, decoding.generator, decoding.greedy_groups
+        )
     return tokens

@@ -8,7 +8,11 @@ reward. Here the sequence is
 
 where ``audio_t`` is the speech encoder's feature (learned layer weighting, resampled to the motion steps; shared
 :class:`~esarm.speech_encoder.SpeechEncoder`) and ``motion_t`` the sum of the G per-group embeddings of the motion
-token ``[G]`` of step ``t``. The reward ``r_t`` is read at ``motion_t`` (it sees the condition and the audio and
+token ``[G]`` of step ``t`` (``motion_input="tokens"``, the paper) or, with ``motion_input="blendshapes"``, the
+projection of the motion that the frozen motion prior decodes from those tokens: the step's ``frames_per_token``
+frames of 52 coefficients and their velocities. The second judges motion, not code identities: an ESARM reward
+model fed token embeddings learns which codes the policy emits (its held-out ranking of the capture above
+epsilon = 0.02 rollouts was 18 %, docs/rl.md). The reward ``r_t`` is read at ``motion_t`` (it sees the condition and the audio and
 motion of steps ``<= t``) and the return is ``R(tau) = sum_t gamma^t r_t`` over valid steps (paper eq. 2).
 
 :func:`ranking_loss` is paper eq. 1, the Bradley-Terry cross entropy on the returns of a pair of trajectories; the
@@ -21,6 +25,7 @@ that expect a ``loss``.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 import torch
@@ -29,9 +34,11 @@ from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from .configuration_esarm import ESARMRewardModelConfig
+from .blendshapes import NUM_BLENDSHAPES
+from .configuration_esarm import ESARMMotionPriorConfig, ESARMRewardModelConfig, motion_prior_config_dict
 from .frames import num_motion_steps
 from .model_inputs import check_model_inputs
+from .modeling_motion_prior import ESARMMotionPrior
 from .modules import CausalTransformer, init_module_weights
 from .speech_encoder import SpeechEncoder, SpeechEncoderCheckpointingMixin, build_audio_encoder
 
@@ -129,8 +136,15 @@ class ESARMRewardModel(ESARMRewardPreTrainedModel):
         self.emotion_embedding = nn.Embedding(config.num_emotions, hidden)
         self.intensity_embedding = nn.Embedding(config.num_intensities, hidden)
         self.speaker_embedding = nn.Embedding(config.num_speakers + 1, hidden)  # id 0 = unknown speaker
-        # One table for all groups: the code k of group g is row g * K + k.
-        self.token_embedding = nn.Embedding(config.num_groups * config.codebook_size, hidden)
+        self.token_embedding = self.motion_prior = self.motion_projection = None
+        if config.motion_input == "tokens":
+            # One table for all groups: the code k of group g is row g * K + k.
+            self.token_embedding = nn.Embedding(config.num_groups * config.codebook_size, hidden)
+        else:
+            self.motion_prior = ESARMMotionPrior(ESARMMotionPriorConfig(**config.motion_prior_config))
+            self.motion_prior.requires_grad_(False)
+            # per step: frames_per_token frames x (52 values + 52 velocities)
+            self.motion_projection = nn.Linear(config.frames_per_token * 2 * NUM_BLENDSHAPES, hidden)
         self.type_embedding = nn.Embedding(3, hidden)  # condition / audio / motion position
         self.transformer = CausalTransformer(
             hidden,
@@ -147,24 +161,81 @@ class ESARMRewardModel(ESARMRewardPreTrainedModel):
     def audio_encoder(self) -> PreTrainedModel:
         return self.speech_encoder.encoder
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        """The motion-token embedding table (``G * K`` rows: code ``k`` of group ``g`` is row ``g * K + k``)."""
-        return self.token_embedding
+    def get_input_embeddings(self) -> nn.Module:
+        """The motion input: the token embedding table (``G * K`` rows: code ``k`` of group ``g`` is row
+        ``g * K + k``), or with ``motion_input="blendshapes"`` the projection of the decoded motion."""
+        return self.token_embedding if self.token_embedding is not None else self.motion_projection
 
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.token_embedding = value
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        if self.token_embedding is not None:
+            self.token_embedding = value
+        else:
+            self.motion_projection = value
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.motion_prior is not None:
+            self.motion_prior.eval()  # frozen: decodes, never trains
+        return self
+
+    def load_motion_prior(self, path_or_model: str | os.PathLike | ESARMMotionPrior, **kwargs) -> ESARMMotionPrior:
+        """Replace the frozen motion prior of ``motion_input="blendshapes"`` with a trained one (a folder, Hub name
+        or instance; ``kwargs`` go to ``from_pretrained``). It must emit the tokens this model reads (G, K, frames per
+        token, fps)."""
+        if self.motion_prior is None:
+            raise ValueError(
+                f"load_motion_prior needs motion_input='blendshapes', got motion_input={self.config.motion_input!r}"
+            )
+        if isinstance(path_or_model, ESARMMotionPrior):
+            prior = path_or_model
+        elif isinstance(path_or_model, (str, os.PathLike)):
+            prior = ESARMMotionPrior.from_pretrained(path_or_model, **kwargs)
+        else:
+            raise ValueError(
+                f"path_or_model must be a folder / Hub name or an ESARMMotionPrior, got {type(path_or_model).__name__}"
+            )
+        config = self.config
+        expected = (config.num_groups, config.codebook_size, config.frames_per_token, float(config.fps))
+        given = (prior.num_groups, prior.codebook_size, prior.frames_per_token, float(prior.config.fps))
+        if expected != given:
+            raise ValueError(
+                f"motion prior must have G, K, frames_per_token and fps {expected} (this reward model's), got {given}"
+            )
+        param = self.motion_projection.weight
+        prior = prior.to(device=param.device, dtype=param.dtype).eval()
+        prior.requires_grad_(False)
+        self.motion_prior = prior
+        self.config.motion_prior_config = motion_prior_config_dict(prior.config)
+        return prior
+
+    def embed_motion(self, motion_tokens: torch.LongTensor, motion_mask: torch.BoolTensor) -> torch.FloatTensor:
+        """``motion_t`` of every step ``[B, T', H]`` from code ids ``[B, T', G]`` (padded steps hold code 0).
+
+        ``"tokens"``: the sum of the per-group code embeddings. ``"blendshapes"``: the frozen prior decodes the
+        codes to frames ``[B, T' * f, 52]``; each frame's velocity (difference to the previous frame, times ``fps``:
+        coefficient units per second, 0 at the first frame) is appended and the ``f`` frames of a step are
+        projected together. The prior's ``decode`` checks the code range (one device sync per call).
+        """
+        batch, steps, groups = motion_tokens.shape
+        if self.token_embedding is not None:
+            offsets = torch.arange(groups, device=motion_tokens.device) * self.config.codebook_size
+            return self.token_embedding(motion_tokens + offsets).sum(dim=2)
+        with torch.no_grad():
+            frames = self.motion_prior.decode(motion_tokens, motion_mask=motion_mask)  # [B, T' * f, 52]
+        frames = frames.to(self.motion_projection.weight.dtype)
+        velocity = torch.diff(frames, dim=1, prepend=frames[:, :1]) * self.config.fps
+        motion = torch.cat([frames, velocity], dim=-1).reshape(batch, steps, -1)  # [B, T', f * 104]
+        return self.motion_projection(motion) * motion_mask[..., None]
 
     def num_motion_steps(self, num_samples: int) -> int:
         """Motion steps T' of ``num_samples`` of audio: ceil(round(seconds * fps) / frames_per_token)."""
         config = self.config
         return num_motion_steps(num_samples, config.fps, config.sampling_rate, config.frames_per_token)
 
-    def _sequence(self, audio, motion_tokens, emotion_ids, intensity_ids, speaker_ids) -> torch.Tensor:
+    def _sequence(self, audio, motion, emotion_ids, intensity_ids, speaker_ids) -> torch.Tensor:
         """The transformer's input ``[B, 3 + 2T', H]``: the condition prefix (emotion, intensity, speaker), then
-        ``audio_t``, ``motion_t`` interleaved, each with its type embedding."""
-        batch, steps, groups = motion_tokens.shape
-        offsets = torch.arange(groups, device=motion_tokens.device) * self.config.codebook_size
-        motion = self.token_embedding(motion_tokens + offsets).sum(dim=2)  # [B, T', H]
+        ``audio_t``, ``motion_t`` (:meth:`embed_motion`) interleaved, each with its type embedding."""
+        batch, steps, _ = motion.shape
         types = self.type_embedding.weight
         prefix = torch.stack(
             [self.emotion_embedding(emotion_ids), self.intensity_embedding(intensity_ids),
@@ -231,11 +302,13 @@ class ESARMRewardModel(ESARMRewardPreTrainedModel):
         # Audio features resampled to each trajectory's number of valid steps.
         audio, _ = self.speech_encoder(input_values, attention_mask, motion_mask.sum(-1))  # [B, <=T', H]
         audio = F.pad(audio, (0, 0, 0, steps - audio.shape[1])) * motion_mask[..., None]
+
+        motion = self.embed_motion(motion_tokens, motion_mask)  # [B, T', H]
         # Right padding only: causal attention never reads a later (padded) position, so no key mask is needed.
         hidden_states = [] if output_hidden_states else None
         attentions = [] if output_attentions else None
         hidden = self.transformer(
-            self._sequence(audio, motion_tokens, emotion_ids, intensity_ids, speaker_ids),
+            self._sequence(audio, motion, emotion_ids, intensity_ids, speaker_ids),
             all_hidden_states=hidden_states, all_attentions=attentions,
         )  # fmt: skip
         # hidden: [B, 3 + 2T', H]

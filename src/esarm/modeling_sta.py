@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -37,13 +38,7 @@ from transformers.utils import ModelOutput
 from .audio_features import LogMelFrontEnd, PhoneClassHead, PhoneFrontEnd
 from .configuration_esarm import ESARMSTAConfig
 from .frames import num_frames, num_motion_steps, resample
-from .generation import (
-    build_logits_processor,
-    decode_autoregressively,
-    default_generation_config,
-    make_generator,
-    resolve_generation_settings,
-)
+from .generation import decode_autoregressively, default_generation_config, prepare_decoding
 from .inference import int8_inference_layers
 from .model_inputs import check_audio_inputs, check_condition_ids, check_model_inputs, check_motion_tokens
 from .modeling_motion_prior import ESARMMotionPrior
@@ -807,94 +802,14 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
 
     # ---- generation --------------------------------------------------------------------------------------------
 
-    @torch.no_grad()
-    def generate(
-        self,
-        input_values: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        emotion_ids: torch.Tensor | None = None,
-        intensity_ids: torch.Tensor | None = None,
-        speaker_ids: torch.Tensor | None = None,
-        emotion: str | None = "auto",
-        generation_config: GenerationConfig | None = None,
-        logits_processor: LogitsProcessorList | None = None,
-        generator: torch.Generator | None = None,
-        seed: int | None = None,
-        use_cache: bool = True,
-        decode_blendshapes: bool = True,
-        phone_features: torch.Tensor | None = None,
-        **kwargs,
-    ) -> ESARMSTAGenerateOutput:
-        """Generate motion tokens autoregressively and decode them to blendshapes.
-
-        transformers' conventions where they fit: settings come from ``generation_config`` (default: the model's
-        ``generation_config``, saved as ``generation_config.json``), overridden by keyword arguments
-        (``do_sample``, ``temperature``, ``top_k``, ``epsilon``), plus any ``logits_processor``. Where ESARM
-        differs, arguments are rejected with the reason: the number of steps is fixed by the audio (no
-        ``max_new_tokens`` / ``max_length``), and each step emits G tokens at once, one per face region (no beams).
-
-        Args:
-            input_values: ``[B, S]`` (or ``[S]``) 16 kHz audio; sequences of different lengths are right-padded
-                and described by ``attention_mask``.
-            attention_mask: ``[B, S]`` 1 for real samples.
-            emotion_ids: ``[B]`` (or an int) emotion ids; ``None`` with ``emotion="auto"`` takes the emotion the
-                emotion branch hears in the audio.
-            intensity_ids: ``[B]`` intensity ids (default: :meth:`default_intensity_ids`).
-            speaker_ids: ``[B]`` speaker ids (default 0 = unknown speaker).
-            emotion: ``"auto"`` or ``None`` (then ``emotion_ids`` is required).
-            generation_config: a ``GenerationConfig`` with ``do_sample``, ``temperature``, ``top_k`` and
-                ``epsilon`` (missing ones from the model's ``generation_config``).
-            logits_processor: extra processors, applied to scores ``[batch * G, K]`` after temperature / top-k.
-            generator: random generator for sampling and exploration (reproducible rollouts) ...
-            seed: ... or a seed for a new one (not both).
-            use_cache: reuse keys/values of past steps (``False`` recomputes everything; same tokens).
-            decode_blendshapes: also decode the tokens with the motion prior.
-            phone_features: ``[B, F, NUM_PHONE_FEATURES]`` the phone path's input when already computed (the
-                processor's ``phone_features``); by default decoded from ``input_values``.
-            kwargs: generation settings overriding ``generation_config``:
-
-                - epsilon: epsilon-greedy noise: per step and group, a uniformly random code with probability
-                  ``epsilon`` (0 = the policy, 1 = uniform; paper Sec. III-B2).
-                - do_sample: sample from the (temperature / top-k processed) policy instead of the argmax.
-                - temperature: softmax temperature when sampling (> 0).
-                - top_k: keep the ``top_k`` most likely codes when sampling.
-
-        Returns:
-            :class:`ESARMSTAGenerateOutput` with ``motion_tokens [B, T', G]``, ``blendshapes [B, T, 52]`` (at
-            ``fps``, ARKit order), ``frame_mask [B, T]``, ``token_mask [B, T']`` and the condition ids used.
-        """
-        if emotion not in ("auto", None):
-            raise ValueError(f"emotion must be 'auto' or None (pass emotion_ids for a given emotion), got {emotion!r}")
-        input_values, attention_mask, lengths, emotion_ids, intensity_ids, speaker_ids, _, _ = check_model_inputs(
-            self.config, next(self.parameters()), input_values, attention_mask, emotion_ids, intensity_ids,
-            speaker_ids, audio_encoder=self.audio_encoder, check_values=True,
-        )  # fmt: skip
-        batch = input_values.shape[0]
-        if emotion_ids is None and emotion != "auto":
-            raise ValueError("emotion_ids must be given when emotion is not 'auto', got None")
-        settings = resolve_generation_settings(generation_config, self.generation_config, **kwargs)
-        epsilon = settings["epsilon"]
-        logits_processor = build_logits_processor(
-            settings["do_sample"], settings["temperature"], settings["top_k"], epsilon, logits_processor
-        )
-        sample = settings["do_sample"] or epsilon > 0.0
-        device = input_values.device
-        generator = make_generator(generator, seed)
-
-        num_steps = self.num_motion_steps(lengths)  # [B]
-        num_frames = self.num_animation_frames(lengths)  # [B]
-        audio_features, token_mask = self._speech_features(
-            input_values, attention_mask, lengths, num_steps, phone_features
-        )
-        content, _ = self.encode_content(audio_features=audio_features, feature_mask=token_mask)
-        emotion_features = self.encode_emotion(audio_features=audio_features, feature_mask=token_mask)
-        emotion_logits = self.classify_emotion(emotion_features)
-        if emotion_ids is None:
-            emotion_ids = emotion_logits.argmax(-1)
-        if intensity_ids is None:
-            intensity_ids = self.default_intensity_ids(emotion_ids)
-        style = self.style_vector(emotion_ids, intensity_ids, speaker_ids)
-        conditioning = self._conditioning(content, emotion_features, style)  # [B, T', H]
+    def _step_logits_fn(
+        self, conditioning: torch.Tensor, content: torch.Tensor, style: torch.Tensor, token_mask: torch.Tensor,
+        use_cache: bool,
+    ) -> Callable[[torch.Tensor, int], torch.Tensor]:  # fmt: skip
+        """The per-step function of :func:`~esarm.generation.decode_autoregressively` for one batch:
+        ``step_logits(tokens_so_far [B, t, G], t) -> logits [B, G, K]``, with its own key/value caches (``use_cache``)
+        for the motion transformer and the content-only mouth stream, or every mouth step precomputed (parallel)."""
+        batch = conditioning.shape[0]
         total_steps = conditioning.shape[1]
         cache = self.motion_transformer.new_cache(batch, total_steps, conditioning) if use_cache else None
         mouth_conditioning = mouth_cache = parallel_mouth = None
@@ -925,8 +840,100 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
                     mouth_hidden = self.mouth_transformer(mouth_inputs)[:, -1:]
             return self._token_logits(hidden, mouth_hidden)[:, 0]  # [B, G, K]
 
+        return step_logits
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        emotion_ids: torch.Tensor | None = None,
+        intensity_ids: torch.Tensor | None = None,
+        speaker_ids: torch.Tensor | None = None,
+        emotion: str | None = "auto",
+        generation_config: GenerationConfig | None = None,
+        logits_processor: LogitsProcessorList | None = None,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        use_cache: bool = True,
+        decode_blendshapes: bool = True,
+        phone_features: torch.Tensor | None = None,
+        **kwargs,
+    ) -> ESARMSTAGenerateOutput:
+        """Generate motion tokens autoregressively and decode them to blendshapes.
+
+        transformers' conventions where they fit: settings come from ``generation_config`` (default: the model's
+        ``generation_config``, saved as ``generation_config.json``), overridden by keyword arguments
+        (``do_sample``, ``temperature``, ``top_k``, ``epsilon``, ``greedy_groups``), plus any ``logits_processor``.
+        Where ESARM differs, arguments are rejected with the reason: the number of steps is fixed by the audio (no
+        ``max_new_tokens`` / ``max_length``), and each step emits G tokens at once, one per face region (no beams).
+
+        Args:
+            input_values: ``[B, S]`` (or ``[S]``) 16 kHz audio; sequences of different lengths are right-padded
+                and described by ``attention_mask``.
+            attention_mask: ``[B, S]`` 1 for real samples.
+            emotion_ids: ``[B]`` (or an int) emotion ids; ``None`` with ``emotion="auto"`` takes the emotion the
+                emotion branch hears in the audio.
+            intensity_ids: ``[B]`` intensity ids (default: :meth:`default_intensity_ids`).
+            speaker_ids: ``[B]`` speaker ids (default 0 = unknown speaker).
+            emotion: ``"auto"`` or ``None`` (then ``emotion_ids`` is required).
+            generation_config: a ``GenerationConfig`` with ``do_sample``, ``temperature``, ``top_k``, ``epsilon``
+                and ``greedy_groups`` (missing ones from the model's ``generation_config``).
+            logits_processor: extra processors, applied to scores ``[batch * G, K]`` after temperature / top-k.
+            generator: random generator for sampling and exploration (reproducible rollouts) ...
+            seed: ... or a seed for a new one (not both).
+            use_cache: reuse keys/values of past steps (``False`` recomputes everything; same tokens).
+            decode_blendshapes: also decode the tokens with the motion prior.
+            phone_features: ``[B, F, NUM_PHONE_FEATURES]`` the phone path's input when already computed (the
+                processor's ``phone_features``); by default decoded from ``input_values``.
+            kwargs: generation settings overriding ``generation_config``:
+
+                - epsilon: epsilon-greedy noise: per step and group, a uniformly random code with probability
+                  ``epsilon`` (0 = the policy, 1 = uniform; paper Sec. III-B2).
+                - do_sample: sample from the (temperature / top-k processed) policy instead of the argmax.
+                - temperature: softmax temperature when sampling (> 0).
+                - top_k: keep the ``top_k`` most likely codes when sampling.
+                - greedy_groups: codebook groups (indices, or region names ``"mouth"``, ``"eyes"``, ``"brows"``)
+                  that take the argmax of the raw logits whatever the settings above, e.g. ``do_sample=True,
+                  greedy_groups=["mouth"]``: greedy lips, sampled eyes and brows. With
+                  ``mouth_conditioning="parallel"`` the mouth tokens are then those of greedy decoding; otherwise
+                  they are the argmax given the sampled upper-face history.
+
+        Returns:
+            :class:`ESARMSTAGenerateOutput` with ``motion_tokens [B, T', G]``, ``blendshapes [B, T, 52]`` (at
+            ``fps``, ARKit order), ``frame_mask [B, T]``, ``token_mask [B, T']`` and the condition ids used.
+        """
+        if emotion not in ("auto", None):
+            raise ValueError(f"emotion must be 'auto' or None (pass emotion_ids for a given emotion), got {emotion!r}")
+        input_values, attention_mask, lengths, emotion_ids, intensity_ids, speaker_ids, _, _ = check_model_inputs(
+            self.config, next(self.parameters()), input_values, attention_mask, emotion_ids, intensity_ids,
+            speaker_ids, audio_encoder=self.audio_encoder, check_values=True,
+        )  # fmt: skip
+        batch = input_values.shape[0]
+        if emotion_ids is None and emotion != "auto":
+            raise ValueError("emotion_ids must be given when emotion is not 'auto', got None")
+        decoding, _ = prepare_decoding(
+            generation_config, self.generation_config, self.num_groups, logits_processor, generator, seed, **kwargs
+        )
+
+        num_steps = self.num_motion_steps(lengths)  # [B]
+        num_frames = self.num_animation_frames(lengths)  # [B]
+        audio_features, token_mask = self._speech_features(
+            input_values, attention_mask, lengths, num_steps, phone_features
+        )
+        content, _ = self.encode_content(audio_features=audio_features, feature_mask=token_mask)
+        emotion_features = self.encode_emotion(audio_features=audio_features, feature_mask=token_mask)
+        emotion_logits = self.classify_emotion(emotion_features)
+        if emotion_ids is None:
+            emotion_ids = emotion_logits.argmax(-1)
+        if intensity_ids is None:
+            intensity_ids = self.default_intensity_ids(emotion_ids)
+        style = self.style_vector(emotion_ids, intensity_ids, speaker_ids)
+        conditioning = self._conditioning(content, emotion_features, style)  # [B, T', H]
+        step_logits = self._step_logits_fn(conditioning, content, style, token_mask, use_cache)
+
         motion_tokens = decode_autoregressively(
-            step_logits, total_steps, batch, self.num_groups, logits_processor, sample, generator, device
+            step_logits, conditioning.shape[1], batch, self.num_groups, decoding, input_values.device
         )
         motion_tokens = motion_tokens.masked_fill(~token_mask[..., None], 0)
         max_frames = int(num_frames.max())

@@ -1,6 +1,8 @@
 """Evaluation: LVE / EVE and the other metrics (on the face rig of :mod:`esarm.rig`), lip sync
-(:mod:`~esarm.evaluation.lipsync`), the expression classifier, the drivers that run models over a split
-(:mod:`~esarm.evaluation.run`) and the one report writer (:mod:`~esarm.evaluation.report`).
+(:mod:`~esarm.evaluation.lipsync`), the expression classifier, blinks / FDD / the realism test
+(:mod:`~esarm.evaluation.realism`), the paired bootstrap (:mod:`~esarm.evaluation.significance`), the drivers
+that run models over a split (:mod:`~esarm.evaluation.run`) and the one report writer
+(:mod:`~esarm.evaluation.report`).
 
 Submodules import lazily so that ``import esarm.evaluation`` stays light (no torch / matplotlib until used).
 """
@@ -25,6 +27,11 @@ _EXPORTS = {
     "diversity": "metrics",
     "emotion_accuracy": "metrics",
     "ExpressionClassifier": "classifier",
+    "blink_statistics": "realism",
+    "realism_accuracy": "realism",
+    "expressiveness_table": "realism",
+    "paired_bootstrap": "significance",
+    "clips_needed": "significance",
     "evaluate_model": "run",
     "run_evaluation": "run",
     "evaluate_pipeline": "run",
