@@ -31,6 +31,7 @@ from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration_esarm import ESARMRewardModelConfig
+from .file_modes import NewFileModeMixin
 from .frames import num_motion_steps
 from .modules import (
     CausalTransformer,
@@ -106,7 +107,7 @@ def ranking_loss(returns_i: torch.Tensor, returns_j: torch.Tensor, y: torch.Tens
     return -((1 - y) * log_j_better + y * log_i_better).mean()
 
 
-class ESARMRewardPreTrainedModel(SpeechEncoderCheckpointingMixin, PreTrainedModel):
+class ESARMRewardPreTrainedModel(NewFileModeMixin, SpeechEncoderCheckpointingMixin, PreTrainedModel):
     config_class = ESARMRewardModelConfig
     config: ESARMRewardModelConfig
     base_model_prefix = "reward_model"

@@ -36,6 +36,7 @@ from transformers.utils import ModelOutput
 
 from .audio_features import LogMelFrontEnd, PhoneClassHead
 from .configuration_esarm import ESARMSTAConfig
+from .file_modes import NewFileModeMixin
 from .frames import num_frames, num_motion_steps, resample
 from .generation import (
     build_logits_processor,
@@ -255,7 +256,7 @@ class SpectralFeatures(nn.Module):
         return features
 
 
-class ESARMSTAPreTrainedModel(SpeechEncoderCheckpointingMixin, PreTrainedModel):
+class ESARMSTAPreTrainedModel(NewFileModeMixin, SpeechEncoderCheckpointingMixin, PreTrainedModel):
     config_class = ESARMSTAConfig
     base_model_prefix = "sta"
     main_input_name = "input_values"

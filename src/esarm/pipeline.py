@@ -26,7 +26,7 @@ from .audio import load_audio
 from .blendshapes import ARKIT_NAMES, EMOTIONS
 from .inference import apply_cpu_inference_defaults
 from .processing_esarm import ESARMProcessor
-from .streaming import animate_audio
+from .streaming import animate_audio, resolve_condition_ids
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +164,8 @@ class SpeechToAnimationPipeline(Pipeline):
         ):
             if value is not None:
                 preprocess[name] = value
+        if speaker is not None and chunk_length_s is None:  # (the streaming windows check their own labels)
+            resolve_condition_ids(None, None, speaker, getattr(self.processor, "speakers", None))  # warns if unknown
         forward = {}
         for name, value in (
             ("epsilon", epsilon),

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from .audio import resample
 from .blendshapes import EMOTIONS
 from .inference import apply_cpu_inference_defaults
-from .labels import emotion_to_id, intensity_to_id, speaker_to_id
+from .labels import UNKNOWN_SPEAKER_ID, emotion_to_id, intensity_to_id, speaker_to_id
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,14 @@ def resolve_condition_ids(
         emotion = "neutral"
     emotion_id = None if isinstance(emotion, str) and emotion.strip().casefold() == "auto" else emotion_to_id(emotion)
     intensity_id = None if intensity is None else intensity_to_id(intensity)
-    return emotion_id, intensity_id, speaker_to_id(speaker, speakers or [])
+    speaker_id = speaker_to_id(speaker, speakers or [])
+    if speaker_id == UNKNOWN_SPEAKER_ID and isinstance(speaker, str) and not speaker.strip().isdigit():
+        # a typo would otherwise animate as the unknown speaker without a word
+        known = ", ".join(speakers) if speakers else "none: the model was saved without a processor"
+        logger.warning(
+            "speaker %r is not a speaker the model knows (%s); animating as the unknown speaker", speaker, known
+        )
+    return emotion_id, intensity_id, speaker_id
 
 
 def _alignment_frames(fps: float, sampling_rate: int, frames_per_token: int) -> int:
@@ -218,8 +225,14 @@ class StreamingAnimator:
         audio = np.asarray(audio, dtype=np.float32)
         if audio.ndim == 2:
             audio = audio.mean(axis=0)
-        if audio.ndim != 1 or not np.all(np.isfinite(audio)):
-            raise ValueError(f"audio must be finite, 1-D or 2-D (channels, samples), got shape {audio.shape}")
+        if audio.ndim != 1:
+            raise ValueError(f"audio must be 1-D or 2-D (channels, samples), got shape {audio.shape}")
+        finite = np.isfinite(audio)
+        if not finite.all():
+            raise ValueError(
+                f"audio must be finite, got {int((~finite).sum())} NaN/inf samples (the first at sample "
+                f"{int(np.argmin(finite))} of this piece)"
+            )
         if self.input_rate != self.model_rate:
             # Piecewise resampling: pieces should be long compared with the filter (tens of ms or more).
             audio = resample(audio, self.input_rate, self.model_rate)
