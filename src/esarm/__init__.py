@@ -88,6 +88,7 @@ def _register() -> None:
     from transformers import AutoConfig, AutoModel, AutoProcessor
 
     from .configuration_esarm import ESARMMotionPriorConfig, ESARMRewardModelConfig, ESARMSTAConfig
+    from .default_model import DEFAULT_MODEL_DIR
     from .modeling_motion_prior import ESARMMotionPrior
     from .modeling_reward import ESARMRewardModel
     from .modeling_sta import ESARMSTAForGeneration
@@ -107,7 +108,8 @@ def _register() -> None:
     for config_class in (ESARMSTAConfig, ESARMRewardModelConfig):
         AutoProcessor.register(config_class, ESARMProcessor, exist_ok=True)
     ESARMProcessor.register_for_auto_class("AutoProcessor")
-    register_pipeline()
+    # pipeline("speech-to-animation") without a model: transformers' default model of the task, a folder here
+    register_pipeline(str(DEFAULT_MODEL_DIR) if (DEFAULT_MODEL_DIR / "config.json").is_file() else None)
 
 
 def _register_when_ready(finished: str | None = None) -> None:

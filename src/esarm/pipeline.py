@@ -260,10 +260,12 @@ class SpeechToAnimationPipeline(Pipeline):
         }
 
 
-def register_pipeline() -> None:
-    """Register the ``"speech-to-animation"`` task with transformers (done on ``import esarm``)."""
+def register_pipeline(default_model: str | None = None) -> None:
+    """Register the ``"speech-to-animation"`` task with transformers (done on ``import esarm``, with esarm's default
+    model: a local folder, so ``pipeline("speech-to-animation")`` loads it offline)."""
     if TASK in PIPELINE_REGISTRY.supported_tasks:
         return
     PIPELINE_REGISTRY.register_pipeline(
-        TASK, pipeline_class=SpeechToAnimationPipeline, pt_model=AutoModel, type="audio"
-    )
+        TASK, pipeline_class=SpeechToAnimationPipeline, pt_model=AutoModel, type="audio",
+        default={"model": (default_model, None)} if default_model else None,
+    )  # fmt: skip

@@ -76,6 +76,15 @@ def resolve_condition_ids(
     return emotion_id, intensity_id, speaker_id
 
 
+def _default_model(processor: Any) -> tuple[Any, Any]:
+    """esarm's default model, with its processor unless one is given."""
+    # imported here: the default model's loader imports the model, whose pipeline imports this module
+    from .default_model import load_default_model
+
+    model, default_processor = load_default_model()
+    return model, default_processor if processor is None else processor
+
+
 def _alignment_frames(fps: float, sampling_rate: int, frames_per_token: int) -> int:
     """Smallest frame count that is a whole number of samples and of motion tokens (window starts snap to it)."""
     for frames in range(frames_per_token, 100_000, frames_per_token):
@@ -107,7 +116,8 @@ class StreamingAnimator:
     (at most half a sample, 31 us at 16 kHz, off the frame grid).
 
     Args:
-        model: an ``ESARMSTAForGeneration`` (eval mode is set).
+        model: an ``ESARMSTAForGeneration`` (eval mode is set); ``None``: esarm's default model
+            (:func:`esarm.default_model.load_default_model`, offline) with its processor.
         processor: an ``ESARMProcessor`` (speaker names, normalisation); ``None``: normalise, no speaker names.
         emotion, intensity, speaker: conditions (see :func:`resolve_condition_ids`).
         chunk_seconds: window length (s): the frames a window keeps. Longer windows give the model more context
@@ -125,7 +135,7 @@ class StreamingAnimator:
 
     def __init__(
         self,
-        model: Any,
+        model: Any = None,
         processor: Any = None,
         emotion: str | int | None = "neutral",
         intensity: int | None = None,
@@ -147,6 +157,8 @@ class StreamingAnimator:
         for name, value in (("context_seconds", context_seconds), ("lookahead_seconds", lookahead_seconds)):
             if not value >= 0:
                 raise ValueError(f"{name} must be >= 0 seconds, got {value}")
+        if model is None:
+            model, processor = _default_model(processor)
         self.model = apply_cpu_inference_defaults(model.eval()) if cpu_defaults else model.eval()
         self.model_rate = int(model.config.sampling_rate)
         self.input_rate = int(sampling_rate or self.model_rate)
@@ -182,7 +194,7 @@ class StreamingAnimator:
     @classmethod
     def low_latency(
         cls,
-        model: Any,
+        model: Any = None,
         processor: Any = None,
         lookahead_seconds: float = 0.1,
         context_seconds: float = 2.0,
@@ -197,6 +209,8 @@ class StreamingAnimator:
         ``overlap_seconds`` may be given to trade latency for fewer, smoother windows). Give the emotion: with
         ``emotion="auto"`` it is heard in the first window, only one token plus the look-ahead of audio.
         """
+        if model is None:
+            model, processor = _default_model(processor)
         frames_per_token = int(model.config.frames_per_token)
         kwargs.setdefault("chunk_seconds", frames_per_token / float(model.config.fps))
         kwargs.setdefault("overlap_seconds", 0.0)
@@ -354,6 +368,7 @@ def animate_audio(
     **generate_kwargs: Any,
 ) -> AnimationResult:
     """Animate a whole waveform of any length -> :class:`AnimationResult` (``round(seconds * fps)`` frames).
+    ``model=None`` animates with esarm's default model (see :class:`StreamingAnimator`).
 
     Audio no longer than ``chunk_seconds`` is animated in one pass; longer audio window by window (module
     docstring). ``audio`` is mono (or (channels, samples)) float at ``sampling_rate`` (default: the model's).
