@@ -69,15 +69,15 @@ def test_bad_input_is_one_line_with_exit_status_2(capsys, tmp_path, speech):
 
 
 def test_output_paths_for_several_inputs(capsys, tmp_path, speech):
-    from esarm.cli import _output_paths
+    from esarm.commands.animate import output_paths
 
     files = [Path("a/x.wav"), Path("b/x.wav"), Path("b/y.flac")]
-    assert _output_paths(files, str(tmp_path), "json") == [
+    assert output_paths(files, str(tmp_path), "json") == [
         tmp_path / "a_x.json", tmp_path / "b_x.json", tmp_path / "y.json",
     ]  # fmt: skip
-    assert _output_paths(files[:1], "out/anim.glb", None) == [Path("out/anim.glb")]
+    assert output_paths(files[:1], "out/anim.glb", None) == [Path("out/anim.glb")]
     same_stem = [Path("clip.m4a"), Path("clip.mp3"), Path("c/clip.wav"), Path("d/c/clip.wav")]
-    names = [p.name for p in _output_paths(same_stem, str(tmp_path), "csv")]
+    names = [p.name for p in output_paths(same_stem, str(tmp_path), "csv")]
     assert names == ["clip_m4a.csv", "clip_mp3.csv", "c_clip_wav_1.csv", "c_clip_wav_2.csv"]
     assert "--out must be a folder" in _error(
         capsys, ["animate", str(speech), str(speech), "--model", "m", "--out", "a.csv"]
@@ -257,3 +257,40 @@ def test_demo_after_the_pipeline(capsys, tmp_path, monkeypatch, tiny_model_dir, 
         stream = container.streams.video[0]
         assert stream.frames == 15 and len(container.streams.audio) == 1
         assert stream.codec_context.width > 2.5 * stream.codec_context.height / 2  # three faces side by side
+
+
+def test_moved_names_still_import_from_cli_with_a_future_warning(tmp_path):
+    import esarm.cli
+    import esarm.commands
+    import esarm.commands.animate
+    import esarm.loading
+
+    for name, home in (
+        ("load_model_and_processor", esarm.loading), ("check_model_folder", esarm.loading),
+        ("resolve_device", esarm.loading), ("MODEL_KINDS", esarm.loading), ("CommandError", esarm.commands),
+        ("OUTPUT_FORMATS", esarm.commands.animate),
+    ):  # fmt: skip
+        with pytest.warns(FutureWarning, match=f"esarm.cli.{name} moved to {home.__name__}.{name}"):
+            assert getattr(esarm.cli, name) is getattr(home, name)
+    with pytest.raises(AttributeError, match="no attribute 'cmd_animate'"):
+        esarm.cli.cmd_animate  # noqa: B018
+    # the old import still works and behaves like the new one
+    with pytest.warns(FutureWarning):
+        from esarm.cli import check_model_folder
+    with pytest.raises(ValueError, match="--model .* has no config.json"):
+        check_model_folder(tmp_path, "esarm_sta", "--model")
+
+
+def test_every_command_module_registers_its_subcommand():
+    import argparse
+    import importlib
+
+    from esarm.commands import COMMANDS
+
+    parser = build_parser()
+    (subparsers,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for name in COMMANDS:
+        module = importlib.import_module(f"esarm.commands.{name}")
+        handlers = {subparsers.choices[c].get_default("handler") for c in subparsers.choices}
+        assert module.run in handlers, name
+    assert set(subparsers.choices) == {*SUBCOMMANDS, "app"}

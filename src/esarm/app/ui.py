@@ -19,6 +19,7 @@ import gradio as gr
 
 from esarm.app.animation import AUTO, UNKNOWN_SPEAKER, AppAnimator, AppResult, curves_figure
 from esarm.blendshapes import EMOTIONS
+from esarm.loading import load_model_and_processor
 
 logger = logging.getLogger(__name__)
 
@@ -138,8 +139,6 @@ def launch_app(
     static folder are the only folders the server hands files out of, besides Gradio's own cache.
     """
     import tempfile
-
-    from esarm.cli import load_model_and_processor
 
     model, processor = load_model_and_processor(model_name_or_path, device)
     if output_dir is None:
