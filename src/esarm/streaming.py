@@ -25,6 +25,7 @@ when its ``do_normalize`` is set), so audio that fits in one window gives exactl
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 from dataclasses import dataclass
@@ -78,10 +79,9 @@ def resolve_condition_ids(
 
 def _default_model(processor: Any) -> tuple[Any, Any]:
     """esarm's default model, with its processor unless one is given."""
-    # imported here: the default model's loader imports the model, whose pipeline imports this module
-    from .default_model import load_default_model
-
-    model, default_processor = load_default_model()
+    # Imported when needed, by name: the default model's loader imports the model, whose pipeline imports this
+    # module; and this module is also the remote code of saved models, whose copy (without esarm) has no default.
+    model, default_processor = importlib.import_module("esarm.default_model").load_default_model()
     return model, default_processor if processor is None else processor
 
 
