@@ -1,6 +1,7 @@
 """Speed of ``ESARMSTAForGeneration.generate`` on CPU: real-time factor and per-frame decoding time.
 
-For each preset (random init; ``base`` uses a WavLM-base-sized random encoder since no weights are downloaded)
+For each preset (``default``: the model esarm ships, :mod:`esarm.default_model`; ``tiny`` and ``base``: random init,
+``base`` with a WavLM-base-sized random encoder since no weights are downloaded)
 and each audio duration, prints a markdown table with:
 
 - RTF: wall time of ``generate`` (speech encoder + autoregressive loop + motion-prior decoding) / audio duration
@@ -16,7 +17,7 @@ honest measure on a shared, loaded machine) and of the wall time, and the accura
 same input: motion-token agreement, blendshape MAE and the cosine similarity of the speech features (mean and
 minimum over frames; windows' minimum is at their seams).
 
-Usage: ``python benchmarks/generation.py [--presets tiny base] [--durations 5 60] [--threads 1 2] [--repeats 1]
+Usage: ``python benchmarks/generation.py [--presets default tiny base] [--durations 5 60] [--threads 1 2] [--repeats 1]
 [--cpu-defaults]`` (``--cpu-defaults``: the levers of ``esarm.inference.CPU_INFERENCE_DEFAULTS``, as the pipeline,
 ``esarm animate`` and the streaming animator apply them on the CPU)
        ``python benchmarks/generation.py --levers fp32 sdpa int8+sdpa sdpa+enc10 window10 --repeats 3 --threads 1 2``
@@ -27,7 +28,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import platform
 import statistics
 import time
 
@@ -36,20 +36,23 @@ import torch
 
 import esarm.modeling_sta
 from esarm import ESARMSTAConfig, ESARMSTAForGeneration
-from esarm.inference import CPU_INFERENCE_DEFAULTS, lever_settings, optimize_for_inference
+from esarm.default_model import load_default_model
+from esarm.inference import CPU_INFERENCE_DEFAULTS, cpu_name, lever_settings, optimize_for_inference
 from esarm.streaming import animate_audio
 
 SAMPLING_RATE = 16000
 
 
 def build(preset: str, attention_window: int | None = None) -> ESARMSTAForGeneration:
+    if preset == "default":  # the model esarm ships (trained weights; attention_window does not apply)
+        return load_default_model()[0]
     if preset == "tiny":
         config = ESARMSTAConfig.tiny(attention_window=attention_window)
     elif preset == "base":
         # WavLM-base architecture with random weights (no download)
         config = ESARMSTAConfig.base(audio_encoder_name_or_path=None, attention_window=attention_window)
     else:
-        raise ValueError(f"preset must be 'tiny' or 'base', got {preset!r}")
+        raise ValueError(f"preset must be 'default', 'tiny' or 'base', got {preset!r}")
     return ESARMSTAForGeneration(config).eval()
 
 
@@ -193,7 +196,7 @@ def main() -> None:
     parser.add_argument("--cpu-defaults", action="store_true", help="apply esarm.inference.CPU_INFERENCE_DEFAULTS")
     args = parser.parse_args()
     if args.levers:
-        print(f"CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}; medians of "
+        print(f"CPU: {cpu_name()}, torch {torch.__version__}; medians of "
               f"{args.repeats} runs; CPU time = time.process_time (all threads), the machine is shared; load average "
               f"{' '.join(f'{load:.2f}' for load in os.getloadavg())}")  # fmt: skip
         print()
@@ -206,7 +209,7 @@ def main() -> None:
                 measure_levers(preset, args.levers, args.durations, args.repeats)
         return
     print(
-        f"CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}, threads={args.threads}, "
+        f"CPU: {cpu_name()}, torch {torch.__version__}, threads={args.threads}, "
         f"attention_window={args.attention_window}, levers: {CPU_INFERENCE_DEFAULTS if args.cpu_defaults else None}; "
         f"load average {' '.join(f'{load:.2f}' for load in os.getloadavg())}; best of {args.repeats}"
     )

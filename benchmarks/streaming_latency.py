@@ -9,14 +9,14 @@ blendshape MAE, frame-to-frame jitter, and with a trained model and its test cor
 against the offline output and against the recorded ground truth, and lip sync: r(jawOpen, phoneme openness), the
 lip-sync evaluation's measure, of the live and the offline animation.
 
-    python benchmarks/streaming_latency.py                          # trained tiny run if present, else random
+    python benchmarks/streaming_latency.py                          # esarm's default model
+    python benchmarks/streaming_latency.py --model random --threads 1   # a random-init tiny model
     python benchmarks/streaming_latency.py --model runs/x/sta --corpus runs/x/corpus --lookahead 0.1 0.3 1.0
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -27,8 +27,10 @@ import torch
 from esarm import ESARMSTAConfig, ESARMSTAForGeneration
 from esarm.blendshapes import EMOTIONS
 from esarm.data.schema import decode_audio_value
+from esarm.default_model import describe_default_model, load_default_model
 from esarm.evaluation.lipsync import jaw_open, pearson, reference_curves
 from esarm.evaluation.metrics import lve
+from esarm.inference import cpu_name
 from esarm.rig import FaceRig
 from esarm.streaming import StreamingAnimator, animate_audio
 
@@ -91,8 +93,8 @@ def stream(model, audio: np.ndarray, emotion: str, lookahead: float, context: fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--model", type=Path, default=Path("runs/tiny/sta"),
-        help="trained STA model (default: the tiny pipeline's; random init if absent)",
+        "--model", default="default",
+        help="trained STA model folder, 'default' (esarm's default model, the default) or 'random' (random-init tiny)",
     )  # fmt: skip
     parser.add_argument("--corpus", type=Path, default=Path("runs/tiny/corpus"), help="its corpus (test split: LVE)")
     parser.add_argument("--clips", type=int, default=8)
@@ -101,7 +103,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[2])
     args = parser.parse_args()
 
-    if (args.model / "model.safetensors").exists():
+    if args.model == "default":
+        model = load_default_model()[0]
+        source = describe_default_model()
+    elif (Path(args.model) / "model.safetensors").exists():
         model = ESARMSTAForGeneration.from_pretrained(str(args.model)).eval()
         source = f"trained {args.model}"
     else:
@@ -112,7 +117,7 @@ def main() -> None:
     clips, rows = load_clips(args.corpus, args.clips)
     rig = FaceRig.default()
     seconds = sum(len(a) for a, _, _ in clips) / RATE
-    print(f"CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}; model: {source}; "
+    print(f"CPU: {cpu_name()}, torch {torch.__version__}; model: {source}; "
           f"{len(clips)} clips, {seconds:.1f} s; context {args.context:g} s; 20 ms pieces")  # fmt: skip
     with torch.no_grad():
         offline = [animate_audio(model, a, emotion=e, chunk_seconds=1000).blendshapes for a, _, e in clips]

@@ -62,10 +62,14 @@ def test_bad_input_is_one_line_with_exit_status_2(capsys, tmp_path, speech):
     assert "config not found" in _error(capsys, ["pipeline", "--config", "nope.yaml", "--output-dir", str(tmp_path)])
     assert "not found" in _error(capsys, ["evaluate", "--model", str(tmp_path / "m"), "--dataset", str(tmp_path / "d")])
     assert "not found" in _error(capsys, ["prepare-mead", str(tmp_path / "no-mead")])
-    # argparse's own errors also exit with 2
+    # argparse's own errors also exit with 2, on one line instead of the whole usage first
     with pytest.raises(SystemExit) as exit_info:
         main(["animate", str(speech), "--model", "m", "--intensity", "7"])
     assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        "esarm animate: error: argument --intensity: invalid choice: 7 (choose from 1, 2, 3) (see esarm animate "
+        "--help)\n"
+    )
 
 
 def test_output_paths_for_several_inputs(capsys, tmp_path, speech):
@@ -171,10 +175,13 @@ def test_push_dry_run_lists_the_upload(capsys, tmp_path):
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"model_type": "esarm_motion_prior", "num_groups": 3}))
     (folder / "model.safetensors").write_bytes(b"")
+    for leftover in ("esarm_stage_inputs.json", "esarm_stage_done.json", "metrics.json", "trainer_state.json"):
+        (folder / leftover).write_text("{}")  # the pipeline runner's and the Trainer's files
     staging = tmp_path / "staging"
     assert main(["push", str(folder), "--repo-id", "me/prior", "--dry-run", str(staging)]) == 0
     out = capsys.readouterr().out
     assert "would upload to me/prior" in out and "README.md" in out and "config.json" in out
+    assert sorted(p.name for p in staging.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     card = (staging / "README.md").read_text()
     assert card.startswith("---\n") and "\nlibrary_name: transformers\n" in card
 

@@ -56,6 +56,9 @@ def files(tmp_path_factory) -> dict[str, Path]:
     t = np.arange(rate // 2) / rate
     soundfile.write(root / "speech.wav", 0.3 * np.sin(2 * np.pi * 180 * t), rate)
     soundfile.write(root / "short.wav", np.zeros(rate // 100), rate)  # 0.01 s: less than one frame at 30 fps
+    samples = 0.3 * np.sin(2 * np.pi * 180 * t)
+    samples[[100, 2000]] = np.nan, np.inf
+    soundfile.write(root / "nan.wav", samples, rate, subtype="FLOAT")  # float WAV keeps NaN / inf samples
     (root / "malformed.yaml").write_text("corpus:\n  preset: tiny\n   num_workers: 2\n")
     (root / "preset.yaml").write_text("corpus:\n  preset: huge\n")
     (root / "key.yaml").write_text("sta:\n  max_stepz: 3\n")
@@ -112,6 +115,13 @@ def _cases(root: Path) -> list[tuple[str, list[str], str]]:
          "--lipsync-heldout must be a folder of held-out sets"),
         ("--lipsync-heldout under a file", [*evaluate, "--lipsync-heldout", str(root / "a_file" / "h")],
          str(root / "a_file")),
+        ("--set of the wrong type", [*pipeline, "tiny", "--set", "sta.max_steps=abc"],
+         "sta.max_steps must be int, got 'abc' (str)"),
+        ("non-finite audio", ["animate", str(root / "nan.wav"), "--out", out, "--model", str(root / "sta")],
+         "must be finite, got 2 NaN/inf samples"),
+        ("argparse's own error", [*animate, str(root / "sta"), "--intensity", "7"],
+         "argument --intensity: invalid choice: 7 (choose from 1, 2, 3) (see esarm animate --help)"),
+        ("no audio to animate", ["animate", "--out", out], "give audio files or folders to animate, or --example"),
     ]  # fmt: skip
 
 

@@ -128,7 +128,7 @@ def test_upload_folder_contents(tmp_path, sta_folder):
     files = sorted(str(p.relative_to(staged)) for p in staged.rglob("*") if p.is_file())
     # the pipeline applies the CPU inference levers; the processor registers itself for the two configs that hear audio
     code = {"audio.py", "blendshapes.py", "labels.py", "pipeline.py", "processing_esarm.py", "streaming.py",
-            "inference.py", "speech_encoder.py", "frames.py", "configuration_esarm.py"}  # fmt: skip
+            "inference.py", "speech_encoder.py", "frames.py", "configuration_esarm.py", "phonetic.py"}  # fmt: skip
     assert set(files) == {"README.md", "config.json", "eval_results.json", "model.safetensors"} | code
     # a folder saved before models carried their pipeline gets it in the upload
     assert json.loads((staged / "config.json").read_text())["custom_pipelines"] == custom_pipelines()

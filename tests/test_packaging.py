@@ -30,6 +30,7 @@ def test_presets_and_card_templates_are_package_resources():
 # longest matching prefix names a module's layer; a new module must be placed here (the test says so).
 LAYERS = {
     "esarm.blendshapes": 0, "esarm.labels": 0, "esarm.frames": 0, "esarm.utils": 0, "esarm.audio": 0,
+    "esarm.file_modes": 0,
     "esarm.rig": 1,
     # the models, their configs, layers, processor, generation and pipeline (esarm/__init__ imports them)
     "esarm": 2, "esarm.configuration_esarm": 2, "esarm.speech_encoder": 2, "esarm.modules": 2,

@@ -139,6 +139,25 @@ def test_condition_ids_and_their_errors():
         StreamingAnimator(LocalModel(), chunk_seconds=1.0, overlap_seconds=1.0)
 
 
+def test_an_unknown_speaker_name_warns_with_the_known_names(caplog):
+    with caplog.at_level("WARNING", logger="esarm.streaming"):
+        assert resolve_condition_ids(None, None, "Bob", ["ann", "bob"])[2] == 2
+        assert resolve_condition_ids(None, None, "0", ["ann", "bob"])[2] == 0  # the unknown speaker, asked by id
+        assert not caplog.records
+        assert resolve_condition_ids(None, None, "nobody_here", ["ann", "bob"])[2] == 0
+    (record,) = caplog.records
+    assert record.getMessage() == (
+        "speaker 'nobody_here' is not a speaker the model knows (ann, bob); animating as the unknown speaker"
+    )
+
+
+def test_non_finite_audio_is_an_error_naming_the_samples():
+    audio = np.zeros(RATE, np.float32)
+    audio[[10, 20, 30]] = np.nan, np.inf, -np.inf
+    with pytest.raises(ValueError, match=r"audio must be finite, got 3 NaN/inf samples \(the first at sample 10"):
+        StreamingAnimator(LocalModel()).push(audio)
+
+
 @pytest.fixture(scope="module")
 def tiny_model():
     from esarm import ESARMSTAConfig, ESARMSTAForGeneration

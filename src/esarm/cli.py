@@ -44,8 +44,18 @@ def __getattr__(name: str):
     return getattr(importlib.import_module(_MOVED[name]), name)
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser with its errors on one line, ``esarm animate: error: argument --intensity: invalid choice:
+    7 (see esarm animate --help)``: argparse's own error prints the whole usage first (11 lines for animate), and the
+    line that matters comes last. The sub-command parsers are of this class too (argparse makes them of the
+    parent's class)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="esarm",
         description="Emotional speech to 52 ARKit blendshapes (ESARM): animate, train, evaluate, export, share.",
     )

@@ -55,8 +55,9 @@ TITLES = {
     "reward": "ESARM reward model",
     "processor": "ESARM processor",
 }
-# Training leftovers and the stage runner's bookkeeping: not part of a published model repository.
-EXCLUDED = (DONE_MARKER, METRICS_FILE, "checkpoint-*", "runs", "optimizer.pt", "scheduler.pt", "rng_state*.pth",
+# Training leftovers and the stage runner's bookkeeping (esarm_stage_done.json, esarm_stage_inputs.json): not part
+# of a published model repository.
+EXCLUDED = (DONE_MARKER, "esarm_stage_*.json", METRICS_FILE, "checkpoint-*", "runs", "optimizer.pt", "scheduler.pt", "rng_state*.pth",
             "trainer_state.json", "training_args.bin", "pipeline_results.json", ".done*", "*.tmp", "__pycache__")  # fmt: skip
 # The Hub's task list has no audio-to-facial-animation task: "other" is its catch-all, the task name goes in tags.
 PIPELINE_TAG = "other"

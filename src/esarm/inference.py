@@ -23,6 +23,7 @@ The accuracy cost of each lever (token agreement, blendshape MAE against the flo
 from __future__ import annotations
 
 import logging
+import platform
 import warnings
 from typing import Any
 
@@ -89,6 +90,18 @@ class WavLMSdpaAttention(WavLMAttention):
             dropout_p=self.dropout if self.training else 0.0,
         )
         return self.out_proj(attended.transpose(1, 2).reshape(batch, length, self.embed_dim)), None
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``): speed figures name it."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _set_attention(encoder: nn.Module, attention: str) -> int:

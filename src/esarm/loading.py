@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 
+from esarm.default_model import load_default_model
 from esarm.modeling_sta import ESARMSTAForGeneration
 from esarm.processing_esarm import ESARMProcessor
 from esarm.utils import check_safetensors
@@ -77,10 +78,13 @@ def resolve_device(device: str | None, argument: str = "--device") -> str:
 
 
 def load_model_and_processor(
-    model_name_or_path: str, device: str | None = None, argument: str = "--model"
+    model_name_or_path: str | None, device: str | None = None, argument: str = "--model"
 ) -> tuple[ESARMSTAForGeneration, ESARMProcessor | None]:
     """An ``ESARMSTAForGeneration`` (folder or Hub id) on ``device``, in eval mode, and its processor (``None`` when
-    the folder has none: the pipeline then uses the default feature extraction)."""
+    the folder has none: the pipeline then uses the default feature extraction). ``None``: esarm's default model
+    (:mod:`esarm.default_model`, shipped in the package)."""
+    if model_name_or_path is None:
+        return load_default_model(resolve_device(device, argument="--device"))
     check_model_folder(model_name_or_path, "esarm_sta", argument)
     device = resolve_device(device)
     path = Path(model_name_or_path).expanduser()

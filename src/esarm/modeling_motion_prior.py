@@ -41,6 +41,7 @@ from transformers.utils import ModelOutput
 
 from .blendshapes import FACE_REGIONS, NUM_BLENDSHAPES, region_indices
 from .configuration_esarm import ESARMMotionPriorConfig
+from .file_modes import NewFileModeMixin
 
 logger = logging.getLogger(__name__)
 
@@ -300,7 +301,7 @@ class ESARMMotionPriorDecoder(nn.Module):
         return self.conv_out(F.gelu(hidden) * mask)
 
 
-class ESARMMotionPriorPreTrainedModel(PreTrainedModel):
+class ESARMMotionPriorPreTrainedModel(NewFileModeMixin, PreTrainedModel):
     config_class = ESARMMotionPriorConfig
     config: ESARMMotionPriorConfig
     base_model_prefix = "motion_prior"

@@ -36,6 +36,7 @@ from transformers.utils import ModelOutput
 
 from .blendshapes import NUM_BLENDSHAPES
 from .configuration_esarm import ESARMMotionPriorConfig, ESARMRewardModelConfig, motion_prior_config_dict
+from .file_modes import NewFileModeMixin
 from .frames import num_motion_steps
 from .model_inputs import check_model_inputs
 from .modeling_motion_prior import ESARMMotionPrior
@@ -108,7 +109,7 @@ def ranking_loss(returns_i: torch.Tensor, returns_j: torch.Tensor, y: torch.Tens
     return -((1 - y) * log_j_better + y * log_i_better).mean()
 
 
-class ESARMRewardPreTrainedModel(SpeechEncoderCheckpointingMixin, PreTrainedModel):
+class ESARMRewardPreTrainedModel(NewFileModeMixin, SpeechEncoderCheckpointingMixin, PreTrainedModel):
     config_class = ESARMRewardModelConfig
     config: ESARMRewardModelConfig
     base_model_prefix = "reward_model"

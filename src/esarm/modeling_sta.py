@@ -37,6 +37,7 @@ from transformers.utils import ModelOutput
 
 from .audio_features import LogMelFrontEnd, PhoneClassHead, PhoneFrontEnd
 from .configuration_esarm import ESARMSTAConfig
+from .file_modes import NewFileModeMixin
 from .frames import num_frames, num_motion_steps, resample
 from .generation import decode_autoregressively, default_generation_config, prepare_decoding
 from .inference import int8_inference_layers
@@ -200,7 +201,7 @@ class SpectralFeatures(nn.Module):
         return features
 
 
-class ESARMSTAPreTrainedModel(SpeechEncoderCheckpointingMixin, PreTrainedModel):
+class ESARMSTAPreTrainedModel(NewFileModeMixin, SpeechEncoderCheckpointingMixin, PreTrainedModel):
     config_class = ESARMSTAConfig
     base_model_prefix = "sta"
     main_input_name = "input_values"

@@ -26,7 +26,7 @@ from .audio import load_audio
 from .blendshapes import ARKIT_NAMES, EMOTIONS
 from .inference import apply_cpu_inference_defaults
 from .processing_esarm import ESARMProcessor
-from .streaming import animate_audio
+from .streaming import animate_audio, resolve_condition_ids
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +164,8 @@ class SpeechToAnimationPipeline(Pipeline):
         ):
             if value is not None:
                 preprocess[name] = value
+        if speaker is not None and chunk_length_s is None:  # (the streaming windows check their own labels)
+            resolve_condition_ids(None, None, speaker, getattr(self.processor, "speakers", None))  # warns if unknown
         forward = {}
         for name, value in (
             ("epsilon", epsilon),
@@ -260,16 +262,13 @@ class SpeechToAnimationPipeline(Pipeline):
         }
 
 
-def register_pipeline() -> None:
-    """Register the ``"speech-to-animation"`` task with transformers (done when this module is imported)."""
+def register_pipeline(default_model: str | None = None) -> None:
+    """Register the ``"speech-to-animation"`` task with transformers (done on ``import esarm``, with esarm's default
+    model: a local folder, so ``pipeline("speech-to-animation")`` loads it offline)."""
     if TASK in PIPELINE_REGISTRY.supported_tasks:
         return
     PIPELINE_REGISTRY.register_pipeline(
-        TASK, pipeline_class=SpeechToAnimationPipeline, pt_model=AutoModel, type="audio"
-    )
+        TASK, pipeline_class=SpeechToAnimationPipeline, pt_model=AutoModel, type="audio",
+        default={"model": (default_model, None)} if default_model else None,
+    )  # fmt: skip
 
-
-# Registration with transformers' Auto classes, done on import (``import esarm`` imports this module). A saved
-# folder's copy of this file, run with ``trust_remote_code=True``, registers nothing: its own ``auto_map`` serves it.
-if __package__ == "esarm":
-    register_pipeline()

@@ -25,6 +25,7 @@ when its ``do_normalize`` is set), so audio that fits in one window gives exactl
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from tqdm.auto import tqdm
 from .audio import resample
 from .blendshapes import EMOTIONS
 from .inference import apply_cpu_inference_defaults
-from .labels import emotion_to_id, intensity_to_id, speaker_to_id
+from .labels import UNKNOWN_SPEAKER_ID, emotion_to_id, intensity_to_id, speaker_to_id
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,22 @@ def resolve_condition_ids(
         emotion = "neutral"
     emotion_id = None if isinstance(emotion, str) and emotion.strip().casefold() == "auto" else emotion_to_id(emotion)
     intensity_id = None if intensity is None else intensity_to_id(intensity)
-    return emotion_id, intensity_id, speaker_to_id(speaker, speakers or [])
+    speaker_id = speaker_to_id(speaker, speakers or [])
+    if speaker_id == UNKNOWN_SPEAKER_ID and isinstance(speaker, str) and not speaker.strip().isdigit():
+        # a typo would otherwise animate as the unknown speaker without a word
+        known = ", ".join(speakers) if speakers else "none: the model was saved without a processor"
+        logger.warning(
+            "speaker %r is not a speaker the model knows (%s); animating as the unknown speaker", speaker, known
+        )
+    return emotion_id, intensity_id, speaker_id
+
+
+def _default_model(processor: Any) -> tuple[Any, Any]:
+    """esarm's default model, with its processor unless one is given."""
+    # Imported when needed, by name: the default model's loader imports the model, whose pipeline imports this
+    # module; and this module is also the remote code of saved models, whose copy (without esarm) has no default.
+    model, default_processor = importlib.import_module("esarm.default_model").load_default_model()
+    return model, default_processor if processor is None else processor
 
 
 def _alignment_frames(fps: float, sampling_rate: int, frames_per_token: int) -> int:
@@ -100,7 +116,8 @@ class StreamingAnimator:
     (at most half a sample, 31 us at 16 kHz, off the frame grid).
 
     Args:
-        model: an ``ESARMSTAForGeneration`` (eval mode is set).
+        model: an ``ESARMSTAForGeneration`` (eval mode is set); ``None``: esarm's default model
+            (:func:`esarm.default_model.load_default_model`, offline) with its processor.
         processor: an ``ESARMProcessor`` (speaker names, normalisation); ``None``: normalise, no speaker names.
         emotion, intensity, speaker: conditions (see :func:`resolve_condition_ids`).
         chunk_seconds: window length (s): the frames a window keeps. Longer windows give the model more context
@@ -118,7 +135,7 @@ class StreamingAnimator:
 
     def __init__(
         self,
-        model: Any,
+        model: Any = None,
         processor: Any = None,
         emotion: str | int | None = "neutral",
         intensity: int | None = None,
@@ -140,6 +157,8 @@ class StreamingAnimator:
         for name, value in (("context_seconds", context_seconds), ("lookahead_seconds", lookahead_seconds)):
             if not value >= 0:
                 raise ValueError(f"{name} must be >= 0 seconds, got {value}")
+        if model is None:
+            model, processor = _default_model(processor)
         self.model = apply_cpu_inference_defaults(model.eval()) if cpu_defaults else model.eval()
         self.model_rate = int(model.config.sampling_rate)
         self.input_rate = int(sampling_rate or self.model_rate)
@@ -175,7 +194,7 @@ class StreamingAnimator:
     @classmethod
     def low_latency(
         cls,
-        model: Any,
+        model: Any = None,
         processor: Any = None,
         lookahead_seconds: float = 0.1,
         context_seconds: float = 2.0,
@@ -190,6 +209,8 @@ class StreamingAnimator:
         ``overlap_seconds`` may be given to trade latency for fewer, smoother windows). Give the emotion: with
         ``emotion="auto"`` it is heard in the first window, only one token plus the look-ahead of audio.
         """
+        if model is None:
+            model, processor = _default_model(processor)
         frames_per_token = int(model.config.frames_per_token)
         kwargs.setdefault("chunk_seconds", frames_per_token / float(model.config.fps))
         kwargs.setdefault("overlap_seconds", 0.0)
@@ -218,8 +239,14 @@ class StreamingAnimator:
         audio = np.asarray(audio, dtype=np.float32)
         if audio.ndim == 2:
             audio = audio.mean(axis=0)
-        if audio.ndim != 1 or not np.all(np.isfinite(audio)):
-            raise ValueError(f"audio must be finite, 1-D or 2-D (channels, samples), got shape {audio.shape}")
+        if audio.ndim != 1:
+            raise ValueError(f"audio must be 1-D or 2-D (channels, samples), got shape {audio.shape}")
+        finite = np.isfinite(audio)
+        if not finite.all():
+            raise ValueError(
+                f"audio must be finite, got {int((~finite).sum())} NaN/inf samples (the first at sample "
+                f"{int(np.argmin(finite))} of this piece)"
+            )
         if self.input_rate != self.model_rate:
             # Piecewise resampling: pieces should be long compared with the filter (tens of ms or more).
             audio = resample(audio, self.input_rate, self.model_rate)
@@ -341,6 +368,7 @@ def animate_audio(
     **generate_kwargs: Any,
 ) -> AnimationResult:
     """Animate a whole waveform of any length -> :class:`AnimationResult` (``round(seconds * fps)`` frames).
+    ``model=None`` animates with esarm's default model (see :class:`StreamingAnimator`).
 
     Audio no longer than ``chunk_seconds`` is animated in one pass; longer audio window by window (module
     docstring). ``audio`` is mono (or (channels, samples)) float at ``sampling_rate`` (default: the model's).

@@ -17,6 +17,8 @@ import os
 import secrets
 import shutil
 import tempfile
+import types
+import typing
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +26,8 @@ from typing import Any
 from urllib.request import urlopen
 
 import numpy as np
+
+from .file_modes import give_new_file_mode
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +67,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object], suffix
 
     The temporary file lies in ``path``'s folder (created if missing) and ends with ``suffix`` (``path``'s own
     suffix by default), for writers that pick the format from the file name (``np.savez``, ``savefig``). The
-    written file gets mode 0644 (``mkstemp`` creates 0600 files). If ``write`` raises, the temporary file is
+    written file gets the mode of a new file, 0666 less the umask (``mkstemp`` creates 0600 files). If ``write`` raises, the temporary file is
     removed, ``path`` is left as it was and the error propagates; if the process is killed instead, the
     temporary file (named after the process) is removed by :func:`remove_stale_temporaries`. Returns ``path``.
     """
@@ -80,7 +84,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object], suffix
     os.close(fd)
     try:
         write(tmp)
-        os.chmod(tmp, 0o644)
+        give_new_file_mode(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -146,6 +150,65 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+_NUMBERS = (bool, int, float)
+
+
+def _members(annotation: Any) -> tuple[Any, ...]:
+    """The members of a union annotation without ``None`` (the annotation itself when it is no union)."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return tuple(arg for arg in typing.get_args(annotation) if arg is not type(None))
+    return (annotation,)
+
+
+def _number_fits(value: Any, kind: type) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) if kind is int else isinstance(value, (int, float))
+
+
+def _numeric_kinds(annotation: Any) -> tuple[tuple[type, ...], bool] | None:
+    """``(kinds, is_sequence)`` for a field of numbers / flags (``int``, ``float | None``, ``list[float]``,
+    ``tuple[int, ...]``); ``None`` for any other field, whose values the class itself checks (several esarm fields
+    annotated ``str`` also take a mapping, e.g. ``model_overrides``)."""
+    members = _members(annotation)
+    if all(member in _NUMBERS for member in members):
+        return members, False
+    if len(members) == 1 and typing.get_origin(members[0]) in (list, tuple):
+        items = {arg for arg in typing.get_args(members[0]) if arg is not Ellipsis}
+        if items and items <= set(_NUMBERS):
+            return tuple(items), True
+    return None
+
+
+def check_field_types(cls: type, values: Mapping[str, Any], prefix: str) -> None:
+    """Raise ``ValueError`` for the first of ``values`` that does not fit its numeric or boolean field of the
+    dataclass ``cls`` (``"sta.max_steps must be int, got 'abc' (str)"``), before a stage fails on it deep inside
+    training. ``None`` fits a field that allows it; ints fit float fields; yaml's lists fit tuple fields. Keys that
+    are not fields of ``cls``, and fields of other types, are left to the caller and the class."""
+    hints = typing.get_type_hints(cls)
+    for name, value in values.items():
+        kinds = _numeric_kinds(hints[name]) if name in hints else None
+        if kinds is None or (value is None and type(None) in typing.get_args(hints[name])):
+            continue
+        kinds, sequence = kinds
+        items = value if sequence and isinstance(value, (list, tuple)) else None
+        fits = all(any(_number_fits(v, k) for k in kinds) for v in items) if items is not None else (
+            not sequence and any(_number_fits(value, k) for k in kinds)
+        )  # fmt: skip
+        if not fits:
+            expected = " | ".join(k.__name__ for k in kinds)
+            expected = f"a list of {expected}" if sequence else expected
+            hint = ""
+            if isinstance(value, str) and float in kinds:
+                try:
+                    hint = f" (yaml reads {value} as text: write it with a dot, {float(value):.1e})"
+                except ValueError:
+                    pass
+            raise ValueError(f"{prefix}.{name} must be {expected}, got {value!r} ({type(value).__name__}){hint}")
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, sort_keys: bool = True) -> Path:

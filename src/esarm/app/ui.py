@@ -123,7 +123,7 @@ def build_app(animator: AppAnimator, title: str = "esarm: speech to 3D face") ->
 
 
 def launch_app(
-    model_name_or_path: str,
+    model_name_or_path: str | None = None,
     host: str = "127.0.0.1",
     port: int | None = None,
     output_dir: str | os.PathLike | None = None,
@@ -132,7 +132,7 @@ def launch_app(
     video_height: int = 320,
     **launch_kwargs: Any,
 ) -> gr.Blocks:
-    """Load the STA model (folder or Hub id), build the page and serve it on ``host:port`` (blocks until stopped
+    """Load the STA model (folder or Hub id; ``None``: esarm's default model), build the page and serve it on ``host:port`` (blocks until stopped
     unless ``prevent_thread_lock=True`` is passed through ``launch_kwargs``).
 
     ``output_dir`` holds the runs (default: ``esarm-app`` in the system's temporary folder); it and the viewer's

@@ -21,8 +21,11 @@ def register(subparsers) -> None:
         "any sample rate, mono or stereo. Audio longer than --chunk-seconds is animated window by window with "
         "cross-faded overlaps (bounded memory).",
     )  # fmt: skip
-    p.add_argument("inputs", nargs="+", help="audio files and/or folders of audio files")
-    p.add_argument("--model", required=True, help="saved STA model folder or Hub id (user/repo)")
+    p.add_argument("inputs", nargs="*", help="audio files and/or folders of audio files")
+    p.add_argument(
+        "--example", action="store_true", help="animate the example sentence shipped with esarm (sample_speech.wav)"
+    )
+    p.add_argument("--model", help="saved STA model folder or Hub id (user/repo) (default: esarm's default model)")
     p.add_argument("--out", help="output file (one input; format from the suffix) or folder (default: here)")
     p.add_argument("--format", choices=OUTPUT_FORMATS, help="format when --out is a folder (default csv)")
     p.add_argument(
@@ -120,7 +123,14 @@ def run(args: argparse.Namespace) -> int:
     if args.emotion.strip().casefold() == "auto":
         args.emotion = "auto"
     resolve_condition_ids(args.emotion, args.intensity, None)  # bad labels fail before the model loads
-    files = audio_files(args.inputs, args.recursive)
+    if not args.inputs and not args.example:
+        raise CommandError("give audio files or folders to animate, or --example for the sentence shipped with esarm")
+    inputs = list(args.inputs)
+    if args.example:
+        from esarm.default_model import SAMPLE_SPEECH
+
+        inputs.append(str(SAMPLE_SPEECH))
+    files = audio_files(inputs, args.recursive)
     outputs = output_paths(files, args.out, args.format)
     if args.epsilon is not None and not 0.0 <= args.epsilon <= 1.0:
         raise CommandError(f"--epsilon must be in [0, 1], got {args.epsilon}")
@@ -130,6 +140,10 @@ def run(args: argparse.Namespace) -> int:
     if args.no_int8 and args.no_cpu_defaults:
         raise CommandError("--no-int8 adjusts the CPU defaults, which --no-cpu-defaults switches off: give one")
     model, processor = load_model_and_processor(args.model, args.device)
+    if args.model is None:
+        from esarm.default_model import describe_default_model
+
+        say(f"model: {describe_default_model()} (--model to use another)")
     if not args.no_cpu_defaults:
         from esarm.inference import apply_cpu_inference_defaults
 
@@ -157,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
             speaker=args.speaker, chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds,
             epsilon=args.epsilon or 0.0, seed=args.seed, do_sample=args.sample, cpu_defaults=False,
         )  # fmt: skip
-        metadata = {"source": source.name, "emotion": result.emotion, "intensity": args.intensity, "model": args.model}
+        metadata = {"source": source.name, "emotion": result.emotion, "intensity": args.intensity,
+                    "model": args.model or "esarm default model"}  # fmt: skip
         save_animation(
             target, result.blendshapes, result.fps, audio=audio, sampling_rate=rate, rig=rig, metadata=metadata,
             video_height=args.video_height,

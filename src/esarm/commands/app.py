@@ -14,7 +14,7 @@ def register(subparsers) -> None:
         "speaker, epsilon, seed -> the 3D face in sync with the audio, the video, the curves, CSV / GLB / JSON "
         "downloads, and two emotions side by side. Needs pip install 'esarm[app]'.",
     )  # fmt: skip
-    p.add_argument("--model", required=True, help="saved STA model folder or Hub id (user/repo)")
+    p.add_argument("--model", help="saved STA model folder or Hub id (user/repo) (default: esarm's default model)")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0 for every interface)")
     p.add_argument("--port", type=int, help="port (default: Gradio's, 7860 or the next free one)")
     p.add_argument("--output-dir", help="folder of the runs' files (default: esarm-app in the temporary folder)")
@@ -31,7 +31,12 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"the app needs Gradio: pip install 'esarm[app]' ({error})") from None
     if args.port is not None and not 0 < args.port < 65536:
         raise CommandError(f"--port must be in 1..65535, got {args.port}")
-    say(f"esarm app: loading {args.model} ...")
+    if args.model is None:
+        from esarm.default_model import describe_default_model
+
+        say(f"esarm app: loading {describe_default_model()} (--model to use another) ...")
+    else:
+        say(f"esarm app: loading {args.model} ...")
     launch_app(
         args.model, host=args.host, port=args.port, output_dir=args.output_dir, rig=args.rig, device=args.device,
         video_height=args.video_height,

@@ -26,7 +26,28 @@ def register(subparsers) -> None:
     p.add_argument("--rig", help="face rig for the video (default: $ESARM_RIG, else the rig embedded in esarm)")
     p.add_argument("--no-resume", action="store_true", help="rerun every stage from scratch")
     p.add_argument("--threads", type=int, help=THREADS_HELP)
+    p.add_argument(
+        "--verbose", action="store_true", dest="demo_verbose",
+        help="also log what each stage does (the library's INFO messages, the evaluation tables, the data bars)",
+    )  # fmt: skip
     p.set_defaults(handler=run)
+
+
+def quiet_stage_log() -> None:
+    """What a first run prints: the runner's stage lines (``[3/7] sta: finished in ...``) as plain lines, the
+    stages' progress bars and every warning; not the library's INFO messages (each stage's settings, the RL checks'
+    metric dicts, the evaluation's tables, which stay in ``<output-dir>/evaluation``) nor the bars of ``datasets``
+    (saving and mapping the corpus)."""
+    import datasets
+
+    runner = logging.getLogger("esarm.training.runner")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    runner.addHandler(handler)
+    runner.setLevel(logging.INFO)
+    runner.propagate = False
+    logging.getLogger("esarm").setLevel(logging.WARNING)
+    datasets.disable_progress_bars()
 
 
 DEMO_HEADLINES = (
@@ -62,7 +83,10 @@ def run(args: argparse.Namespace) -> int:
     from esarm.streaming import animate_audio
     from esarm.training.runner import run_pipeline
 
-    logging.getLogger("esarm").setLevel(logging.INFO)  # stage-by-stage progress of the pipeline
+    if args.verbose or args.demo_verbose:
+        logging.getLogger("esarm").setLevel(logging.INFO)  # everything the stages log
+    else:
+        quiet_stage_log()
     output_dir = Path(args.output_dir)
     config = find_config(args.config)
     say(f"esarm demo: training the '{config.stem}' pipeline in {output_dir} (config {config}) ...")

@@ -184,10 +184,16 @@ def heldout_sets(
     sets = []
     for split in splits:
         if split not in stored:
-            logger.warning(
-                "lip sync: skipped the held-out %s split: %s was built without it (splits %s); remove the folder to "
-                "build it again", split, folder, built["splits"],
-            )  # fmt: skip
+            reason = heldout.missing_engine(split)
+            if reason is not None:  # the cause that left it out then, and still does: name it and its fix
+                logger.warning(
+                    "lip sync: skipped the held-out %s split: %s; then remove %s to build it", split, reason, folder
+                )
+            else:
+                logger.warning(
+                    "lip sync: skipped the held-out %s split: %s was built without it (splits %s); remove the folder "
+                    "to build it again", split, folder, built["splits"],
+                )  # fmt: skip
             continue
         rows = _rows(stored[split], max_clips)
         sets.append(LipSyncSet(split, HELDOUT_DESCRIPTIONS[split], rows, heldout.speaker_styles(split, built["seed"])))

@@ -349,6 +349,17 @@ class FaceRig:
         return resolve_rig(None, download=download, cache_dir=cache_dir)
 
 
+_logged: set[str] = set()
+
+
+def _log_once(message: str, *args: object) -> None:
+    """Log which rig is used the first time only: a pipeline resolves it in every stage (five times in the demo)."""
+    text = message % args
+    if text not in _logged:
+        _logged.add(text)
+        logger.info(text)
+
+
 def resolve_rig(
     rig: FaceRig | str | os.PathLike | None = None,
     download: bool = False,
@@ -385,12 +396,12 @@ def resolve_rig(
                 f"{RIG_ENV} must name a rig file or an ICT-FaceKit folder, got {env} (no such path); unset it to "
                 "use the rig embedded in esarm"
             )
-        logger.info("Face rig from %s=%s", RIG_ENV, env)
+        _log_once("Face rig from %s=%s", RIG_ENV, env)
         return FaceRig.from_path(env)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cached = cache / ICT_RIG_FILENAME
     if cached.is_file():
-        logger.info("Face rig from the cache: %s", cached)
+        _log_once("Face rig from the cache: %s", cached)
         return FaceRig.from_npz(cached)
     if download:
         source = download_ict_facekit(cache / f"ict-facekit-{ICT_FACEKIT_COMMIT[:7]}")
@@ -398,7 +409,7 @@ def resolve_rig(
         converted.save_npz(cached)
         logger.info("Converted ICT-FaceKit to %s", cached)
         return converted
-    logger.info("Face rig embedded in esarm: %s", EMBEDDED_RIG.name)
+    _log_once("Face rig embedded in esarm: %s", EMBEDDED_RIG.name)
     return FaceRig.from_npz(EMBEDDED_RIG)
 
 

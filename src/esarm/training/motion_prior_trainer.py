@@ -78,7 +78,8 @@ def train_motion_prior(config: ESARMMotionPriorTrainingConfig) -> dict[str, Any]
             trainer.accelerator.unwrap_model(model), eval_dataset, rig, config.per_device_eval_batch_size
         )
         metrics.update({f"eval_{k}": v for k, v in evaluation.items()})
-        trainer.log_metrics("eval", {k: v for k, v in evaluation.items() if not isinstance(v, list)})
+        scalars = {k: v for k, v in evaluation.items() if not isinstance(v, list)}  # a log line, not a print
+        logger.info("motion prior on %s: %s", config.eval_split, scalars)
     trainer.accelerator.wait_for_everyone()
     if trainer.is_world_process_zero():
         write_done_marker(config.output_dir, metrics)

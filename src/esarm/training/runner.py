@@ -52,7 +52,7 @@ from ..data.loading import load_splits
 from ..data.synthetic import CORPUS_PRESETS
 from ..evaluation.run import ESARMEvaluationConfig, evaluate_pipeline
 from ..rig import FaceRig, resolve_rig
-from ..utils import atomic_write_json, check_writable_folder, to_jsonable
+from ..utils import atomic_write_json, check_field_types, check_writable_folder, to_jsonable
 from .args import load_config_file, rename_deprecated_keys
 from .checkpoints import DONE_MARKER, read_done_inputs, read_done_marker, write_done_marker
 from .demos_config import ESARMDemoTrainingConfig
@@ -146,6 +146,7 @@ def check_pipeline_config(values: dict[str, Any]) -> None:
                 f"config section {stage!r} has unknown keys {bad}; expected fields of "
                 f"{'SyntheticCorpusConfig' if stage == 'corpus' else STAGE_CONFIGS[stage].__name__}"
             )
+        check_field_types(SyntheticCorpusConfig if stage == "corpus" else STAGE_CONFIGS[stage], section, prefix=stage)
     try:  # the evaluation runs last, and every one of its fields has a default: check its values now
         ESARMEvaluationConfig(**(values.get("evaluation") or {}))
     except ValueError as error:
