@@ -37,7 +37,13 @@ import torch
 import esarm.modeling_sta
 from esarm import ESARMSTAConfig, ESARMSTAForGeneration
 from esarm.default_model import load_default_model
-from esarm.inference import CPU_INFERENCE_DEFAULTS, cpu_name, lever_settings, optimize_for_inference
+from esarm.inference import (
+    CPU_INFERENCE_DEFAULTS,
+    apply_cpu_inference_defaults,
+    cpu_name,
+    lever_settings,
+    optimize_for_inference,
+)
 from esarm.streaming import animate_audio
 
 SAMPLING_RATE = 16000
@@ -223,8 +229,8 @@ def main() -> None:
         torch.set_num_threads(threads)
         for preset in args.presets:
             model = build(preset, args.attention_window)
-            if args.cpu_defaults:
-                optimize_for_inference(model, **CPU_INFERENCE_DEFAULTS)
+            if args.cpu_defaults:  # as the pipeline, esarm animate and StreamingAnimator apply them (WavLM only)
+                apply_cpu_inference_defaults(model)
             params = sum(p.numel() for p in model.parameters()) / 1e6
             rows = [(seconds, True) for seconds in args.durations]
             if args.uncached:

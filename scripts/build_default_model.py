@@ -9,7 +9,8 @@ pipeline's own runner (esarm.training.runner.run_pipeline: the config's seed, fi
 <work-dir>/sta: float16 weights (loaded back as float32), its motion prior, processor and generation config, the
 model card (README.md: data, sizes, the evaluation's tables on every held-out set, limits) and the licence. The same
 weights give the same bytes: safetensors orders its tensors, the JSON files are written with sorted keys, and the
-folder holds no code copies or timestamps. The sample (sample_speech.wav) is one sentence spoken by eSpeak NG.
+folder holds no code copies or timestamps. The sample (sample_speech.wav) is one sentence spoken by eSpeak NG. It prints
+the build info and the share of the sample's motion tokens the float16 pack generates as the trained model does.
 """
 
 from __future__ import annotations
@@ -170,6 +171,16 @@ def pack(sta_dir: Path, run_dir: Path, output: Path, config: dict, config_name: 
     return {**info, "total_bytes": total}
 
 
+@torch.no_grad()
+def token_agreement(sta_dir: Path, packed_dir: Path, sample: Path) -> float:
+    """Share of the motion tokens of ``sample`` that the packed (float16) model generates as the trained one does."""
+    processor = ESARMProcessor.from_pretrained(packed_dir)
+    inputs = processor(str(sample), emotion="neutral", return_tensors="pt")
+    trained = ESARMSTAForGeneration.from_pretrained(sta_dir, dtype=torch.float32).eval().generate(**inputs)
+    packed = ESARMSTAForGeneration.from_pretrained(packed_dir).eval().generate(**inputs)
+    return float((trained.motion_tokens == packed.motion_tokens).float().mean())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(ROOT / "configs" / "small.yaml"), help="pipeline yaml")
@@ -186,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     config = apply_overrides(load_config_file(config_path), args.set)
     info = pack(work_dir / "sta", work_dir, Path(args.output), config, config_path.stem)
     write_sample(Path(args.sample))
+    info["float16_token_agreement"] = token_agreement(work_dir / "sta", Path(args.output), Path(args.sample))
     print(json.dumps(info, indent=2))
     print(f"packed {args.output} ({info['total_bytes'] / 1e6:.1f} MB); sample {args.sample}")
     return 0
