@@ -14,6 +14,7 @@ from esarm.data.heldout import (
     VALIDATION_VOICES,
     build_heldout_sets,
     generate_heldout_sets,
+    missing_engine,
 )
 from esarm.data.phones import openness_curve
 from esarm.data.synthetic import SENTENCES, SyntheticCorpusConfig, corpus_sentences
@@ -67,6 +68,11 @@ def test_missing_flite_names_the_debian_package(monkeypatch, tmp_path):
         FliteSynthesizer()
     with pytest.raises(FileNotFoundError, match="Debian package 'flite'"):
         generate_heldout_sets(splits=("test",), num_sentences=1)
+    # the lip-sync evaluation's reason for skipping the test split names the real cause and its fix
+    monkeypatch.delenv("ESARM_FLITE")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no flite on PATH either
+    assert "apt-get install flite" in missing_engine("test")
+    assert missing_engine("validation") is None  # eSpeak NG ships with esarm
 
 
 def test_bad_arguments():
