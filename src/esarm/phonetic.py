@@ -38,6 +38,7 @@ __all__ = [
     "phone_features",
     "padded_phone_features",
     "recognize_phones",
+    "require_pocketsphinx",
     "segments_to_features",
 ]
 
@@ -71,7 +72,10 @@ FEATURES_VERSION = 1
 """Version of the feature computation: raise it with any change that changes the features (cached columns carry it
 in their fingerprint)."""
 
-INSTALL_HINT = "the phonetic audio front end needs PocketSphinx (PyPI, BSD): pip install pocketsphinx"
+INSTALL_HINT = (
+    "PocketSphinx is not installed: esarm's phonetic audio front end, phone aligner and phone recogniser need it "
+    "(PyPI, BSD): pip install pocketsphinx"
+)
 
 _FILLERS = frozenset({"+NSN+", "+SPN+", "<sil>", "<s>", "</s>", "[NOISE]", "+NOISE+", "+BREATH+"})
 _PHONE_IDS = {phone: index for index, phone in enumerate(PHONES)}
@@ -89,13 +93,19 @@ class PhoneSegment:
     score: float
 
 
+def require_pocketsphinx():
+    """The ``pocketsphinx`` module; ``ImportError`` with :data:`INSTALL_HINT` when it is not installed."""
+    try:
+        import pocketsphinx
+    except ImportError as error:
+        raise ImportError(INSTALL_HINT) from error
+    return pocketsphinx
+
+
 def _decoder():
     decoder = _decoders.get(os.getpid())
     if decoder is None:
-        try:
-            import pocketsphinx
-        except ImportError as error:
-            raise ImportError(INSTALL_HINT) from error
+        pocketsphinx = require_pocketsphinx()
         model = os.path.join(pocketsphinx.get_model_path(), "en-us")
         decoder = pocketsphinx.Decoder(
             hmm=os.path.join(model, "en-us"),

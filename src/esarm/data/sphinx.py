@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..audio import resample
-from ..phonetic import DECODER_SETTINGS, recognize_phones
+from ..phonetic import DECODER_SETTINGS, recognize_phones, require_pocketsphinx
 from .phones import PAUSE, arpabet_to_ipa
 
 SAMPLING_RATE = 16_000  # the en-us model's rate
@@ -29,18 +29,6 @@ FRAME_RATE = 100  # PocketSphinx's default -frate: phone boundaries fall on 10 m
 # The allphone settings: lw=2.0 weighs the phonetic language model lightly against the acoustic scores, and the
 # widest beams keep every phone hypothesis alive (the decoder is fast enough on 2 cores: ~0.1 x real time).
 ALLPHONE_SETTINGS = DECODER_SETTINGS
-
-
-def require_pocketsphinx():
-    """The ``pocketsphinx`` module; ``ImportError`` naming the extra when it is not installed."""
-    try:
-        import pocketsphinx
-    except ImportError as error:
-        raise ImportError(
-            "PocketSphinx is not installed, a dependency of esarm's phone aligner and recogniser: "
-            "`pip install pocketsphinx`"
-        ) from error
-    return pocketsphinx
 
 
 def pcm16(audio: Any, sampling_rate: int) -> bytes:
