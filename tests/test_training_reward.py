@@ -357,6 +357,38 @@ def test_train_reward_model_from_saved_folders_writes_a_loadable_model(tmp_path,
     assert train_reward_model(config)["eval_num_pairs"] == 3
 
 
+def test_motion_input_reward_model_decodes_with_the_sta_models_trained_prior(tmp_path, tiny_sta_config):
+    """A fresh motion-input reward model would decode the demonstrations' tokens with a random prior: stage 4 loads
+    the STA model's prior into it, and that prior (not a preset's) is saved with it."""
+    from esarm import ESARMProcessor, ESARMRewardModel
+    from esarm.modeling_sta import ESARMSTAForGeneration
+    from esarm.training.reward_trainer import train_reward_model
+
+    sta = ESARMSTAForGeneration(tiny_sta_config)
+    torch.manual_seed(5)
+    for parameter in sta.motion_prior.parameters():  # a prior unlike any freshly initialised one
+        parameter.data.normal_()
+    sta.save_pretrained(tmp_path / "sta")
+    ESARMProcessor(speakers=["s1"], fps=30.0).save_pretrained(tmp_path / "sta")
+    prior = tiny_sta_config.motion_prior_config
+    splits = {"train": _demo_rows(4, 1, prior.codebook_size, prior.num_groups, seed=1)}
+    datasets.DatasetDict(splits).save_to_disk(str(tmp_path / "demos"))
+    config = ESARMRewardTrainingConfig(
+        dataset_name_or_path=str(tmp_path / "demos"), sta_name_or_path=str(tmp_path / "sta"), eval_split=None,
+        output_dir=str(tmp_path / "reward_model"), model_overrides='{"hidden_size": 16, "motion_input": "blendshapes"}',
+        max_steps=2, per_device_train_batch_size=2, disable_tqdm=True, snippet_length=6, save_strategy="no",
+    )  # fmt: skip
+    train_reward_model(config)
+    model = ESARMRewardModel.from_pretrained(config.output_dir)
+    assert model.config.motion_input == "blendshapes"
+    reference = sta.motion_prior.state_dict()
+    for name, value in model.motion_prior.state_dict().items():
+        assert torch.equal(value, reference[name]), name
+    config.sta_name_or_path, config.output_dir = None, str(tmp_path / "no_sta")
+    with pytest.raises(ValueError, match="sta_name_or_path"):
+        train_reward_model(config)
+
+
 def test_code_pose_embeddings_follow_the_decoded_poses(tiny_sta_config):
     from esarm.modeling_sta import ESARMSTAForGeneration
     from esarm.training.reward_trainer import code_pose_embeddings

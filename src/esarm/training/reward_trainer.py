@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from transformers import Trainer, set_seed
 
-from ..configuration_esarm import ESARMRewardModelConfig, ESARMSTAConfig
+from ..configuration_esarm import ESARMRewardModelConfig, ESARMSTAConfig, motion_prior_config_dict
 from ..data.demonstrations import (
     RankingPairCollator,
     RankingPairDataset,
@@ -47,7 +47,7 @@ from ..evaluation.ranking import MODEL_INPUT_KEYS, evaluate_ranking
 from ..labels import model_speakers
 from ..modeling_reward import ESARMRewardModel, ranking_loss
 from ..modeling_sta import ESARMSTAForGeneration
-from .args import build_model_config
+from .args import build_model_config, parse_overrides
 from .checkpoints import resolve_resume_checkpoint, write_done_marker
 from .metric_store import MetricStore, log_with_metrics
 from .reward_config import ESARMRewardTrainingConfig
@@ -111,13 +111,25 @@ def build_reward_model(config: ESARMRewardTrainingConfig, motion_prior_config=No
     ``num_speakers`` known speakers (ids 1..N)."""
     if config.model_name_or_path is not None:
         return ESARMRewardModel.from_pretrained(config.model_name_or_path)
-    model_config = build_model_config(ESARMRewardModelConfig, config.model_config, config.model_overrides)
+    overrides = parse_overrides(config.model_overrides)
+    if overrides.get("motion_input") == "blendshapes" and "motion_prior_config" not in overrides:
+        # a motion-input model judges the decoded motion: it decodes with the prior the demonstrations' tokens
+        # come from (the STA model's; train_reward_model loads its trained weights)
+        if motion_prior_config is None:
+            raise ValueError(
+                "model_overrides motion_input='blendshapes' needs sta_name_or_path (its trained motion prior decodes "
+                "the demonstrations' tokens), got None"
+            )
+        overrides["motion_prior_config"] = motion_prior_config_dict(motion_prior_config)
+    model_config = build_model_config(ESARMRewardModelConfig, config.model_config, overrides)
     values = model_config.to_dict()
     for key in ("transformers_version", "architectures", "model_type"):
         values.pop(key, None)
     values["num_speakers"] = max(int(values.get("num_speakers", 0)), num_speakers)
     if motion_prior_config is not None:
-        for key in ("num_groups", "codebook_size", "frames_per_token", "fps"):
+        # the geometry, and the prior a motion-input model decodes with, come from the STA model's motion prior,
+        # not from the preset (whose prior is the tiny one)
+        for key in ("num_groups", "codebook_size", "frames_per_token", "fps", "motion_prior_config"):
             values.pop(key, None)
         model_config = ESARMRewardModelConfig.from_motion_prior_config(motion_prior_config, **values)
     else:
@@ -171,6 +183,9 @@ def train_reward_model(config: ESARMRewardTrainingConfig) -> dict[str, Any]:
         model.get_input_embeddings().weight.data.copy_(
             code_pose_embeddings(prior, model.config.hidden_size, model.config.initializer_range, config.seed)
         )
+    if model.config.motion_input == "blendshapes" and config.model_name_or_path is None:
+        # the prior's trained weights (a fresh prior decodes every code to noise)
+        model.load_motion_prior(ESARMSTAForGeneration.from_pretrained(config.sta_name_or_path).motion_prior)
     train_demos = load_split(config.dataset_name_or_path, config.train_split)
     pairs = training_pairs(config, train_demos)
     eval_source = config.eval_dataset_name_or_path or config.dataset_name_or_path
