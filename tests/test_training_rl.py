@@ -508,3 +508,49 @@ def test_command_line_parses_into_the_config(tmp_path):
         ESARMRLTrainingConfig, section="rl", args=["--output_dir", str(tmp_path), "--num_rollouts", "3", "--top_k", "5"]
     )
     assert (config.num_rollouts, config.top_k, config.kl_coef, config.learning_rate) == (3, 5, 0.05, 1e-5)
+
+
+def test_iterated_rl_retrains_the_reward_model_on_each_rounds_policy(tmp_path, policy):
+    from esarm import ESARMRewardModel
+    from esarm.training.demos_config import ESARMDemoTrainingConfig
+    from esarm.training.iterated_rl import ITERATED_RANKING_SOURCES, train_iterated_rl
+    from esarm.training.reward_config import ESARMRewardTrainingConfig
+
+    policy.save_pretrained(tmp_path / "sta")
+    ESARMProcessor(speakers=["spk1"], fps=policy.config.fps).save_pretrained(tmp_path / "sta")
+    initial = ESARMRewardModel(ESARMRewardModelConfig.tiny(num_speakers=1))  # spk1: id 1 in the demonstrations
+    initial.save_pretrained(tmp_path / "reward_model")
+    datasets.DatasetDict({"train": _clips(4, seed=0), "validation": _clips(2, seed=1)}).save_to_disk(
+        str(tmp_path / "corpus")
+    )
+    common = dict(save_strategy="no", disable_tqdm=True, per_device_eval_batch_size=2)
+    rl = ESARMRLTrainingConfig(
+        sta_name_or_path=str(tmp_path / "sta"), reward_model_name_or_path=str(tmp_path / "reward_model"),
+        dataset_name_or_path=str(tmp_path / "corpus"), output_dir=str(tmp_path / "unused"),
+        per_device_train_batch_size=2, num_rollouts=2, max_steps=1, max_eval_clips=0, **common,
+    )  # fmt: skip
+    reward = ESARMRewardTrainingConfig(
+        output_dir=str(tmp_path / "unused"), max_steps=2, per_device_train_batch_size=2, snippet_length=6,
+        learning_rate=1e-2, **common,
+    )  # fmt: skip
+    demos = ESARMDemoTrainingConfig(output_dir=str(tmp_path / "unused"), epsilons=[0.02, 0.5], max_clips=2, **common)
+    result = train_iterated_rl(rl, reward, demos, rounds=2, output_dir=tmp_path / "iterated")
+
+    first, second = result["rounds"]
+    assert first["reward_model"] == str(tmp_path / "reward_model")
+    assert second["policy_start"] == str(tmp_path / "iterated" / "round0" / "rl")
+    assert second["reward_model"] == result["reward_model"] == str(tmp_path / "iterated" / "round0" / "reward_model")
+    assert result["policy"] == str(tmp_path / "iterated" / "round1" / "rl") and "reward" not in second
+    # the retraining ranked the capture above the round's samples (one epsilon: no epsilon pairs) and moved the model
+    demos_rows = datasets.load_from_disk(str(tmp_path / "iterated" / "round0" / "demos"))["train"]
+    assert set(demos_rows["source"]) == {"ground_truth", "epsilon"}
+    assert set(np.round(demos_rows["epsilon"], 6)) == {0.0, 0.02}
+    assert first["reward"]["train_pairs"] == sum(first["reward"][f"train_pairs_{s}"] for s in ITERATED_RANKING_SOURCES)
+    retrained = ESARMRewardModel.from_pretrained(result["reward_model"]).state_dict()
+    assert any(not torch.equal(value, retrained[name]) for name, value in initial.state_dict().items())
+    # a second call reads every finished sub-stage back
+    assert train_iterated_rl(rl, reward, demos, rounds=2, output_dir=tmp_path / "iterated")["rounds"][0]["rl"] == (
+        first["rl"]
+    )
+    with pytest.raises(ValueError, match="rounds must be an integer >= 1"):
+        train_iterated_rl(rl, reward, demos, rounds=0, output_dir=tmp_path / "x")
