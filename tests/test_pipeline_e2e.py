@@ -88,6 +88,14 @@ def test_tiny_pipeline_end_to_end(tmp_path, rig_path):
     heldout_splits = {"validation", "test"} if find_flite() else {"validation"}
     assert set(lipsync) == heldout_splits | {"real speech"}  # the json's keys are sorted
     assert "### Lip sync" in table
+    # the upper face of the STA's three decodings and of the RL policy against the held-out capture
+    realism = saved["stages"]["evaluation"]["realism"]
+    assert set(realism) == {"sta/greedy", "sta/sampled", "sta/greedy_mouth", "rl/greedy"}
+    assert "### Expressiveness and realism of the upper face" in table
+    for row in realism.values():
+        assert 0.0 <= row["realism_accuracy"] <= 1.0 and row["std_ratio_eyes"] > 0 and row["lve_mm"] > 0
+    # sampling restores upper-face motion that greedy decoding averages away (eyes 0.35 greedy, 0.70 greedy mouth)
+    assert realism["sta/greedy_mouth"]["std_ratio_eyes"] > realism["sta/greedy"]["std_ratio_eyes"]
     # the real-speech set shipped in the package: the model beside the baselines that need no training (PocketSphinx's
     # phone rules and uLipSync, with the esarm[lipsync] extra); phone rules r 0.81, loudness 0.64 on it
     real = lipsync.pop("real speech")

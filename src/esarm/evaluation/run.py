@@ -46,6 +46,7 @@ from ..rig import resolve_rig
 from . import metrics as M
 from .classifier import ExpressionClassifier
 from .lipsync_evaluation import LipSyncSettings, load_model, run_lipsync
+from .realism import DECODINGS, expressiveness_table
 from .report import write_report
 from .rl_diagnostics import motion_report
 from .rollouts import DEFAULT_EPSILONS, evaluate_motion_prior, generate_clips, mean_measures, measure_clip
@@ -319,6 +320,11 @@ class ESARMEvaluationConfig:
     per_device_eval_batch_size: int = field(default=32, metadata={"help": "Clips generated together."})
     rig_path: str | None = field(default=None, metadata={"help": "Face rig (.npz); default $ESARM_RIG."})
     seed: int = field(default=0, metadata={"help": "Seed of the noisy rollouts."})
+    realism: bool = field(
+        default=True,
+        metadata={"help": "Measure the upper face's expressiveness and realism (blinks, motion ratios, a classifier "
+                  "of captured vs generated windows) of the STA's three decodings and the RL policy."},
+    )  # fmt: skip
     lipsync: LipSyncSettings | None = field(
         default_factory=LipSyncSettings,
         metadata={"help": "Lip-sync settings (esarm.evaluation.lipsync_evaluation.LipSyncSettings: heldout, splits, "
@@ -452,6 +458,19 @@ class _PipelineEvaluation:
         results.update(motion_report("rl", predictions, self.targets, self.rig))
         return results
 
+    def realism(self) -> dict[str, dict[str, float]]:
+        """Expressiveness and realism of the upper face (:func:`~esarm.evaluation.realism.expressiveness_table`):
+        the STA model decoded greedy, sampled and greedy mouth + sampled eyes and brows, and the RL policy greedy
+        (what RL has to beat: all three), each against the held-out capture."""
+        rows = [{**row, "blendshapes": target} for row, target in zip(self.rows, self.targets)]
+        options = dict(seed=self.config.seed, batch_size=self.config.per_device_eval_batch_size)
+        table = expressiveness_table({"sta": self.sta}, rows, self.collator, self.rig, DECODINGS, **options)
+        if self.rl_dir is not None:
+            policy = ESARMSTAForGeneration.from_pretrained(self.rl_dir).eval()
+            greedy = {"greedy": DECODINGS["greedy"]}
+            table.update(expressiveness_table({"rl": policy}, rows, self.collator, self.rig, greedy, **options))
+        return table
+
     def lipsync(self) -> dict[str, Any]:
         models = {"sta": load_model(self.run_dir / "sta")}
         if self.rl_dir is not None:
@@ -486,6 +505,8 @@ def evaluate_pipeline(
         _, errors = run.generate(run.sta, epsilon, config.seed, desc=f"eps {epsilon:g}")
         results.update({f"eps_{epsilon:g}_{key}": value for key, value in errors.items()})
     results.update(run.rl_policy(classifier))
+    if config.realism:
+        results["realism"] = run.realism()
     if config.lipsync is not None:
         results.update(run.lipsync())
     # reward model / RL numbers reported by their stages
