@@ -12,7 +12,13 @@ import torch
 
 from esarm import ESARMSTAConfig
 from esarm.blendshapes import region_indices
-from esarm.evaluation.policy import MOTION_FLOOR, clip_quality, evaluate_policy, paired_improvement
+from esarm.evaluation.policy import (
+    MOTION_FLOOR,
+    clip_quality,
+    evaluate_policy,
+    paired_improvement,
+    policy_improvement,
+)
 from esarm.modeling_sta import ESARMSTAForGeneration
 from esarm.training.rl_trainer import HeldOutQualityCallback, PolicyInputCollator
 
@@ -138,3 +144,31 @@ def test_evaluate_policy_returns_per_clip_values_and_the_expressive_distance(pol
     np.testing.assert_allclose(per_clip["expressive_distance"], expected, rtol=1e-4)
     np.testing.assert_allclose(clip_quality(per_clip, "lve_eve"), per_clip["lve_mm"] + per_clip["eve_mm"])
     np.testing.assert_allclose(clip_quality(per_clip, "expressive"), expected, rtol=1e-4)
+
+
+def test_policy_improvement_and_the_validation_to_test_gap_in_the_report(rig):
+    from esarm.evaluation.report import guard_transfer_markdown, results_markdown
+
+    rng = np.random.default_rng(0)
+    eyes = region_indices("eyes")
+    targets = [rng.uniform(0.0, 0.6, size=(40, 52)).astype(np.float32) for _ in range(6)]
+    damped = []  # the eyes moving a third as much as the capture, every other region as the capture
+    for target in targets:
+        animation = target.copy()
+        animation[:, eyes] = target[:, eyes].mean(0) + (target[:, eyes] - target[:, eyes].mean(0)) / 3.0
+        damped.append(animation)
+    improvement = policy_improvement(damped, targets, targets, rig)
+    assert improvement["lve_eve_improvement"] > 0 and improvement["lve_eve_ci_low"] > 0  # the capture itself: 0 mm
+    assert improvement["expressive_improvement"] == pytest.approx(math.log(3.0), rel=0.01)
+    assert policy_improvement(damped, damped, targets, rig)["expressive_improvement"] == 0.0
+    with pytest.raises(ValueError, match="same number"):
+        policy_improvement(damped, targets[:3], targets, rig)
+
+    rl = {"guard_metric": "lve_eve", "guard_candidate_step": 20, "guard_clips": 64.0, "guard_improvement": 0.11,
+          "guard_ci_low": 0.02, "guard_ci_high": 0.2, "guard_accepted": 1, "guard_kept_improvement": 0.11}  # fmt: skip
+    results = {"rl_test_lve_eve_improvement": -0.4, "rl_test_lve_eve_ci_low": -0.6, "rl_test_lve_eve_ci_high": -0.2}
+    table = "\n".join(guard_transfer_markdown(results, rl))
+    assert "update 20) with the STA model on 64 validation clips: improvement 0.110 [0.020, 0.200], accepted" in table
+    assert "| improvement | 0.110 | -0.400 [-0.600, -0.200] | 0.510 |" in table
+    assert "### RL guard: validation -> test" in results_markdown(results, {"rl": rl})
+    assert guard_transfer_markdown(results, {}) == []  # no guard, no gap

@@ -20,7 +20,7 @@ from .rollouts import generate_clips, measure_clip, sharded_map
 from .significance import clips_needed, paired_bootstrap
 
 __all__ = ["MOTION_FLOOR", "QUALITY_METRICS", "animation_measures", "clip_quality", "evaluate_policy",
-           "paired_improvement", "quality_score"]  # fmt: skip
+           "paired_improvement", "policy_improvement", "quality_score"]  # fmt: skip
 
 QUALITY_METRICS: tuple[str, ...] = ("lve_eve", "expressive")
 # Added to a region's motion (std over time summed over its blendshapes) before the log ratio of one clip, so that a
@@ -205,3 +205,28 @@ def paired_improvement(
         "clips_needed": needed,
         "accepted": float(low > 0),
     }
+
+
+def policy_improvement(
+    before: Sequence[np.ndarray], after: Sequence[np.ndarray], targets: Sequence[np.ndarray], rig=None,
+    confidence: float = 0.95, seed: int = 0,
+) -> dict[str, float]:  # fmt: skip
+    """How much better the animations ``after`` are than ``before`` (two policies, the same clips, their ground
+    truth ``targets``) on each metric the RL guard can act on: per metric of :data:`QUALITY_METRICS`,
+    ``<metric>_improvement`` (mean per-clip improvement of :func:`clip_quality`, > 0 = better) and its paired
+    bootstrap ``<metric>_ci_low`` / ``_ci_high`` / ``_p_value`` (:func:`paired_improvement`). On the test speakers,
+    beside the guard's ``guard_kept_improvement`` on the validation clips, it gives the validation -> test gap of
+    the guard's choice."""
+    if not len(before) == len(after) == len(targets) or len(targets) < 2:
+        raise ValueError(f"before, after and targets must hold the same number (>= 2) of clips, got {len(before)}, "
+                         f"{len(after)} and {len(targets)}")  # fmt: skip
+    per_clip = []
+    for animations in (before, after):
+        measures = [animation_measures(a, t, rig) for a, t in zip(animations, targets)]
+        per_clip.append({key: np.array([m[key] for m in measures]) for key in measures[0]})
+    results = {}
+    for metric in QUALITY_METRICS:
+        test = paired_improvement(clip_quality(per_clip[0], metric), clip_quality(per_clip[1], metric), confidence,
+                                  seed=seed)  # fmt: skip
+        results.update({f"{metric}_{key}": test[key] for key in ("improvement", "ci_low", "ci_high", "p_value")})
+    return results
