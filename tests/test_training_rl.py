@@ -179,12 +179,12 @@ def test_config_validates_rl_fields(tmp_path):
 
 
 def test_quality_score_on_hand_numbers():
-    initial = {"lve_mm": 4.0, "eve_mm": 2.0, "std_ratio_mouth": 1.0, "std_ratio_eyes": 0.5, "std_ratio_brows": 1.0}
+    initial = {"lve_mm": 4.0, "eve_mm": 2.0, "expressive_distance": math.log(2.0)}
     assert quality_score(initial, initial) == 6.0
     assert quality_score({"blendshape_mae": 0.3}, {"blendshape_mae": 0.3}) == 0.3  # no rig
-    # expressive: sum_r |log ratio_r|, while LVE and EVE stay within the tolerance of the initial check
+    # expressive: the mean per-clip distance from the capture's motion, while LVE and EVE stay within the tolerance
     assert quality_score(initial, initial, "expressive") == pytest.approx(math.log(2.0))
-    livelier = {**initial, "lve_mm": 4.04, "eve_mm": 1.9, "std_ratio_eyes": 0.8, "std_ratio_brows": 1.25}
+    livelier = {**initial, "lve_mm": 4.04, "eve_mm": 1.9, "expressive_distance": 2 * math.log(1.25)}
     assert quality_score(livelier, initial, "expressive", 0.05) == pytest.approx(2 * math.log(1.25))
     assert quality_score(livelier, initial, "expressive", 0.03) == math.inf  # LVE 0.04 mm worse
     assert quality_score({**livelier, "eve_mm": 2.06}, initial, "expressive", 0.05) == math.inf
@@ -345,7 +345,12 @@ def test_dense_rewards_train_the_policy(tmp_path, policy):
 
 def test_quality_guard_keeps_the_best_checkpoint_and_stops_early(policy):
     scores = iter([5.0, 4.0, 4.5, 4.6, 3.0])
-    guard = HeldOutQualityCallback(lambda model: {"lve_mm": next(scores), "eve_mm": 0.0, "reward": 1.0}, 1, 2)
+
+    def measure(model):
+        lve = next(scores)
+        return {"lve_mm": lve, "eve_mm": 0.0, "reward": 1.0}, {"lve_mm": np.full(4, lve), "eve_mm": np.zeros(4)}
+
+    guard = HeldOutQualityCallback(measure, 1, 2)
 
     class _State:
         global_step = 0
@@ -368,16 +373,18 @@ def test_quality_guard_keeps_the_best_checkpoint_and_stops_early(policy):
 def test_expressive_guard_keeps_the_liveliest_policy_within_the_tolerance(policy):
     checks = iter(
         [
-            {"lve_mm": 4.0, "eve_mm": 2.0, "std_ratio_eyes": 0.5},  # the STA model: damped eyes
-            {"lve_mm": 4.02, "eve_mm": 2.01, "std_ratio_eyes": 0.7},  # livelier, within 0.05 mm: kept
-            {"lve_mm": 4.2, "eve_mm": 2.0, "std_ratio_eyes": 1.0},  # as lively as the capture but worse lips
-            {"lve_mm": 4.0, "eve_mm": 2.0, "std_ratio_eyes": 0.6},
+            {"lve_mm": 4.0, "eve_mm": 2.0, "expressive_distance": 0.7},  # the STA model: damped eyes
+            {"lve_mm": 4.02, "eve_mm": 2.01, "expressive_distance": 0.35},  # livelier, within 0.05 mm: kept
+            {"lve_mm": 4.2, "eve_mm": 2.0, "expressive_distance": 0.0},  # as lively as the capture but worse lips
+            {"lve_mm": 4.0, "eve_mm": 2.0, "expressive_distance": 0.5},
         ]
     )
-    guard = HeldOutQualityCallback(
-        lambda model: {"reward": 0.0, "std_ratio_mouth": 1.0, "std_ratio_brows": 1.0, **next(checks)},
-        every=1, metric="expressive", tolerance_mm=0.05,
-    )  # fmt: skip
+
+    def measure(model):
+        values = next(checks)
+        return {"reward": 0.0, **values}, {key: np.full(3, value) for key, value in values.items()}
+
+    guard = HeldOutQualityCallback(measure, every=1, metric="expressive", tolerance_mm=0.05)
 
     class _State:
         global_step = 0
@@ -490,6 +497,8 @@ def test_train_rl_from_saved_folders_reports_before_and_after(tmp_path, policy, 
     metrics = train_rl(config)
     assert [h["step"] for h in metrics["quality_history"]] == [0, 1, 2]
     assert metrics["quality_best_step"] in (0, 1, 2) and "hacking" in metrics
+    assert metrics["guard_accepted"] in (0, 1) and metrics["guard_metric"] == "lve_eve"
+    assert metrics["quality_best_step"] == (metrics["guard_candidate_step"] if metrics["guard_accepted"] else 0)
     for key in ("reward", "blendshape_mae", "lve_mm", "eve_mm", "std_ratio_eyes", "sampled_reward", "sampled_lve_mm"):
         assert math.isfinite(metrics[f"{key}_before"]) and math.isfinite(metrics[f"{key}_after"]), key
     assert metrics["lve_mm_before"] > 0 and metrics["train_steps"] == 2

@@ -603,6 +603,43 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
             return logits
         return torch.cat([self.mouth_head(mouth_hidden)[:, :, None], logits[:, :, 1:]], dim=2)
 
+    def logit_dependencies(self) -> dict[str, tuple[int, ...]]:
+        """For each parameter name, the codebook groups whose logits it can change, given the audio, the labels (or
+        none: the emotion classifier then picks the style) and the previous tokens. A parameter listed with no group
+        feeds no logits (the frozen motion prior, the phone-class head of a training loss).
+
+        Every group reads the speech front ends and the content encoder. With ``mouth_conditioning="full"`` every
+        group also shares the motion transformer and head, so no group can change without the others. With a mouth
+        stream of its own (``"content"`` / ``"parallel"``) the mouth (group 0) reads ``mouth_*`` and not the motion
+        transformer, whose group-0 rows of ``motion_head`` are unused; the parallel mouth reads the style
+        (``mouth_style``), so the emotion branch and ``style_projection`` feed it too, while the content mouth
+        reads its previous tokens (``token_embeddings.0``, ``bos_embedding``) instead. Names this map does not know
+        count as feeding every group (what region-wise RL freezes errs on the safe side).
+        """
+        every = tuple(range(self.num_groups))
+        if self.mouth_head is None:
+            motion = style = previous_mouth = every
+        else:
+            motion = every[1:]
+            parallel = self.config.mouth_conditioning == "parallel"
+            style, previous_mouth = (every, motion) if parallel else (motion, every)
+        by_module = {
+            **dict.fromkeys(("speech_encoder", "log_mel", "phones", "spectral_features", "content_encoder"), every),
+            **dict.fromkeys(("emotion_encoder", "emotion_head", "style_projection"), style),
+            **dict.fromkeys(("decoder_input", "motion_transformer", "motion_head"), motion),
+            **dict.fromkeys(("mouth_input", "mouth_transformer", "mouth_head", "mouth_style"), (0,)),
+            **dict.fromkeys(("bos_embedding", "mask_embedding", "token_embeddings.0"), previous_mouth),
+            **dict.fromkeys(("phone_head", "motion_prior"), ()),
+        }
+        dependencies = {}
+        for name, _ in self.named_parameters():
+            parts = name.split(".")
+            if parts[0] == "token_embeddings":
+                dependencies[name] = previous_mouth if parts[1] == "0" else motion
+            else:
+                dependencies[name] = by_module.get(parts[0], every)
+        return dependencies
+
     def decode_features(
         self,
         content_features: torch.Tensor,

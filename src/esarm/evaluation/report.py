@@ -220,7 +220,34 @@ def results_markdown(results: dict[str, Any], stage_metrics: dict[str, dict[str,
         if numbers:
             lines += ["", f"### {title} (stage metrics)", "", "| metric | value |", "|---|---|"]
             lines += [f"| {k} | {_format(v, 4)} |" for k, v in sorted(numbers.items())]
+    lines += guard_transfer_markdown(r, stage_metrics.get("rl") or {})
     return "\n".join(lines) + "\n"
+
+
+def guard_transfer_markdown(results: Mapping[str, Any], rl_metrics: Mapping[str, Any]) -> list[str]:
+    """Lines of the RL guard's validation -> test gap: the per-clip improvement over the STA model the guard saw on
+    its validation clips (``guard_improvement``, of the weights it kept: ``guard_kept_improvement``) beside the one
+    the test speakers show for the same metric (``rl_test_<metric>_improvement`` of the evaluation); none without a
+    guard."""
+    metric = rl_metrics.get("guard_metric")
+    test = results.get(f"rl_test_{metric}_improvement")
+    if metric is None or test is None:
+        return []
+    kept = rl_metrics.get("guard_kept_improvement", 0.0)
+    interval = (f"[{_format(rl_metrics['guard_ci_low'])}, {_format(rl_metrics['guard_ci_high'])}]"
+                if "guard_ci_low" in rl_metrics else "(the initial policy was the best check)")  # fmt: skip
+    return [
+        "", "### RL guard: validation -> test", "",
+        f"Metric `{metric}` (per clip, lower is better; improvement = STA minus RL). The guard compared the best check "
+        f"(update {rl_metrics.get('guard_candidate_step')}) with the STA model on {_format(rl_metrics.get('guard_clips'), 0)} "
+        f"validation clips: improvement {_format(rl_metrics.get('guard_improvement'))} {interval}, "
+        f"{'accepted' if rl_metrics.get('guard_accepted') else 'rejected: the STA weights were kept'}.",
+        "",
+        "| | validation (kept policy) | test | gap (validation - test) |",
+        "|---|---|---|---|",
+        f"| improvement | {_format(kept)} | {_format(test)} [{_format(results.get(f'rl_test_{metric}_ci_low'))}, "
+        f"{_format(results.get(f'rl_test_{metric}_ci_high'))}] | {_format(kept - test)} |",
+    ]  # fmt: skip
 
 
 def lipsync_markdown(results: Mapping[str, Any]) -> str:

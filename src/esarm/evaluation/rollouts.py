@@ -88,6 +88,7 @@ def generate_clips(
     seed: int = 0,
     do_sample: bool = False,
     temperature: float = 1.0,
+    greedy_groups: Sequence[int | str] | None = None,
     logits_processor: Callable[[int], LogitsProcessorList | None] | None = None,
     reward_model=None,
     rig=None,
@@ -104,6 +105,8 @@ def generate_clips(
         batch_size: clips generated together; batch ``k`` (rows ``start = k * batch_size`` on) is generated with
             its own generator seeded ``seed + start``.
         epsilon / do_sample / temperature: the rollout policy (0 / False: greedy).
+        greedy_groups: codebook groups decoded by argmax whatever the others do (``generate``'s option, e.g.
+            ``["mouth"]``: greedy lips, sampled eyes and brows).
         logits_processor: ``start -> LogitsProcessorList`` (e.g. exploration noise of its own, fresh per batch).
         reward_model: also score each animation (``reward``: the return ``R(tau)``).
         rig: face rig for LVE / EVE.
@@ -122,7 +125,7 @@ def generate_clips(
         generator = torch.Generator(device="cpu").manual_seed(seed + start)
         out = model.generate(
             **conditions, epsilon=epsilon, do_sample=do_sample, temperature=temperature, generator=generator,
-            logits_processor=logits_processor(start) if logits_processor is not None else None,
+            greedy_groups=greedy_groups, logits_processor=logits_processor(start) if logits_processor is not None else None,
         )  # fmt: skip
         returns = None
         if reward_model is not None:

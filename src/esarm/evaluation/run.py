@@ -46,6 +46,7 @@ from ..rig import resolve_rig
 from . import metrics as M
 from .classifier import ExpressionClassifier
 from .lipsync_evaluation import LipSyncSettings, load_model, run_lipsync
+from .policy import policy_improvement
 from .realism import DECODINGS, expressiveness_table
 from .report import write_report
 from .rl_diagnostics import motion_report
@@ -447,8 +448,10 @@ class _PipelineEvaluation:
             results["swap_upper_change_eve"] = between["eve"]
         return results
 
-    def rl_policy(self, classifier) -> dict[str, Any]:
-        """The RL-tuned policy (when stage 5 saved one) with the STA model's measures."""
+    def rl_policy(self, classifier, sta_predictions: list[np.ndarray]) -> dict[str, Any]:
+        """The RL-tuned policy (when stage 5 saved one) with the STA model's measures, and its paired improvement
+        over the STA model on the metrics of the RL guard (``rl_test_<metric>_improvement`` and its interval,
+        :func:`~esarm.evaluation.policy.policy_improvement`)."""
         if self.rl_dir is None:
             return {}
         policy = ESARMSTAForGeneration.from_pretrained(self.rl_dir).eval()
@@ -456,6 +459,9 @@ class _PipelineEvaluation:
         results: dict[str, Any] = {f"rl_{key}": value for key, value in errors.items()}
         results["rl_emotion_accuracy"] = _accuracy(classifier, predictions, self.emotions)
         results.update(motion_report("rl", predictions, self.targets, self.rig))
+        if len(self.targets) >= 2:
+            improvement = policy_improvement(sta_predictions, predictions, self.targets, self.rig, seed=self.config.seed)
+            results.update({f"rl_test_{key}": value for key, value in improvement.items()})
         return results
 
     def realism(self) -> dict[str, dict[str, float]]:
@@ -504,7 +510,7 @@ def evaluate_pipeline(
     for epsilon in config.epsilons:
         _, errors = run.generate(run.sta, epsilon, config.seed, desc=f"eps {epsilon:g}")
         results.update({f"eps_{epsilon:g}_{key}": value for key, value in errors.items()})
-    results.update(run.rl_policy(classifier))
+    results.update(run.rl_policy(classifier, sta_predictions))
     if config.realism:
         results["realism"] = run.realism()
     if config.lipsync is not None:

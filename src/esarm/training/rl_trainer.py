@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate import PartialState
 from torch import nn
@@ -39,9 +40,10 @@ from transformers import Trainer, TrainerCallback, set_seed
 from trl.models import unwrap_model_for_generation
 from trl.trainer.utils import RepeatSampler, disable_dropout_in_model
 
+from ..blendshapes import FACE_REGIONS
 from ..data.collators import STACollator
 from ..data.loading import even_spread, load_split
-from ..evaluation.policy import evaluate_policy, quality_score
+from ..evaluation.policy import clip_quality, evaluate_policy, paired_improvement, quality_score
 from ..evaluation.rl_diagnostics import reward_hacking_check
 from ..evaluation.rollouts import CONDITION_KEYS, reward_conditions
 from ..labels import model_speakers
@@ -57,7 +59,7 @@ from .rl_utils import clipped_policy_loss, masked_mean, returns_to_go, rloo_adva
 logger = logging.getLogger(__name__)
 
 __all__ = ["ESARMRLTrainer", "GROUND_TRUTH_COLUMNS", "HeldOutQualityCallback", "POLICY_DATASET_COLUMNS",
-           "PolicyInputCollator", "drop_ground_truth_columns", "train_rl"]  # fmt: skip
+           "PolicyInputCollator", "drop_ground_truth_columns", "freeze_other_groups", "train_rl"]  # fmt: skip
 
 # Inputs the policy is allowed to see in this stage: audio and condition. Ground-truth animation columns
 # (``blendshapes``, ``tokens``, ``motion_tokens``) are dropped before the dataloader (paper Sec. IV-C: "the agent
@@ -106,6 +108,48 @@ class PolicyInputCollator:
         policy_rows = [{key: row[key] for key in allowed if key in row} for row in rows]
         batch = self._collator(policy_rows)
         return {key: batch[key] for key in CONDITION_KEYS}
+
+
+def freeze_other_groups(model: nn.Module, trainable_groups: Sequence[str] | None) -> tuple[int, ...]:
+    """Freeze every parameter of the STA ``model`` that the logits of a group outside ``trainable_groups`` depend on
+    (:meth:`~esarm.ESARMSTAForGeneration.logit_dependencies`), and those that feed no logits, so that the other
+    groups' logits stay bit-identical whatever the optimiser does; returns the trainable group indices.
+
+    Args:
+        trainable_groups: region names of :data:`~esarm.blendshapes.FACE_REGIONS` (``None``: every group, nothing
+            frozen here).
+    Raises:
+        ValueError: the policy does not have one codebook per region, or once the other groups' parameters are
+            frozen a trainable group keeps none of its own (e.g. ``["eyes", "brows"]`` with
+            ``mouth_conditioning="full"``, where the mouth shares the motion transformer; or ``["eyes"]`` alone,
+            which shares it with the brows).
+    """
+    num_groups = model.config.num_groups
+    if trainable_groups is None:
+        return tuple(range(num_groups))
+    regions = list(FACE_REGIONS)
+    if num_groups != len(regions):
+        raise ValueError(f"trainable_groups needs a policy with one codebook per face region {regions}, got a policy "
+                         f"with {num_groups} codebook group(s)")  # fmt: skip
+    if not trainable_groups or any(group not in regions for group in trainable_groups):
+        raise ValueError(f"trainable_groups must be a non-empty list of {regions}, got {trainable_groups!r}")
+    trainable = {regions.index(group) for group in trainable_groups}
+    frozen = set(range(num_groups)) - trainable
+    dependencies = model.logit_dependencies()
+    keep = {name for name, groups in dependencies.items() if set(groups) & trainable and not set(groups) & frozen}
+    isolated = {group for name in keep for group in dependencies[name]}
+    if not trainable <= isolated:
+        raise ValueError(
+            f"trainable_groups {sorted(trainable_groups, key=regions.index)} must keep parameters of their own once "
+            f"everything {[regions[g] for g in sorted(frozen)]} depend(s) on is frozen: expected ['eyes', 'brows'] "
+            f"(or ['mouth']) with a mouth stream of its own (mouth_conditioning 'content' or 'parallel'), got a policy "
+            f"with mouth_conditioning={model.config.mouth_conditioning!r} where "
+            f"{[regions[g] for g in sorted(trainable - isolated)]} share(s) every parameter with a frozen group"
+        )
+    for name, parameter in model.named_parameters():
+        if name not in keep:
+            parameter.requires_grad_(False)
+    return tuple(sorted(trainable))
 
 
 def _select_conditions(inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -165,6 +209,9 @@ class ESARMRLTrainer(Trainer):
         disable_dropout_in_model(model)
         if args.freeze_audio_encoder and model.audio_encoder is not None:  # None: a log-mel front end only
             model.audio_encoder.requires_grad_(False)
+        # before the optimiser exists: transformers' Trainer gives it only the parameters that require grad, so the
+        # frozen groups' parameters get neither updates nor weight decay
+        trainable_groups = freeze_other_groups(model, args.trainable_groups)
         super().__init__(
             model=model,
             args=args,
@@ -182,6 +229,15 @@ class ESARMRLTrainer(Trainer):
         self._step = 0
         self._buffered_inputs: list[dict[str, torch.Tensor] | None] = [None] * args.steps_per_generation
         self.kl_coef = args.kl_coef
+        self.trainable_groups = trainable_groups
+        # the other groups are decoded by argmax in rollouts: their tokens are not samples of the policy
+        self.greedy_groups = [g for g in range(model.config.num_groups) if g not in trainable_groups] or None
+        self._group_mask = torch.zeros(model.config.num_groups, dtype=torch.bool)
+        self._group_mask[list(trainable_groups)] = True
+
+    def _token_mask(self, motion_tokens: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+        """``[B, T', G]`` true on the valid tokens of the trainable groups: what the loss, KL and entropy count."""
+        return token_mask.unsqueeze(-1) & self._group_mask.to(token_mask.device)
 
     # -- sampling: each generation batch (steps_per_generation micro-batches) is served num_ppo_epochs times in a
     # row (TRL's RepeatSampler); rollouts are generated on its first pass and replayed on the others -------------
@@ -222,6 +278,7 @@ class ESARMRLTrainer(Trainer):
                 do_sample=True,
                 temperature=args.temperature,
                 top_k=args.top_k,
+                greedy_groups=self.greedy_groups,
                 decode_blendshapes=False,
             )
             motion_tokens = generated.motion_tokens  # [B*k, T', G]
@@ -237,7 +294,7 @@ class ESARMRLTrainer(Trainer):
         if args.reward_clip is not None:
             scores = scores.clamp(-args.reward_clip, args.reward_clip)
 
-        mask = token_mask.unsqueeze(-1).expand_as(motion_tokens)  # [B*k, T', G]
+        mask = self._token_mask(motion_tokens, token_mask)  # [B*k, T', G]
         per_token_kl = (old_logps - ref_logps) * mask
         sequence_kl = per_token_kl.sum(dim=(1, 2))  # [B*k]
         rewards = scores - self.kl_coef * sequence_kl
@@ -298,7 +355,7 @@ class ESARMRLTrainer(Trainer):
         conditions = _select_conditions(inputs)
         motion_tokens, token_mask = inputs["motion_tokens"], inputs["motion_mask"]
         logps, entropy = self._sequence_logps(model, conditions, motion_tokens, token_mask)
-        mask = token_mask.unsqueeze(-1).expand_as(motion_tokens)
+        mask = self._token_mask(motion_tokens, token_mask)
         loss, clip_fraction, ratio_mean = clipped_policy_loss(
             logps, inputs["old_logps"], inputs["advantages"], mask, self.args.cliprange
         )
@@ -326,32 +383,76 @@ class ESARMRLTrainer(Trainer):
 
 class HeldOutQualityCallback(TrainerCallback):
     """The guard against reward hacking: every ``every`` updates (and before the first), ``measure(model)`` (greedy
-    held-out metrics of :func:`evaluate_policy`) scores the policy with :func:`quality_score` (``metric``,
-    ``tolerance_mm``); the weights of the best check, the initial policy included, are kept on the CPU
-    (``best_state``), and training stops after ``patience`` checks without improvement. ``history`` holds every
-    check (``step``, ``score`` plus the measured values)."""
+    held-out metrics and per-clip values of :func:`evaluate_policy` with ``per_clip=True``) scores the policy with
+    :func:`quality_score` (``metric``, ``tolerance_mm``: the mean of the per-clip :func:`clip_quality`). The weights
+    of the initial policy and of the best check are kept on the CPU, and training stops after ``patience`` checks
+    without improvement. :meth:`decide` then tests the best check against the initial policy on the same clips
+    (:func:`paired_improvement` at ``confidence``, corrected for the number of checks): only an improvement whose
+    interval lies above 0 replaces the initial policy. ``history`` holds every check (``step``, ``score``,
+    ``difference`` and ``standard_error`` of the per-clip improvement over the initial check, the measured means)."""
 
     def __init__(
-        self, measure, every: int, patience: int | None = None, metric: str = "lve_eve", tolerance_mm: float = 0.05
-    ):
+        self, measure, every: int, patience: int | None = None, metric: str = "lve_eve", tolerance_mm: float = 0.05,
+        confidence: float = 0.95, seed: int = 0,
+    ):  # fmt: skip
         self.measure, self.every, self.patience = measure, every, patience
-        self.metric, self.tolerance_mm = metric, tolerance_mm
+        self.metric, self.tolerance_mm, self.confidence, self.seed = metric, tolerance_mm, confidence, seed
         self.history: list[dict[str, float]] = []
-        self.best_score, self.best_step, self.best_state = math.inf, 0, None
+        self.clip_scores: list[np.ndarray] = []  # per check, the per-clip values of clip_quality
+        self.best_score, self.best_step, self.best_state, self.initial_state = math.inf, 0, None, None
         self._checks_without_improvement = 0
 
     def check(self, model: nn.Module, step: int) -> None:
-        values = self.measure(model)
+        values, per_clip = self.measure(model)
         model.train()
+        scores = clip_quality(per_clip, self.metric)
         initial = self.history[0] if self.history else values
         score = quality_score(values, initial, self.metric, self.tolerance_mm)
-        self.history.append({"step": step, "score": score, **values})
+        improvement = (self.clip_scores[0] if self.clip_scores else scores) - scores
+        standard_error = float(improvement.std(ddof=1) / math.sqrt(len(improvement))) if len(improvement) > 1 else 0.0
+        self.history.append({"step": step, "score": score, "difference": float(improvement.mean()),
+                             "standard_error": standard_error, **values})  # fmt: skip
+        self.clip_scores.append(scores)
         logger.info("RL quality check at update %d: %s", step, values)
+        if self.initial_state is None:
+            self.initial_state = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
         if score < self.best_score or self.best_state is None:
             self.best_score, self.best_step, self._checks_without_improvement = score, step, 0
             self.best_state = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
         else:
             self._checks_without_improvement += 1
+
+    def decide(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """The paired test of the best check against the initial one; returns the guard's record and the weights
+        to keep (the best check's when accepted, else the initial policy's).
+
+        The record: ``guard_metric``, ``guard_candidate_step`` (the best check by mean), ``guard_num_checks``,
+        ``guard_accepted`` (1 / 0), ``quality_best_step`` (the step of the kept weights), the test's
+        ``guard_improvement`` (mean per-clip improvement of the candidate over the initial policy, in the metric's
+        units, > 0 = better), ``guard_ci_low`` / ``guard_ci_high``, ``guard_p_value``, ``guard_confidence_level``,
+        ``guard_per_clip_std``, ``guard_standard_error``, ``guard_clips``, ``guard_clips_needed`` (see
+        :func:`paired_improvement`), and ``guard_kept_improvement``: the validation improvement of what is kept
+        (``guard_improvement`` when accepted, else 0), to set beside the test speakers' improvement.
+        """
+        initial_step = self.history[0]["step"]
+        candidate = next(i for i, check in enumerate(self.history) if check["step"] == self.best_step)
+        record: dict[str, Any] = {"guard_metric": self.metric, "guard_candidate_step": self.best_step,
+                                  "guard_num_checks": len(self.history)}  # fmt: skip
+        accepted = False
+        if candidate > 0:
+            test = paired_improvement(
+                self.clip_scores[0], self.clip_scores[candidate], self.confidence, len(self.history) - 1,
+                seed=self.seed,
+            )  # fmt: skip
+            accepted = bool(test.pop("accepted"))
+            record.update({f"guard_{key}": value for key, value in test.items()})
+        else:
+            record.update(guard_improvement=0.0, guard_clips=float(len(self.clip_scores[0])))
+        record["guard_accepted"] = int(accepted)
+        record["guard_kept_improvement"] = record["guard_improvement"] if accepted else 0.0
+        record["quality_best_step"] = self.best_step if accepted else initial_step
+        logger.info("RL guard: check %d vs the initial policy on %s: %s", self.best_step, self.metric, record)
+        return record, self.best_state if accepted else self.initial_state
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if not self.history:
@@ -378,8 +479,10 @@ def train_rl(config: ESARMRLTrainingConfig) -> dict[str, Any]:
     Returns:
         ``reward_before`` / ``reward_after`` (held-out, greedy), ``lve_mm_before`` / ``lve_mm_after``,
         ``eve_mm_before`` / ``eve_mm_after``, ``blendshape_mae_before`` / ``_after`` (with ground truth and a rig),
-        the same for sampled animations prefixed ``sampled_`` (``eval_sampled``),
-        the last logged training metrics (``train_reward``, ``train_kl``, ...) and the whole ``train_log``.
+        the same for sampled animations prefixed ``sampled_`` (``eval_sampled``; the groups ``trainable_groups``
+        leaves out stay greedy), with the guard (``quality_eval_steps``) its record of
+        :meth:`HeldOutQualityCallback.decide` (``guard_accepted``, ``guard_improvement`` and its interval, ...) and
+        ``quality_history``, the last logged training metrics (``train_reward``, ``train_kl``, ...) and the whole ``train_log``.
     """
     for name in ("sta_name_or_path", "reward_model_name_or_path", "dataset_name_or_path", "output_dir"):
         if getattr(config, name) is None:
@@ -387,6 +490,7 @@ def train_rl(config: ESARMRLTrainingConfig) -> dict[str, Any]:
     set_seed(config.seed)
     device = PartialState().device
     policy = ESARMSTAForGeneration.from_pretrained(config.sta_name_or_path)
+    freeze_other_groups(policy, config.trainable_groups)  # a policy that cannot isolate them fails before any work
     ref_policy = ESARMSTAForGeneration.from_pretrained(config.ref_policy_name_or_path or config.sta_name_or_path)
     reward_model = ESARMRewardModel.from_pretrained(config.reward_model_name_or_path)
     speakers = model_speakers(config.sta_name_or_path)
@@ -432,27 +536,32 @@ def train_rl(config: ESARMRLTrainingConfig) -> dict[str, Any]:
 
 
 def _quality_guard(config: ESARMRLTrainingConfig, reward_model, clips, collator, rig) -> HeldOutQualityCallback:
-    """The held-out quality check of ``config`` on ``clips``: greedy :func:`evaluate_policy` every
+    """The held-out quality check of ``config`` on ``clips``: greedy :func:`evaluate_policy` (per clip) every
     ``quality_eval_steps`` updates."""
     return HeldOutQualityCallback(
         lambda model: evaluate_policy(
-            model, reward_model, clips, collator, config.per_device_eval_batch_size, rig, seed=config.seed
-        ),
+            model, reward_model, clips, collator, config.per_device_eval_batch_size, rig, seed=config.seed,
+            per_clip=True,
+        ),  # fmt: skip
         config.quality_eval_steps,
         config.early_stopping_patience,
         config.quality_metric,
         config.quality_tolerance_mm,
+        config.guard_confidence,
+        config.seed,
     )
 
 
 def _restore_best_policy(trainer: ESARMRLTrainer, guard: HeldOutQualityCallback) -> dict[str, Any]:
-    """Check the final policy (unless the last check was at the last update), load the best checked weights into
-    the trainer's model and return the guard's record (best step, history, the reward-hacking check)."""
+    """Check the final policy (unless the last check was at the last update), load the weights the guard's paired
+    test keeps (:meth:`HeldOutQualityCallback.decide`) into the trainer's model and return the guard's record
+    (its decision, the history, the reward-hacking check)."""
     model = trainer.accelerator.unwrap_model(trainer.model)
     if guard.history[-1]["step"] != trainer.state.global_step:
         guard.check(model, trainer.state.global_step)
-    model.load_state_dict(guard.best_state)
-    metrics: dict[str, Any] = {"quality_best_step": guard.best_step, "quality_history": guard.history}
+    record, state = guard.decide()
+    model.load_state_dict(state)
+    metrics: dict[str, Any] = {**record, "quality_history": guard.history}
     if "lve_mm" in guard.history[0]:
         steps, rewards, lves = ([h[key] for h in guard.history] for key in ("step", "reward", "lve_mm"))
         metrics.update(reward_hacking_check(steps, rewards, lves))
@@ -475,10 +584,13 @@ def _held_out(config: ESARMRLTrainingConfig, policy, reward_model, dataset, coll
     """Held-out metrics of the greedy (and sampled) policy, keyed ``<metric>_<when>`` / ``sampled_<metric>_<when>``."""
     results = {}
     modes = [("", False)] + ([("sampled_", True)] if config.eval_sampled else [])
+    # sampled as the rollouts sample: the groups region-wise RL freezes stay greedy
+    trainable = config.trainable_groups or list(FACE_REGIONS)
+    greedy_groups = [region for region in FACE_REGIONS if region not in trainable] or None
     for prefix, do_sample in modes:
         values = evaluate_policy(
             policy, reward_model, dataset, collator, config.per_device_eval_batch_size, rig, config.max_eval_clips,
-            do_sample=do_sample, temperature=config.temperature, seed=config.seed,
+            do_sample=do_sample, temperature=config.temperature, seed=config.seed, greedy_groups=greedy_groups,
         )  # fmt: skip
         logger.info("RL: held-out %s policy %s training: %s", "sampled" if do_sample else "greedy", when, values)
         results.update({f"{prefix}{key}_{when}": value for key, value in values.items()})
