@@ -89,6 +89,26 @@ def test_cached_column_equals_the_features(spoken):
     assert add_phone_features(cached) is cached  # already there: kept
 
 
+def test_cache_is_keyed_by_the_decoder_settings(tmp_path, spoken, monkeypatch):
+    """A dataset on disk reuses its cached column for the same settings and decodes again for other settings."""
+    from datasets import Dataset, load_from_disk
+
+    audio = spoken[0]
+    Dataset.from_dict({"audio": [audio], "sampling_rate": [16000]}).save_to_disk(str(tmp_path / "set"))
+    dataset = load_from_disk(str(tmp_path / "set"))
+    first = add_phone_features(dataset, num_proc=1)
+    assert add_phone_features(dataset, num_proc=1).cache_files == first.cache_files  # same settings: reused
+    wide = np.asarray(first[0][PHONE_FEATURES_COLUMN], np.float32)
+    narrow_settings = {**phonetic.DECODER_SETTINGS, "beam": 1e-4, "pbeam": 1e-4}
+    narrow = phone_features(audio, narrow_settings)
+    assert not np.array_equal(narrow, wide)  # a beam this narrow changes the phones of this clip
+    for key, value in narrow_settings.items():
+        monkeypatch.setitem(phonetic.DECODER_SETTINGS, key, value)
+    second = add_phone_features(dataset, num_proc=1)
+    assert second.cache_files != first.cache_files
+    np.testing.assert_array_equal(np.asarray(second[0][PHONE_FEATURES_COLUMN], np.float32), narrow)
+
+
 def _clip(audio, features=None):
     row = {"audio": audio, "emotion": "neutral", "intensity": 1, "speaker": "a", "blendshapes": np.zeros((60, 52))}
     if features is not None:

@@ -26,8 +26,7 @@ from .phones import PAUSE, arpabet_to_ipa
 SAMPLING_RATE = 16_000  # the en-us model's rate
 FRAME_RATE = 100  # PocketSphinx's default -frate: phone boundaries fall on 10 ms frames
 
-# The allphone settings: lw=2.0 weighs the phonetic language model lightly against the acoustic scores, and the
-# widest beams keep every phone hypothesis alive (the decoder is fast enough on 2 cores: ~0.1 x real time).
+# The allphone settings of the phonetic front end (esarm.phonetic.DECODER_SETTINGS, where their measurements are).
 ALLPHONE_SETTINGS = DECODER_SETTINGS
 
 

@@ -4,7 +4,7 @@
   linear map of speaker-normalised spectra follow the mouth?).
 - :func:`phone_rules_jaw`: the phone-recogniser rules animator, what Rhubarb Lip Sync does. PocketSphinx recognises
   phones with no transcript (:func:`esarm.data.sphinx.recognise_phones`: allphone mode, its phonetic language model,
-  ``lw=2.0``, ``beam=pbeam=1e-20``); each recognised phone opens the jaw by its graded openness
+  :data:`esarm.phonetic.DECODER_SETTINGS`); each recognised phone opens the jaw by its graded openness
   (:func:`esarm.data.phones.openness_curve`: the reference curve of the measures, computed on recognised phones).
 - :func:`ulipsync_jaw`: uLipSync (PyPI ``pylipsync``, MIT), an outside peer. It scores every frame's MFCCs against
   templates of five vowels and silence; the jaw is the sum of those scores weighted by each vowel's graded openness
