@@ -60,6 +60,9 @@ class ESARMRLTrainingConfig(ESARMTrainingArguments):
             ``"parallel"``): with ``"full"`` every group shares the motion transformer and training is refused.
             ``None`` (the default) trains every group, as the paper does, so that a config without the field runs
             on every policy; ``configs/small.yaml`` sets ``[eyes, brows]``.
+        reward_rounds: RL rounds of the pipeline's stage 5; between two rounds the reward model is retrained on the
+            round's policy rollouts (:func:`~esarm.training.iterated_rl.train_iterated_rl`, with the pipeline's
+            ``reward`` and ``demos`` sections). :func:`train_rl` itself runs one round.
         cliprange: PPO ratio clip ``epsilon``: ratios are clipped to ``[1 - cliprange, 1 + cliprange]``.
         num_ppo_epochs: optimiser updates on each batch of rollouts before new ones are sampled.
         entropy_coef: weight of the entropy bonus (0 disables it).
@@ -159,6 +162,13 @@ class ESARMRLTrainingConfig(ESARMTrainingArguments):
     freeze_audio_encoder: bool = field(
         default=True,
         metadata={"help": "Keep the policy's speech encoder frozen (RL tunes the disentangling encoder and decoder)."},
+    )
+    reward_rounds: Annotated[int, Interval(min=1)] = field(
+        default=1,
+        metadata={
+            "help": "RL rounds; between two, the reward model is retrained on the round's policy rollouts (the "
+            "capture above them, misaligned audio below: esarm.training.iterated_rl). 1: the paper's single round."
+        },
     )
     trainable_groups: Annotated[list[str] | None, OneOf(tuple(FACE_REGIONS))] = field(
         default=None,

@@ -57,6 +57,7 @@ from .args import load_config_file, rename_deprecated_keys
 from .checkpoints import DONE_MARKER, read_done_inputs, read_done_marker, write_done_marker
 from .demos_config import ESARMDemoTrainingConfig
 from .demos_trainer import collect_demos
+from .iterated_rl import train_iterated_rl
 from .motion_prior_config import ESARMMotionPriorTrainingConfig
 from .motion_prior_trainer import train_motion_prior
 from .reward_config import ESARMRewardTrainingConfig
@@ -297,7 +298,35 @@ class PipelineRunner:
         values.setdefault("reward_model_name_or_path", str(self.dir("reward")))
         values.setdefault("dataset_name_or_path", self.dataset_name_or_path)
         values.setdefault("rig_path", self.rig_path)
-        return train_rl(ESARMRLTrainingConfig(**values))
+        config = ESARMRLTrainingConfig(**values)
+        if config.reward_rounds == 1:
+            return train_rl(config)
+        return self._iterated_rl(config)
+
+    def _iterated_rl(self, config: ESARMRLTrainingConfig) -> dict[str, Any]:
+        """Stage 5 in ``config.reward_rounds`` rounds (:func:`train_iterated_rl`) in ``rl/round<k>``, the reward
+        model retrained with the ``reward`` section's settings on rollouts made with the ``demos`` section's; the
+        last round's policy is copied to ``rl/`` (what the evaluation reads). Returns the last round's metrics and
+        the reward models' retraining metrics (``round<k>_reward_<metric>``)."""
+        rl_dir = self.dir("rl")
+        if "rl" in self.fresh:  # rounds of other inputs must not be read back as finished
+            for folder in rl_dir.glob("round*"):
+                shutil.rmtree(folder, ignore_errors=True)
+        reward = ESARMRewardTrainingConfig(
+            **{**self.trainer_kwargs("reward"), "output_dir": str(rl_dir / "unused"), "resume_from_checkpoint": None}
+        )
+        demos = ESARMDemoTrainingConfig(**{"seed": self.seed, **self.section("demos"), "output_dir": str(rl_dir)})
+        result = train_iterated_rl(config, reward, demos, config.reward_rounds, rl_dir)
+        last = Path(result["policy"])
+        for path in last.iterdir():
+            if path.is_file():
+                shutil.copy2(path, rl_dir / path.name)
+        metrics = dict(result["rounds"][-1]["rl"])
+        for number, record in enumerate(result["rounds"]):
+            for key, value in (record.get("reward") or {}).items():
+                if isinstance(value, (int, float)):
+                    metrics[f"round{number}_reward_{key}"] = value
+        return metrics
 
     def evaluation(self) -> dict[str, Any]:
         values = {"seed": self.seed, **self.section("evaluation"), "output_dir": str(self.dir("evaluation"))}
