@@ -4,6 +4,7 @@ clips puts its improvement above 0; per-clip values of evaluate_policy; the guar
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -172,3 +173,14 @@ def test_policy_improvement_and_the_validation_to_test_gap_in_the_report(rig):
     assert "| improvement | 0.110 | -0.400 [-0.600, -0.200] | 0.510 |" in table
     assert "### RL guard: validation -> test" in results_markdown(results, {"rl": rl})
     assert guard_transfer_markdown(results, {}) == []  # no guard, no gap
+
+
+def test_guard_cost_benchmark_times_a_check(tmp_path, repo_script):
+    rng = np.random.default_rng(0)
+    rows = [{"audio": (0.1 * rng.standard_normal(8000)).astype(np.float32), "sampling_rate": 16000,
+             "emotion": "sad", "intensity": 3, "speaker": "spk9",
+             "blendshapes": rng.random((15, 52)).astype(np.float32)} for _ in range(3)]  # fmt: skip
+    datasets.DatasetDict({"validation": datasets.Dataset.from_list(rows)}).save_to_disk(str(tmp_path / "corpus"))
+    config = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+    seconds = repo_script("benchmarks/rl_guard_cost.py").guard_check_seconds(str(tmp_path / "corpus"), config, [2, 5])
+    assert list(seconds) == [2, 3] and all(s > 0 for s in seconds.values())  # at most the split's 3 clips

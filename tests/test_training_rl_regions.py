@@ -184,3 +184,36 @@ def test_region_wise_rl_refuses_a_policy_that_cannot_isolate_the_frozen_groups(t
     trainable = [p.requires_grad for p in policy.parameters()]
     assert freeze_other_groups(policy, None) == (0, 1, 2)
     assert [p.requires_grad for p in policy.parameters()] == trainable  # None: nothing frozen here
+
+
+def test_train_rl_with_trainable_groups_keeps_the_mouth_and_records_the_guard(tmp_path, rig_path):
+    from esarm import ESARMProcessor, ESARMRewardModel
+    from esarm.training.rl_trainer import train_rl
+
+    policy = _policy("parallel")
+    policy.save_pretrained(tmp_path / "sta")
+    ESARMProcessor(speakers=["spk1"], fps=policy.config.fps).save_pretrained(tmp_path / "sta")
+    ESARMRewardModel(ESARMRewardModelConfig.tiny()).save_pretrained(tmp_path / "reward_model")
+    rng = np.random.default_rng(1)
+    validation = _clips(3, seed=1).add_column("blendshapes", [rng.random((15, 52)).tolist() for _ in range(3)])
+    datasets.DatasetDict({"train": _clips(4), "validation": validation}).save_to_disk(str(tmp_path / "corpus"))
+    values = dict(
+        sta_name_or_path=str(tmp_path / "sta"), reward_model_name_or_path=str(tmp_path / "reward_model"),
+        dataset_name_or_path=str(tmp_path / "corpus"), output_dir=str(tmp_path / "rl"), rig_path=str(rig_path),
+        per_device_train_batch_size=2, per_device_eval_batch_size=3, num_rollouts=2, max_steps=2, learning_rate=1e-2,
+        save_strategy="no", disable_tqdm=True, quality_eval_steps=1, quality_eval_clips=3,
+        quality_metric="expressive", trainable_groups=["eyes", "brows"],
+    )  # fmt: skip
+    config = ESARMRLTrainingConfig(**values)
+    metrics = train_rl(config)
+    assert metrics["guard_metric"] == "expressive" and metrics["guard_num_checks"] == 3
+    assert metrics["quality_best_step"] == (metrics["guard_candidate_step"] if metrics["guard_accepted"] else 0)
+    tuned = ESARMSTAForGeneration.from_pretrained(config.output_dir)
+    for name, value in policy.named_parameters():
+        if name.startswith(("mouth_", "content_encoder", "style_projection", "emotion_", "speech_encoder")):
+            assert torch.equal(dict(tuned.named_parameters())[name], value), name
+    _policy("full").save_pretrained(tmp_path / "full")
+    ESARMProcessor(speakers=["spk1"], fps=policy.config.fps).save_pretrained(tmp_path / "full")
+    values.update(sta_name_or_path=str(tmp_path / "full"), output_dir=str(tmp_path / "rl_full"))
+    with pytest.raises(ValueError, match="mouth_conditioning='full'"):
+        train_rl(ESARMRLTrainingConfig(**values))

@@ -15,8 +15,11 @@ Options beyond the paper: per-step (dense) rewards from the reward model's per-s
 adaptive KL coefficient that steers the per-token KL towards ``kl_target`` (Ziegler et al. 2019,
 arXiv:1909.08593), and a held-out quality check every ``quality_eval_steps`` updates (greedy LVE + EVE against the
 ground truth of validation clips, or with ``quality_metric="expressive"`` the per-region motion closest to the
-capture's within an LVE / EVE tolerance) that keeps the best policy and stops early after
-``early_stopping_patience`` checks without improvement: the guard against a policy that exploits the reward model.
+capture's within an LVE / EVE tolerance) that stops early after ``early_stopping_patience`` checks without
+improvement and lets its best check replace the STA model only when a paired bootstrap over the clips puts the
+improvement above 0 (``guard_confidence``): the guard against a policy that exploits the reward model. Region-wise
+RL (``trainable_groups``, :func:`freeze_other_groups`) trains only some codebook groups (the eyes and brows): what
+the others' logits depend on is frozen, rollouts decode them greedily and the loss counts only the trainable tokens.
 
 The trainer is a ``transformers.Trainer`` in TRL's style (TRL 1.16 has no PPO and its RLOO / GRPO trainers
 assume text LLMs): one Trainer step is one optimiser update; the sampler repeats each generation batch of clips
