@@ -364,13 +364,18 @@ def test_motion_input_reward_model_decodes_with_the_sta_models_trained_prior(tmp
     from esarm.modeling_sta import ESARMSTAForGeneration
     from esarm.training.reward_trainer import train_reward_model
 
-    sta = ESARMSTAForGeneration(tiny_sta_config)
+    # a prior of another codebook size than the reward preset's (tiny: 32 codes)
+    config_values = tiny_sta_config.to_dict()
+    config_values["motion_prior_config"] = {**config_values["motion_prior_config"], "codebook_size": 48}
+    sta_config = type(tiny_sta_config)(**{k: v for k, v in config_values.items() if k not in ("transformers_version",
+                                                                                            "architectures")})  # fmt: skip
+    sta = ESARMSTAForGeneration(sta_config)
     torch.manual_seed(5)
     for parameter in sta.motion_prior.parameters():  # a prior unlike any freshly initialised one
         parameter.data.normal_()
     sta.save_pretrained(tmp_path / "sta")
     ESARMProcessor(speakers=["s1"], fps=30.0).save_pretrained(tmp_path / "sta")
-    prior = tiny_sta_config.motion_prior_config
+    prior = sta.config.motion_prior_config
     splits = {"train": _demo_rows(4, 1, prior.codebook_size, prior.num_groups, seed=1)}
     datasets.DatasetDict(splits).save_to_disk(str(tmp_path / "demos"))
     config = ESARMRewardTrainingConfig(
@@ -380,7 +385,7 @@ def test_motion_input_reward_model_decodes_with_the_sta_models_trained_prior(tmp
     )  # fmt: skip
     train_reward_model(config)
     model = ESARMRewardModel.from_pretrained(config.output_dir)
-    assert model.config.motion_input == "blendshapes"
+    assert model.config.motion_input == "blendshapes" and model.config.codebook_size == 48
     reference = sta.motion_prior.state_dict()
     for name, value in model.motion_prior.state_dict().items():
         assert torch.equal(value, reference[name]), name

@@ -121,6 +121,10 @@ def build_reward_model(config: ESARMRewardTrainingConfig, motion_prior_config=No
                 "the demonstrations' tokens), got None"
             )
         overrides["motion_prior_config"] = motion_prior_config_dict(motion_prior_config)
+        # the preset's token geometry must already match that prior for the config to validate
+        overrides.update(
+            {key: getattr(motion_prior_config, key) for key in ("num_groups", "codebook_size", "frames_per_token", "fps")}
+        )
     model_config = build_model_config(ESARMRewardModelConfig, config.model_config, overrides)
     values = model_config.to_dict()
     for key in ("transformers_version", "architectures", "model_type"):
