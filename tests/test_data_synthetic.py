@@ -14,7 +14,7 @@ from esarm.blendshapes import ARKIT_NAMES, BLENDSHAPE_INDEX, EMOTIONS
 from esarm.data import SyntheticCorpusConfig, build_synthetic_corpus, generate_synthetic_corpus, speaker_splits
 from esarm.data.schema import CLIP_COLUMNS, audio_feature, decode_audio_value
 from esarm.data.synthetic import loudness_envelope
-from esarm.data.synthetic.tts import get_synthesizer
+from esarm.data.synthetic.tts import get_synthesizer, isolated_synthesizer
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +44,20 @@ def test_espeak_synthesizes_speech_with_phoneme_timings():
     assert np.all(np.diff(utterance.phoneme_starts) >= 0)
     assert "b" in utterance.phonemes and "f" in utterance.phonemes
     assert utterance.phoneme_starts[-1] <= len(utterance.audio) / utterance.sampling_rate + 1e-6
+
+
+def test_identical_espeak_calls_give_identical_audio():
+    """eSpeak NG's static state (pitch flutter and more) carries over between calls of one library; the process's
+    synthesizer starts every call afresh."""
+    synthesizer = get_synthesizer()
+    first = synthesizer.synthesize("Father saw a large palm tree.", rate=140)
+    synthesizer.synthesize("Something else in between, with another voice.", voice="en-us+m3")
+    second = synthesizer.synthesize("Father saw a large palm tree.", rate=140)
+    np.testing.assert_array_equal(first.audio, second.audio)
+    np.testing.assert_array_equal(first.phoneme_starts, second.phoneme_starts)
+    with isolated_synthesizer() as shared_state:  # one library state for both calls: they differ
+        calls = [shared_state.synthesize("Father saw a large palm tree.", rate=140) for _ in range(2)]
+    assert len(calls[0].audio) != len(calls[1].audio) or not np.array_equal(calls[0].audio, calls[1].audio)
 
 
 def test_espeak_rejects_unknown_voice():

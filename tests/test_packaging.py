@@ -39,6 +39,7 @@ LAYERS = {
     "esarm.modeling_sta": 2, "esarm.modeling_reward": 2,
     "esarm.data": 3, "esarm.export": 3,
     "esarm.evaluation": 4, "esarm.metrics": 5,
+    "esarm.phone_mouth": 4,  # a mouth from recognised phones: the data layer's viseme model and phone recogniser
     "esarm.training": 5,
     "esarm.loading": 6, "esarm.hub": 6,
     "esarm.app": 7,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from esarm.audio import resample
 from esarm.data.collators import STACollator
 from esarm.data.phone_features import PHONE_FEATURES_COLUMN, add_phone_features
 from esarm.data.phones import arpabet_to_ipa, openness, openness_curve
-from esarm.phonetic import NUM_PHONE_FEATURES, PHONES, phone_features, recognize_phones
+from esarm.phonetic import NUM_PHONE_FEATURES, PHONES, phone_features, recognize_phones, tail_phone_features
 from esarm.streaming import StreamingAnimator
 
 SENTENCE = "Father saw a large palm tree by the water."
@@ -197,6 +198,48 @@ def test_streaming_one_window_equals_offline(spoken, phone_model):
     with torch.no_grad():
         offline = phone_model.generate(inputs["input_values"], emotion_ids=torch.tensor([0])).blendshapes[0]
     np.testing.assert_allclose(frames, offline.numpy(), atol=1e-5)
+
+
+def test_tail_features_decode_only_the_end(spoken):
+    audio = spoken[0]
+    np.testing.assert_array_equal(tail_phone_features(audio, 0), phone_features(audio)[1:])
+    tail = tail_phone_features(audio, 100)
+    assert tail.shape == (len(audio) // 160 - 100, NUM_PHONE_FEATURES)
+    # the audio before sample 16000 only sets the level: reversed (the same mean and variance), the tail is the same
+    reversed_start = np.concatenate([audio[:16000][::-1], audio[16000:]])
+    np.testing.assert_array_equal(tail, tail_phone_features(reversed_start, 100))
+    assert not np.array_equal(phone_features(reversed_start)[:100], phone_features(audio)[:100])
+    with pytest.raises(ValueError, match="first_frame must be in 0..") as error:
+        tail_phone_features(audio[:1600], 10)
+    assert "got 10" in str(error.value)
+
+
+def test_live_windows_decode_their_end_and_keep_the_phones_before(spoken, phone_model):
+    """With phone_decode_seconds a window decodes its last 0.6 s; the phones of its earlier frames are those the
+    window before gave them."""
+    audio = spoken[0]
+    animator = StreamingAnimator.low_latency(phone_model, phone_decode_seconds=0.6, cpu_defaults=False)
+    first = animator.window_phone_features(audio[:32000], 0)
+    np.testing.assert_array_equal(first, phone_features(audio[:32000]))  # nothing known yet: all decoded
+    second = animator.window_phone_features(audio[3200:35200], 3200)  # 20 frames of 10 ms later
+    frames = len(second)
+    known = frames - 1 - 60 + 1 + 30  # 60 frames decoded, the first half to settle
+    np.testing.assert_array_equal(second[:known], first[20 : 20 + known])
+    np.testing.assert_array_equal(second[known:], tail_phone_features(audio[3200:35200], frames - 61)[30:])
+    with pytest.raises(ValueError, match="phone_decode_seconds must be None or >= 0.02 seconds, got 0"):
+        StreamingAnimator(phone_model, phone_decode_seconds=0.0)
+
+
+def test_live_stream_with_short_phone_decodes(spoken, phone_model):
+    """A live stream that decodes each window's last second gives every frame, close to one decoding all."""
+    audio = spoken[0][:48000]
+    streams = {}
+    for decode in (None, 1.0):
+        animator = StreamingAnimator.low_latency(phone_model, phone_decode_seconds=decode, cpu_defaults=False)
+        pieces = [animator.push(audio[i : i + 320]) for i in range(0, len(audio), 320)]
+        streams[decode] = np.concatenate([*pieces, animator.flush()])
+    assert streams[None].shape == streams[1.0].shape == (math.floor(len(audio) * 30 / 16000 + 0.5), 52)
+    assert np.isfinite(streams[1.0]).all() and not np.array_equal(streams[None], streams[1.0])
 
 
 REMOTE_SCRIPT = textwrap.dedent(

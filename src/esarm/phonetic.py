@@ -40,6 +40,7 @@ __all__ = [
     "recognize_phones",
     "require_pocketsphinx",
     "segments_to_features",
+    "tail_phone_features",
 ]
 
 PHONES: tuple[str, ...] = (
@@ -141,12 +142,16 @@ def _pcm(samples: np.ndarray) -> bytes:
 def recognize_phones(samples: np.ndarray, settings: dict[str, Any] | None = None) -> list[PhoneSegment]:
     """Phone segments of one mono 16 kHz clip (PocketSphinx allphone decoding of the whole clip), with the
     decoder ``settings`` (default :data:`DECODER_SETTINGS`; one decoder per process and settings)."""
+    return _recognize_pcm(_pcm(samples), settings)
+
+
+def _recognize_pcm(pcm: bytes, settings: dict[str, Any] | None) -> list[PhoneSegment]:
     decoder = _decoder(settings)
     # PocketSphinx carries feature state (cepstral mean) from one utterance to the next, so without this reset a clip's
     # phones depend on the clip decoded before it (on the ALSA test voices one clip in four changed a phone)
     decoder.reinit_feat()
     decoder.start_utt()
-    decoder.process_raw(_pcm(samples), full_utt=True)
+    decoder.process_raw(pcm, full_utt=True)
     decoder.end_utt()
     logmath = decoder.logmath
     segments = []
@@ -198,6 +203,21 @@ def phone_features(samples: np.ndarray, settings: dict[str, Any] | None = None) 
     if samples.ndim != 1 or len(samples) == 0:
         raise ValueError(f"samples must be a non-empty 1-D array of 16 kHz audio, got shape {samples.shape}")
     return segments_to_features(recognize_phones(samples, settings), num_feature_frames(len(samples)))
+
+
+def tail_phone_features(samples: np.ndarray, first_frame: int, settings: dict[str, Any] | None = None) -> np.ndarray:
+    """Frames ``[first_frame + 1, samples // 160 + 1)`` of the clip's phone features, decoding only its audio from
+    sample ``160 * first_frame`` on (at the level of the whole clip): the new frames of a stream whose earlier
+    frames are known. A frame's phone then comes from that shorter decode, so it may differ from
+    :func:`phone_features` of the whole clip; ``first_frame = 0`` gives its frames from 1 on.
+    """
+    samples = np.asarray(samples)
+    num_frames = num_feature_frames(len(samples))
+    if not 0 <= first_frame < num_frames - 1:
+        raise ValueError(f"first_frame must be in 0..{num_frames - 2} for {len(samples)} samples, got {first_frame}")
+    pcm = _pcm(samples)[2 * HOP_LENGTH * first_frame :]  # 16-bit samples: two bytes each
+    features = segments_to_features(_recognize_pcm(pcm, settings), num_frames - first_frame)
+    return features[1:]
 
 
 def padded_phone_features(audio: np.ndarray, lengths) -> np.ndarray:

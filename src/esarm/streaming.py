@@ -38,6 +38,9 @@ from .audio import resample
 from .blendshapes import EMOTIONS
 from .inference import apply_cpu_inference_defaults
 from .labels import UNKNOWN_SPEAKER_ID, emotion_to_id, intensity_to_id, speaker_to_id
+from .phonetic import FRAME_RATE as PHONE_FRAME_RATE
+from .phonetic import HOP_LENGTH as PHONE_HOP
+from .phonetic import num_feature_frames, phone_features, tail_phone_features
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +134,12 @@ class StreamingAnimator:
         cpu_defaults: apply :data:`esarm.inference.CPU_INFERENCE_DEFAULTS` to the model (in place) when it runs
             on the CPU: fused attention and windows in the speech encoder, and int8 linear layers in encoders at
             least 256 wide (:func:`esarm.inference.apply_cpu_inference_defaults`; a no-op when already applied).
+        phone_decode_seconds: for a model that hears phones (``audio_front_end`` with ``phones``): PocketSphinx
+            decodes only the last ``phone_decode_seconds`` of each window's audio, and of those keeps the phones of
+            the second half (the first half lets the decoder settle); the earlier frames keep the phones that the
+            windows before decoded for them (:func:`esarm.phonetic.tail_phone_features`). ``None`` (the default):
+            every window decodes all its audio, as the offline call does. A window without phones of the windows
+            before it for those frames (the first) decodes all its audio.
     """
 
     def __init__(
@@ -151,12 +160,15 @@ class StreamingAnimator:
         context_seconds: float = 0.0,
         lookahead_seconds: float = 0.0,
         cpu_defaults: bool = True,
+        phone_decode_seconds: float | None = None,
     ):
         if chunk_seconds <= 0:
             raise ValueError(f"chunk_seconds must be > 0, got {chunk_seconds}")
         for name, value in (("context_seconds", context_seconds), ("lookahead_seconds", lookahead_seconds)):
             if not value >= 0:
                 raise ValueError(f"{name} must be >= 0 seconds, got {value}")
+        if phone_decode_seconds is not None and not phone_decode_seconds >= 2.0 / PHONE_FRAME_RATE:
+            raise ValueError(f"phone_decode_seconds must be None or >= 0.02 seconds, got {phone_decode_seconds}")
         if model is None:
             model, processor = _default_model(processor)
         self.model = apply_cpu_inference_defaults(model.eval()) if cpu_defaults else model.eval()
@@ -190,6 +202,12 @@ class StreamingAnimator:
         self._emitted = 0  # frames returned so far
         self._pending: list[tuple[int, np.ndarray, np.ndarray]] = []  # (first frame, frames [n, 52], weights [n])
         self._finished = False
+        hears_phones = getattr(self.model, "phones", None) is not None
+        self.phone_decode_frames = (
+            int(round(phone_decode_seconds * PHONE_FRAME_RATE)) if hears_phones and phone_decode_seconds else None
+        )
+        self.phone_settle_frames = None if self.phone_decode_frames is None else self.phone_decode_frames // 2
+        self._phones: dict[int, np.ndarray] = {}  # stream's 10 ms frame -> phone features a window gave it
 
     @classmethod
     def low_latency(
@@ -208,12 +226,20 @@ class StreamingAnimator:
         ``kwargs`` go to the constructor (conditions, sampling, ``sampling_rate``; ``chunk_seconds`` and
         ``overlap_seconds`` may be given to trade latency for fewer, smoother windows). Give the emotion: with
         ``emotion="auto"`` it is heard in the first window, only one token plus the look-ahead of audio.
+
+        A model that hears phones decodes only the last second of each window (``phone_decode_seconds=1.0``; pass
+        ``None`` to decode all of it): PocketSphinx's decoding is most of a window's compute. For a random-init STA
+        of ``configs/small_phonetic.yaml`` on one thread (``benchmarks/streaming_latency.py``, AMD EPYC, a loaded
+        machine) the p95 latency in CPU time is 236 ms against 267 ms decoding all 2.17 s of each window; the phones
+        of the frames a window animates then follow the real-speech set's labels at r 0.803 instead of 0.831
+        (``benchmarks/streaming_phones.py``).
         """
         if model is None:
             model, processor = _default_model(processor)
         frames_per_token = int(model.config.frames_per_token)
         kwargs.setdefault("chunk_seconds", frames_per_token / float(model.config.fps))
         kwargs.setdefault("overlap_seconds", 0.0)
+        kwargs.setdefault("phone_decode_seconds", 1.0)
         return cls(model, processor, context_seconds=context_seconds, lookahead_seconds=lookahead_seconds, **kwargs)
 
     def frame_to_sample(self, frame: int) -> int:
@@ -292,9 +318,13 @@ class StreamingAnimator:
             audio = np.pad(audio, (0, minimum - len(audio)))
         if self.normalize:
             audio = (audio - audio.mean()) / np.sqrt(audio.var() + 1e-7)
+        phones = None
+        if self.phone_decode_frames is not None:
+            phones = torch.from_numpy(self.window_phone_features(audio, self.frame_to_sample(context_start)))[None]
         with torch.no_grad():
             output = self.model.generate(
                 torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None],
+                phone_features=phones,
                 emotion_ids=None if self.emotion_id is None else torch.tensor([self.emotion_id]),
                 intensity_ids=None if self.intensity_id is None else torch.tensor([self.intensity_id]),
                 speaker_ids=torch.tensor([self.speaker_id]),
@@ -328,6 +358,29 @@ class StreamingAnimator:
         if keep_from > self._audio_start:
             self._audio = self._audio[keep_from - self._audio_start :]
             self._audio_start = keep_from
+
+    def window_phone_features(self, audio: np.ndarray, first_sample: int) -> np.ndarray:
+        """Phone features ``[len(audio) // 160 + 1, NUM_PHONE_FEATURES]`` of a window whose audio starts at the
+        stream's sample ``first_sample``: the last ``phone_decode_seconds`` decoded, the frames before from the
+        windows before (see the class docstring), remembered for the windows after."""
+        num_frames = num_feature_frames(len(audio))
+        # the stream's 10 ms frame nearest to each of the window's frames (window starts are whole animation frames,
+        # not whole 10 ms frames: at most 5 ms apart)
+        keys = (first_sample + PHONE_HOP * np.arange(num_frames) + PHONE_HOP // 2) // PHONE_HOP
+        first = num_frames - 1 - self.phone_decode_frames  # decode from this frame on
+        known = first + 1 + self.phone_settle_frames  # frames [0, known) from the windows before
+        if first >= 1 and all(int(k) in self._phones for k in keys[:known]):
+            tail = tail_phone_features(audio, first)[known - first - 1 :]
+            features = np.concatenate([np.stack([self._phones[int(k)] for k in keys[:known]]), tail])
+            fresh = range(known, num_frames)
+        else:
+            features = phone_features(audio)
+            fresh = range(num_frames)
+        for index in fresh:
+            self._phones[int(keys[index])] = features[index]
+        for key in [k for k in self._phones if k < keys[0]]:  # frames no later window hears
+            del self._phones[key]
+        return features
 
     def _take(self, final_before: int) -> np.ndarray:
         """Blend the pending windows and return frames ``[emitted, final_before)``."""

@@ -7,8 +7,13 @@ chunks together with events; phoneme events carry the phoneme (IPA) and the samp
 
 eSpeak keeps global state and is not thread-safe: use one synthesizer per process (``get_synthesizer``
 returns a per-process singleton) and parallelise with processes. Its output also depends slightly on what it
-synthesized before (a few samples of timing and phase carry over, even across ``espeak_Initialize``); for
-reproducible output ``isolated_synthesizer`` loads a private copy of the library whose state starts fresh.
+synthesized before, and ``espeak_Initialize`` does not reset it: static variables of the library that no API call
+reaches, among them the index into the pitch-flutter table, which moves on with every sample (with the voice's
+``flutter`` set to 0 a repeated call keeps its length, 61,790 samples, where it otherwise drifts by a few samples and
+diverges after about 2,350; some other state still changes every other call). ``isolated_synthesizer`` loads a
+private copy of the library whose state starts fresh; ``get_synthesizer``'s synthesizer does that for every
+``synthesize`` call (about 13 ms more per call), so two identical calls give the same audio. The corpus builder
+keeps one private copy per (speaker, sentence) batch, which makes its audio reproducible at lower cost.
 
 That private copy also gets a private data folder (links to the shared voice data, plus its own ``voices/!v``
 folder), into which :meth:`EspeakSynthesizer.install_variant` writes variant files: the random voices of
@@ -97,10 +102,14 @@ class EspeakSynthesizer:
     """A handle on the eSpeak NG library of this process (see module docstring: one per process)."""
 
     def __init__(
-        self, library_path: str | os.PathLike | None = None, data_path: str | os.PathLike | None = None
-    ) -> None:
+        self, library_path: str | os.PathLike | None = None, data_path: str | os.PathLike | None = None,
+        fresh_state: bool = False,
+    ) -> None:  # fmt: skip
+        """``fresh_state``: run every :meth:`synthesize` call on a fresh private copy of the library
+        (:func:`isolated_synthesizer`), so that it does not depend on the calls before it."""
         import espeakng_loader
 
+        self.fresh_state = fresh_state
         self._lib = ctypes.CDLL(str(library_path or espeakng_loader.get_library_path()))
         self.data_path = Path(data_path or espeakng_loader.get_data_path())
         # only a private data folder (isolated_synthesizer's) may receive variant files
@@ -196,6 +205,9 @@ class EspeakSynthesizer:
             raise RuntimeError("an EspeakSynthesizer cannot be used in a forked child; call get_synthesizer()")
         if not text.strip():
             raise ValueError(f"text must be a non-empty sentence, got {text!r}")
+        if self.fresh_state:
+            with isolated_synthesizer() as fresh:
+                return fresh.synthesize(text, voice, rate, pitch, pitch_range, volume, wordgap, seed)
         if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
             raise ValueError(f"voice must be an eSpeak NG voice name such as 'en-us+f3', got {voice!r}")
         values = {"rate": rate, "pitch": pitch, "range": pitch_range, "volume": volume, "wordgap": wordgap}
@@ -228,10 +240,11 @@ _SYNTHESIZER: EspeakSynthesizer | None = None
 
 
 def get_synthesizer() -> EspeakSynthesizer:
-    """The eSpeak NG synthesizer of this process (created on first use, recreated after a fork)."""
+    """The eSpeak NG synthesizer of this process (created on first use, recreated after a fork); each of its
+    ``synthesize`` calls starts from a fresh library state, so identical calls give identical audio."""
     global _SYNTHESIZER
     if _SYNTHESIZER is None or _SYNTHESIZER._pid != os.getpid():
-        _SYNTHESIZER = EspeakSynthesizer()
+        _SYNTHESIZER = EspeakSynthesizer(fresh_state=True)
     return _SYNTHESIZER
 
 
