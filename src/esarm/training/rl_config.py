@@ -41,8 +41,9 @@ class ESARMRLTrainingConfig(ESARMTrainingArguments):
             even spread). The default, 64 clips, detects (at 95 %, power 0.8) a paired change of 0.35 times the
             per-clip spread of the change; 16 clips detected only 0.7 times it.
         quality_metric: what the check minimises, per clip (:func:`~esarm.evaluation.policy.clip_quality`):
-            ``"lve_eve"`` (LVE + EVE in mm; with the mouth frozen by ``trainable_groups`` the LVE part cannot change,
-            so it compares EVE) or ``"expressive"`` (the distance ``sum_r |log(motion_r / captured motion_r)|`` of
+            ``"lve_eve"`` (LVE + EVE in mm; with the mouth frozen by ``trainable_groups`` the mouth's blendshapes
+            cannot change and LVE moves only through upper-face blendshapes that reach lip vertices, so it compares
+            mostly EVE) or ``"expressive"`` (the distance ``sum_r |log(motion_r / captured motion_r)|`` of
             each clip's per-region motion from the capture's, among checks whose mean LVE and EVE are each within
             ``quality_tolerance_mm`` of the initial policy's).
         quality_tolerance_mm: how much worse than the initial policy LVE and EVE may get under ``"expressive"``.
