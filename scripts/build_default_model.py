@@ -65,6 +65,29 @@ def write_sample(path: Path = SAMPLE_SPEECH) -> Path:
         return atomic_write_bytes(path, (Path(tmp) / "sample.wav").read_bytes())
 
 
+ENGINES = {"espeak": "eSpeak NG", "festival": "Festival", "flite": "CMU Flite"}
+
+
+def _corpus_description(corpus: dict) -> str:
+    """Who speaks the corpus, in which languages (from its ``synthetic_config.json``, in ``corpus["synthetic"]``)."""
+    synthetic = corpus.get("synthetic") or {}
+    engines = " and ".join(ENGINES.get(e, e) for e in synthetic.get("engines", ["espeak"]))
+    languages = list(synthetic.get("languages") or ["en"])
+    held_out = list(synthetic.get("validation_languages") or []) + list(synthetic.get("test_languages") or [])
+    if languages == ["en"] and not held_out:
+        return f"English sentences spoken by {engines} voices"
+    text = f"sentences in {len(languages)} languages ({', '.join(languages)}) spoken by {engines} voices"
+    return text + (f"; {', '.join(held_out)} held out for validation and test" if held_out else "")
+
+
+def _language_limit(corpus: dict) -> str:
+    languages = list((corpus.get("synthetic") or {}).get("languages") or ["en"])
+    if languages == ["en"]:
+        return "English-centred: English sentences and English synthetic voices; other languages get English mouth shapes."
+    return (f"Trained on {len(languages)} languages' synthetic voices (eSpeak NG's phoneme timings, one viseme model for "
+            "all of them); languages beyond them are measured only on the held-out ones.")  # fmt: skip
+
+
 def model_card(info: dict, results_md: str, corpus: dict, config_name: str) -> str:
     """The card: what the model is, its data, sizes, the pipeline's evaluation tables, limits, licence, rebuild."""
     return f"""---
@@ -87,14 +110,14 @@ speaker (its {info["num_speakers"]} training voices, or the unknown speaker: the
 | audio front end | {info["audio_front_end"]} |
 
 ```bash
-esarm animate --sample --out a.csv               # the shipped sample sentence
+esarm animate --example --out a.csv              # the shipped sample sentence
 esarm animate speech.wav --emotion happy --out a.mp4
 ```
 
 ## Training data
 
-The synthetic corpus of esarm (`esarm synth --preset {config_name}`): English sentences spoken by eSpeak NG and
-Festival voices, with blendshapes generated from the phoneme timings (visemes) and per-emotion facial styles.
+The synthetic corpus of esarm (the `corpus` section of `configs/{config_name}.yaml`): {_corpus_description(corpus)},
+with blendshapes generated from the phoneme timings (visemes) and per-emotion facial styles.
 {corpus.get("num_train", "?")} training, {corpus.get("num_validation", "?")} validation and
 {corpus.get("num_test", "?")} test clips; the three splits have different voices. No recording of a real face or a
 real voice was used.
@@ -111,7 +134,7 @@ CMU Flite, a synthesiser family absent from training). LVE / EVE are in mm on th
 
 - Synthetic training data only: the voices are speech synthesisers and the faces are generated from rules, so real
   recordings (noise, reverberation, fast or emotional speech) animate less well than these numbers suggest.
-- English-centred: English sentences and English synthetic voices; other languages get English mouth shapes.
+- {_language_limit(corpus)}
 - The emotion is the label you give (`--emotion`, default neutral); the emotion heard in the audio (`auto`)
   misfires on unseen voices.
 - Blendshapes only: no head pose, no eye-gaze rotation.
@@ -159,6 +182,9 @@ def pack(sta_dir: Path, run_dir: Path, output: Path, config: dict, config_name: 
     }
     files[BUILD_INFO_FILE] = _json_bytes(info)
     corpus = json.loads((run_dir / "corpus" / "esarm_stage_done.json").read_text()).get("metrics", {})
+    synthetic = Path(corpus.get("dataset_name_or_path") or run_dir / "corpus") / "synthetic_config.json"
+    if synthetic.is_file():
+        corpus["synthetic"] = json.loads(synthetic.read_text())
     results = run_dir / "evaluation" / "results.md"
     files["README.md"] = model_card(info, results.read_text(encoding="utf-8"), corpus, config_name).encode("utf-8")
     files["LICENSE"] = LICENCE.read_bytes()

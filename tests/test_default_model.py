@@ -69,7 +69,8 @@ def test_the_package_ships_the_model_and_the_sample():
     card = (DEFAULT_MODEL_DIR / "README.md").read_text()
     for section in ("## Training data", "## Evaluation", "## Limits", "## Licence", "## Rebuild"):
         assert section in card
-    assert "Synthetic training data" in card and "English-centred" in card
+    # the limits name the synthetic data and the languages the model was trained on (its corpus's config)
+    assert "Synthetic training data" in card and "Trained on 12 languages" in card and "--example" in card
     assert "Apache License" in (DEFAULT_MODEL_DIR / "LICENSE").read_text()
     audio, rate = soundfile.read(SAMPLE_SPEECH)
     assert rate == 16000 and audio.ndim == 1 and 2.0 < len(audio) / rate < 8.0 and np.abs(audio).max() > 0.1
@@ -101,6 +102,24 @@ def test_esarm_animate_the_example_offline(tmp_path):
     assert lines[0].startswith("model: esarm's default model (") and len(lines) == 2
     assert lines[1].startswith(str(out)) and out.is_file()
     assert len(out.read_text().splitlines()) == 1 + round(soundfile.info(SAMPLE_SPEECH).duration * 30)
+
+
+def test_greedy_mouth_keeps_the_greedy_lips_and_samples_the_upper_face():
+    """``--greedy-mouth`` / ``greedy_groups=["mouth"]`` on the default model (its mouth is its own stream): the lips
+    are the greedy animation's, frame for frame, while the eyes move more, and the seed fixes the sample."""
+    from esarm.audio import load_audio
+    from esarm.blendshapes import region_indices
+    from esarm.streaming import animate_audio
+
+    audio = load_audio(str(SAMPLE_SPEECH), target_rate=16000)
+    greedy = animate_audio(None, audio, sampling_rate=16000).blendshapes
+    mixed = [animate_audio(None, audio, sampling_rate=16000, seed=seed, do_sample=True, greedy_groups=["mouth"])
+             .blendshapes for seed in (1, 1, 2)]  # fmt: skip
+    mouth, eyes = region_indices("mouth"), region_indices("eyes")
+    np.testing.assert_array_equal(mixed[0][:, mouth], greedy[:, mouth])
+    np.testing.assert_array_equal(mixed[0], mixed[1])
+    assert not np.array_equal(mixed[0][:, eyes], mixed[2][:, eyes])
+    assert mixed[0][:, eyes].std(0).sum() > greedy[:, eyes].std(0).sum()
 
 
 @pytest.fixture
@@ -154,3 +173,21 @@ def test_saved_files_get_the_umask_mode(tmp_path):
         assert (tmp_path / "notes.txt").stat().st_mode & 0o777 == 0o640
     finally:
         os.umask(previous)
+
+
+def test_esarm_animate_greedy_mouth_writes_the_greedy_lips(tmp_path):
+    import csv
+
+    from esarm.blendshapes import LIVE_LINK_NAMES, region_indices
+    from esarm.cli import main
+
+    tables = {}
+    for name, flags in (("greedy", []), ("greedy_mouth", ["--greedy-mouth", "--seed", "3"])):
+        path = tmp_path / f"{name}.csv"
+        assert main(["animate", "--example", *flags, "--out", str(path)]) == 0
+        header, *rows = list(csv.reader(path.read_text().splitlines()))
+        columns = [header.index(LIVE_LINK_NAMES[i]) for i in range(len(LIVE_LINK_NAMES))]
+        tables[name] = np.asarray([[float(row[c]) for c in columns] for row in rows])
+    mouth = region_indices("mouth")
+    np.testing.assert_array_equal(tables["greedy"][:, mouth], tables["greedy_mouth"][:, mouth])
+    assert not np.array_equal(tables["greedy"], tables["greedy_mouth"])

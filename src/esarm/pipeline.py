@@ -34,7 +34,7 @@ __all__ = ["SpeechToAnimationPipeline", "custom_pipelines", "register_pipeline"]
 
 TASK = "speech-to-animation"
 # generate() arguments the streaming windows pass on (chunked inference); see esarm.streaming.StreamingAnimator.
-CHUNKED_GENERATE_ARGUMENTS = ("epsilon", "seed", "do_sample", "temperature", "top_k")
+CHUNKED_GENERATE_ARGUMENTS = ("epsilon", "seed", "do_sample", "temperature", "top_k", "greedy_groups")
 
 
 def default_processor(model) -> Any:
@@ -93,8 +93,9 @@ class SpeechToAnimationPipeline(Pipeline):
             chunks: :func:`esarm.streaming.animate_audio` with each window hearing ``chunk_length_s`` of audio and
             keeping the frames between its strides (the strides are its ``context_seconds`` and
             ``lookahead_seconds``), so the kept frames tile the timeline. With chunking, ``generate_kwargs`` may
-            only hold ``epsilon``, ``seed``, ``do_sample``, ``temperature``, ``top_k``; window ``k`` uses
-            ``seed + k``.
+            only hold ``epsilon``, ``seed``, ``do_sample``, ``temperature``, ``top_k``, ``greedy_groups``; window
+            ``k`` uses ``seed + k``. ``generate_kwargs={"do_sample": True, "greedy_groups": ["mouth"]}``: the lips
+            greedy, the eyes and brows sampled (they blink).
         stride_length_s: audio each window hears but keeps no frames of, on each side (seconds, or a
             ``(left, right)`` pair; default ``chunk_length_s / 6``); ignored without ``chunk_length_s``.
 

@@ -129,7 +129,9 @@ class StreamingAnimator:
         context_seconds: audio before a window's first frame that the model also hears (s, >= 0).
         lookahead_seconds: audio after a window's last frame that the model also hears (s, >= 0); it adds to the
             latency.
-        epsilon, seed, do_sample, temperature, top_k: passed to ``generate`` (window ``k`` uses ``seed + k``).
+        epsilon, seed, do_sample, temperature, top_k, greedy_groups: passed to ``generate`` (window ``k`` uses
+            ``seed + k``); ``do_sample=True, greedy_groups=["mouth"]`` decodes the lips greedily and samples the
+            eyes and brows (blinks), docs/rl.md.
         sampling_rate: rate of the pushed audio (Hz, default: the model's); resampled to the model's rate.
         cpu_defaults: apply :data:`esarm.inference.CPU_INFERENCE_DEFAULTS` to the model (in place) when it runs
             on the CPU: fused attention and windows in the speech encoder, and int8 linear layers in encoders at
@@ -156,6 +158,7 @@ class StreamingAnimator:
         do_sample: bool = False,
         temperature: float = 1.0,
         top_k: int | None = None,
+        greedy_groups: list[str] | None = None,
         sampling_rate: int | None = None,
         context_seconds: float = 0.0,
         lookahead_seconds: float = 0.0,
@@ -195,6 +198,8 @@ class StreamingAnimator:
         extractor = getattr(processor, "feature_extractor", None)
         self.normalize = bool(getattr(extractor, "do_normalize", True))
         self.generate_kwargs = dict(epsilon=epsilon, do_sample=do_sample, temperature=temperature, top_k=top_k)
+        if greedy_groups is not None:
+            self.generate_kwargs["greedy_groups"] = list(greedy_groups)
         self.seed = seed
         self._audio = np.zeros(0, np.float32)  # model-rate samples from sample _audio_start on
         self._audio_start = 0

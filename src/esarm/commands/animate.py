@@ -41,6 +41,11 @@ def register(subparsers) -> None:
     p.add_argument("--epsilon", type=float, help="epsilon-greedy noise in [0, 1] (default 0: the model's animation)")
     p.add_argument("--sample", action="store_true", help="sample from the policy instead of taking the argmax")
     p.add_argument(
+        "--greedy-mouth", action="store_true",
+        help="the lips as the argmax, the eyes and brows sampled (they blink; greedy decoding never does): "
+        "implies --sample",
+    )  # fmt: skip
+    p.add_argument(
         "--rig", help="face rig (.npz/.glb/ICT-FaceKit folder) for .glb/.mp4/.gif (default: $ESARM_RIG, else embedded)"
     )
     p.add_argument("--video-height", type=int, default=384, help="height of .mp4/.gif videos in pixels")
@@ -175,7 +180,8 @@ def run(args: argparse.Namespace) -> int:
         result = animate_audio(
             model, audio, sampling_rate=rate, processor=processor, emotion=args.emotion, intensity=args.intensity,
             speaker=args.speaker, chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds,
-            epsilon=args.epsilon or 0.0, seed=args.seed, do_sample=args.sample, cpu_defaults=False,
+            epsilon=args.epsilon or 0.0, seed=args.seed, do_sample=args.sample or args.greedy_mouth, cpu_defaults=False,
+            greedy_groups=["mouth"] if args.greedy_mouth else None,
         )  # fmt: skip
         blendshapes = result.blendshapes
         if args.mouth != "model":
