@@ -139,7 +139,8 @@ class StreamingAnimator:
             the second half (the first half lets the decoder settle); the earlier frames keep the phones that the
             windows before decoded for them (:func:`esarm.phonetic.tail_phone_features`). ``None`` (the default):
             every window decodes all its audio, as the offline call does. A window without phones of the windows
-            before it for those frames (the first) decodes all its audio.
+            before it for those frames (the first) decodes all its audio. Either way with the model's
+            ``config.phone_decoder_settings``.
     """
 
     def __init__(
