@@ -48,8 +48,9 @@ def check_phone_decoder_settings(model, processor) -> None:
     model was trained: with its ``config.phone_decoder_settings``; ``ValueError`` otherwise."""
     if not getattr(processor, "phone_features", False) or getattr(model, "phones", None) is None:
         return
-    expected = decoder_settings(model.config.phone_decoder_settings)
-    given = decoder_settings(processor.phone_decoder_settings, argument="processor.phone_decoder_settings")
+    # (a folder's code saved before models and processors held settings has no such field: the package's defaults)
+    expected = decoder_settings(getattr(model.config, "phone_decoder_settings", None))
+    given = decoder_settings(getattr(processor, "phone_decoder_settings", None), "processor.phone_decoder_settings")
     if given != expected:
         raise ValueError(
             f"processor.phone_decoder_settings must be the model's config.phone_decoder_settings {expected} (the "
