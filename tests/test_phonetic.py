@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -13,16 +14,21 @@ import numpy as np
 import pytest
 import torch
 from esarm.data.tts import get_synthesizer
+from huggingface_hub.errors import StrictDataclassError
+from transformers import pipeline
 
 from esarm import ESARMProcessor, ESARMSTAConfig, ESARMSTAForGeneration, phonetic
-from esarm.audio import resample
+from esarm.audio import load_audio, resample
 from esarm.data.collators import STACollator
 from esarm.data.phone_features import PHONE_FEATURES_COLUMN, add_phone_features
 from esarm.data.phones import arpabet_to_ipa, openness, openness_curve
+from esarm.data.real_speech import SET_FOLDER
 from esarm.phonetic import NUM_PHONE_FEATURES, PHONES, phone_features, recognize_phones, tail_phone_features
 from esarm.streaming import StreamingAnimator
 
 SENTENCE = "Father saw a large palm tree by the water."
+# the allphone settings before DECODER_SETTINGS changed to lw 0.5, beams 1e-5: what older phonetic models heard
+EARLIER_SETTINGS = {"lw": 2.0, "beam": 1e-20, "pbeam": 1e-20}
 
 
 @pytest.fixture(scope="module")
@@ -280,3 +286,147 @@ def test_saved_folder_with_remote_code(tmp_path, spoken, phone_model, blocked):
         assert "pip install pocketsphinx" in result.stdout
     else:
         assert result.stdout.strip().endswith("OK")
+
+
+@pytest.fixture(scope="module")
+def real_clip():
+    """A real person's recording of the shipped real-speech set (CMU ARCTIC slt), normalised as the processor does:
+    ``[1, S]`` float32."""
+    samples = load_audio(str(SET_FOLDER / "clips" / "arctic_slt_a0009.flac"), None, target_rate=16000)
+    return torch.from_numpy(((samples - samples.mean()) / samples.std()).astype(np.float32))[None]
+
+
+def _model_features(model, audio, phone_features=None):
+    with torch.no_grad():
+        return model.encode_audio(audio, phone_features=phone_features)[0]
+
+
+def _features(audio, settings=None):
+    return torch.from_numpy(phone_features(audio[0].numpy(), settings))[None]
+
+
+def test_decoder_settings_are_checked():
+    assert phonetic.decoder_settings() == phonetic.DECODER_SETTINGS
+    assert phonetic.decoder_settings({"pbeam": 1, "lw": 2, "beam": 1e-20}) == {"lw": 2.0, "beam": 1e-20, "pbeam": 1.0}
+    for bad, message in [
+        ({"lw": 2.0}, r"settings must be None or a dict with exactly the keys \['lw', 'beam', 'pbeam'\].*got keys"),
+        ({**EARLIER_SETTINGS, "wip": 0.5}, "exactly the keys"),
+        ([2.0], "got \\[2.0\\]"),
+        ({**EARLIER_SETTINGS, "lw": 0}, r"settings\['lw'\] must be a finite number > 0, got 0"),
+        ({**EARLIER_SETTINGS, "beam": 2.0}, r"settings\['beam'\] must be a number in \(0, 1\], got 2.0"),
+        ({**EARLIER_SETTINGS, "pbeam": True}, r"settings\['pbeam'\] must be a number in \(0, 1\], got True"),
+        ({**EARLIER_SETTINGS, "lw": float("nan")}, "must be a finite number > 0, got nan"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            phonetic.decoder_settings(bad)
+
+
+def test_bad_phone_decoder_settings_are_rejected_where_they_enter():
+    with pytest.raises(StrictDataclassError, match=r"phone_decoder_settings\['beam'\] must be a number in \(0, 1\]"):
+        ESARMSTAConfig.tiny(audio_front_end="phones", phone_decoder_settings={**EARLIER_SETTINGS, "beam": 0.0})
+    config = ESARMSTAConfig.tiny(audio_front_end="phones")
+    with pytest.raises(StrictDataclassError, match="phone_decoder_settings must be None or a dict with exactly"):
+        config.phone_decoder_settings = {"lw": 1.0}  # checked on assignment too
+    with pytest.raises(ValueError, match=r"phone_decoder_settings\['lw'\] must be a finite number > 0, got -1"):
+        ESARMProcessor(phone_features=True, phone_decoder_settings={**EARLIER_SETTINGS, "lw": -1})
+    from datasets import Dataset
+
+    with pytest.raises(ValueError, match="settings must be None or a dict with exactly the keys"):
+        add_phone_features(Dataset.from_dict({"audio": [np.zeros(1600)]}), {"beam": 1e-5}, num_proc=1)
+
+
+def test_model_decodes_with_its_settings_across_a_save_load_round_trip(tmp_path, real_clip):
+    """A model whose config names other settings hears the phones of those settings, not the package's defaults,
+    and keeps them through save_pretrained / from_pretrained."""
+    torch.manual_seed(0)
+    model = ESARMSTAForGeneration(ESARMSTAConfig.tiny(audio_front_end="phones",
+                                                      phone_decoder_settings=EARLIER_SETTINGS)).eval()  # fmt: skip
+    earlier, default = _features(real_clip, EARLIER_SETTINGS), _features(real_clip)
+    assert not torch.equal(earlier, default)  # the two settings hear other phones in this recording
+    decoded = _model_features(model, real_clip)
+    torch.testing.assert_close(decoded, _model_features(model, real_clip, earlier), rtol=0, atol=0)
+    assert not torch.equal(decoded, _model_features(model, real_clip, default))
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["phone_decoder_settings"] == EARLIER_SETTINGS
+    loaded = ESARMSTAForGeneration.from_pretrained(tmp_path).eval()
+    assert loaded.config.phone_decoder_settings == EARLIER_SETTINGS
+    torch.testing.assert_close(_model_features(loaded, real_clip), decoded, rtol=0, atol=0)
+
+
+def test_config_saved_without_the_field_decodes_with_the_package_defaults(tmp_path, real_clip):
+    """A config.json written before the field existed loads with None: the package's DECODER_SETTINGS."""
+    torch.manual_seed(0)
+    ESARMSTAForGeneration(ESARMSTAConfig.tiny(audio_front_end="phones")).save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    saved.pop("phone_decoder_settings", None)
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    model = ESARMSTAForGeneration.from_pretrained(tmp_path).eval()
+    assert model.config.phone_decoder_settings is None
+    decoded = _model_features(model, real_clip)
+    torch.testing.assert_close(decoded, _model_features(model, real_clip, _features(real_clip)), rtol=0, atol=0)
+    assert not torch.equal(decoded, _model_features(model, real_clip, _features(real_clip, EARLIER_SETTINGS)))
+
+
+def test_processor_keeps_its_settings_and_the_pipeline_checks_them(tmp_path, real_clip):
+    torch.manual_seed(0)
+    model = ESARMSTAForGeneration(ESARMSTAConfig.tiny(audio_front_end="phones",
+                                                      phone_decoder_settings=EARLIER_SETTINGS)).eval()  # fmt: skip
+    processor = ESARMProcessor(fps=model.config.fps, phone_features=True, phone_decoder_settings=EARLIER_SETTINGS)
+    processor.save_pretrained(tmp_path)
+    loaded = ESARMProcessor.from_pretrained(tmp_path)
+    assert loaded.phone_decoder_settings == EARLIER_SETTINGS
+    inputs = loaded(real_clip[0].numpy(), sampling_rate=16000)
+    torch.testing.assert_close(inputs["phone_features"], _features(real_clip, EARLIER_SETTINGS), rtol=0, atol=0)
+    animate = pipeline("speech-to-animation", model=model, processor=loaded, cpu_defaults=False)
+    assert animate(real_clip[0].numpy())["blendshapes"].shape[1] == 52
+    with pytest.raises(ValueError, match=r"processor.phone_decoder_settings must be the model's config.phone_decod"):
+        pipeline("speech-to-animation", model=model, processor=ESARMProcessor(fps=model.config.fps,
+                                                                              phone_features=True))  # fmt: skip
+
+
+def test_streaming_windows_decode_with_the_model_settings(real_clip):
+    torch.manual_seed(0)
+    model = ESARMSTAForGeneration(ESARMSTAConfig.tiny(audio_front_end="phones",
+                                                      phone_decoder_settings=EARLIER_SETTINGS)).eval()  # fmt: skip
+    audio = real_clip[0].numpy()
+    animator = StreamingAnimator.low_latency(model, phone_decode_seconds=0.6, cpu_defaults=False)
+    first = animator.window_phone_features(audio[:32000], 0)
+    np.testing.assert_array_equal(first, phone_features(audio[:32000], EARLIER_SETTINGS))
+    second = animator.window_phone_features(audio[3200:35200], 3200)
+    tail = tail_phone_features(audio[3200:35200], len(second) - 61, EARLIER_SETTINGS)[30:]
+    np.testing.assert_array_equal(second[-len(tail) :], tail)
+
+
+REMOTE_FEATURES_SCRIPT = textwrap.dedent(
+    """
+    import json
+    import sys
+    sys.modules["esarm"] = None
+    import torch
+    from transformers import AutoModel
+    expected = torch.load(sys.argv[1] + "/expected.pt", weights_only=False)
+    model = AutoModel.from_pretrained(sys.argv[1] + "/sta", trust_remote_code=True).eval()
+    assert type(model).__module__.startswith("transformers_modules."), type(model).__module__
+    with torch.no_grad():
+        features = model.encode_audio(expected["audio"])[0]
+    assert torch.equal(features, expected["features"]), "features differ"
+    print("OK", json.dumps(model.config.phone_decoder_settings, sort_keys=True))
+    """
+)
+
+
+def test_saved_folder_with_remote_code_decodes_with_its_settings(tmp_path, real_clip):
+    """Without esarm, the folder's own code decodes the phones with the settings its config names."""
+    torch.manual_seed(0)
+    model = ESARMSTAForGeneration(ESARMSTAConfig.tiny(audio_front_end="phones",
+                                                      phone_decoder_settings=EARLIER_SETTINGS)).eval()  # fmt: skip
+    model.save_pretrained(tmp_path / "sta")
+    features = _model_features(model, real_clip)
+    assert not torch.equal(features, _model_features(model, real_clip, _features(real_clip)))
+    torch.save({"audio": real_clip, "features": features}, tmp_path / "expected.pt")
+    env = dict(os.environ, HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1",
+               PYTHONPATH="")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", REMOTE_FEATURES_SCRIPT, str(tmp_path)], capture_output=True,
+                            text=True, env=env, cwd=tmp_path, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == f"OK {json.dumps(EARLIER_SETTINGS, sort_keys=True)}"

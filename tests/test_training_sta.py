@@ -4,6 +4,7 @@ cross-reconstruction loss and the training entry point."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -271,3 +272,32 @@ def test_audio_augmentation_field(tmp_path):
                          ('{"noise_probability": 2}', "noise_probability must be in")):  # fmt: skip
         with pytest.raises(ValueError, match=message):
             build(bad)
+
+
+@pytest.mark.parametrize("settings", [None, {"lw": 2.0, "beam": 1e-20, "pbeam": 1e-20}])
+def test_train_sta_records_the_phone_decoder_settings_of_its_cache(micro_corpus, prior_path, tmp_path, settings):
+    """A phonetic model is saved with the settings its training features were decoded with (the package's defaults
+    when its config names none), and its processor with them; the training split's cache holds those settings'
+    features."""
+    import time
+
+    from esarm import ESARMProcessor, ESARMSTAForGeneration
+    from esarm.data.phone_features import PHONE_FEATURES_COLUMN, add_phone_features
+    from esarm.phonetic import DECODER_SETTINGS, phone_features
+
+    overrides = {"audio_front_end": "phones", "phone_decoder_settings": settings}
+    config = ESARMSTATrainingConfig(
+        dataset_name_or_path=str(micro_corpus), motion_prior_name_or_path=str(prior_path), output_dir=str(tmp_path / "sta"),
+        max_steps=1, per_device_train_batch_size=2, logging_steps=1, save_steps=1, disable_tqdm=True, use_cpu=True,
+        model_overrides=json.dumps(overrides), eval_split=None,
+    )  # fmt: skip
+    train_sta(config)
+    trained = time.time()
+    expected = DECODER_SETTINGS if settings is None else settings
+    assert ESARMSTAForGeneration.from_pretrained(tmp_path / "sta").config.phone_decoder_settings == expected
+    assert ESARMProcessor.from_pretrained(tmp_path / "sta").phone_decoder_settings == expected
+    cached = add_phone_features(load_split(micro_corpus, "train"), expected)
+    assert all(Path(f["filename"]).stat().st_mtime < trained for f in cached.cache_files)  # written by the training
+    row = cached[0]
+    np.testing.assert_array_equal(np.asarray(row[PHONE_FEATURES_COLUMN], np.float32),
+                                  phone_features(decode_audio_value(row["audio"]), expected))  # fmt: skip

@@ -18,6 +18,7 @@ optional).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -176,13 +177,15 @@ class PhoneFrontEnd(nn.Module):
         sample_lengths: torch.Tensor,
         num_steps: torch.Tensor,
         phone_features: torch.Tensor | None = None,
+        decoder_settings: dict[str, Any] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``[B, S]`` audio, ``[B]`` valid samples, ``[B]`` motion steps and, when already computed (a dataset's
         cached column), ``[B, F, NUM_PHONE_FEATURES]`` phone features -> (``[B, max(num_steps), output_size]``, mask
-        ``[B, max(num_steps)]``). Without ``phone_features`` PocketSphinx decodes ``input_values`` here."""
+        ``[B, max(num_steps)]``). Without ``phone_features`` PocketSphinx decodes ``input_values`` here, with
+        ``decoder_settings`` (the model's ``config.phone_decoder_settings``; `None`: the package's defaults)."""
         num_frames = sample_lengths // self.hop_length + 1
         if phone_features is None:
-            phone_features = batch_phone_features(input_values, sample_lengths)
+            phone_features = batch_phone_features(input_values, sample_lengths, decoder_settings)
         frames = phone_features[..., : self.num_features].to(input_values.device)
         if frames.shape[1] < int(num_frames.max()):  # a cached clip one frame short of its padded batch
             frames = F.pad(frames, (0, 0, 0, int(num_frames.max()) - frames.shape[1]))

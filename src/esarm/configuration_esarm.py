@@ -15,6 +15,7 @@ from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.utils.type_validators import interval
 
 from .blendshapes import EMOTIONS, FACE_REGIONS, INTENSITIES, NUM_BLENDSHAPES
+from .phonetic import decoder_settings
 
 
 @as_validated_field
@@ -27,6 +28,12 @@ def _odd_positive(value: int) -> None:
 def _optional_positive(value: int | None) -> None:
     if value is not None and value < 1:
         raise ValueError(f"must be None or a positive number of steps, got {value!r}")
+
+
+@as_validated_field
+def _phone_decoder_settings(value: dict | None) -> None:
+    if value is not None:
+        decoder_settings(value, argument="phone_decoder_settings")
 
 
 def _one_of(*values):
@@ -380,6 +387,13 @@ class ESARMSTAConfig(PreTrainedConfig):
             `"log_mel+phones"` sums the log-mel and phone paths.
         phone_feature_set (`str`, defaults to `"one_hot"`): What the phone path hears of each frame: `"one_hot"`
             (the recognised phone) or `"one_hot+score"` (and the recognised segment's acoustic score per frame).
+        phone_decoder_settings (`dict`, *optional*): PocketSphinx's allphone settings that decode the phone path's
+            phones, ``{"lw": ..., "beam": ..., "pbeam": ...}`` (exactly these keys, :data:`esarm.phonetic.
+            DECODER_SETTING_NAMES`; ``lw > 0``, beams in (0, 1]). The model, the processor, streaming and the
+            training cache all decode with them, so a model hears the phones it was trained on whatever the
+            installed defaults are; STA training writes the settings its cached features were decoded with here.
+            `None` (configs saved before the field existed): the installed package's
+            :data:`esarm.phonetic.DECODER_SETTINGS`.
         log_mel_bands (`int`, defaults to 40): Mel bands of the log-mel front end.
         phone_loss_weight (`float`, defaults to 0.0): Weight of the auxiliary phone-class loss of the content branch
             (:class:`~esarm.audio_features.PhoneClassHead`, one of 6 classes per animation frame, targets from the
@@ -431,6 +445,7 @@ class ESARMSTAConfig(PreTrainedConfig):
     audio_front_end: str = _one_of(*AUDIO_FRONT_ENDS)(default="speech_encoder")
     log_mel_bands: int = _positive(40)
     phone_feature_set: str = _one_of(*PHONE_FEATURE_SETS)(default="one_hot")
+    phone_decoder_settings: dict | None = _phone_decoder_settings(default=None)
     phone_loss_weight: int | float = interval(min=0.0)(default=0.0)
     mouth_conditioning: str = _one_of(*MOUTH_CONDITIONINGS)(default="full")
     mouth_regression_weight: int | float = interval(min=0.0)(default=0.0)

@@ -456,7 +456,8 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
         if self.log_mel is not None:
             paths.append(self.log_mel(input_values, lengths, num_steps))
         if self.phones is not None:
-            paths.append(self.phones(input_values, lengths, num_steps, phone_features))
+            settings = self.config.phone_decoder_settings
+            paths.append(self.phones(input_values, lengths, num_steps, phone_features, settings))
         features, mask = paths[0]
         for other, _ in paths[1:]:
             features = features + other * mask[..., None]
@@ -756,7 +757,8 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
             phone_classes: ``[B, T]`` phone class per animation frame (``esarm.audio_features.PHONE_CLASSES`` ids,
                 -100 where unknown), the target of the phone-class head (used with ``config.phone_loss_weight > 0``).
             phone_features: ``[B, F, NUM_PHONE_FEATURES]`` the phone path's input (``audio_front_end`` with
-                phones) when already computed, e.g. a dataset's cached column; by default decoded from the audio.
+                phones) when already computed, e.g. a dataset's cached column; by default decoded from the audio
+                with ``config.phone_decoder_settings``.
             output_hidden_states: Return the motion transformer's hidden states (``config.output_hidden_states``).
             output_attentions: Return the motion transformer's attention weights (``config.output_attentions``),
                 computed eagerly because ``F.scaled_dot_product_attention`` does not return them: slower.
@@ -923,7 +925,8 @@ class ESARMSTAForGeneration(ESARMSTAPreTrainedModel):
             use_cache: reuse keys/values of past steps (``False`` recomputes everything; same tokens).
             decode_blendshapes: also decode the tokens with the motion prior.
             phone_features: ``[B, F, NUM_PHONE_FEATURES]`` the phone path's input when already computed (the
-                processor's ``phone_features``); by default decoded from ``input_values``.
+                processor's ``phone_features``); by default decoded from ``input_values`` with
+                ``config.phone_decoder_settings``.
             kwargs: generation settings overriding ``generation_config``:
 
                 - epsilon: epsilon-greedy noise: per step and group, a uniformly random code with probability

@@ -29,12 +29,14 @@ import torch
 
 __all__ = [
     "DECODER_SETTINGS",
+    "DECODER_SETTING_NAMES",
     "FEATURES_VERSION",
     "FRAME_RATE",
     "NUM_PHONE_FEATURES",
     "PHONES",
     "PhoneSegment",
     "batch_phone_features",
+    "decoder_settings",
     "phone_features",
     "padded_phone_features",
     "recognize_phones",
@@ -75,6 +77,11 @@ DECODER_SETTINGS: dict[str, Any] = {"lw": 0.5, "beam": 1e-5, "pbeam": 1e-5}
 - the cost: with noise at 10 dB r is 0.645 against 0.687 (every ``lw`` below 2 loses there, 0.65 at 1e-20).
 """
 
+DECODER_SETTING_NAMES: tuple[str, ...] = ("lw", "beam", "pbeam")
+"""The settings PocketSphinx's allphone search reads when it has a phonetic language model: ``lw`` (the language
+model's weight) and the two pruning beams ``beam`` (HMM states) and ``pbeam`` (phone exits); a model's
+``phone_decoder_settings`` names all three, so that its features do not depend on the installed defaults."""
+
 SCORE_SCALE = 0.1
 """Scale of the per-frame acoustic score column: PocketSphinx's log-base-1.0001 segment scores per frame, relative to
 the best senone of each frame, lie mostly within -50..+5 on speech, so this puts them in about -5..0.5."""
@@ -111,6 +118,31 @@ def require_pocketsphinx():
     except ImportError as error:
         raise ImportError(INSTALL_HINT) from error
     return pocketsphinx
+
+
+def decoder_settings(settings: dict[str, Any] | None = None, argument: str = "settings") -> dict[str, float]:
+    """``settings`` checked, as a new dict of floats in :data:`DECODER_SETTING_NAMES` order (equal settings give
+    equal dicts, hence one dataset cache): ``None`` gives :data:`DECODER_SETTINGS` (as they are now); otherwise
+    exactly the keys of :data:`DECODER_SETTING_NAMES`, ``lw > 0`` and the beams in (0, 1] (a beam is a probability
+    ratio: above 1 it prunes every path). A ``ValueError`` names ``argument``, the expected and the given value."""
+    if settings is None:
+        settings = DECODER_SETTINGS
+    if not isinstance(settings, dict) or set(settings) != set(DECODER_SETTING_NAMES):
+        given = sorted(map(str, settings)) if isinstance(settings, dict) else settings
+        raise ValueError(
+            f"{argument} must be None or a dict with exactly the keys {list(DECODER_SETTING_NAMES)} (PocketSphinx "
+            f"allphone settings, e.g. {DECODER_SETTINGS}), got {'keys ' if isinstance(settings, dict) else ''}{given!r}"
+        )
+    checked = {}
+    for name in DECODER_SETTING_NAMES:
+        value = settings[name]
+        upper = math.inf if name == "lw" else 1.0
+        number = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+        if not number or not 0 < value <= upper:
+            expected = "a finite number > 0" if name == "lw" else "a number in (0, 1]"
+            raise ValueError(f"{argument}[{name!r}] must be {expected}, got {value!r}")
+        checked[name] = float(value)
+    return checked
 
 
 def _decoder(settings: dict[str, Any] | None = None):
@@ -220,18 +252,21 @@ def tail_phone_features(samples: np.ndarray, first_frame: int, settings: dict[st
     return features[1:]
 
 
-def padded_phone_features(audio: np.ndarray, lengths) -> np.ndarray:
+def padded_phone_features(audio: np.ndarray, lengths, settings: dict[str, Any] | None = None) -> np.ndarray:
     """Phone features of a right-padded batch ``[B, S]`` with ``[B]`` valid samples: ``[B, F, NUM_PHONE_FEATURES]``
-    float32, ``F = max(lengths) // 160 + 1``, zero after each clip's own frames."""
+    float32, ``F = max(lengths) // 160 + 1``, zero after each clip's own frames; decoded with ``settings``
+    (default :data:`DECODER_SETTINGS`)."""
     counts = [int(n) for n in np.asarray(lengths).tolist()]
     out = np.zeros((len(counts), num_feature_frames(max(counts)), NUM_PHONE_FEATURES), np.float32)
     for index, count in enumerate(counts):
-        features = phone_features(audio[index, :count])
+        features = phone_features(audio[index, :count], settings)
         out[index, : len(features)] = features
     return out
 
 
-def batch_phone_features(input_values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+def batch_phone_features(
+    input_values: torch.Tensor, lengths: torch.Tensor, settings: dict[str, Any] | None = None
+) -> torch.Tensor:
     """:func:`padded_phone_features` of a tensor batch, as a float32 tensor on the input's device."""
     audio = input_values.detach().to("cpu", torch.float32).numpy()
-    return torch.from_numpy(padded_phone_features(audio, lengths.cpu().numpy())).to(input_values.device)
+    return torch.from_numpy(padded_phone_features(audio, lengths.cpu().numpy(), settings)).to(input_values.device)

@@ -25,12 +25,13 @@ from transformers.pipelines import PIPELINE_REGISTRY
 from .audio import load_audio
 from .blendshapes import ARKIT_NAMES, EMOTIONS
 from .inference import apply_cpu_inference_defaults
+from .phonetic import decoder_settings
 from .processing_esarm import ESARMProcessor
 from .streaming import animate_audio, resolve_condition_ids
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SpeechToAnimationPipeline", "custom_pipelines", "register_pipeline"]
+__all__ = ["SpeechToAnimationPipeline", "check_phone_decoder_settings", "custom_pipelines", "register_pipeline"]
 
 TASK = "speech-to-animation"
 # generate() arguments the streaming windows pass on (chunked inference); see esarm.streaming.StreamingAnimator.
@@ -40,6 +41,22 @@ CHUNKED_GENERATE_ARGUMENTS = ("epsilon", "seed", "do_sample", "temperature", "to
 def default_processor(model) -> Any:
     """An ``ESARMProcessor`` matching ``model`` (16 kHz WavLM feature extractor, the model's fps, no speaker names)."""
     return ESARMProcessor(fps=float(model.config.fps))
+
+
+def check_phone_decoder_settings(model, processor) -> None:
+    """A processor that decodes phones for a model that hears them (``phone_features=True``) must decode them as the
+    model was trained: with its ``config.phone_decoder_settings``; ``ValueError`` otherwise."""
+    if not getattr(processor, "phone_features", False) or getattr(model, "phones", None) is None:
+        return
+    # (a folder's code saved before models and processors held settings has no such field: the package's defaults)
+    expected = decoder_settings(getattr(model.config, "phone_decoder_settings", None))
+    given = decoder_settings(getattr(processor, "phone_decoder_settings", None), "processor.phone_decoder_settings")
+    if given != expected:
+        raise ValueError(
+            f"processor.phone_decoder_settings must be the model's config.phone_decoder_settings {expected} (the "
+            f"settings its phone features were decoded with in training), got {given}: pass "
+            "ESARMProcessor(phone_features=True, phone_decoder_settings=model.config.phone_decoder_settings)"
+        )
 
 
 def custom_pipelines() -> dict[str, dict[str, Any]]:
@@ -124,6 +141,7 @@ class SpeechToAnimationPipeline(Pipeline):
         super().__init__(model=model, processor=processor, **kwargs)
         if self.processor is None:
             self.processor = default_processor(self.model)
+        check_phone_decoder_settings(self.model, self.processor)
         # transformers pads batches (``batch_size`` > 1) with the feature extractor's padding value; the attention
         # mask that preprocess always returns marks the padding, so a batch animates each clip as alone.
         self.feature_extractor = self.processor.feature_extractor

@@ -11,7 +11,8 @@ and right-padded, with an ``attention_mask``. Emotion, intensity and speaker lab
 
 With ``phone_features=True`` it also returns ``phone_features`` ``[batch, frames, NUM_PHONE_FEATURES]``: PocketSphinx's
 recognised phone per 10 ms frame (:mod:`esarm.phonetic`), the input of the STA model's phone path
-(``audio_front_end="phones"`` or ``"log_mel+phones"``), which otherwise decodes the audio itself.
+(``audio_front_end="phones"`` or ``"log_mel+phones"``), which otherwise decodes the audio itself; decoded with
+``phone_decoder_settings``, which must be the model's ``config.phone_decoder_settings`` (the pipeline checks).
 
 The rule is :mod:`esarm.labels`'s (digit strings are read as numbers, names match in any case).
 
@@ -31,7 +32,7 @@ from transformers.processing_utils import ProcessorMixin
 
 from .audio import check_duration, load_audio, min_samples
 from .labels import UNKNOWN_SPEAKER_ID, emotion_to_id, intensity_to_id, speaker_to_id
-from .phonetic import padded_phone_features
+from .phonetic import decoder_settings, padded_phone_features
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,10 @@ class ESARMProcessor(ProcessorMixin):
         fps: Animation frame rate (frames per second) of the model; audio shorter than one frame is rejected.
         phone_features: Also return ``phone_features`` (PocketSphinx phones per 10 ms frame; needs ``pip install
             pocketsphinx``).
+        phone_decoder_settings: The allphone settings those phones are decoded with: the model's
+            ``config.phone_decoder_settings`` (saved with the processor, so that a loaded processor decodes as the
+            saved one did; :func:`esarm.phonetic.decoder_settings` checks them). `None`: the package's
+            :data:`esarm.phonetic.DECODER_SETTINGS`.
     """
 
     def __init__(
@@ -66,6 +71,7 @@ class ESARMProcessor(ProcessorMixin):
         speakers: Sequence[str] | None = None,
         fps: float = 30.0,
         phone_features: bool = False,
+        phone_decoder_settings: dict | None = None,
         **kwargs,
     ):
         if feature_extractor is None:
@@ -84,7 +90,10 @@ class ESARMProcessor(ProcessorMixin):
             raise ValueError(f"phone_features must be True or False, got {phone_features!r}")
         self.speakers = speakers
         self.fps = float(fps)
+        if phone_decoder_settings is not None:
+            phone_decoder_settings = decoder_settings(phone_decoder_settings, argument="phone_decoder_settings")
         self.phone_features = phone_features
+        self.phone_decoder_settings = phone_decoder_settings
         super().__init__(feature_extractor, **kwargs)
 
     # ---- label encoding -----------------------------------------------------------------------------------------
@@ -195,7 +204,9 @@ class ESARMProcessor(ProcessorMixin):
             "attention_mask": np.asarray(features["attention_mask"], dtype=np.int64),
         }
         if self.phone_features:
-            data["phone_features"] = padded_phone_features(data["input_values"], data["attention_mask"].sum(-1))
+            data["phone_features"] = padded_phone_features(
+                data["input_values"], data["attention_mask"].sum(-1), self.phone_decoder_settings
+            )
         if emotion is not None:
             emotion_ids = self._encode_labels(emotion, batch, "emotion", self.emotion_to_id)
             data["emotion_ids"] = np.asarray(emotion_ids, dtype=np.int64)

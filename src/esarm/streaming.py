@@ -141,7 +141,8 @@ class StreamingAnimator:
             the second half (the first half lets the decoder settle); the earlier frames keep the phones that the
             windows before decoded for them (:func:`esarm.phonetic.tail_phone_features`). ``None`` (the default):
             every window decodes all its audio, as the offline call does. A window without phones of the windows
-            before it for those frames (the first) decodes all its audio.
+            before it for those frames (the first) decodes all its audio. Either way with the model's
+            ``config.phone_decoder_settings``.
     """
 
     def __init__(
@@ -213,6 +214,9 @@ class StreamingAnimator:
         )
         self.phone_settle_frames = None if self.phone_decode_frames is None else self.phone_decode_frames // 2
         self._phones: dict[int, np.ndarray] = {}  # stream's 10 ms frame -> phone features a window gave it
+        # the windows' phones are decoded as the model decodes its own (PhoneFrontEnd): with the settings it was
+        # trained on (a folder's code saved before configs held them has no field: the package's defaults)
+        self.phone_decoder_settings = getattr(self.model.config, "phone_decoder_settings", None)
 
     @classmethod
     def low_latency(
@@ -375,11 +379,11 @@ class StreamingAnimator:
         first = num_frames - 1 - self.phone_decode_frames  # decode from this frame on
         known = first + 1 + self.phone_settle_frames  # frames [0, known) from the windows before
         if first >= 1 and all(int(k) in self._phones for k in keys[:known]):
-            tail = tail_phone_features(audio, first)[known - first - 1 :]
+            tail = tail_phone_features(audio, first, self.phone_decoder_settings)[known - first - 1 :]
             features = np.concatenate([np.stack([self._phones[int(k)] for k in keys[:known]]), tail])
             fresh = range(known, num_frames)
         else:
-            features = phone_features(audio)
+            features = phone_features(audio, self.phone_decoder_settings)
             fresh = range(num_frames)
         for index in fresh:
             self._phones[int(keys[index])] = features[index]

@@ -532,7 +532,8 @@ def train_rl(config: ESARMRLTrainingConfig) -> dict[str, Any]:
         )
     trainer.accelerator.wait_for_everyone()
     if trainer.is_world_process_zero():
-        ESARMProcessor(speakers=speakers, fps=float(policy.config.fps)).save_pretrained(config.output_dir)
+        ESARMProcessor(speakers=speakers, fps=float(policy.config.fps),
+                       phone_decoder_settings=policy.config.phone_decoder_settings).save_pretrained(config.output_dir)
         write_done_marker(config.output_dir, metrics)
     trainer.accelerator.wait_for_everyone()
     return metrics

@@ -28,6 +28,7 @@ from ..data.phone_features import add_phone_features
 from ..frames import resample
 from ..labels import dataset_speakers
 from ..modeling_sta import ESARMSTAForGeneration
+from ..phonetic import decoder_settings
 from ..processing_esarm import ESARMProcessor
 from .args import build_model_config, parse_overrides
 from .checkpoints import resolve_resume_checkpoint, write_done_marker
@@ -220,10 +221,13 @@ def train_sta(config: ESARMSTATrainingConfig) -> dict[str, Any]:
     train_dataset = load_split(config.dataset_name_or_path, config.train_split)
     speakers = dataset_speakers(train_dataset)
     model = build_sta_model(config, speakers)
-    # phone front end: PocketSphinx decodes every clip once, cached in the dataset (esarm.data.phone_features)
+    # phone front end: PocketSphinx decodes every clip once, cached in the dataset (esarm.data.phone_features). The
+    # settings the cache is decoded with go into the model's config, so that the saved model decodes the phones it
+    # was trained on after the package's defaults change
     uses_phones = model.phones is not None
     if uses_phones:
-        train_dataset = add_phone_features(train_dataset)
+        model.config.phone_decoder_settings = decoder_settings(model.config.phone_decoder_settings)
+        train_dataset = add_phone_features(train_dataset, model.config.phone_decoder_settings)
     use_pairs = config.cross_reconstruction_weight > 0
     partner_index = PartnerIndex(train_dataset) if use_pairs else None
     if partner_index is not None:
@@ -251,7 +255,8 @@ def train_sta(config: ESARMSTATrainingConfig) -> dict[str, Any]:
     train_output = trainer.train(resume_from_checkpoint=resolve_resume_checkpoint(config))
     trainer.save_model(config.output_dir)
     if trainer.is_world_process_zero():
-        ESARMProcessor(speakers=speakers, fps=model.config.fps).save_pretrained(config.output_dir)
+        ESARMProcessor(speakers=speakers, fps=model.config.fps,
+                       phone_decoder_settings=model.config.phone_decoder_settings).save_pretrained(config.output_dir)
 
     metrics: dict[str, Any] = {
         "train_loss": train_output.training_loss,
@@ -262,7 +267,7 @@ def train_sta(config: ESARMSTATrainingConfig) -> dict[str, Any]:
     if config.eval_split:
         eval_dataset = load_split(config.dataset_name_or_path, config.eval_split)
         if uses_phones:
-            eval_dataset = add_phone_features(eval_dataset)
+            eval_dataset = add_phone_features(eval_dataset, model.config.phone_decoder_settings)
         trainer.data_collator = STACollator(
             speakers=speakers, fps=model.config.fps, seed=config.seed, phone_targets=model.phone_head is not None,
             phone_features=uses_phones,
