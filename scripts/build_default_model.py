@@ -180,11 +180,12 @@ def pack(sta_dir: Path, run_dir: Path, output: Path, config: dict, config_name: 
         "weights_bytes": len(weights),
         "weights_sha256": hashlib.sha256(weights).hexdigest(),
     }
-    files[BUILD_INFO_FILE] = _json_bytes(info)
     corpus = json.loads((run_dir / "corpus" / "esarm_stage_done.json").read_text()).get("metrics", {})
     synthetic = Path(corpus.get("dataset_name_or_path") or run_dir / "corpus") / "synthetic_config.json"
     if synthetic.is_file():
         corpus["synthetic"] = json.loads(synthetic.read_text())
+    info["languages"] = list((corpus.get("synthetic") or {}).get("languages") or ["en"])
+    files[BUILD_INFO_FILE] = _json_bytes(info)
     results = run_dir / "evaluation" / "results.md"
     files["README.md"] = model_card(info, results.read_text(encoding="utf-8"), corpus, config_name).encode("utf-8")
     files["LICENSE"] = LICENCE.read_bytes()

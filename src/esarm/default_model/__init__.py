@@ -40,16 +40,18 @@ def default_model_path() -> Path:
 
 def build_info() -> dict[str, Any]:
     """What ``scripts/build_default_model.py`` recorded: ``config``, ``seed``, ``num_parameters``, ``weights_dtype``,
-    ``weights_sha256``."""
+    ``weights_sha256``, ``languages`` (of the training corpus)."""
     return json.loads((default_model_path() / BUILD_INFO_FILE).read_text(encoding="utf-8"))
 
 
 def describe_default_model() -> str:
     """One line naming the default model, for logs and the command line."""
     info = build_info()
+    languages = info.get("languages", ["en"])  # a build before the field: the English small corpus
+    speech = "synthetic English speech" if languages == ["en"] else f"synthetic speech in {len(languages)} languages"
     return (
         f"esarm's default model ('{info['config']}' STA, {info['num_parameters'] / 1e6:.1f} M parameters, trained on "
-        f"synthetic English speech) in {DEFAULT_MODEL_DIR}"
+        f"{speech}) in {DEFAULT_MODEL_DIR}"
     )
 
 
