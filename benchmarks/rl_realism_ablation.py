@@ -201,6 +201,15 @@ def _cell(values: list[Any], digits: int) -> str:
     return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}" if len(values) > 1 else f"{values[0]:.{digits}f}"
 
 
+def guard_kept(rounds: list[dict[str, Any]]) -> float | None:
+    """1.0 when the held-out guard let an RL round's policy replace its start, 0.0 when it kept the start in every
+    round, ``None`` when no guard ran (``quality_eval_steps: 0``: the policy is RL's last one)."""
+    decisions = [r.get("guard_accepted") for r in rounds if r.get("quality_history")]
+    if not decisions:
+        return None
+    return float(any(bool(d) for d in decisions))
+
+
 def table(results: list[dict[str, Any]], base: list[dict[str, dict[str, float]]]) -> str:
     capture = [b["greedy"]["capture_blink_rate_per_min"] for b in base]
     lines = [
@@ -218,9 +227,9 @@ def table(results: list[dict[str, Any]], base: list[dict[str, dict[str, float]]]
     for variant in variants:
         rows = [r for r in results if r["variant"] == variant]
         cells = [_cell([r["test"].get(key) for r in rows], digits) for key, _, digits in COLUMNS]
-        kept = [float(any(round_.get("guard_accepted", round_.get("quality_best_step", 1) != 0)
-                          for round_ in r["rl_rounds"])) for r in rows]  # fmt: skip
-        lines.append(f"| RL {variant} | " + " | ".join(cells) + f" | {np.mean(kept):.2f} |")
+        kept = [guard_kept(r["rl_rounds"]) for r in rows]
+        guard = "-" if any(k is None for k in kept) else f"{np.mean(kept):.2f}"
+        lines.append(f"| RL {variant} | " + " | ".join(cells) + f" | {guard} |")
     lines += ["", "Reward models (held-out demonstrations):", "",
               "| reward model of | " + " | ".join(title for _, title in REWARD_COLUMNS) + " |",
               "|---|" + "---:|" * len(REWARD_COLUMNS)]  # fmt: skip

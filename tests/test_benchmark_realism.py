@@ -31,3 +31,24 @@ def test_realism_benchmark_prints_every_decoding_and_the_capture(tmp_path, repo_
     reconstruction = numbers["mean"]["prior/reconstruction"]
     assert reconstruction["capture_blink_rate_per_min"] == numbers["mean"]["sta/greedy"]["capture_blink_rate_per_min"]
     assert numbers["std"]["sta/greedy"]["lve_mm"] == 0.0
+
+
+def test_rl_realism_ablation_table_means_seeds_and_names_the_guard(repo_script):
+    ablation = repo_script("benchmarks/rl_realism_ablation.py")
+    assert ablation.guard_kept([{"train_steps": 40}]) is None  # no guard ran
+    assert ablation.guard_kept([{"quality_history": [{}], "guard_accepted": 0}]) == 0.0
+    assert ablation.guard_kept([{"quality_history": [{}], "guard_accepted": 0},
+                                {"quality_history": [{}], "guard_accepted": 1}]) == 1.0  # fmt: skip
+    row = {"std_ratio_eyes": 0.3, "capture_blink_rate_per_min": 20.0, "lve_mm": 4.0}
+    base = [{name: dict(row) for name in (*ablation.BASELINES, "prior")} for _ in range(2)]
+    results = [
+        {"variant": "motion_rm", "seed": seed, "test": {"std_ratio_eyes": eyes, "lve_mm": 4.0},
+         "rl_rounds": [{"train_steps": 40}], "reward": {"eval_gt_beats_eps_0.02": 0.5 + seed / 10},
+         "retrained_reward": []}
+        for seed, eyes in ((0, 0.4), (1, 0.6))
+    ]  # fmt: skip
+    text = ablation.table(results, base)
+    assert "| RL motion_rm | 0.50 ± 0.10 |" in text and text.splitlines()[-1].startswith("| motion_rm | 0.55 ± 0.05 |")
+    assert "| STA greedy | 0.30 ± 0.00 |" in text and "20.0 blinks/min" in text
+    rl_row = next(line for line in text.splitlines() if line.startswith("| RL motion_rm"))
+    assert rl_row.endswith("| - |")  # unguarded runs: no guard decision to report
