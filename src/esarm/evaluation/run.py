@@ -399,6 +399,7 @@ class _PipelineEvaluation:
         self.emotions = [r["emotion"] for r in self.rows]
         rl_dir = self.run_dir / "rl"
         self.rl_dir = rl_dir if (rl_dir / "config.json").is_file() else None
+        self.rl = ESARMSTAForGeneration.from_pretrained(self.rl_dir).eval() if self.rl_dir is not None else None
 
     def generate(self, model, epsilon: float = 0.0, seed: int = 0, emotions=None, desc: str = "generate"):
         """Animations of the held-out clips (with other ``emotions``: the same audio, other labels)."""
@@ -452,9 +453,9 @@ class _PipelineEvaluation:
         """The RL-tuned policy (when stage 5 saved one) with the STA model's measures, and its paired improvement
         over the STA model on the metrics of the RL guard (``rl_test_<metric>_improvement`` and its interval,
         :func:`~esarm.evaluation.policy.policy_improvement`)."""
-        if self.rl_dir is None:
+        if self.rl is None:
             return {}
-        policy = ESARMSTAForGeneration.from_pretrained(self.rl_dir).eval()
+        policy = self.rl
         predictions, errors = self.generate(policy, desc="RL greedy")
         results: dict[str, Any] = {f"rl_{key}": value for key, value in errors.items()}
         results["rl_emotion_accuracy"] = _accuracy(classifier, predictions, self.emotions)
@@ -471,10 +472,9 @@ class _PipelineEvaluation:
         rows = [{**row, "blendshapes": target} for row, target in zip(self.rows, self.targets)]
         options = dict(seed=self.config.seed, batch_size=self.config.per_device_eval_batch_size)
         table = expressiveness_table({"sta": self.sta}, rows, self.collator, self.rig, DECODINGS, **options)
-        if self.rl_dir is not None:
-            policy = ESARMSTAForGeneration.from_pretrained(self.rl_dir).eval()
+        if self.rl is not None:
             greedy = {"greedy": DECODINGS["greedy"]}
-            table.update(expressiveness_table({"rl": policy}, rows, self.collator, self.rig, greedy, **options))
+            table.update(expressiveness_table({"rl": self.rl}, rows, self.collator, self.rig, greedy, **options))
         return table
 
     def lipsync(self) -> dict[str, Any]:

@@ -97,6 +97,10 @@ class ESARMRewardTrainer(Trainer):
         return metrics
 
 
+TOKEN_GEOMETRY: tuple[str, ...] = ("num_groups", "codebook_size", "frames_per_token", "fps")
+"""The reward config's fields that must match the motion prior the demonstrations were tokenised with."""
+
+
 def sta_context(sta_name_or_path: str | None) -> tuple[list[str], Any]:
     """Known speakers (the STA processor's) and the motion-prior config of a trained STA folder (``[]``/``None``)."""
     if sta_name_or_path is None:
@@ -123,7 +127,7 @@ def build_reward_model(config: ESARMRewardTrainingConfig, motion_prior_config=No
         overrides["motion_prior_config"] = motion_prior_config_dict(motion_prior_config)
         # the preset's token geometry must already match that prior for the config to validate
         overrides.update(
-            {key: getattr(motion_prior_config, key) for key in ("num_groups", "codebook_size", "frames_per_token", "fps")}
+            {key: getattr(motion_prior_config, key) for key in TOKEN_GEOMETRY}
         )
     model_config = build_model_config(ESARMRewardModelConfig, config.model_config, overrides)
     values = model_config.to_dict()
@@ -133,7 +137,7 @@ def build_reward_model(config: ESARMRewardTrainingConfig, motion_prior_config=No
     if motion_prior_config is not None:
         # the geometry, and the prior a motion-input model decodes with, come from the STA model's motion prior,
         # not from the preset (whose prior is the tiny one)
-        for key in ("num_groups", "codebook_size", "frames_per_token", "fps", "motion_prior_config"):
+        for key in (*TOKEN_GEOMETRY, "motion_prior_config"):
             values.pop(key, None)
         model_config = ESARMRewardModelConfig.from_motion_prior_config(motion_prior_config, **values)
     else:
