@@ -249,6 +249,7 @@ def test_untrained_vq_prior_is_deterministic_in_eval(tiny_motion_prior_config):
 
 def test_return_dict_false_gives_a_tuple(prior):
     blendshapes = smooth_blendshapes(2, 10)
+    prior.eval()  # a training forward moves the codebook (EMA, dead-code reset): the second call would differ
     with torch.no_grad():
         expected = prior(blendshapes)
         as_tuple = prior(blendshapes, return_dict=False)
@@ -369,3 +370,25 @@ def test_training_updates_the_models_own_buffers_after_a_copy():
     assert not torch.equal(twin.quantizers[0].codebook, twin_before), "EMA updated the copy's codebook"
     assert torch.equal(prior.quantizers[0].codebook, before), "the original's codebook is untouched"
     assert "quantizers.0._library_quantizer" not in "".join(prior.state_dict())
+
+
+def test_dead_codes_are_those_below_an_absolute_ema_usage():
+    """``threshold_ema_dead_code`` is an EMA usage count, as documented: a code used less than that is reset to a
+    batch latent on a training step, a rarely used code above it is kept. (vector-quantize-pytorch 1.34 made the
+    argument a ratio of the mean usage, which resets the second code too; pyproject pins the release below it.)"""
+    prior = ESARMMotionPrior(ESARMMotionPriorConfig.tiny(kmeans_init=False))
+    quantizer = prior.quantizers[0].train()
+    codebook = quantizer._codebook
+    threshold = prior.config.threshold_ema_dead_code
+    with torch.no_grad():
+        codebook.embed.normal_(generator=torch.Generator().manual_seed(1))
+        codebook.embed[0, :2] = 100.0  # far from every latent: never chosen, so only a reset can move them
+        codebook.cluster_size.fill_(1000.0)
+        codebook.cluster_size[0, 0] = threshold / 2  # dead
+        codebook.cluster_size[0, 1] = 50.0  # rare (5 % of the mean usage) but alive
+        codebook.embed_avg.copy_(codebook.embed * codebook.cluster_size[..., None])
+    latents = torch.randn(4, 8, prior.config.latent_dim, generator=torch.Generator().manual_seed(2))
+    quantizer(latents, torch.ones(4, 8, dtype=torch.bool))
+    embed = codebook.embed[0]
+    assert embed[0].abs().max() < 10, "the dead code was reset to a batch latent"
+    torch.testing.assert_close(embed[1], torch.full_like(embed[1], 100.0), rtol=1e-3, atol=0)
