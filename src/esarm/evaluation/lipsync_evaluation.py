@@ -313,8 +313,13 @@ def load_model(path: str | os.PathLike, device: str | None = None):
     model = ESARMSTAForGeneration.from_pretrained(str(path)).eval()
     if device is not None:
         model = model.to(device)
+    return model, load_saved_processor(path)
+
+
+def load_saved_processor(path: str | os.PathLike) -> ESARMProcessor | None:
+    """The processor saved in a model folder, or None when it holds none (the model's own defaults apply)."""
     saved = any((Path(path) / name).is_file() for name in ("processor_config.json", "preprocessor_config.json"))
-    return model, (ESARMProcessor.from_pretrained(str(path)) if saved else None)
+    return ESARMProcessor.from_pretrained(str(path)) if saved else None
 
 
 def generator_two_label(

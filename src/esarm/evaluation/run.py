@@ -45,7 +45,7 @@ from ..modeling_sta import ESARMSTAForGeneration
 from ..rig import resolve_rig
 from . import metrics as M
 from .classifier import ExpressionClassifier
-from .lipsync_evaluation import LipSyncSettings, load_model, run_lipsync
+from .lipsync_evaluation import LipSyncSettings, load_model, load_saved_processor, run_lipsync
 from .policy import policy_improvement
 from .realism import DECODINGS, expressiveness_table
 from .report import write_report
@@ -478,9 +478,10 @@ class _PipelineEvaluation:
         return table
 
     def lipsync(self) -> dict[str, Any]:
-        models = {"sta": load_model(self.run_dir / "sta")}
-        if self.rl_dir is not None:
-            models["rl"] = load_model(self.rl_dir)
+        # the models loaded once for every measure, each with the processor saved beside it
+        models = {"sta": (self.sta, load_saved_processor(self.run_dir / "sta"))}
+        if self.rl is not None:
+            models["rl"] = (self.rl, load_saved_processor(self.rl_dir))
         evaluated = load_split(self.config.dataset_name_or_path, self.config.split)
         return run_lipsync(
             models, evaluated, self.config.split, self.train, self.rig, self.config.lipsync, self.config.seed

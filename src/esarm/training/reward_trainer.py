@@ -184,16 +184,23 @@ def train_reward_model(config: ESARMRewardTrainingConfig) -> dict[str, Any]:
     set_seed(config.seed)
     speakers, motion_prior_config = sta_context(config.sta_name_or_path)
     model = build_reward_model(config, motion_prior_config, num_speakers=len(speakers))
-    if config.token_embedding_init == "motion_prior" and config.model_name_or_path is None:
-        if config.sta_name_or_path is None:
-            raise ValueError("token_embedding_init='motion_prior' needs sta_name_or_path (its motion prior), got None")
-        prior = ESARMSTAForGeneration.from_pretrained(config.sta_name_or_path).motion_prior.eval()
+    fresh = config.model_name_or_path is None
+    needs_prior = fresh and (
+        config.token_embedding_init == "motion_prior" or model.config.motion_input == "blendshapes"
+    )
+    if needs_prior and config.sta_name_or_path is None:
+        needer = "token_embedding_init='motion_prior'" if config.token_embedding_init == "motion_prior" else (
+            "motion_input='blendshapes'"
+        )  # fmt: skip
+        raise ValueError(f"{needer} needs sta_name_or_path (its trained motion prior), got None")
+    # the STA model's trained prior, loaded once (a fresh prior decodes every code to noise)
+    prior = ESARMSTAForGeneration.from_pretrained(config.sta_name_or_path).motion_prior.eval() if needs_prior else None
+    if fresh and config.token_embedding_init == "motion_prior":
         model.get_input_embeddings().weight.data.copy_(
             code_pose_embeddings(prior, model.config.hidden_size, model.config.initializer_range, config.seed)
         )
-    if model.config.motion_input == "blendshapes" and config.model_name_or_path is None:
-        # the prior's trained weights (a fresh prior decodes every code to noise)
-        model.load_motion_prior(ESARMSTAForGeneration.from_pretrained(config.sta_name_or_path).motion_prior)
+    if fresh and model.config.motion_input == "blendshapes":
+        model.load_motion_prior(prior)
     train_demos = load_split(config.dataset_name_or_path, config.train_split)
     pairs = training_pairs(config, train_demos)
     eval_source = config.eval_dataset_name_or_path or config.dataset_name_or_path

@@ -52,7 +52,7 @@ from ..data.loading import load_splits
 from ..data.synthetic import CORPUS_PRESETS
 from ..evaluation.run import ESARMEvaluationConfig, evaluate_pipeline
 from ..rig import FaceRig, resolve_rig
-from ..utils import atomic_write_json, check_field_types, check_writable_folder, to_jsonable
+from ..utils import atomic_write, atomic_write_json, check_field_types, check_writable_folder, to_jsonable
 from .args import load_config_file, rename_deprecated_keys
 from .checkpoints import DONE_MARKER, read_done_inputs, read_done_marker, write_done_marker
 from .demos_config import ESARMDemoTrainingConfig
@@ -319,8 +319,8 @@ class PipelineRunner:
         result = train_iterated_rl(config, reward, demos, config.reward_rounds, rl_dir)
         last = Path(result["policy"])
         for path in last.iterdir():
-            if path.is_file():
-                shutil.copy2(path, rl_dir / path.name)
+            if path.is_file():  # each file whole or not at all: a reader never sees half a weights file
+                atomic_write(rl_dir / path.name, lambda tmp, source=path: shutil.copy2(source, tmp))
         metrics = dict(result["rounds"][-1]["rl"])
         for number, record in enumerate(result["rounds"]):
             for key, value in (record.get("reward") or {}).items():
