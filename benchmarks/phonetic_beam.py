@@ -20,7 +20,6 @@ jaw in silence over its mean in speech).
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from typing import Any
 
@@ -34,15 +33,8 @@ from esarm.data.sphinx import FRAME_RATE, to_ipa
 from esarm.evaluation.lipsync import set_scores
 from esarm.evaluation.lipsync_baselines import row_audio
 from esarm.frames import num_frames
+from esarm.inference import cpu_name
 from esarm.phonetic import DECODER_SETTINGS, recognize_phones
-
-
-def cpu_name() -> str:
-    with open("/proc/cpuinfo") as handle:
-        for line in handle:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def heldout_rows(folder: str, sentences: int) -> list[dict[str, Any]]:

@@ -11,7 +11,6 @@ time (all threads; the honest measure on a shared, loaded machine) and wall time
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import numpy as np
@@ -19,19 +18,8 @@ import torch
 
 from esarm.data.real_speech import load_real_speech_set
 from esarm.evaluation.lipsync_evaluation import load_model
-from esarm.inference import apply_cpu_inference_defaults
+from esarm.inference import apply_cpu_inference_defaults, cpu_name
 from esarm.phonetic import phone_features
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def timed(function, repeats: int, *args, **kwargs) -> tuple[float, float]:
@@ -53,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     joined = np.concatenate([row["audio"] for row in load_real_speech_set()])
-    print(f"CPU: {_cpu_name()}, {args.threads} thread(s)")
+    print(f"CPU: {cpu_name()}, {args.threads} thread(s)")
     print("| model | front end | audio s | RTF generate (CPU) | RTF generate (wall) | RTF phones alone (CPU) |")
     print("|---|---|---:|---:|---:|---:|")
     for path in args.models:
