@@ -189,10 +189,10 @@ def train_reward_model(config: ESARMRewardTrainingConfig) -> dict[str, Any]:
         config.token_embedding_init == "motion_prior" or model.config.motion_input == "blendshapes"
     )
     if needs_prior and config.sta_name_or_path is None:
-        needer = "token_embedding_init='motion_prior'" if config.token_embedding_init == "motion_prior" else (
-            "motion_input='blendshapes'"
-        )  # fmt: skip
-        raise ValueError(f"{needer} needs sta_name_or_path (its trained motion prior), got None")
+        setting = "motion_input='blendshapes'"
+        if config.token_embedding_init == "motion_prior":
+            setting = "token_embedding_init='motion_prior'"
+        raise ValueError(f"{setting} needs sta_name_or_path (its trained motion prior), got None")
     # the STA model's trained prior, loaded once (a fresh prior decodes every code to noise)
     prior = ESARMSTAForGeneration.from_pretrained(config.sta_name_or_path).motion_prior.eval() if needs_prior else None
     if fresh and config.token_embedding_init == "motion_prior":
