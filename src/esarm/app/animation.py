@@ -4,7 +4,7 @@
 animate` animates one recording under one emotion (or two, side by side) and writes, in a fresh folder per run,
 the audio as 16 kHz WAV (what the 3D viewer plays) and one GLB / Live Link CSV / JSON per animation;
 :meth:`AppAnimator.render` then adds the MP4 with the audio muxed in. They are two steps because the software
-renderer is the slow part (on 5 s of speech, 1.7 s for the MP4 against 0.07 s for the default model: docs/app.md,
+renderer is the slow part (on 5 s of speech, 1.7 s for the MP4 against 0.23 s for the default model: docs/app.md,
 ``benchmarks/app.py``), so the page shows the 3D view while the video renders. The Gradio page
 (:mod:`esarm.app.ui`) only lays these out.
 """
