@@ -24,7 +24,6 @@ import inspect
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,7 @@ import soundfile
 import torch
 
 from esarm.app import AppAnimator
+from esarm.app.browser import free_port, headless_chromium, missing_browser_parts
 from esarm.audio import load_audio
 from esarm.default_model import SAMPLE_SPEECH
 from esarm.inference import cpu_name
@@ -52,12 +52,6 @@ def speech(seconds: float, audio: str | os.PathLike | None = None) -> np.ndarray
     """``seconds`` of mono 16 kHz speech: ``audio`` (default: esarm's sample sentence) looped and cut to length."""
     samples = load_audio(str(audio or SAMPLE_SPEECH), target_rate=RATE)
     return np.resize(samples, int(round(seconds * RATE))).astype(np.float32)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def esarm_command() -> list[str]:
@@ -140,39 +134,14 @@ def _video_size(path: Path) -> tuple[int, int]:
         return stream.codec_context.width, stream.codec_context.height
 
 
-def browser_available() -> str | None:
-    """Why the browser step cannot run here, or ``None`` when it can."""
-    import importlib.util
-
-    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
-        return "no chromium on PATH (Debian: apt install chromium)"
-    if not shutil.which("chromedriver"):
-        return "no chromedriver on PATH (Debian: apt install chromium-driver)"
-    if importlib.util.find_spec("selenium") is None:
-        return "no selenium (pip install 'esarm[dev]')"
-    return None
-
-
 def measure_browser(url: str, speech_file: Path, workdir: Path, timeout: float = 300.0) -> dict:
     """The page at ``url`` in headless Chromium (software WebGL): upload ``speech_file``, pick ``auto``, press
     Animate; seconds from the click to the 3D face loaded, to it playing, and to the video in the page."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import WebDriverWait
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or shutil.which("chromium-browser")
-    for flag in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={workdir / 'profile'}",
-        "--window-size=1400,1500", "--autoplay-policy=no-user-gesture-required",
-        "--use-angle=swiftshader", "--enable-unsafe-swiftshader",  # WebGL without a GPU
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",  # offline, as the app must work
-    ):  # fmt: skip
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+    driver = headless_chromium(workdir / "profile")
     try:
         driver.set_page_load_timeout(timeout)
         driver.get(url)
@@ -292,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--repeats must be >= 1 and --seconds > 0, got {args.repeats} and {args.seconds}")
     if args.browser and args.no_app_start:
         parser.error("--browser needs the app: drop --no-app-start")
-    if args.browser and (missing := browser_available()):
+    if args.browser and (missing := missing_browser_parts()):
         parser.error(f"--browser: {missing}")
     if args.threads is not None:
         torch.set_num_threads(args.threads)

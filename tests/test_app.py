@@ -10,7 +10,6 @@ import io
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -25,13 +24,14 @@ import torch
 
 from esarm import ESARMProcessor, ESARMSTAConfig, ESARMSTAForGeneration
 from esarm.app import AppAnimator, curves_figure
+from esarm.app.browser import chromium_binary, free_port, headless_chromium
 from esarm.app.vendor import THREE_FILES, THREE_VERSION, VENDOR_DIR, vendored_revision
 from esarm.blendshapes import ARKIT_NAMES, LIVE_LINK_NAMES
 from esarm.cli import main
 from esarm.export import read_gltf_animation, read_json, read_live_link_csv
 
 STATIC_DIR = VENDOR_DIR.parents[1]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM = chromium_binary()
 CHROMEDRIVER = shutil.which("chromedriver")
 HAS_GRADIO = importlib.util.find_spec("gradio") is not None
 HAS_SELENIUM = importlib.util.find_spec("selenium") is not None
@@ -222,32 +222,6 @@ def test_app_command_help_and_errors(capsys, tmp_path):
 # The page in a real browser
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _chromium(download_dir: Path, profile: Path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-        "--window-size=1400,1500", "--autoplay-policy=no-user-gesture-required",
-        # WebGL without a GPU: Chromium's software rasteriser, which it only enables when asked.
-        "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-        # Any request that leaves this machine fails: the page must work offline.
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-    ):  # fmt: skip
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
-    return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-
-
 def _canvas_png(driver) -> np.ndarray:
     """A screenshot of the 3D view: the WebGL canvas as PNG (its drawing buffer is preserved), as int16 RGB."""
     import base64
@@ -280,7 +254,7 @@ def test_the_page_in_a_real_browser(model_dir, tmp_path, request):
 
     seconds = 3.0
     speech = _speech(tmp_path / "speech.wav", seconds)
-    port = _free_port()
+    port = free_port()
     started = time.perf_counter()
     demo = launch_app(
         str(model_dir), port=port, output_dir=tmp_path / "runs", device="cpu", video_height=96,
@@ -288,7 +262,7 @@ def test_the_page_in_a_real_browser(model_dir, tmp_path, request):
     )  # fmt: skip
     request.addfinalizer(demo.close)
     start_seconds = time.perf_counter() - started
-    driver = _chromium(tmp_path / "downloads", tmp_path / "profile")
+    driver = headless_chromium(tmp_path / "profile", log_requests=True)
     request.addfinalizer(driver.quit)
     driver.set_page_load_timeout(60)
     url = f"http://127.0.0.1:{port}/"
