@@ -455,8 +455,7 @@ class _PipelineEvaluation:
         :func:`~esarm.evaluation.policy.policy_improvement`)."""
         if self.rl is None:
             return {}
-        policy = self.rl
-        predictions, errors = self.generate(policy, desc="RL greedy")
+        predictions, errors = self.generate(self.rl, desc="RL greedy")
         results: dict[str, Any] = {f"rl_{key}": value for key, value in errors.items()}
         results["rl_emotion_accuracy"] = _accuracy(classifier, predictions, self.emotions)
         results.update(motion_report("rl", predictions, self.targets, self.rig))
